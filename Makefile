@@ -1,0 +1,47 @@
+# Two commands: `make run` starts the whole platform, `make test` runs every check.
+# Both set everything up first (virtual environment, packages, tools); make only calls scripts.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint fmt typecheck unit integration e2e bench tools clean help
+
+help:
+	@echo "make run    - set up and start all four services (Ctrl-C stops them)"
+	@echo "make test   - set up, then lint, types, import contracts and every test"
+	@echo "make bench  - the load benchmark (see bench/README.md)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/shop run
+
+tools:
+	bash scripts/install-tools.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) tools lint typecheck
+	$(BIN)/pytest
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP) tools
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .venv-tools .venv-checkov .shop .pytest_cache .mypy_cache .ruff_cache

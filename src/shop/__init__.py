@@ -1,0 +1,1 @@
+"""shop: an e-commerce platform as four microservices (users, products, orders, payments)."""

@@ -1,0 +1,227 @@
+"""The app factory every service uses: errors as problems, middleware, health, metrics, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from shop.common.auth import KeySet, TokenVerifier
+from shop.common.db import Database
+from shop.common.errors import (
+    BadRequest,
+    Problem,
+    ServiceUnavailable,
+    Unprocessable,
+    problem_body,
+)
+from shop.common.logging import configure_logging, get_logger
+from shop.common.metrics import MetricsMiddleware, render_metrics
+from shop.common.middleware import RequestContextMiddleware
+from shop.common.responses import JSONResponse, problem_response
+from shop.common.settings import ServiceSettings
+
+log = get_logger("shop.app")
+
+# Errors that mean "the database is not reachable now", answered 503 with Retry-After.
+DATABASE_DOWN: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.QueryCanceledError,
+)
+
+ReadyCheck = Callable[[FastAPI], Awaitable[bool]]
+Extension = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": title, "content": {"application/problem+json": {}}}
+    for status, title in [
+        (400, "Malformed JSON"),
+        (401, "Missing or invalid token"),
+        (413, "Body too large"),
+        (422, "Validation error"),
+    ]
+}
+
+
+def _validation_problem(exc: RequestValidationError) -> Problem:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return BadRequest("The request body is not valid JSON.")
+    return Unprocessable(
+        "The request is not valid.",
+        errors=[
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in errors
+        ],
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        return problem_response(exc)
+
+    async def on_validation(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(_validation_problem(exc))
+
+    async def on_http(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        body = problem_body(exc.status_code, _reason(exc.status_code), str(exc.detail))
+        return JSONResponse(
+            body,
+            status_code=exc.status_code,
+            media_type="application/problem+json",
+            headers=exc.headers,
+        )
+
+    async def on_bad_data(_: Request, exc: Exception) -> Response:
+        # PostgreSQL refused a value (SQLSTATE class 22: e.g. a NUL byte in text): the client's.
+        return problem_response(Unprocessable("A value could not be stored as given."))
+
+    async def on_database_down(_: Request, exc: Exception) -> Response:
+        log.warning("database unavailable", error=type(exc).__name__)
+        return problem_response(ServiceUnavailable("The database is unavailable."))
+
+    app.add_exception_handler(asyncpg.DataError, on_bad_data)
+    for exc_type in DATABASE_DOWN:
+        app.add_exception_handler(exc_type, on_database_down)
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def build_verifier(settings: ServiceSettings, client: httpx.AsyncClient) -> TokenVerifier:
+    if settings.jwt_public_keys_file is not None:
+        keys = KeySet.from_file(settings.jwt_public_keys_file)
+    else:
+        keys = KeySet(url=settings.jwks_url, client=client)
+    return TokenVerifier(
+        keys,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        service_secret=settings.service_token_secret.get_secret_value(),
+    )
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    extensions: Sequence[Extension] = (),
+    ready_checks: Sequence[ReadyCheck] = (),
+) -> FastAPI:
+    """Build a service. Nothing connects here; the lifespan opens the pool and clients."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(
+            service=settings.service_name,
+            pod=settings.pod_name,
+            level=settings.log_level,
+            json=settings.log_json,
+        )
+        app.state.shutting_down = False
+        db = Database(
+            settings.database_url.get_secret_value(),
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            command_timeout=settings.db_command_timeout,
+        )
+        try:
+            await db.connect()
+        except (OSError, TimeoutError, Exception) as exc:
+            # Start anyway and report not-ready: the pool connects lazily once the database
+            # is back, so the process need not be restarted.
+            log.warning("database unreachable at start-up", error=type(exc).__name__)
+            db = Database(
+                settings.database_url.get_secret_value(),
+                min_size=0,
+                max_size=settings.db_pool_max,
+                command_timeout=settings.db_command_timeout,
+            )
+            await db.connect()
+        app.state.db = db
+        async with AsyncExitStack() as stack:
+            app.state.jwks_client = await stack.enter_async_context(httpx.AsyncClient())
+            for extension in extensions:
+                await stack.enter_async_context(extension(app))
+            if getattr(app.state, "verifier", None) is None:
+                app.state.verifier = build_verifier(settings, app.state.jwks_client)
+            log.info("service started", port=settings.port, env=settings.env.value)
+            try:
+                yield
+            finally:
+                app.state.shutting_down = True
+                log.info("service stopping")
+        await db.close()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+        responses=PROBLEM_RESPONSES,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+
+    health = APIRouter(tags=["operations"])
+
+    @health.get("/health/live", summary="The process is up")
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @health.get(
+        "/health/ready",
+        summary="The service can serve: its database (and dependencies) are reachable",
+        responses={503: {"description": "Not ready", "content": {"application/problem+json": {}}}},
+    )
+    async def ready(request: Request) -> dict[str, Any]:
+        if request.app.state.shutting_down:
+            raise ServiceUnavailable("The service is shutting down.")
+        checks = {"database": await request.app.state.db.ping()}
+        for check in ready_checks:
+            checks[check.__name__.removeprefix("check_")] = await check(request.app)
+        if not all(checks.values()):
+            raise ServiceUnavailable("Not ready.", extra={"checks": checks})
+        return {"status": "ok", "checks": checks}
+
+    @health.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics(request: Request) -> Response:
+        request.app.state.db.observe_pool()
+        payload, content_type = render_metrics()
+        return Response(payload, media_type=content_type)
+
+    app.include_router(health)
+    for router in routers:
+        app.include_router(router)
+
+    return app

@@ -1,0 +1,68 @@
+"""FastAPI dependencies, each declared once as an ``Annotated`` alias."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shop.common.auth import Principal, TokenVerifier
+from shop.common.context import user_id_var
+from shop.common.db import Database
+from shop.common.errors import Forbidden, Unauthorized
+
+_bearer = HTTPBearer(auto_error=False, description="A JWT from POST /api/v1/users/login.")
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("A bearer token is required.")
+    verifier: TokenVerifier = request.app.state.verifier
+    principal = await verifier.verify(credentials.credentials)
+    user_id_var.set(principal.user_id)
+    return principal
+
+
+def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("This action needs the admin role.")
+    return principal
+
+
+def require_privileged(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    if not principal.is_privileged:
+        raise Forbidden("This action is for admins and internal services.")
+    return principal
+
+
+class PageParams:
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
+        offset: Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip.")] = 0,
+    ) -> None:
+        self.limit, self.offset = limit, offset
+
+
+DbDep = Annotated[Database, Depends(get_db)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+AdminDep = Annotated[Principal, Depends(require_admin)]
+PrivilegedDep = Annotated[Principal, Depends(require_privileged)]
+PageDep = Annotated[PageParams, Depends()]
+IdempotencyKeyDep = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Repeat a request safely: the same key and body return the first result.",
+    ),
+]

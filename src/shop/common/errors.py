@@ -1,0 +1,122 @@
+"""Errors as RFC 9457 problems.
+
+Domain code raises a ``Problem`` subclass; the app factory's handlers turn every error,
+including framework ones and anything unexpected, into ``application/problem+json``::
+
+    Problem                      status  when
+    ├── BadRequest               400     the body is not JSON
+    ├── Unauthorized             401     missing, invalid or expired token
+    ├── Forbidden                403     authenticated but not allowed
+    ├── NotFound                 404     no such resource (or not yours)
+    ├── Conflict                 409     duplicate, insufficient stock, invalid transition
+    ├── PayloadTooLarge          413     body over the limit
+    ├── Unprocessable            422     well-formed but invalid
+    ├── PaymentDeclined          402     the provider declined
+    ├── RateLimited              429     too many requests (Retry-After)
+    └── ServiceUnavailable       503     a dependency is down (Retry-After)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://shop.example.com/problems/"
+
+
+class Problem(Exception):
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal Server Error"
+    slug: ClassVar[str] = "internal"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.errors = errors
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return problem_body(
+            self.status, self.title, self.detail, slug=self.slug, errors=self.errors, **self.extra
+        )
+
+
+def problem_body(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + (slug or str(status)),
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extra)
+    return body
+
+
+class BadRequest(Problem):
+    status, title, slug = 400, "Bad Request", "bad-request"
+
+
+class Unauthorized(Problem):
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.headers.setdefault("WWW-Authenticate", "Bearer")
+
+
+class PaymentDeclined(Problem):
+    status, title, slug = 402, "Payment Declined", "payment-declined"
+
+
+class Forbidden(Problem):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(Problem):
+    status, title, slug = 404, "Not Found", "not-found"
+
+
+class Conflict(Problem):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class PayloadTooLarge(Problem):
+    status, title, slug = 413, "Payload Too Large", "payload-too-large"
+
+
+class Unprocessable(Problem):
+    status, title, slug = 422, "Unprocessable Content", "validation"
+
+
+class RateLimited(Problem):
+    status, title, slug = 429, "Too Many Requests", "rate-limited"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1, **kw: Any) -> None:
+        super().__init__(detail, **kw)
+        self.headers["Retry-After"] = str(retry_after)
+
+
+class ServiceUnavailable(Problem):
+    status, title, slug = 503, "Service Unavailable", "unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 2, **kw: Any) -> None:
+        super().__init__(detail, **kw)
+        self.headers["Retry-After"] = str(retry_after)

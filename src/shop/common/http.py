@@ -1,0 +1,145 @@
+"""Calls to other services: timeouts, service token, request-id propagation, retries, breaker.
+
+A call either returns an ``httpx.Response`` with a status below 500 for the caller to
+interpret, or raises ``DownstreamUnavailable`` (timeout, connection refused, 5xx, circuit
+open). Only calls the caller marks ``idempotent`` are retried: with exponential backoff and
+jitter, within an overall deadline, so a retry never doubles a side effect.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from shop.common.auth import ServiceTokens
+from shop.common.context import request_id_var
+from shop.common.errors import ServiceUnavailable
+from shop.common.metrics import OUTBOUND_DURATION, OUTBOUND_REQUESTS
+
+
+class DownstreamUnavailable(ServiceUnavailable):
+    """A service this one depends on did not answer usefully."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        super().__init__(f"{target} is unavailable ({reason}); try again shortly.")
+        self.target, self.reason = target, reason
+
+
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive failures; lets one trial call through after ``reset``.
+
+    While open, calls fail at once instead of tying up a worker for a full timeout each.
+    """
+
+    def __init__(self, threshold: int = 5, reset_seconds: float = 5.0) -> None:
+        self.threshold, self.reset_seconds = threshold, reset_seconds
+        self.failures = 0
+        self.opened_at: float | None = None
+
+    def allow(self) -> bool:
+        if self.opened_at is None:
+            return True
+        if time.monotonic() - self.opened_at >= self.reset_seconds:
+            self.opened_at = time.monotonic()  # half-open: one trial per reset period
+            return True
+        return False
+
+    def record(self, ok: bool) -> None:
+        if ok:
+            self.failures, self.opened_at = 0, None
+            return
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.opened_at = time.monotonic()
+
+
+class ServiceClient:
+    def __init__(
+        self,
+        *,
+        target: str,
+        base_url: str,
+        tokens: ServiceTokens,
+        timeout: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry_deadline: float = 10.0,
+        max_connections: int = 100,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.target = target
+        self._tokens = tokens
+        self._deadline = retry_deadline
+        self._breaker = breaker or CircuitBreaker()
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+            transport=transport,
+            limits=httpx.Limits(max_connections=max_connections),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        idempotency_key: str | None = None,
+        idempotent: bool = False,
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self._tokens.token()}"}
+        if request_id := request_id_var.get():
+            headers["X-Request-ID"] = request_id
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        if not idempotent:
+            return await self._send(method, path, json, headers)
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(DownstreamUnavailable),
+            stop=stop_after_attempt(5) | stop_after_delay(self._deadline),
+            wait=wait_exponential_jitter(initial=0.05, max=1.0),
+            reraise=True,
+        ):
+            with attempt:
+                return await self._send(method, path, json, headers)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send(
+        self, method: str, path: str, json: Any, headers: dict[str, str]
+    ) -> httpx.Response:
+        if not self._breaker.allow():
+            OUTBOUND_REQUESTS.labels(self.target, "circuit_open").inc()
+            raise DownstreamUnavailable(self.target, "circuit open")
+        started = time.perf_counter()
+        outcome = "success"
+        try:
+            response = await self._client.request(method, path, json=json, headers=headers)
+        except httpx.TimeoutException:
+            outcome = "timeout"
+            raise DownstreamUnavailable(self.target, "timed out") from None
+        except httpx.TransportError:
+            outcome = "unavailable"
+            raise DownstreamUnavailable(self.target, "unreachable") from None
+        finally:
+            OUTBOUND_DURATION.labels(self.target).observe(time.perf_counter() - started)
+            if outcome != "success":
+                self._breaker.record(ok=False)
+                OUTBOUND_REQUESTS.labels(self.target, outcome).inc()
+        if response.status_code >= 500:
+            self._breaker.record(ok=False)
+            OUTBOUND_REQUESTS.labels(self.target, "http_error").inc()
+            raise DownstreamUnavailable(self.target, f"status {response.status_code}")
+        self._breaker.record(ok=True)
+        OUTBOUND_REQUESTS.labels(self.target, "success").inc()
+        return response

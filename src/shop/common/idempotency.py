@@ -1,0 +1,183 @@
+"""Durable ``Idempotency-Key`` handling, the same in every service that takes one.
+
+The key is stored with a fingerprint of the request; the first request runs, its response is
+stored; a repeat with the same body gets that response again (same status and body) without
+running anything, a repeat with another body gets 409. A repeat while the first is still
+running waits for it briefly, then gets 409 with ``Retry-After``. A key whose first request died
+without an answer is taken over after ``LEASE_SECONDS``: every use case behind a key is itself
+idempotent by its natural key (an order id), so running it again is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from starlette.responses import Response
+
+from shop.common.db import Database
+from shop.common.errors import PROBLEM_CONTENT_TYPE, Conflict, Problem, Unprocessable
+from shop.common.responses import json_response
+
+LEASE_SECONDS = 30
+WAIT_SECONDS = 10.0
+MAX_KEY_LENGTH = 255
+
+TABLE_DDL = """
+CREATE TABLE idempotency_keys (
+    scope        text        NOT NULL,
+    key          text        NOT NULL,
+    fingerprint  text        NOT NULL,
+    status_code  integer,
+    response     jsonb,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    locked_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (scope, key)
+)
+"""
+
+
+def define_table(metadata: sa.MetaData) -> sa.Table:
+    """The same table, for a service's SQLAlchemy metadata (migration drift checks)."""
+    return sa.Table(
+        "idempotency_keys",
+        metadata,
+        sa.Column("scope", sa.Text, primary_key=True),
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("fingerprint", sa.Text, nullable=False),
+        sa.Column("status_code", sa.Integer, nullable=True),
+        sa.Column("response", JSONB, nullable=True),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column(
+            "locked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status_code: int
+    body: Any
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+
+
+async def begin(
+    db: Database, *, scope: str, key: str, request_fingerprint: str
+) -> StoredResponse | None:
+    """Claim the key. None: the caller runs the request. A response: replay it."""
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise Unprocessable(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.")
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    delay = 0.02
+    while True:
+        async with db.acquire() as conn:
+            claimed = await conn.fetchval(
+                """
+                INSERT INTO idempotency_keys (scope, key, fingerprint) VALUES ($1, $2, $3)
+                ON CONFLICT (scope, key) DO UPDATE SET locked_at = now()
+                    WHERE idempotency_keys.status_code IS NULL
+                      AND idempotency_keys.fingerprint = EXCLUDED.fingerprint
+                      AND idempotency_keys.locked_at < now() - make_interval(secs => $4)
+                RETURNING true
+                """,
+                scope,
+                key,
+                request_fingerprint,
+                LEASE_SECONDS,
+            )
+            if claimed:
+                return None
+            row = await conn.fetchrow(
+                "SELECT fingerprint, status_code, response FROM idempotency_keys"
+                " WHERE scope = $1 AND key = $2",
+                scope,
+                key,
+            )
+        if row is None:
+            continue  # released between our two statements: claim again
+        if row["fingerprint"] != request_fingerprint:
+            raise Conflict("This Idempotency-Key was already used with a different request.")
+        if row["status_code"] is not None:
+            return StoredResponse(row["status_code"], orjson.loads(row["response"]))
+        if asyncio.get_running_loop().time() >= deadline:
+            raise Conflict(
+                "A request with this Idempotency-Key is still in progress.",
+                headers={"Retry-After": "1"},
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+async def complete(db: Database, *, scope: str, key: str, status_code: int, body: Any) -> None:
+    async with db.acquire() as conn:
+        await conn.execute(
+            "UPDATE idempotency_keys SET status_code = $3, response = $4::jsonb"
+            " WHERE scope = $1 AND key = $2",
+            scope,
+            key,
+            status_code,
+            orjson.dumps(body).decode(),
+        )
+
+
+async def release(db: Database, *, scope: str, key: str) -> None:
+    """Forget an unfinished key (the request failed transiently), so a retry runs it again."""
+    async with db.acquire() as conn:
+        await conn.execute(
+            "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status_code IS NULL",
+            scope,
+            key,
+        )
+
+
+async def run_idempotent(
+    db: Database,
+    *,
+    key: str | None,
+    scope: str,
+    request_fingerprint: str,
+    handler: Callable[[], Awaitable[tuple[int, Any]]],
+) -> Response:
+    """Answer a request at most once per key: run ``handler`` or replay its stored answer.
+
+    Client errors (4xx problems) are stored and replayed like successes; a 5xx or an
+    unexpected error releases the key so the client's retry runs the request again.
+    """
+    if key is None:
+        status, body = await handler()
+        return json_response(body, status)
+    stored = await begin(db, scope=scope, key=key, request_fingerprint=request_fingerprint)
+    if stored is not None:
+        media = PROBLEM_CONTENT_TYPE if stored.status_code >= 400 else "application/json"
+        return json_response(
+            stored.body,
+            stored.status_code,
+            media_type=media,
+            headers={"Idempotent-Replayed": "true"},
+        )
+    try:
+        status, body = await handler()
+    except Problem as problem:
+        if problem.status >= 500:
+            await release(db, scope=scope, key=key)
+        else:
+            await complete(
+                db, scope=scope, key=key, status_code=problem.status, body=problem.to_dict()
+            )
+        raise
+    except BaseException:
+        await release(db, scope=scope, key=key)
+        raise
+    await complete(db, scope=scope, key=key, status_code=status, body=body)
+    return json_response(body, status)

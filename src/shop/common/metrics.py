@@ -1,0 +1,137 @@
+"""Prometheus metrics: one definition per name, shared by every service (the scrape adds ``job``).
+
+Multi-worker safe: when ``PROMETHEUS_MULTIPROC_DIR`` is set before start-up (uvicorn with
+several workers), values go to shared files and ``/metrics`` aggregates them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as _mp
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10)
+
+# --- HTTP --------------------------------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests handled.", ["method", "route", "status_class"]
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time to handle an HTTP request.",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+HTTP_IN_PROGRESS = Gauge(
+    "http_requests_in_progress",
+    "HTTP requests being handled.",
+    ["method"],
+    multiprocess_mode="livesum",
+)
+HTTP_EXCEPTIONS = Counter(
+    "http_exceptions_total",
+    "Unhandled exceptions while handling a request.",
+    ["route", "exception"],
+)
+
+# --- Database pool -----------------------------------------------------------------------
+DB_POOL_SIZE = Gauge("db_pool_size", "Connections open in the pool.", multiprocess_mode="livesum")
+DB_POOL_IN_USE = Gauge(
+    "db_pool_in_use", "Connections checked out of the pool.", multiprocess_mode="livesum"
+)
+DB_POOL_MAX = Gauge("db_pool_max", "The pool's maximum size.", multiprocess_mode="livesum")
+DB_POOL_ACQUIRE = Histogram(
+    "db_pool_acquire_seconds", "Time waiting for a pool connection.", buckets=LATENCY_BUCKETS
+)
+
+# --- Outbound calls ----------------------------------------------------------------------
+OUTBOUND_REQUESTS = Counter(
+    "outbound_requests_total", "Calls to other services.", ["target", "outcome"]
+)
+OUTBOUND_DURATION = Histogram(
+    "outbound_request_duration_seconds",
+    "Duration of calls to other services.",
+    ["target"],
+    buckets=LATENCY_BUCKETS,
+)
+
+# --- Business ----------------------------------------------------------------------------
+REGISTRATIONS = Counter("shop_user_registrations", "Users registered.")
+LOGINS = Counter("shop_user_logins", "Login attempts.", ["outcome"])
+ORDERS = Counter("shop_orders", "Orders reaching a final status.", ["status"])
+ORDER_AMOUNT = Counter(
+    "shop_order_amount", "Money in orders reaching a final status.", ["status", "currency"]
+)
+PAYMENTS = Counter("shop_payments", "Payments reaching a status.", ["status", "currency"])
+PAYMENT_AMOUNT = Counter(
+    "shop_payment_amount", "Money in payments reaching a status.", ["status", "currency"]
+)
+REFUNDS = Counter("shop_refunds", "Payments refunded.", ["currency"])
+STOCK_OUTS = Counter("shop_stock_outs", "Reservations refused for insufficient stock.")
+SAGA_BACKLOG = Gauge(
+    "shop_saga_recovery_backlog",
+    "Orders stuck mid-saga, waiting for recovery.",
+    multiprocess_mode="max",
+)
+SAGA_RECOVERED = Counter("shop_saga_recovered", "Orders finished by recovery.", ["outcome"])
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+def render_metrics() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        _mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+ASGIApp = Callable[
+    [dict[str, Any], Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]], Awaitable[None]
+]
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by its route template, never the raw path."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        status = 500
+        started = time.perf_counter()
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        in_progress = HTTP_IN_PROGRESS.labels(method)
+        in_progress.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            in_progress.dec()
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            if path not in ("/metrics", "/health/live", "/health/ready"):
+                HTTP_DURATION.labels(method, path).observe(time.perf_counter() - started)
+            HTTP_REQUESTS.labels(method, path, status_class(status)).inc()

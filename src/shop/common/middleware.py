@@ -1,0 +1,138 @@
+"""Pure-ASGI middleware (cheaper than BaseHTTPMiddleware): request id, body limit, headers, log."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from shop.common.context import request_id_var, user_id_var
+from shop.common.errors import PROBLEM_CONTENT_TYPE, problem_body
+from shop.common.logging import get_logger
+
+REQUEST_ID_HEADER = b"x-request-id"
+_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
+]
+_API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+_QUIET_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
+
+log = get_logger("shop.http")
+
+
+class _BodyTooLarge(BaseException):  # noqa: N818
+    """Not an Exception on purpose: FastAPI turns any Exception raised while it reads the body
+    into a 400, and this must reach the middleware to become a 413."""
+
+
+class RequestContextMiddleware:
+    """Per request: take or make the X-Request-ID, bind it for logs and outbound calls, echo it;
+    refuse bodies over the limit with 413; add security headers; turn anything unexpected into
+    a 500 problem (logged once, never shown); write one access-log line."""
+
+    def __init__(self, app: Any, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        content_length = None
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(value):
+                request_id = value.decode()
+            elif name == b"content-length":
+                content_length = int(value) if value.isdigit() else None
+        request_id = request_id or f"req-{uuid.uuid4().hex}"
+        rid_token = request_id_var.set(request_id)
+        uid_token = user_id_var.set(None)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+        is_docs = scope["path"] in ("/docs", "/redoc") or scope["path"].startswith("/docs/")
+        extra_headers = [(REQUEST_ID_HEADER, request_id.encode()), *SECURITY_HEADERS]
+        if not is_docs:
+            extra_headers.append(_API_CSP)
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status, response_started = message["status"], True
+                message["headers"] = [*message.get("headers", []), *extra_headers]
+            await send(message)
+
+        received = 0
+
+        async def receive_limited() -> dict[str, Any]:
+            nonlocal received
+            message: dict[str, Any] = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            if content_length is not None and content_length > self.max_body:
+                await self._problem(
+                    send_wrapper,
+                    413,
+                    "Payload Too Large",
+                    f"The body may be at most {self.max_body} bytes.",
+                )
+            else:
+                await self.app(scope, receive_limited, send_wrapper)
+        except _BodyTooLarge:
+            if not response_started:
+                await self._problem(
+                    send_wrapper,
+                    413,
+                    "Payload Too Large",
+                    f"The body may be at most {self.max_body} bytes.",
+                )
+        except Exception:
+            log.exception("unhandled error", path=scope["path"], method=scope["method"])
+            if not response_started:
+                await self._problem(
+                    send_wrapper,
+                    500,
+                    "Internal Server Error",
+                    "Something went wrong on our side; it has been logged.",
+                )
+        finally:
+            if scope["path"] not in _QUIET_PATHS:
+                log.info(
+                    "request handled",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
+            request_id_var.reset(rid_token)
+            user_id_var.reset(uid_token)
+
+    @staticmethod
+    async def _problem(send: Any, status: int, title: str, detail: str) -> None:
+        slug = {413: "payload-too-large", 500: "internal"}[status]
+        body = orjson.dumps(problem_body(status, title, detail, slug=slug))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,98 @@
+"""Settings: one pydantic-settings class per service, all on this shared base.
+
+Values come from the environment (prefix ``SHOP_``), then from secret files in
+``SHOP_SECRETS_DIR`` (one file per variable, as Vault Agent or Kubernetes render them).
+Outside development and test, placeholder secrets are refused at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from enum import StrEnum
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Placeholders that ship in examples and docs; refused outside development/test.
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-secret", "password"})
+DEV_SERVICE_TOKEN_SECRET = "dev-only-service-token-secret-not-for-production"  # noqa: S105
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+def _default_pod_name() -> str:
+    return os.environ.get("HOSTNAME") or socket.gethostname()
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. Subclasses add their own and set ``service_name``/``port``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHOP_",
+        env_file=None,
+        extra="ignore",
+        secrets_dir=os.environ.get("SHOP_SECRETS_DIR") or None,
+    )
+
+    service_name: str = "shop"
+    env: Environment = Environment.DEVELOPMENT
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
+    db_pool_min: int = Field(default=2, ge=0)
+    db_pool_max: int = Field(default=10, ge=1)
+    db_command_timeout: float = Field(default=5.0, gt=0)
+
+    log_level: str = "INFO"
+    log_json: bool = True
+    pod_name: str = Field(default_factory=_default_pod_name)
+
+    # Auth shared by all services: user tokens are EdDSA JWTs from the user service,
+    # verified with its public keys (JWKS); service tokens are HS256 with an internal key.
+    jwt_issuer: str = "shop-users"
+    jwt_audience: str = "shop"
+    jwks_url: str | None = None
+    jwt_public_keys_file: Path | None = None
+    service_token_secret: SecretStr = SecretStr(DEV_SERVICE_TOKEN_SECRET)
+    service_token_ttl_seconds: int = 300
+
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    http_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Testing aid for fault injection (issue: crash/timeout proofs); refused in production.
+    fault_injection: bool = False
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    def secret_fields(self) -> dict[str, SecretStr]:
+        return {
+            name: value
+            for name in type(self).model_fields
+            if isinstance(value := getattr(self, name), SecretStr)
+        }
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Self:
+        if self.env is not Environment.PRODUCTION:
+            return self
+        weak = [
+            name
+            for name, value in self.secret_fields().items()
+            if value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS
+            or value.get_secret_value() == DEV_SERVICE_TOKEN_SECRET
+        ]
+        if weak:
+            raise ValueError(f"placeholder secrets are not allowed in production: {sorted(weak)}")
+        if len(self.service_token_secret.get_secret_value()) < 32:
+            raise ValueError("the service token secret must be at least 32 characters")
+        if self.fault_injection:
+            raise ValueError("fault injection must be off in production")
+        return self

@@ -1,0 +1,1 @@
+"""Local tooling behind the ``shop`` command and the tests: find PostgreSQL, run the services."""

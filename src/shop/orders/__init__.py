@@ -1,0 +1,1 @@
+"""Order service (port 5002): orders, placed by a saga across the product and payment services."""

@@ -1,0 +1,134 @@
+"""HTTP handlers of the order service."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+
+from shop.common.deps import DbDep, IdempotencyKeyDep, PageDep, PrincipalDep, PrivilegedDep
+from shop.common.errors import Forbidden, NotFound
+from shop.common.idempotency import fingerprint, run_idempotent
+from shop.common.responses import json_response
+from shop.orders import service
+from shop.orders.schemas import OrderCreate, OrderPage, OrderRead, StatusChange
+from shop.orders.service import Saga
+
+router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
+Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def _saga(request: Request) -> Saga:
+    saga: Saga = request.app.state.saga
+    return saga
+
+
+SagaDep = Annotated[Saga, Depends(_saga)]
+
+
+def _order(row: Any) -> dict[str, Any]:
+    total = row["total_price"]
+    return {
+        "id": row["id"],
+        "user_id": row["user_id"],
+        "product_id": row["product_id"],
+        "quantity": row["quantity"],
+        "total_price": None if total is None else f"{total:.2f}",
+        "currency": row["currency"],
+        "status": row["status"],
+        "payment_id": row["payment_id"],
+        "payment_method": row["payment_method"],
+        "failure_reason": row["failure_reason"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=OrderRead,
+    responses={
+        402: {"description": "Payment declined: the order is kept as failed, stock released"},
+        404: {"description": "No such product"},
+        409: {"description": "Insufficient stock (nothing charged), or a key reused"},
+        503: {"description": "A dependency is unavailable; retry with the same Idempotency-Key"},
+    },
+)
+async def place_order(
+    order_in: OrderCreate,
+    request: Request,
+    db: DbDep,
+    saga: SagaDep,
+    principal: PrincipalDep,
+    key: IdempotencyKeyDep,
+) -> Any:
+    if principal.user_id is None:
+        raise Forbidden("Orders are placed by users.")
+    user_id = principal.user_id
+
+    async def handler() -> tuple[int, Any]:
+        order = await saga.place(
+            user_id=user_id,
+            order_in=order_in,
+            idempotency_key=key,
+            currency=request.app.state.settings.currency,
+        )
+        return 201, _order(order)
+
+    return await run_idempotent(
+        db,
+        key=key,
+        scope=f"user:{user_id}:place-order",
+        request_fingerprint=fingerprint(order_in.model_dump(mode="json")),
+        handler=handler,
+    )
+
+
+@router.get(
+    "/{order_id}", response_model=OrderRead, responses={404: {"description": "No such order"}}
+)
+async def get_order(order_id: Id, db: DbDep, principal: PrincipalDep) -> Any:
+    return json_response(
+        _order(await service.get_order(db=db, order_id=order_id, principal=principal))
+    )
+
+
+@router.get("/user/{user_id}", response_model=OrderPage)
+async def orders_of_user(user_id: Id, db: DbDep, page: PageDep, principal: PrincipalDep) -> Any:
+    if not principal.may_access_user(user_id):
+        raise NotFound(f"User {user_id} does not exist.")
+    rows, total = await service.list_for_user(
+        db=db, user_id=user_id, limit=page.limit, offset=page.offset
+    )
+    return json_response(
+        {
+            "items": [_order(r) for r in rows],
+            "total": total,
+            "limit": page.limit,
+            "offset": page.offset,
+        }
+    )
+
+
+@router.patch(
+    "/{order_id}/status",
+    response_model=OrderRead,
+    responses={409: {"description": "Not an allowed transition"}},
+)
+async def change_status(
+    order_id: Id, change: StatusChange, saga: SagaDep, principal: PrivilegedDep
+) -> Any:
+    order = await service.change_status(
+        saga=saga, order_id=order_id, status=change.status, principal=principal
+    )
+    return json_response(_order(order))
+
+
+@router.post(
+    "/{order_id}/cancel",
+    response_model=OrderRead,
+    responses={409: {"description": "Shipped, delivered, failed or already cancelled"}},
+)
+async def cancel_order(order_id: Id, saga: SagaDep, principal: PrincipalDep) -> Any:
+    return json_response(_order(await saga.cancel(order_id=order_id, principal=principal)))

@@ -1,0 +1,1 @@
+"""Payment service (port 5003): payments through a provider interface, refunds."""

@@ -1,0 +1,184 @@
+"""HTTP handlers of the payment service.
+
+Creating, processing and refunding are for the order service and admins: a payment's amount
+is the one its order computed, so customers pay by placing orders and read their payments here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+
+from shop.common.auth import Principal
+from shop.common.deps import DbDep, IdempotencyKeyDep, PageDep, PrincipalDep, PrivilegedDep
+from shop.common.errors import NotFound
+from shop.common.idempotency import fingerprint, run_idempotent
+from shop.common.responses import json_response
+from shop.payments import service
+from shop.payments.provider import PaymentProvider
+from shop.payments.schemas import PaymentCreate, PaymentPage, PaymentRead
+
+router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
+PaymentId = Annotated[str, Path(min_length=5, max_length=40, pattern=r"^pay_[A-Za-z0-9_-]+$")]
+Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
+NOT_FOUND = {404: {"description": "No such payment"}}
+
+
+def _provider(request: Request) -> PaymentProvider:
+    provider: PaymentProvider = request.app.state.provider
+    return provider
+
+
+ProviderDep = Annotated[PaymentProvider, Depends(_provider)]
+
+
+def _payment(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "payment_id": row["payment_id"],
+        "order_id": row["order_id"],
+        "user_id": row["user_id"],
+        "amount": f"{row['amount']:.2f}",
+        "currency": row["currency"],
+        "status": row["status"],
+        "payment_method": row["payment_method"],
+        "transaction_id": row["transaction_id"],
+        "failure_reason": row["failure_reason"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }
+
+
+def _visible(principal: Principal, payment: Any) -> Any:
+    if not principal.may_access_user(payment["user_id"]):
+        raise NotFound(f"Payment {payment['payment_id']} does not exist.")
+    return payment
+
+
+def _scope(principal: Principal, action: str) -> str:
+    who = f"service:{principal.service}" if principal.is_service else f"user:{principal.user_id}"
+    return f"{who}:{action}"
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=PaymentRead,
+    responses={
+        200: {"description": "The order's existing payment"},
+        409: {"description": "The order has a different payment"},
+    },
+)
+async def create_payment(
+    payment_in: PaymentCreate, db: DbDep, principal: PrivilegedDep, key: IdempotencyKeyDep
+) -> Any:
+    async def handler() -> tuple[int, Any]:
+        payment, created = await service.create_payment(db=db, payment_in=payment_in)
+        return (201 if created else 200), _payment(payment)
+
+    return await run_idempotent(
+        db,
+        key=key,
+        scope=_scope(principal, "create"),
+        request_fingerprint=fingerprint(payment_in.model_dump(mode="json")),
+        handler=handler,
+    )
+
+
+@router.get("/{payment_id}", response_model=PaymentRead, responses=NOT_FOUND)
+async def get_payment(payment_id: PaymentId, db: DbDep, principal: PrincipalDep) -> Any:
+    payment = await service.get_payment(db=db, payment_id=payment_id)
+    return json_response(_payment(_visible(principal, payment)))
+
+
+@router.post(
+    "/{payment_id}/process",
+    response_model=PaymentRead,
+    responses={
+        **NOT_FOUND,
+        402: {"description": "Declined"},
+        409: {"description": "Already refunded"},
+    },
+)
+async def process_payment(
+    payment_id: PaymentId,
+    db: DbDep,
+    provider: ProviderDep,
+    principal: PrivilegedDep,
+    key: IdempotencyKeyDep,
+) -> Any:
+    async def handler() -> tuple[int, Any]:
+        payment = await service.process_payment(db=db, provider=provider, payment_id=payment_id)
+        return 200, _payment(payment)
+
+    return await run_idempotent(
+        db,
+        key=key,
+        scope=_scope(principal, f"process:{payment_id}"),
+        request_fingerprint=fingerprint(payment_id),
+        handler=handler,
+    )
+
+
+@router.post(
+    "/{payment_id}/refund",
+    response_model=PaymentRead,
+    responses={**NOT_FOUND, 409: {"description": "Not a completed payment"}},
+)
+async def refund_payment(
+    payment_id: PaymentId,
+    db: DbDep,
+    provider: ProviderDep,
+    principal: PrivilegedDep,
+    key: IdempotencyKeyDep,
+) -> Any:
+    async def handler() -> tuple[int, Any]:
+        payment = await service.refund_payment(db=db, provider=provider, payment_id=payment_id)
+        return 200, _payment(payment)
+
+    return await run_idempotent(
+        db,
+        key=key,
+        scope=_scope(principal, f"refund:{payment_id}"),
+        request_fingerprint=fingerprint(payment_id),
+        handler=handler,
+    )
+
+
+@router.post(
+    "/{payment_id}/void",
+    response_model=PaymentRead,
+    summary="Fail a pending payment without charging it (internal)",
+    responses={**NOT_FOUND, 409: {"description": "Already completed or refunded"}},
+)
+async def void_payment(payment_id: PaymentId, db: DbDep, _: PrivilegedDep) -> Any:
+    payment = await service.void_payment(db=db, payment_id=payment_id, reason="voided")
+    return json_response(_payment(payment))
+
+
+@router.get("/user/{user_id}", response_model=PaymentPage)
+async def payments_of_user(user_id: Id, db: DbDep, page: PageDep, principal: PrincipalDep) -> Any:
+    if not principal.may_access_user(user_id):
+        raise NotFound(f"User {user_id} does not exist.")
+    rows, total = await service.list_for_user(
+        db=db, user_id=user_id, limit=page.limit, offset=page.offset
+    )
+    return json_response(
+        {
+            "items": [_payment(r) for r in rows],
+            "total": total,
+            "limit": page.limit,
+            "offset": page.offset,
+        }
+    )
+
+
+@router.get(
+    "/order/{order_id}",
+    response_model=PaymentRead,
+    responses={404: {"description": "The order has no payment"}},
+)
+async def payment_of_order(order_id: Id, db: DbDep, principal: PrincipalDep) -> Any:
+    payment = await service.payment_for_order(db=db, order_id=order_id)
+    return json_response(_payment(_visible(principal, payment)))

@@ -1,0 +1,32 @@
+"""The payment service's app factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from shop.common.app import create_service_app
+from shop.payments.api import router
+from shop.payments.provider import PaymentProvider, SimulatedProvider
+from shop.payments.settings import PaymentsSettings
+
+
+def create_app(
+    settings: PaymentsSettings | None = None, *, provider: PaymentProvider | None = None
+) -> FastAPI:
+    settings = settings or PaymentsSettings()
+
+    @asynccontextmanager
+    async def payments_runtime(app: FastAPI) -> AsyncIterator[None]:
+        app.state.provider = provider or SimulatedProvider(settings.decline_above)
+        yield
+
+    return create_service_app(
+        settings,
+        title="shop payment service",
+        description="Payments through a provider interface; refunds.",
+        routers=[router],
+        extensions=[payments_runtime],
+    )

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shop.common.types import Currency, Money, Page, PositiveMoney, StrictModel
+
+PaymentMethod = Literal["card", "paypal", "bank_transfer"]
+PaymentStatus = Literal["pending", "completed", "failed", "refunded"]
+
+
+class PaymentCreate(StrictModel):
+    order_id: int = Field(ge=1, le=2**63 - 1)
+    user_id: int = Field(ge=1, le=2**63 - 1, description="Whose payment it is.")
+    amount: PositiveMoney
+    currency: Currency = "USD"
+    payment_method: PaymentMethod
+
+
+class PaymentRead(BaseModel):
+    id: int
+    payment_id: str
+    order_id: int
+    user_id: int
+    amount: Money
+    currency: str
+    status: PaymentStatus
+    payment_method: PaymentMethod
+    transaction_id: str | None
+    failure_reason: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+PaymentPage = Page[PaymentRead]

@@ -1,0 +1,18 @@
+"""The product service's app factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from shop.common.app import create_service_app
+from shop.products.api import router
+from shop.products.settings import ProductsSettings
+
+
+def create_app(settings: ProductsSettings | None = None) -> FastAPI:
+    return create_service_app(
+        settings or ProductsSettings(),
+        title="shop product service",
+        description="The product catalogue and its stock.",
+        routers=[router],
+    )

@@ -1,0 +1,212 @@
+"""The products and stock_reservations tables (shared with Alembic) and their repository.
+
+Every stock change an order makes is a row in ``stock_reservations`` keyed by the order id:
+reserving twice for one order reserves once, releasing twice restores once, and a release
+that arrives before its reservation leaves a tombstone that refuses the late reservation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("price", sa.Numeric(12, 2), nullable=False),
+    sa.Column("stock", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("category", sa.String(100), nullable=True),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint("price > 0", name="products_price_positive"),
+    sa.CheckConstraint("stock >= 0", name="products_stock_non_negative"),
+)
+sa.Index("products_live_id_idx", products.c.id, postgresql_where=products.c.deleted_at.is_(None))
+sa.Index(
+    "products_category_idx",
+    products.c.category,
+    products.c.id,
+    postgresql_where=products.c.deleted_at.is_(None),
+)
+
+stock_reservations = sa.Table(
+    "stock_reservations",
+    metadata,
+    sa.Column("order_id", sa.BigInteger, primary_key=True),
+    sa.Column("product_id", sa.BigInteger, nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("unit_price", sa.Numeric(12, 2), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.CheckConstraint("status IN ('reserved', 'released')", name="reservations_status_check"),
+    sa.CheckConstraint("quantity >= 0", name="reservations_quantity_check"),
+)
+
+COLUMNS = "id, name, description, price, stock, category, created_at, updated_at"
+LIVE = "deleted_at IS NULL"
+
+
+class ProductRepository:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def get(self, product_id: int) -> Any:
+        return await self.conn.fetchrow(
+            f"SELECT {COLUMNS} FROM products WHERE id = $1 AND {LIVE}",
+            product_id,
+        )
+
+    async def exists(self, product_id: int) -> bool:
+        return bool(
+            await self.conn.fetchval(
+                f"SELECT true FROM products WHERE id = $1 AND {LIVE}",
+                product_id,
+            )
+        )
+
+    async def page(self, *, limit: int, offset: int, category: str | None) -> tuple[list[Any], int]:
+        where = f"{LIVE} AND ($3::text IS NULL OR category = $3)"
+        rows = await self.conn.fetch(
+            f"SELECT {COLUMNS}, count(*) OVER () AS total FROM products WHERE {where}"
+            " ORDER BY id LIMIT $1 OFFSET $2",
+            limit,
+            offset,
+            category,
+        )
+        if rows:
+            return rows, rows[0]["total"]
+        total = await self.conn.fetchval(
+            f"SELECT count(*) FROM products WHERE {where.replace('$3', '$1')}",
+            category,
+        )
+        return rows, total
+
+    async def add(self, **values: Any) -> Any:
+        return await self.conn.fetchrow(
+            f"INSERT INTO products (name, description, price, stock, category)"
+            f" VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}",
+            values["name"],
+            values["description"],
+            values["price"],
+            values["stock"],
+            values["category"],
+        )
+
+    async def update(self, product_id: int, **values: Any) -> Any:
+        return await self.conn.fetchrow(
+            f"UPDATE products SET name = $2, description = $3, price = $4, category = $5,"
+            f" updated_at = now() WHERE id = $1 AND {LIVE} RETURNING {COLUMNS}",
+            product_id,
+            values["name"],
+            values["description"],
+            values["price"],
+            values["category"],
+        )
+
+    async def delete(self, product_id: int) -> bool:
+        return bool(
+            await self.conn.fetchval(
+                f"UPDATE products SET deleted_at = now(), updated_at = now()"
+                f" WHERE id = $1 AND {LIVE} RETURNING true",
+                product_id,
+            )
+        )
+
+    async def add_stock(self, product_id: int, delta: int) -> Any:
+        """Atomically add ``delta`` (may be negative); None if it would go below zero."""
+        return await self.conn.fetchrow(
+            f"UPDATE products SET stock = stock + $2, updated_at = now()"
+            f" WHERE id = $1 AND {LIVE} AND stock + $2 >= 0 RETURNING {COLUMNS}",
+            product_id,
+            delta,
+        )
+
+    async def set_stock(self, product_id: int, stock: int) -> Any:
+        return await self.conn.fetchrow(
+            f"UPDATE products SET stock = $2, updated_at = now()"
+            f" WHERE id = $1 AND {LIVE} RETURNING {COLUMNS}",
+            product_id,
+            stock,
+        )
+
+    async def take_stock(self, product_id: int, quantity: int) -> Any:
+        """Take ``quantity`` if that much is in stock; the row lock serialises concurrent takers."""
+        return await self.conn.fetchrow(
+            f"UPDATE products SET stock = stock - $2, updated_at = now()"
+            f" WHERE id = $1 AND {LIVE} AND stock >= $2 RETURNING price",
+            product_id,
+            quantity,
+        )
+
+    async def return_stock(self, product_id: int, quantity: int) -> None:
+        # Restocks a deleted product too: the row is kept (soft delete) for this.
+        await self.conn.execute(
+            "UPDATE products SET stock = stock + $2, updated_at = now() WHERE id = $1",
+            product_id,
+            quantity,
+        )
+
+
+class ReservationRepository:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def claim(self, *, order_id: int, product_id: int, quantity: int) -> bool:
+        """Insert the order's reservation row; False if the order already has one."""
+        return bool(
+            await self.conn.fetchval(
+                "INSERT INTO stock_reservations (order_id, product_id, quantity, status)"
+                " VALUES ($1, $2, $3, 'reserved') ON CONFLICT (order_id) DO NOTHING RETURNING true",
+                order_id,
+                product_id,
+                quantity,
+            )
+        )
+
+    async def set_price(self, order_id: int, unit_price: Any) -> Any:
+        return await self.conn.fetchrow(
+            "UPDATE stock_reservations SET unit_price = $2 WHERE order_id = $1 RETURNING *",
+            order_id,
+            unit_price,
+        )
+
+    async def get(self, order_id: int, *, lock: bool = False) -> Any:
+        return await self.conn.fetchrow(
+            "SELECT * FROM stock_reservations WHERE order_id = $1"
+            + (" FOR UPDATE" if lock else ""),
+            order_id,
+        )
+
+    async def tombstone(self, *, order_id: int, product_id: int) -> bool:
+        return bool(
+            await self.conn.fetchval(
+                "INSERT INTO stock_reservations (order_id, product_id, quantity, status)"
+                " VALUES ($1, $2, 0, 'released') ON CONFLICT (order_id) DO NOTHING RETURNING true",
+                order_id,
+                product_id,
+            )
+        )
+
+    async def mark_released(self, order_id: int) -> Any:
+        return await self.conn.fetchrow(
+            "UPDATE stock_reservations SET status = 'released', updated_at = now()"
+            " WHERE order_id = $1 RETURNING *",
+            order_id,
+        )

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Self
+
+from pydantic import BaseModel, Field, model_validator
+
+from shop.common.types import Money, Page, PositiveMoney, StrictModel
+
+Name = Field(min_length=1, max_length=200, examples=["Mechanical keyboard"])
+Category = Field(default=None, min_length=1, max_length=100, examples=["electronics"])
+Description = Field(default="", max_length=10_000)
+Stock = Field(ge=0, le=1_000_000_000)
+
+
+class ProductCreate(StrictModel):
+    name: str = Name
+    description: str = Description
+    price: PositiveMoney
+    stock: int = Field(default=0, ge=0, le=1_000_000_000)
+    category: str | None = Category
+
+
+class ProductUpdate(StrictModel):
+    """A full replacement of the editable fields. Stock changes go through PATCH .../stock."""
+
+    name: str = Name
+    description: str = Description
+    price: PositiveMoney
+    category: str | None = Category
+
+
+class StockUpdate(StrictModel):
+    """Exactly one of: ``delta`` (atomic add/remove) or ``stock`` (set)."""
+
+    delta: int | None = Field(default=None, ge=-1_000_000_000, le=1_000_000_000)
+    stock: int | None = Field(default=None, ge=0, le=1_000_000_000)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.delta is None) == (self.stock is None):
+            raise ValueError("give exactly one of 'delta' or 'stock'")
+        return self
+
+
+class ProductRead(BaseModel):
+    id: int
+    name: str
+    description: str
+    price: Money
+    stock: int
+    category: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+ProductPage = Page[ProductRead]
+
+
+class ReservationCreate(StrictModel):
+    order_id: int = Field(ge=1, le=2**63 - 1)
+    quantity: int = Field(ge=1, le=10_000)
+
+
+class ReservationRead(BaseModel):
+    order_id: int
+    product_id: int
+    quantity: int
+    unit_price: Money | None
+    status: Literal["reserved", "released"]

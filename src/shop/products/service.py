@@ -1,0 +1,112 @@
+"""Use cases of the product service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shop.common.db import Database
+from shop.common.errors import Conflict, NotFound
+from shop.common.metrics import STOCK_OUTS
+from shop.products.db import ProductRepository, ReservationRepository
+from shop.products.schemas import ProductCreate, ProductUpdate, StockUpdate
+
+
+def _missing(product_id: int) -> NotFound:
+    return NotFound(f"Product {product_id} does not exist.")
+
+
+async def get_product(*, db: Database, product_id: int) -> Any:
+    async with db.acquire() as conn:
+        product = await ProductRepository(conn).get(product_id)
+    if product is None:
+        raise _missing(product_id)
+    return product
+
+
+async def list_products(
+    *, db: Database, limit: int, offset: int, category: str | None
+) -> tuple[list[Any], int]:
+    async with db.acquire() as conn:
+        return await ProductRepository(conn).page(limit=limit, offset=offset, category=category)
+
+
+async def create_product(*, db: Database, product_in: ProductCreate) -> Any:
+    async with db.acquire() as conn:
+        return await ProductRepository(conn).add(**product_in.model_dump())
+
+
+async def update_product(*, db: Database, product_id: int, product_in: ProductUpdate) -> Any:
+    async with db.acquire() as conn:
+        product = await ProductRepository(conn).update(product_id, **product_in.model_dump())
+    if product is None:
+        raise _missing(product_id)
+    return product
+
+
+async def delete_product(*, db: Database, product_id: int) -> None:
+    async with db.acquire() as conn:
+        if not await ProductRepository(conn).delete(product_id):
+            raise _missing(product_id)
+
+
+async def update_stock(*, db: Database, product_id: int, change: StockUpdate) -> Any:
+    async with db.acquire() as conn:
+        products = ProductRepository(conn)
+        if change.stock is not None:
+            product = await products.set_stock(product_id, change.stock)
+        else:
+            assert change.delta is not None
+            product = await products.add_stock(product_id, change.delta)
+            if product is None and await products.exists(product_id):
+                raise Conflict(
+                    "Stock cannot go below zero; nothing was changed.",
+                    extra={"code": "insufficient_stock"},
+                )
+    if product is None:
+        raise _missing(product_id)
+    return product
+
+
+async def reserve_stock(
+    *, db: Database, product_id: int, order_id: int, quantity: int
+) -> tuple[Any, bool]:
+    """Take stock for an order, once. Returns the reservation and whether it is new."""
+    async with db.acquire() as conn, conn.transaction():
+        products, reservations = ProductRepository(conn), ReservationRepository(conn)
+        if await reservations.claim(order_id=order_id, product_id=product_id, quantity=quantity):
+            taken = await products.take_stock(product_id, quantity)
+            if taken is None:
+                if not await products.exists(product_id):
+                    raise _missing(product_id)
+                STOCK_OUTS.inc()
+                raise Conflict(
+                    f"Product {product_id} has fewer than {quantity} in stock.",
+                    extra={"code": "insufficient_stock"},
+                )
+            return await reservations.set_price(order_id, taken["price"]), True
+        existing = await reservations.get(order_id)
+    if existing["status"] != "reserved":
+        raise Conflict(
+            f"The reservation of order {order_id} was released.",
+            extra={"code": "reservation_released"},
+        )
+    if existing["product_id"] != product_id or existing["quantity"] != quantity:
+        raise Conflict(f"Order {order_id} already reserved another product or quantity.")
+    return existing, False
+
+
+async def release_stock(*, db: Database, product_id: int, order_id: int) -> Any:
+    """Give an order's stock back, once; leave a tombstone if nothing was reserved yet."""
+    async with db.acquire() as conn, conn.transaction():
+        products, reservations = ProductRepository(conn), ReservationRepository(conn)
+        reservation = await reservations.get(order_id, lock=True)
+        if reservation is None:
+            if await reservations.tombstone(order_id=order_id, product_id=product_id):
+                return await reservations.get(order_id)
+            reservation = await reservations.get(order_id, lock=True)  # lost a race: re-read
+        if reservation["product_id"] != product_id:
+            raise NotFound(f"Order {order_id} has no reservation of product {product_id}.")
+        if reservation["status"] == "reserved":
+            await products.return_stock(product_id, reservation["quantity"])
+            reservation = await reservations.mark_released(order_id)
+        return reservation

@@ -1,0 +1,94 @@
+"""HTTP handlers of the user service: parse, call one use case, answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+
+from shop.common.auth import SigningKeys
+from shop.common.deps import AdminDep, DbDep, PageDep, PrincipalDep
+from shop.common.errors import NotFound
+from shop.common.responses import json_response
+from shop.users import service
+from shop.users.schemas import LoginRequest, TokenResponse, UserCreate, UserPage, UserRead
+from shop.users.service import Passwords
+from shop.users.settings import UsersSettings
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+keys_router = APIRouter(tags=["keys"])
+
+
+def _passwords(request: Request) -> Passwords:
+    passwords: Passwords = request.app.state.passwords
+    return passwords
+
+
+def _keys(request: Request) -> SigningKeys:
+    keys: SigningKeys = request.app.state.signing_keys
+    return keys
+
+
+def _settings(request: Request) -> UsersSettings:
+    settings: UsersSettings = request.app.state.settings
+    return settings
+
+
+PasswordsDep = Annotated[Passwords, Depends(_passwords)]
+KeysDep = Annotated[SigningKeys, Depends(_keys)]
+SettingsDep = Annotated[UsersSettings, Depends(_settings)]
+UserId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def _user(row: Any) -> dict[str, Any]:
+    return UserRead.model_validate(dict(row)).model_dump(mode="json")
+
+
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=UserRead,
+    responses={409: {"description": "Username or email taken"}},
+)
+async def register(user_in: UserCreate, db: DbDep, passwords: PasswordsDep) -> Any:
+    user = await service.register(db=db, passwords=passwords, user_in=user_in)
+    return json_response(_user(user), 201)
+
+
+@router.post("/login", response_model=TokenResponse)
+async def login(
+    body: LoginRequest, db: DbDep, passwords: PasswordsDep, keys: KeysDep, settings: SettingsDep
+) -> TokenResponse:
+    return await service.login(
+        db=db,
+        passwords=passwords,
+        keys=keys,
+        settings=settings,
+        username=body.username,
+        password=body.password,
+    )
+
+
+@router.get("", response_model=UserPage, summary="List users (admin)")
+async def list_users(db: DbDep, page: PageDep, _: AdminDep) -> Any:
+    rows, total = await service.list_users(db=db, limit=page.limit, offset=page.offset)
+    return json_response(
+        {
+            "items": [_user(r) for r in rows],
+            "total": total,
+            "limit": page.limit,
+            "offset": page.offset,
+        }
+    )
+
+
+@router.get("/{user_id}", response_model=UserRead, responses={404: {"description": "Not found"}})
+async def get_user(user_id: UserId, db: DbDep, principal: PrincipalDep) -> Any:
+    if not principal.may_access_user(user_id):
+        raise NotFound(f"User {user_id} does not exist.")  # do not reveal other users
+    return json_response(_user(await service.get_user(db=db, user_id=user_id)))
+
+
+@keys_router.get("/.well-known/jwks.json", summary="Public keys that verify user tokens")
+async def jwks(keys: KeysDep) -> dict[str, Any]:
+    return keys.jwks()

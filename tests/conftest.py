@@ -1,0 +1,51 @@
+"""Shared fixtures: a real PostgreSQL (configured, local or embedded) and per-run databases.
+
+Each test run creates its own four databases (random prefix) and drops them at the end, so
+runs never see each other's data and leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+# No per-example deadline: timing depends on the machine's load, not on the code under test.
+settings.register_profile("shop", deadline=None, max_examples=50)
+settings.load_profile("shop")
+
+from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases, find_server
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
+    configured = os.environ.get("SHOP_TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    return find_server(ROOT / ".shop" / "pgdata-test", configured=configured)
+
+
+def _databases(server: Server) -> Iterator[dict[str, str]]:
+    from shop.cli import prepare
+
+    prefix = f"t{secrets.token_hex(4)}_"
+    urls = prepare(server, prefix=prefix)
+    yield urls
+    asyncio.run(drop_databases(server, [prefix + name for name in SERVICE_DATABASES.values()]))
+
+
+@pytest.fixture(scope="session")
+def database_urls(pg_server: Server) -> Iterator[dict[str, str]]:
+    """The four service databases of the in-process tests, created and migrated."""
+    yield from _databases(pg_server)
+
+
+@pytest.fixture(scope="session")
+def e2e_database_urls(pg_server: Server) -> Iterator[dict[str, str]]:
+    """Another four, for the services run as processes."""
+    yield from _databases(pg_server)

@@ -1,0 +1,67 @@
+"""The four services as real processes on free ports, started the way `make run` starts them."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shop.common.auth import generate_private_key_pem
+from shop.devtools.processes import SERVICES, ServiceProcess, free_port, platform_env, wait_ready
+
+ADMIN_PASSWORD = "e2e-admin-password"
+
+
+@dataclass
+class LivePlatform:
+    procs: dict[str, ServiceProcess]
+    logs: Path
+
+    def url(self, service: str) -> str:
+        return self.procs[service].url
+
+    def client(self, service: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url(service), timeout=10)
+
+    def log_text(self) -> str:
+        return "\n".join(p.log_path.read_text() for p in self.procs.values() if p.log_path)
+
+
+@pytest.fixture(scope="session")
+def live(
+    e2e_database_urls: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LivePlatform]:
+    secrets_dir = tmp_path_factory.mktemp("secrets")
+    (secrets_dir / "jwt-signing.pem").write_text(generate_private_key_pem())
+    logs = tmp_path_factory.mktemp("logs")
+    ports = {name: free_port() for name in SERVICES}
+    envs = platform_env(
+        database_urls=e2e_database_urls,
+        ports=ports,
+        secrets_dir=secrets_dir,
+        admin_password=ADMIN_PASSWORD,
+        service_token_secret=secrets.token_urlsafe(32),
+        env="test",
+        extra={
+            "SHOP_ARGON2_TIME_COST": "1",
+            "SHOP_ARGON2_MEMORY_KIB": "1024",
+            "SHOP_ARGON2_PARALLELISM": "1",
+            "SHOP_RECOVERY_INTERVAL_SECONDS": "1",
+        },
+    )
+    procs = {
+        name: ServiceProcess(name, ports[name], envs[name], logs / f"{name}.log")
+        for name in SERVICES
+    }
+    for proc in procs.values():
+        proc.start()
+    try:
+        wait_ready(list(procs.values()), timeout=60)
+        yield LivePlatform(procs, logs)
+    finally:
+        for proc in procs.values():
+            proc.stop()
