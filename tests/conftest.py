@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases, find_server
+
 # No per-example deadline: timing depends on the machine's load, not on the code under test.
 settings.register_profile("shop", deadline=None, max_examples=50)
 settings.load_profile("shop")
-
-from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases, find_server
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,6 +17,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -53,7 +54,7 @@ DEMO_CATALOGUE = [
 ]
 
 
-def _secret(name: str, make: callable) -> str:  # type: ignore[valid-type]
+def _secret(name: str, make: Callable[[], str]) -> str:
     path = STATE_DIR / "secrets" / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -243,8 +244,10 @@ def cmd_check_consistency(args: argparse.Namespace) -> int:
     report = asyncio.run(check(urls["orders"], urls["products"], urls["payments"]))
     for problem in report.problems:
         print(f"PROBLEM: {problem}")
-    print(f"{report.orders} orders checked, {report.pending} still pending,"
-          f" {len(report.problems)} problems")
+    print(
+        f"{report.orders} orders checked, {report.pending} still pending,"
+        f" {len(report.problems)} problems"
+    )
     return 0 if report.ok else 1
 
 
@@ -280,8 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     seed.set_defaults(func=cmd_seed)
     recover = sub.add_parser("recover", help="finish unfinished orders once")
     recover.set_defaults(func=cmd_recover)
-    consistency = sub.add_parser("check-consistency",
-                                 help="report orders whose stock, payment and status disagree")
+    consistency = sub.add_parser(
+        "check-consistency", help="report orders whose stock, payment and status disagree"
+    )
     consistency.add_argument("--server-url", help="PostgreSQL server (default: as `shop run`)")
     consistency.add_argument("--prefix", default="", help="database name prefix (tests)")
     consistency.set_defaults(func=cmd_check_consistency)

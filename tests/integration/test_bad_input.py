@@ -74,7 +74,9 @@ async def test_bad_ids_are_422(platform: Platform, path: str) -> None:
 async def test_unknown_ids_and_routes_are_404(platform: Platform) -> None:
     assert_problem(await platform.products.get("/api/v1/products/123456"), 404)
     assert_problem(await platform.products.get("/no/such/route"), 404)
-    assert_problem(await platform.orders.get("/api/v1/orders/987654321", headers=platform.admin), 404)
+    assert_problem(
+        await platform.orders.get("/api/v1/orders/987654321", headers=platform.admin), 404
+    )
 
 
 async def test_oversized_bodies_are_413(platform: Platform) -> None:

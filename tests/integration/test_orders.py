@@ -15,8 +15,9 @@ USER = 7
 async def consistent(platform: Platform):
     """After every order scenario, the three databases must agree (shop check-consistency)."""
     yield
-    report = await check(platform.urls["orders"], platform.urls["products"],
-                         platform.urls["payments"])
+    report = await check(
+        platform.urls["orders"], platform.urls["products"], platform.urls["payments"]
+    )
     assert report.problems == []
 
 
@@ -151,7 +152,9 @@ async def test_same_idempotency_key_makes_one_order(platform: Platform, make_pro
     responses = await asyncio.gather(
         *[place(platform, product["id"], 2, **{"Idempotency-Key": "order-abc"}) for _ in range(20)]
     )
-    assert {r.status_code for r in responses} == {201}
+    assert {r.status_code for r in responses} == {201}, [
+        r.text for r in responses if r.status_code != 201
+    ]
     assert len({r.json()["id"] for r in responses}) == 1
     assert await stock_of(platform, product["id"]) == 48
     assert len(await platform.sql("orders", "SELECT 1 FROM orders")) == 1

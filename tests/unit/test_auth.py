@@ -120,7 +120,9 @@ async def test_a_user_token_signed_with_the_service_secret_is_refused(verifier) 
 
 async def test_a_service_token_with_a_wrong_secret_is_refused(verifier) -> None:
     with pytest.raises(Unauthorized):
-        await verifier.verify(ServiceTokens("order-service", "wrong-secret-wrong-secret-wrong-secret").token())
+        await verifier.verify(
+            ServiceTokens("order-service", "wrong-secret-wrong-secret-wrong-secret").token()
+        )
 
 
 @pytest.mark.parametrize("garbage", ["", "abc", "a.b.c", "x" * 5000])

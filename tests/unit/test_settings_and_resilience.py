@@ -19,14 +19,18 @@ def test_production_refuses_placeholder_secrets() -> None:
             service_token_secret="a-real-secret-value-that-is-long-enough-123",
             admin_password="changeme",
         )
-    ok = OrdersSettings(env="production", service_token_secret="a-real-secret-value-that-is-long-enough-123")
+    ok = OrdersSettings(
+        env="production", service_token_secret="a-real-secret-value-that-is-long-enough-123"
+    )
     assert ok.is_production
 
 
 def test_production_refuses_fault_injection() -> None:
     with pytest.raises(ValidationError, match="fault injection"):
         OrdersSettings(
-            env="production", service_token_secret="a-real-secret-value-that-is-long-enough-123", fault_injection=True
+            env="production",
+            service_token_secret="a-real-secret-value-that-is-long-enough-123",
+            fault_injection=True,
         )
 
 

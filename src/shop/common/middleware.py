@@ -28,7 +28,7 @@ _QUIET_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 log = get_logger("shop.http")
 
 
-class _BodyTooLarge(BaseException):  # noqa: N818
+class _BodyTooLarge(BaseException):
     """Not an Exception on purpose: FastAPI turns any Exception raised while it reads the body
     into a 400, and this must reach the middleware to become a 413."""
 

@@ -1,4 +1,4 @@
-"""Cross-database invariants of orders, stock reservations and payments (``shop check-consistency``).
+"""Cross-database invariants of orders, reservations and payments (``shop check-consistency``).
 
 Reads the three databases and reports every finished order whose reservation, payment and
 status disagree. Unfinished (pending) orders are counted, not judged: recovery owns them.
@@ -32,8 +32,10 @@ def _check_order(order: Any, reservation: Any, payment: Any) -> list[str]:
     reserved = reservation is not None and reservation["status"] == "reserved"
     if status in PAID:
         if payment is None or payment["status"] != "completed":
-            found.append(f"order {oid} is {status} but its payment is "
-                         f"{payment['status'] if payment else 'missing'}")
+            found.append(
+                f"order {oid} is {status} but its payment is "
+                f"{payment['status'] if payment else 'missing'}"
+            )
         elif Decimal(payment["amount"]) != Decimal(order["total_price"]):
             found.append(f"order {oid} total {order['total_price']} != paid {payment['amount']}")
         if not reserved or reservation["quantity"] != order["quantity"]:
@@ -50,11 +52,20 @@ async def check(orders_url: str, products_url: str, payments_url: str) -> Report
     conns = [await asyncpg.connect(u) for u in (orders_url, products_url, payments_url)]
     try:
         orders = await conns[0].fetch(
-            "SELECT id, status, quantity, total_price, payment_id FROM orders")
-        reservations = {r["order_id"]: r for r in await conns[1].fetch(
-            "SELECT order_id, status, quantity FROM stock_reservations")}
-        payments = {p["order_id"]: p for p in await conns[2].fetch(
-            "SELECT order_id, payment_id, status, amount FROM payments")}
+            "SELECT id, status, quantity, total_price, payment_id FROM orders"
+        )
+        reservations = {
+            r["order_id"]: r
+            for r in await conns[1].fetch(
+                "SELECT order_id, status, quantity FROM stock_reservations"
+            )
+        }
+        payments = {
+            p["order_id"]: p
+            for p in await conns[2].fetch(
+                "SELECT order_id, payment_id, status, amount FROM payments"
+            )
+        }
         negative = await conns[1].fetchval("SELECT count(*) FROM products WHERE stock < 0")
     finally:
         for conn in conns:
@@ -66,8 +77,9 @@ async def check(orders_url: str, products_url: str, payments_url: str) -> Report
         if order["status"] == "pending":
             report.pending += 1
             continue
-        report.problems += _check_order(order, reservations.get(order["id"]),
-                                        payments.get(order["id"]))
+        report.problems += _check_order(
+            order, reservations.get(order["id"]), payments.get(order["id"])
+        )
     for order_id, payment in payments.items():
         if order_id not in known:
             report.problems.append(f"payment {payment['payment_id']} has no order {order_id}")

@@ -61,7 +61,7 @@ async def place_order(
     db: DbDep,
     saga: SagaDep,
     principal: PrincipalDep,
-    key: IdempotencyKeyDep,
+    key: IdempotencyKeyDep = None,
 ) -> Any:
     if principal.user_id is None:
         raise Forbidden("Orders are placed by users.")

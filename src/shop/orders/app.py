@@ -35,23 +35,21 @@ def build_saga(
         settings.service_token_secret.get_secret_value(),
         settings.service_token_ttl_seconds,
     )
-    common = {
-        "tokens": tokens,
-        "timeout": settings.http_timeout_seconds,
-        "retry_deadline": settings.retry_deadline_seconds,
-    }
-    products = ServiceClient(
-        target="product-service",
-        base_url=settings.products_url,
-        transport=products_transport,
-        **common,
-    )  # type: ignore[arg-type]
-    payments = ServiceClient(
-        target="payment-service",
-        base_url=settings.payments_url,
-        transport=payments_transport,
-        **common,
-    )  # type: ignore[arg-type]
+
+    def client(
+        target: str, base_url: str, transport: httpx.AsyncBaseTransport | None
+    ) -> ServiceClient:
+        return ServiceClient(
+            target=target,
+            base_url=base_url,
+            tokens=tokens,
+            timeout=settings.http_timeout_seconds,
+            retry_deadline=settings.retry_deadline_seconds,
+            transport=transport,
+        )
+
+    products = client("product-service", settings.products_url, products_transport)
+    payments = client("payment-service", settings.payments_url, payments_transport)
     saga = Saga(
         db=db,
         products=ProductsClient(products),

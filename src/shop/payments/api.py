@@ -22,7 +22,7 @@ from shop.payments.schemas import PaymentCreate, PaymentPage, PaymentRead
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
 PaymentId = Annotated[str, Path(min_length=5, max_length=40, pattern=r"^pay_[A-Za-z0-9_-]+$")]
 Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
-NOT_FOUND = {404: {"description": "No such payment"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such payment"}}
 
 
 def _provider(request: Request) -> PaymentProvider:
@@ -71,7 +71,7 @@ def _scope(principal: Principal, action: str) -> str:
     },
 )
 async def create_payment(
-    payment_in: PaymentCreate, db: DbDep, principal: PrivilegedDep, key: IdempotencyKeyDep
+    payment_in: PaymentCreate, db: DbDep, principal: PrivilegedDep, key: IdempotencyKeyDep = None
 ) -> Any:
     async def handler() -> tuple[int, Any]:
         payment, created = await service.create_payment(db=db, payment_in=payment_in)
@@ -106,7 +106,7 @@ async def process_payment(
     db: DbDep,
     provider: ProviderDep,
     principal: PrivilegedDep,
-    key: IdempotencyKeyDep,
+    key: IdempotencyKeyDep = None,
 ) -> Any:
     async def handler() -> tuple[int, Any]:
         payment = await service.process_payment(db=db, provider=provider, payment_id=payment_id)
@@ -131,7 +131,7 @@ async def refund_payment(
     db: DbDep,
     provider: ProviderDep,
     principal: PrivilegedDep,
-    key: IdempotencyKeyDep,
+    key: IdempotencyKeyDep = None,
 ) -> Any:
     async def handler() -> tuple[int, Any]:
         payment = await service.refund_payment(db=db, provider=provider, payment_id=payment_id)

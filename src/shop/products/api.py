@@ -22,7 +22,7 @@ from shop.products.schemas import (
 router = APIRouter(prefix="/api/v1/products", tags=["products"])
 ProductId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 OrderId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-NOT_FOUND = {404: {"description": "No such product"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such product"}}
 
 
 def _product(row: Any) -> dict[str, Any]:

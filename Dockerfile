@@ -1,0 +1,92 @@
+# syntax=docker/dockerfile:1
+#
+# One image for all four services.
+#
+# Why one image and not four: the services are one Python distribution (`shop`) with one
+# locked dependency set (requirements.lock). Building it once means one dependency set to
+# patch, one Trivy scan, one build cache and one tag per release; every service runs the
+# same, already scanned bits. Kubernetes picks the service through the container args
+# (`serve users`, `serve products`, ... and `migrate <service>` for the migration
+# initContainer); the default CMD serves the user service.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+############################
+# build: a venv with the locked runtime dependencies, then the project itself
+############################
+FROM ${PYTHON_IMAGE} AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+# Compilers are only here, in case a locked dependency has no wheel for this platform;
+# they never reach the runtime stage. Not version-pinned (DL3008): Debian's current
+# build-essential of the pinned base image is what we want, and nothing of it ships.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN python -m venv "$VIRTUAL_ENV"
+
+WORKDIR /src
+
+# The lock file alone first: this layer (the slow one) is rebuilt only when it changes.
+COPY requirements.lock ./
+RUN pip install --requirement requirements.lock
+
+# Then the project, without resolving dependencies again (the lock is the whole truth).
+COPY pyproject.toml README.md* ./
+COPY src ./src
+RUN pip install --no-deps . \
+    && python -m compileall -q "$VIRTUAL_ENV" \
+    && shop --help >/dev/null
+
+############################
+# runtime: the venv, a non-root user, nothing else
+############################
+FROM ${PYTHON_IMAGE} AS runtime
+
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG CREATED=unknown
+
+LABEL org.opencontainers.image.title="shop" \
+      org.opencontainers.image.description="Shop e-commerce platform: user, product, order and payment services (one image, service chosen by args)" \
+      org.opencontainers.image.source="https://github.com/shop/shop" \
+      org.opencontainers.image.licenses="Proprietary" \
+      org.opencontainers.image.vendor="shop" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.11-slim"
+
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SHOP_ENV=production
+
+# uid/gid 10001: above the host range, matches runAsUser in deploy/k8s.
+RUN groupadd --system --gid 10001 shop \
+    && useradd --system --uid 10001 --gid shop --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin shop
+
+COPY --from=build /opt/venv /opt/venv
+
+WORKDIR /tmp
+USER 10001:10001
+
+# Informational only (the port follows SHOP_PORT): users 5000, products 5001, orders 5002,
+# payments 5003.
+EXPOSE 5000 5001 5002 5003
+
+# Kubernetes uses its own probes; this serves `docker run` and compose. Standard library
+# only. The port is SHOP_PORT, else the default of the service named in PID 1's arguments.
+HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request as u; a = open('/proc/1/cmdline').read().split(chr(0)); d = {'users': '5000', 'products': '5001', 'orders': '5002', 'payments': '5003'}; p = os.environ.get('SHOP_PORT') or next((d[s] for s in a if s in d), '5000'); u.urlopen('http://127.0.0.1:' + p + '/health/live', timeout=2)"]
+
+ENTRYPOINT ["shop"]
+CMD ["serve", "users"]

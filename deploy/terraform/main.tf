@@ -1,0 +1,56 @@
+# The shop platform on AWS: network, EKS and RDS PostgreSQL for one environment.
+#   terraform init -backend-config=environments/<env>/backend.hcl
+#   terraform plan -var-file=environments/<env>/terraform.tfvars
+# Variable defaults are the production values; dev overrides a few in its tfvars.
+
+locals {
+  name         = "shop-${var.environment}"
+  cluster_name = "shop-${var.environment}"
+  tags = {
+    Project     = "shop"
+    Environment = var.environment
+  }
+}
+
+module "network" {
+  source = "./modules/network"
+
+  name               = local.name
+  cluster_name       = local.cluster_name
+  vpc_cidr           = var.vpc_cidr
+  azs                = var.azs
+  single_nat_gateway = var.single_nat_gateway
+  tags               = local.tags
+}
+
+module "eks" {
+  source = "./modules/eks"
+
+  cluster_name                 = local.cluster_name
+  kubernetes_version           = var.kubernetes_version
+  vpc_id                       = module.network.vpc_id
+  subnet_ids                   = module.network.app_subnet_ids
+  endpoint_public_access_cidrs = var.cluster_endpoint_public_access_cidrs
+  node_instance_types          = var.node_instance_types
+  node_min_size                = var.node_min_size
+  node_max_size                = var.node_max_size
+  node_desired_size            = var.node_min_size
+  tags                         = local.tags
+}
+
+module "database" {
+  source = "./modules/database"
+
+  name                  = local.name
+  vpc_id                = module.network.vpc_id
+  database_subnet_ids   = module.network.database_subnet_ids
+  allowed_cidr_blocks   = module.network.app_subnet_cidrs
+  engine_version        = var.db_engine_version
+  instance_class        = var.db_instance_class
+  allocated_storage     = var.db_allocated_storage
+  max_allocated_storage = var.db_max_allocated_storage
+  multi_az              = var.db_multi_az
+  backup_retention_days = var.db_backup_retention_days
+  deletion_protection   = var.db_deletion_protection
+  tags                  = local.tags
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Install the Debian tools the monitoring checks and load tests use:
+#   prometheus (/usr/bin/prometheus, /usr/bin/promtool), nginx, wrk.
+#
+# Idempotent: when every tool is already present it exits at once, without
+# touching apt. Otherwise it runs `apt-get update` once and installs only the
+# missing packages, with a policy-rc.d that forbids postinst scripts from
+# starting daemons (Debian's prometheus and nginx packages try to), then stops
+# any such daemon that was started anyway. Exits non-zero on any failure.
+#
+# Usage: sudo scripts/install-apt-tools.sh   (or as root)
+set -euo pipefail
+
+# package -> a file the package provides; the file's presence means "installed".
+declare -A PROBE=(
+  [prometheus]=/usr/bin/promtool
+  [nginx]=/usr/sbin/nginx
+  [wrk]=/usr/bin/wrk
+)
+# Daemons the packages may start, by service name.
+DAEMONS=(prometheus prometheus-node-exporter nginx)
+
+missing=()
+for pkg in prometheus nginx wrk; do
+  if [[ ! -x "${PROBE[$pkg]}" ]] || ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-apt-tools: prometheus, nginx, wrk already installed"
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-apt-tools: need root to install: ${missing[*]}" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+# A policy-rc.d returning 101 tells invoke-rc.d "action not allowed", so the
+# packages' postinst scripts do not start their daemons. Keep any existing
+# policy (a container image may ship one) and restore it on exit.
+POLICY=/usr/sbin/policy-rc.d
+POLICY_BACKUP=""
+if [[ -e "$POLICY" ]]; then
+  POLICY_BACKUP=$(mktemp /tmp/policy-rc.d.XXXXXX)
+  cp -p "$POLICY" "$POLICY_BACKUP"
+fi
+restore_policy() {
+  if [[ -n "$POLICY_BACKUP" ]]; then
+    cp -p "$POLICY_BACKUP" "$POLICY" && rm -f "$POLICY_BACKUP"
+  else
+    rm -f "$POLICY"
+  fi
+}
+trap restore_policy EXIT
+printf '#!/bin/sh\n# written by scripts/install-apt-tools.sh for the duration of an install\nexit 101\n' >"$POLICY"
+chmod 0755 "$POLICY"
+
+# PIDs of the daemon binaries the packages ship.
+daemon_pids() {
+  local bin
+  local pattern
+  for pattern in '^/usr/bin/prometheus( |$)' '^/usr/bin/prometheus-node-exporter( |$)' '^nginx: master process'; do
+    pgrep -f "$pattern" 2>/dev/null || true
+  done | sort -u | tr '\n' ' '
+}
+before_pids=$(daemon_pids)
+
+echo "install-apt-tools: installing ${missing[*]}"
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+  -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+  "${missing[@]}"
+
+# Belt and braces: if a daemon got started anyway (no policy honoured, systemd
+# present), stop it so nothing is left listening on 9090/9100/80.
+for svc in "${DAEMONS[@]}"; do
+  if [[ -n "$before_pids" ]]; then
+    break  # something of ours was already running: leave service management alone
+  fi
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+    systemctl disable "$svc" >/dev/null 2>&1 || true
+  elif [[ -x /etc/init.d/$svc ]]; then
+    /etc/init.d/"$svc" stop >/dev/null 2>&1 || true
+  fi
+done
+# Daemons started outside an init system: stop only processes of the daemon
+# binaries that did not exist before this install (a Prometheus someone runs
+# for a test is left alone).
+for pid in $(daemon_pids); do
+  if [[ " $before_pids " != *" $pid "* ]]; then
+    kill "$pid" 2>/dev/null || true
+  fi
+done
+
+for pkg in "${missing[@]}"; do
+  if [[ ! -x "${PROBE[$pkg]}" ]]; then
+    echo "install-apt-tools: $pkg installed but ${PROBE[$pkg]} is missing" >&2
+    exit 1
+  fi
+done
+echo "install-apt-tools: done ($(promtool --version 2>&1 | head -n1))"

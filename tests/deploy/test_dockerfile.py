@@ -1,0 +1,90 @@
+"""The one image of the platform: hadolint-clean, multi-stage, non-root, venv only."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from .conftest import ROOT, run, tool
+
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def stages() -> dict[str, list[tuple[str, str]]]:
+    result: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for word, rest in instructions():
+        if word == "FROM":
+            current = rest.split(" AS ")[-1].strip() if " AS " in rest else rest
+            result[current] = []
+        elif current is not None:
+            result[current].append((word, rest))
+    return result
+
+
+def test_hadolint_is_clean():
+    proc = run([tool("hadolint"), "--no-color", str(DOCKERFILE)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_base_image_is_pinned_python_slim():
+    args = dict(
+        rest.split("=", 1) for word, rest in instructions() if word == "ARG" and "=" in rest
+    )
+    assert args["PYTHON_IMAGE"] == "python:3.11-slim"
+    froms = [rest for word, rest in instructions() if word == "FROM"]
+    assert froms == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE} AS runtime"]
+
+
+def test_build_stage_installs_the_lock_then_the_project():
+    build = stages()["build"]
+    runs = " ".join(rest for word, rest in build if word == "RUN")
+    assert "pip install --requirement requirements.lock" in runs
+    assert "pip install --no-deps ." in runs
+    assert 'python -m venv "$VIRTUAL_ENV"' in runs
+    copies = [rest for word, rest in build if word == "COPY"]
+    assert copies[0] == "requirements.lock ./"  # dependency layer cached apart from the code
+
+
+def test_runtime_stage_is_minimal_and_non_root():
+    runtime = stages()["runtime"]
+    words = [word for word, _ in runtime]
+    runs = " ".join(rest for word, rest in runtime if word == "RUN")
+    assert "apt-get" not in runs
+    assert "pip" not in runs
+    assert [rest for word, rest in runtime if word == "COPY"] == [
+        "--from=build /opt/venv /opt/venv"
+    ]
+    assert "useradd --system --uid 10001" in runs
+    assert ("USER", "10001:10001") in runtime
+    assert words.index("USER") > words.index("COPY")
+    entry = [json.loads(rest) for word, rest in runtime if word == "ENTRYPOINT"]
+    cmd = [json.loads(rest) for word, rest in runtime if word == "CMD"]
+    assert entry == [["shop"]]
+    assert cmd == [["serve", "users"]]
+    labels = " ".join(rest for word, rest in runtime if word == "LABEL")
+    for key in ("title", "source", "version", "revision", "created"):
+        assert f"org.opencontainers.image.{key}=" in labels
+
+
+def test_dockerignore_sends_only_what_the_build_copies():
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*"
+    allowed = {line[1:] for line in lines if line.startswith("!")}
+    assert allowed == {"requirements.lock", "pyproject.toml", "README.md", "src/"}

@@ -1,0 +1,452 @@
+"""The Kubernetes manifests: both overlays render, validate, pass checkov, and say what the
+architecture says (replicas, rolling updates, probes, HPA, PDB, security, network policy)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import (
+    CRD_KINDS,
+    ENVIRONMENTS,
+    ROOT,
+    SERVICES,
+    by_kind,
+    checkov_failures,
+    describe_failures,
+    run,
+    tool,
+    tools_python,
+)
+
+HERE = Path(__file__).parent
+
+
+# --- schema validation -------------------------------------------------------------------
+
+
+def test_core_kinds_validate_strictly_against_kubernetes_1_28(rendered):
+    # One run over both overlays (the validator's start-up dominates its time).
+    core = [d for env in ENVIRONMENTS for d in rendered[env] if d["kind"] not in CRD_KINDS]
+    assert len(core) > 60
+    proc = run(
+        [tool("kubernetes-validate"), "-k", "1.28.0", "--strict", "--quiet", "-"],
+        input=yaml.safe_dump_all(core),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ERROR" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_custom_resources_validate_against_vendored_schemas(rendered, env):
+    crds = [d for d in rendered[env] if d["kind"] in CRD_KINDS]
+    assert {d["kind"] for d in crds} == CRD_KINDS
+    errors = tools_python(HERE / "validate_crds.py", input=json.dumps(crds))
+    assert errors == []
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_kind_is_known(rendered, env):
+    kinds = {d["kind"] for d in rendered[env]}
+    assert kinds == {
+        "Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Service",
+        "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
+        "Ingress", "ServiceMonitor", "PrometheusRule",
+    }  # fmt: skip
+    for doc in rendered[env]:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "shop", doc["metadata"]["name"]
+
+
+# --- checkov ---------------------------------------------------------------------------------
+
+
+def test_checkov_passes_on_rendered_manifests(checkov_reports):
+    failed, skipped, passed = checkov_failures(checkov_reports["kubernetes"])
+    assert passed > 100
+    assert not failed, "checkov failures:\n" + describe_failures(failed)
+    for check in skipped:
+        assert (check.get("suppress_comment") or "").strip(), f"skip without a reason: {check}"
+
+
+# --- workloads ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prod(rendered) -> list[dict[str, Any]]:
+    return rendered["prod"]
+
+
+def pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
+    return deployment["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_one_deployment_per_service_from_one_image(rendered, env):
+    deployments = by_kind(rendered[env], "Deployment")
+    assert set(deployments) == set(SERVICES)
+    images = set()
+    for name, (cli, port, _db) in SERVICES.items():
+        spec = pod_spec(deployments[name])
+        app = spec["containers"][0]
+        assert app["args"] == ["serve", cli]
+        assert app["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+        (migrate,) = spec["initContainers"]
+        assert migrate["args"] == ["migrate", cli]
+        assert migrate["image"] == app["image"]
+        images.add(app["image"])
+    (image,) = images
+    repo, _, tag = image.rpartition(":")
+    assert repo.endswith("/shop")
+    assert tag
+    assert tag != "latest"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_deployment_rollout_and_probes(prod, name):
+    dep = by_kind(prod, "Deployment")[name]
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1},
+    }
+    app = pod_spec(dep)["containers"][0]
+    assert app["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert app["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert app["startupProbe"]["httpGet"]["path"] == "/health/live"
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert app[probe]["httpGet"]["port"] == "http"
+    assert pod_spec(dep)["terminationGracePeriodSeconds"] == 30
+    assert app["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    for key in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(app["resources"][key])
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_pods_are_locked_down(prod, name):
+    spec = pod_spec(by_kind(prod, "Deployment")[name])
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["serviceAccountName"] == name
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == 10001
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in spec["containers"] + spec["initContainers"]:
+        sc = container["securityContext"]
+        assert sc["runAsNonRoot"] is True
+        assert sc["runAsUser"] == 10001
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert "emptyDir" in volumes["tmp"]
+    token = volumes["vault-token"]["projected"]["sources"][0]["serviceAccountToken"]
+    assert token["audience"] == "vault"
+    assert token["expirationSeconds"] <= 3600
+
+
+def test_service_accounts_mount_no_token(prod):
+    accounts = by_kind(prod, "ServiceAccount")
+    assert set(accounts) == set(SERVICES)
+    assert all(sa["automountServiceAccountToken"] is False for sa in accounts.values())
+
+
+def test_roles_only_read_the_own_configmap(prod):
+    roles = by_kind(prod, "Role")
+    configmaps = by_kind(prod, "ConfigMap")
+    assert set(roles) == set(SERVICES)
+    for name, role in roles.items():
+        (rule,) = role["rules"]
+        assert rule["verbs"] == ["get"]
+        assert rule["resources"] == ["configmaps"]
+        (cm,) = rule["resourceNames"]
+        assert cm.startswith(f"{name}-config-")
+        assert cm in configmaps
+    for name, binding in by_kind(prod, "RoleBinding").items():
+        assert binding["roleRef"]["name"] == name
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": name, "namespace": "shop"}
+        ]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_vault_agent_renders_the_secrets_as_files(prod, name):
+    dep = by_kind(prod, "Deployment")[name]
+    ann = dep["spec"]["template"]["metadata"]["annotations"]
+    cli, _port, db = SERVICES[name]
+    assert ann["vault.hashicorp.com/agent-inject"] == "true"
+    assert ann["vault.hashicorp.com/role"] == name
+    assert ann["vault.hashicorp.com/agent-init-first"] == "true"
+    assert ann["vault.hashicorp.com/agent-service-account-token-volume-name"] == "vault-token"
+    prefix = "vault.hashicorp.com/agent-inject-secret-"
+    files = {k[len(prefix) :]: v for k, v in ann.items() if k.startswith(prefix)}
+    expected = {"SHOP_DATABASE_URL", "SHOP_SERVICE_TOKEN_SECRET"}
+    if cli == "users":
+        expected |= {"SHOP_JWT_PRIVATE_KEY", "SHOP_ADMIN_PASSWORD"}
+    assert set(files) == expected
+    assert files["SHOP_DATABASE_URL"] == f"database/creds/{cli}"
+    assert files["SHOP_SERVICE_TOKEN_SECRET"] == "secret/data/shop/internal"
+    template = ann["vault.hashicorp.com/agent-inject-template-SHOP_DATABASE_URL"]
+    assert f"@postgres:5432/{db}" in template
+    assert template.count("postgresql://") == 1
+    for key in expected:
+        assert f"agent-inject-template-{key}" in " ".join(ann)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_configuration_follows_the_env_contract(prod, name):
+    dep = by_kind(prod, "Deployment")[name]
+    app = pod_spec(dep)["containers"][0]
+    (source,) = app["envFrom"]
+    data = by_kind(prod, "ConfigMap")[source["configMapRef"]["name"]]["data"]
+    cli, port, _db = SERVICES[name]
+    assert data["SHOP_ENV"] == "production"
+    assert data["SHOP_PORT"] == str(port)
+    assert data["SHOP_SECRETS_DIR"] == "/vault/secrets"
+    assert "SHOP_LOG_LEVEL" in data
+    if cli == "users":
+        assert "SHOP_JWKS_URL" not in data
+        assert {"SHOP_ADMIN_USERNAME", "SHOP_ADMIN_EMAIL"} <= set(data)
+    else:
+        assert data["SHOP_JWKS_URL"] == "http://user-service:5000/.well-known/jwks.json"
+    if cli == "orders":
+        assert data["SHOP_PRODUCTS_URL"] == "http://product-service:5001"
+        assert data["SHOP_PAYMENTS_URL"] == "http://payment-service:5003"
+    # Secrets come from Vault only, never from the ConfigMap or plain env.
+    assert not {k for k in data if "PASSWORD" in k or ("SECRET" in k and k != "SHOP_SECRETS_DIR")}
+    assert app["env"] == [
+        {"name": "SHOP_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    ]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_services_and_service_monitors(prod, name):
+    _cli, port, _db = SERVICES[name]
+    svc = by_kind(prod, "Service")[name]
+    assert svc["spec"]["ports"] == [
+        {"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert svc["spec"]["selector"] == {"app.kubernetes.io/name": name}
+    monitor = by_kind(prod, "ServiceMonitor")[name]
+    assert monitor["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": name}
+    assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"  # job = Service name
+    assert svc["metadata"]["labels"]["app.kubernetes.io/name"] == name
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+    ]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_autoscaling_and_disruption_budgets(rendered, env):
+    hpas = by_kind(rendered[env], "HorizontalPodAutoscaler")
+    pdbs = by_kind(rendered[env], "PodDisruptionBudget")
+    assert set(hpas) == set(pdbs) == set(SERVICES)
+    for name, hpa in hpas.items():
+        spec = hpa["spec"]
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert spec["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": name,
+        }
+        assert spec["minReplicas"] == 2
+        assert spec["maxReplicas"] == (10 if env == "prod" else 4)
+        targets = {
+            m["resource"]["name"]: m["resource"]["target"]["averageUtilization"]
+            for m in spec["metrics"]
+        }
+        assert targets == {"cpu": 70, "memory": 80}
+        assert pdbs[name]["spec"]["minAvailable"] == 1
+        assert pdbs[name]["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": name}
+
+
+def test_prod_is_stricter_than_dev(rendered):
+    def requests(env):
+        dep = by_kind(rendered[env], "Deployment")["order-service"]
+        return pod_spec(dep)["containers"][0]["resources"]["requests"]["memory"]
+
+    assert (requests("dev"), requests("prod")) == ("192Mi", "384Mi")
+    prod_spread = pod_spec(by_kind(rendered["prod"], "Deployment")["order-service"])
+    assert prod_spread["topologySpreadConstraints"][0]["whenUnsatisfiable"] == "DoNotSchedule"
+    rps = {
+        env: int(
+            by_kind(rendered[env], "Ingress")["shop"]["metadata"]["annotations"][
+                "nginx.ingress.kubernetes.io/limit-rps"
+            ]
+        )
+        for env in ENVIRONMENTS
+    }
+    assert rps["prod"] < rps["dev"]
+
+
+# --- namespace, ingress ----------------------------------------------------------------------
+
+
+def test_namespace_enforces_restricted_pod_security(prod):
+    labels = by_kind(prod, "Namespace")["shop"]["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_ingress_routes_tls_and_rate_limits(rendered, env):
+    ingress = by_kind(rendered[env], "Ingress")["shop"]
+    ann = ingress["metadata"]["annotations"]
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ann["cert-manager.io/cluster-issuer"].startswith("letsencrypt-")
+    assert int(ann["nginx.ingress.kubernetes.io/limit-rps"]) > 0
+    assert ann["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+    (tls,) = ingress["spec"]["tls"]
+    (rule,) = ingress["spec"]["rules"]
+    assert tls["hosts"] == [rule["host"]]
+    assert tls["secretName"]
+    routes = {
+        p["path"]: (p["backend"]["service"]["name"], p["backend"]["service"]["port"]["number"])
+        for p in rule["http"]["paths"]
+    }
+    assert routes == {
+        "/api/v1/users": ("user-service", 5000),
+        "/api/v1/products": ("product-service", 5001),
+        "/api/v1/orders": ("order-service", 5002),
+        "/api/v1/payments": ("payment-service", 5003),
+    }
+
+
+# --- network policy --------------------------------------------------------------------------
+
+
+def peers_of(rules: list[dict[str, Any]], key: str) -> list[tuple[dict[str, Any], set[int]]]:
+    out = []
+    for rule in rules:
+        ports = {p["port"] for p in rule.get("ports", [])}
+        for peer in rule[key]:
+            out.append((peer, ports))
+    return out
+
+
+def allowed(policies, name: str, direction: str) -> list[tuple[dict[str, Any], set[int]]]:
+    """(peer, ports) allowed for the pods of `name` in a direction ('ingress' or 'egress')."""
+    key = "from" if direction == "ingress" else "to"
+    out = []
+    for pol in policies.values():
+        selector = pol["spec"]["podSelector"]
+        labels = selector.get("matchLabels", {})
+        exprs = selector.get("matchExpressions", [])
+        applies = (not labels and not exprs) or labels.get("app.kubernetes.io/name") == name
+        applies = applies or any(name in e.get("values", []) for e in exprs)
+        if applies and direction.capitalize() in pol["spec"]["policyTypes"]:
+            out += peers_of(pol["spec"].get(direction, []), key)
+    return out
+
+
+def pod(name: str) -> dict[str, Any]:
+    return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+
+
+def namespace(name: str) -> dict[str, Any]:
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+
+
+def test_default_deny_all(prod):
+    deny = by_kind(prod, "NetworkPolicy")["default-deny-all"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_ingress_only_from_ingress_nginx_monitoring_and_named_callers(prod, name):
+    policies = by_kind(prod, "NetworkPolicy")
+    port = SERVICES[name][1]
+    peers = allowed(policies, name, "ingress")
+    assert (namespace("ingress-nginx"), {port}) in peers
+    assert (namespace("monitoring"), {port}) in peers
+    callers = {
+        "user-service": {"product-service", "order-service", "payment-service"},  # JWKS
+        "product-service": {"order-service"},
+        "payment-service": {"order-service"},
+        "order-service": set(),
+    }[name]
+    pod_peers = {
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+        for p, ports in peers
+        if "podSelector" in p and "namespaceSelector" not in p and ports == {port}
+    }
+    assert pod_peers == callers
+    assert all(ports == {port} for _p, ports in peers), "every ingress rule names the port"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_egress_dns_vault_database_and_service_calls(prod, name):
+    peers = allowed(by_kind(prod, "NetworkPolicy"), name, "egress")
+    dns = {**namespace("kube-system"), **pod("kube-dns")}
+    dns["podSelector"] = {"matchLabels": {"k8s-app": "kube-dns"}}
+    assert (dns, {53}) in peers
+    assert (namespace("vault"), {8200}) in peers
+    db = [p["ipBlock"]["cidr"] for p, ports in peers if "ipBlock" in p and ports == {5432}]
+    assert len(db) == 3
+    assert all("ipBlock" not in p or ports == {5432} for p, ports in peers)
+    services = {
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: ports
+        for p, ports in peers
+        if "podSelector" in p and "namespaceSelector" not in p
+    }
+    expected = {}
+    if name != "user-service":
+        expected["user-service"] = {5000}
+    if name == "order-service":
+        expected |= {"product-service": {5001}, "payment-service": {5003}}
+    assert services == expected
+
+
+def cidrsubnet(prefix: str, newbits: int, netnum: int) -> str:
+    """Terraform's cidrsubnet()."""
+    net = ipaddress.ip_network(prefix)
+    return str(list(net.subnets(prefixlen_diff=newbits))[netnum])
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_database_egress_matches_the_terraform_database_subnets(rendered, hcl, env):
+    vpc_cidr = hcl[f"environments/{env}/terraform.tfvars"]["vpc_cidr"]
+    locals_ = next(iter(hcl["modules/network/main.tf"]["locals"]))
+    assert locals_["database_cidrs"] == (
+        "${[for i in range(3) : cidrsubnet(var.vpc_cidr, 8, 128 + i)]}"
+    ), "the subnet layout changed: update this test and the overlays"
+    expected = [cidrsubnet(vpc_cidr, 8, 128 + i) for i in range(3)]
+    pol = by_kind(rendered[env], "NetworkPolicy")["allow-database-egress"]
+    (rule,) = pol["spec"]["egress"]
+    assert [p["ipBlock"]["cidr"] for p in rule["to"]] == expected
+
+
+# --- monitoring ------------------------------------------------------------------------------
+
+
+def test_generated_monitoring_manifests_are_fresh():
+    proc = run(["python3", str(ROOT / "scripts/gen-monitoring-manifests.py"), "--check"])
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_prometheus_rule_wraps_the_alert_rules_file(prod):
+    (rule,) = by_kind(prod, "PrometheusRule").values()
+    source = yaml.safe_load(
+        (ROOT / "deploy/monitoring/prometheus/alerts.yml").read_text(encoding="utf-8")
+    )
+    assert rule["spec"] == {"groups": source["groups"]}
+    names = [g["name"] for g in source["groups"]]
+    assert len(names) == len(set(names)), "rule group names must be unique"
+
+
+def test_grafana_dashboards_are_configmaps(prod):
+    files = sorted((ROOT / "deploy/monitoring/grafana/dashboards").glob("*.json"))
+    assert files
+    dashboards = {
+        key: json.loads(value)
+        for cm in by_kind(prod, "ConfigMap").values()
+        if cm["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+        for key, value in cm["data"].items()
+    }
+    assert dashboards == {f.name: json.loads(f.read_text(encoding="utf-8")) for f in files}

@@ -1,0 +1,1 @@
+"""Offline checks of the monitoring and logging configuration under deploy/."""
