@@ -102,6 +102,8 @@ def _settings(cls: type, url: str, keys_file: Path, **extra: Any) -> Any:
         log_json=True,
         db_pool_min=1,
         db_pool_max=20,
+        # One event loop runs all four services and the clients here: allow for its queueing.
+        db_command_timeout=30,
         **extra,
     )
 

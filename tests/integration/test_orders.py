@@ -191,3 +191,22 @@ async def test_product_service_down_is_503_and_nothing_is_charged(
     assert response.status_code == 503
     assert await platform.sql("payments", "SELECT 1 FROM payments") == []
     platform.products_link.down = False
+
+
+async def test_200_concurrent_orders_never_oversell(platform: Platform, make_product) -> None:
+    """200 orders from 10 users, quantities 1-3, race for a stock of 50."""
+    product = await make_product(price="3.00", stock=50)
+    plan = [(100 + i % 10, 1 + i % 3) for i in range(200)]
+    responses = await asyncio.gather(
+        *[place(platform, product["id"], quantity, user=user) for user, quantity in plan]
+    )
+    assert {r.status_code for r in responses} <= {201, 409}, {r.text for r in responses if r.status_code == 503}
+    sold = sum(q for (_, q), r in zip(plan, responses, strict=True) if r.status_code == 201)
+    assert sold == 50  # every unit sold once: quantities 1-3 always fill the last units
+    assert await stock_of(platform, product["id"]) == 0
+    paid = await platform.sql("orders", "SELECT id, total_price FROM orders WHERE status = 'paid'")
+    payments = await platform.sql(
+        "payments", "SELECT order_id, amount FROM payments WHERE status = 'completed'"
+    )
+    assert sorted(p["order_id"] for p in payments) == sorted(o["id"] for o in paid)
+    assert sum(p["amount"] for p in payments) == sum(o["total_price"] for o in paid)

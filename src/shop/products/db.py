@@ -146,15 +146,6 @@ class ProductRepository:
             stock,
         )
 
-    async def take_stock(self, product_id: int, quantity: int) -> Any:
-        """Take ``quantity`` if that much is in stock; the row lock serialises concurrent takers."""
-        return await self.conn.fetchrow(
-            f"UPDATE products SET stock = stock - $2, updated_at = now()"
-            f" WHERE id = $1 AND {LIVE} AND stock >= $2 RETURNING price",
-            product_id,
-            quantity,
-        )
-
     async def return_stock(self, product_id: int, quantity: int) -> None:
         # Restocks a deleted product too: the row is kept (soft delete) for this.
         await self.conn.execute(
@@ -168,23 +159,28 @@ class ReservationRepository:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def claim(self, *, order_id: int, product_id: int, quantity: int) -> bool:
-        """Insert the order's reservation row; False if the order already has one."""
-        return bool(
-            await self.conn.fetchval(
-                "INSERT INTO stock_reservations (order_id, product_id, quantity, status)"
-                " VALUES ($1, $2, $3, 'reserved') ON CONFLICT (order_id) DO NOTHING RETURNING true",
-                order_id,
-                product_id,
-                quantity,
-            )
-        )
+    async def reserve(self, *, order_id: int, product_id: int, quantity: int) -> Any:
+        """Take stock and record the order's reservation in one statement, so the product's
+        row lock is held for one round trip only (a hot product serialises its buyers here).
 
-    async def set_price(self, order_id: int, unit_price: Any) -> Any:
+        Returns the reservation, None if the stock (or product) was not there, and raises
+        UniqueViolationError if a concurrent call for the same order won.
+        """
         return await self.conn.fetchrow(
-            "UPDATE stock_reservations SET unit_price = $2 WHERE order_id = $1 RETURNING *",
+            """
+            WITH take AS (
+                UPDATE products SET stock = stock - $3, updated_at = now()
+                WHERE id = $2 AND deleted_at IS NULL AND stock >= $3
+                  AND NOT EXISTS (SELECT 1 FROM stock_reservations WHERE order_id = $1)
+                RETURNING price
+            )
+            INSERT INTO stock_reservations (order_id, product_id, quantity, unit_price, status)
+            SELECT $1, $2, $3, price, 'reserved' FROM take
+            RETURNING *
+            """,
             order_id,
-            unit_price,
+            product_id,
+            quantity,
         )
 
     async def get(self, order_id: int, *, lock: bool = False) -> Any:

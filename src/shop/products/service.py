@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+
 from shop.common.db import Database
 from shop.common.errors import Conflict, NotFound
 from shop.common.metrics import STOCK_OUTS
@@ -71,20 +73,25 @@ async def reserve_stock(
     *, db: Database, product_id: int, order_id: int, quantity: int
 ) -> tuple[Any, bool]:
     """Take stock for an order, once. Returns the reservation and whether it is new."""
-    async with db.acquire() as conn, conn.transaction():
+    async with db.acquire() as conn:
         products, reservations = ProductRepository(conn), ReservationRepository(conn)
-        if await reservations.claim(order_id=order_id, product_id=product_id, quantity=quantity):
-            taken = await products.take_stock(product_id, quantity)
-            if taken is None:
-                if not await products.exists(product_id):
-                    raise _missing(product_id)
-                STOCK_OUTS.inc()
-                raise Conflict(
-                    f"Product {product_id} has fewer than {quantity} in stock.",
-                    extra={"code": "insufficient_stock"},
-                )
-            return await reservations.set_price(order_id, taken["price"]), True
+        try:
+            reservation = await reservations.reserve(
+                order_id=order_id, product_id=product_id, quantity=quantity
+            )
+        except asyncpg.UniqueViolationError:
+            reservation = None  # a concurrent call for this order won: answer with its result
+        if reservation is not None:
+            return reservation, True
         existing = await reservations.get(order_id)
+        if existing is None:
+            if not await products.exists(product_id):
+                raise _missing(product_id)
+            STOCK_OUTS.inc()
+            raise Conflict(
+                f"Product {product_id} has fewer than {quantity} in stock.",
+                extra={"code": "insufficient_stock"},
+            )
     if existing["status"] != "reserved":
         raise Conflict(
             f"The reservation of order {order_id} was released.",
