@@ -200,7 +200,9 @@ async def test_200_concurrent_orders_never_oversell(platform: Platform, make_pro
     responses = await asyncio.gather(
         *[place(platform, product["id"], quantity, user=user) for user, quantity in plan]
     )
-    assert {r.status_code for r in responses} <= {201, 409}, {r.text for r in responses if r.status_code == 503}
+    assert {r.status_code for r in responses} <= {201, 409}, {
+        r.text for r in responses if r.status_code == 503
+    }
     sold = sum(q for (_, q), r in zip(plan, responses, strict=True) if r.status_code == 201)
     assert sold == 50  # every unit sold once: quantities 1-3 always fill the last units
     assert await stock_of(platform, product["id"]) == 0
