@@ -1,7 +1,8 @@
 """PostgreSQL access over an asyncpg pool, built in the app's lifespan (never at import).
 
-Reads run on a pooled connection in autocommit (one round trip); writes run inside a
-``UnitOfWork``, the one transaction boundary of a use case, which rolls back unless committed.
+Single statements run on a pooled connection in autocommit (one round trip, no BEGIN/COMMIT);
+a use case that needs several statements to agree opens ``conn.transaction()``, its one
+transaction boundary, which rolls back on any error.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import Any, Self
 
 import asyncpg
 
@@ -80,10 +79,6 @@ class Database:
             DB_POOL_ACQUIRE.observe(time.perf_counter() - started)
             yield conn
 
-    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        async with self.acquire() as conn:
-            return await conn.fetchrow(query, *args)
-
     async def ping(self) -> bool:
         try:
             async with self.acquire() as conn:
@@ -96,41 +91,3 @@ class Database:
             size = self._pool.get_size()
             DB_POOL_SIZE.set(size)
             DB_POOL_IN_USE.set(size - self._pool.get_idle_size())
-
-
-class UnitOfWork:
-    """One transaction: ``async with uow: ...; await uow.commit()``. Rolls back unless committed."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._cm: Any = None
-        self._tx: Any = None
-        self.conn: asyncpg.Connection
-
-    async def __aenter__(self) -> Self:
-        self._cm = self._db.acquire()
-        self.conn = await self._cm.__aenter__()
-        self._tx = self.conn.transaction()
-        await self._tx.start()
-        self._committed = False
-        self.on_enter()
-        return self
-
-    def on_enter(self) -> None:
-        """Subclasses bind their repositories to ``self.conn`` here."""
-
-    async def commit(self) -> None:
-        await self._tx.commit()
-        self._committed = True
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if not self._committed:
-                await self._tx.rollback()
-        finally:
-            await self._cm.__aexit__(exc_type, exc, tb)

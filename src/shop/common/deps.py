@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -11,6 +11,7 @@ from shop.common.auth import Principal, TokenVerifier
 from shop.common.context import user_id_var
 from shop.common.db import Database
 from shop.common.errors import Forbidden, Unauthorized
+from shop.common.responses import JSONResponse, json_response
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from POST /api/v1/users/login.")
 
@@ -51,6 +52,12 @@ class PageParams:
         offset: Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip.")] = 0,
     ) -> None:
         self.limit, self.offset = limit, offset
+
+    def response(self, items: list[Any], total: int) -> JSONResponse:
+        """The contract's list shape: ``{"items", "total", "limit", "offset"}``."""
+        return json_response(
+            {"items": items, "total": total, "limit": self.limit, "offset": self.offset}
+        )
 
 
 DbDep = Annotated[Database, Depends(get_db)]

@@ -101,14 +101,7 @@ async def orders_of_user(user_id: Id, db: DbDep, page: PageDep, principal: Princ
     rows, total = await service.list_for_user(
         db=db, user_id=user_id, limit=page.limit, offset=page.offset
     )
-    return json_response(
-        {
-            "items": [_order(r) for r in rows],
-            "total": total,
-            "limit": page.limit,
-            "offset": page.offset,
-        }
-    )
+    return page.response([_order(r) for r in rows], total)
 
 
 @router.patch(

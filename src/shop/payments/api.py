@@ -164,14 +164,7 @@ async def payments_of_user(user_id: Id, db: DbDep, page: PageDep, principal: Pri
     rows, total = await service.list_for_user(
         db=db, user_id=user_id, limit=page.limit, offset=page.offset
     )
-    return json_response(
-        {
-            "items": [_payment(r) for r in rows],
-            "total": total,
-            "limit": page.limit,
-            "offset": page.offset,
-        }
-    )
+    return page.response([_payment(r) for r in rows], total)
 
 
 @router.get(

@@ -58,14 +58,7 @@ async def list_products(
     rows, total = await service.list_products(
         db=db, limit=page.limit, offset=page.offset, category=category
     )
-    return json_response(
-        {
-            "items": [_product(r) for r in rows],
-            "total": total,
-            "limit": page.limit,
-            "offset": page.offset,
-        }
-    )
+    return page.response([_product(r) for r in rows], total)
 
 
 @router.get("/{product_id}", response_model=ProductRead, responses=NOT_FOUND)

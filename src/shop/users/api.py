@@ -72,14 +72,7 @@ async def login(
 @router.get("", response_model=UserPage, summary="List users (admin)")
 async def list_users(db: DbDep, page: PageDep, _: AdminDep) -> Any:
     rows, total = await service.list_users(db=db, limit=page.limit, offset=page.offset)
-    return json_response(
-        {
-            "items": [_user(r) for r in rows],
-            "total": total,
-            "limit": page.limit,
-            "offset": page.offset,
-        }
-    )
+    return page.response([_user(r) for r in rows], total)
 
 
 @router.get("/{user_id}", response_model=UserRead, responses={404: {"description": "Not found"}})
