@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from hypothesis import settings
 
@@ -30,11 +31,23 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
     return find_server(ROOT / ".shop" / "pgdata-test", configured=configured)
 
 
+async def _no_fsync_wait(server: Server, names: list[str]) -> None:
+    """Test databases skip waiting for the WAL flush at commit: on a slow CI disk the fsyncs
+    dominate the suite's time, and no test here survives a PostgreSQL crash anyway."""
+    conn = await asyncpg.connect(server.url)
+    try:
+        for name in names:
+            await conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    finally:
+        await conn.close()
+
+
 def _databases(server: Server) -> Iterator[dict[str, str]]:
     from shop.cli import prepare
 
     prefix = f"t{secrets.token_hex(4)}_"
     urls = prepare(server, prefix=prefix)
+    asyncio.run(_no_fsync_wait(server, [prefix + name for name in SERVICE_DATABASES.values()]))
     yield urls
     asyncio.run(drop_databases(server, [prefix + name for name in SERVICE_DATABASES.values()]))
 

@@ -60,7 +60,8 @@ def live(
     for proc in procs.values():
         proc.start()
     try:
-        wait_ready(list(procs.values()), timeout=60)
+        # Generous: four interpreters importing FastAPI on a loaded CI machine can take minutes.
+        wait_ready(list(procs.values()), timeout=300)
         yield LivePlatform(procs, logs)
     finally:
         for proc in procs.values():

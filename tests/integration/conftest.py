@@ -101,14 +101,16 @@ def _settings(cls: type, url: str, keys_file: Path, **extra: Any) -> Any:
         jwt_public_keys_file=keys_file,
         log_json=True,
         db_pool_min=1,
-        db_pool_max=20,
+        db_pool_max=10,
         # One event loop runs all four services and the clients here: allow for its queueing.
         db_command_timeout=30,
         **extra,
     )
 
 
-@pytest.fixture(scope="session")
+# Package scope: the pools close when the in-process tests end, before the process-based
+# tests open their own connections (PostgreSQL's default limit is 100).
+@pytest.fixture(scope="package")
 async def platform(
     database_urls: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Platform]:
@@ -143,6 +145,8 @@ async def platform(
             saga_lease_seconds=30,
             retry_deadline_seconds=3,
             http_timeout_seconds=10,
+            # The bulkhead queues the 200-order race; a slow CI machine must not turn into 503s.
+            saga_queue_timeout_seconds=300,
         ),
         products_transport=products_link,
         payments_transport=payments_link,

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from pydantic import ValidationError
 
-from shop.common.errors import Conflict, NotFound, PaymentDeclined
-from shop.common.http import CircuitBreaker
+from shop.common.errors import Conflict, NotFound, PaymentDeclined, ServiceUnavailable
+from shop.common.http import Bulkhead, CircuitBreaker
 from shop.orders.service import failure_problem
 from shop.orders.settings import OrdersSettings
 from shop.users.settings import UsersSettings
@@ -61,3 +63,28 @@ def test_breaker_opens_after_failures_and_half_opens_later(monkeypatch) -> None:
 def test_failed_orders_map_to_the_contracts_status(reason, problem) -> None:
     order = {"id": 1, "failure_reason": reason}
     assert isinstance(failure_problem(order), problem)
+
+
+async def test_bulkhead_bounds_concurrency_and_sheds_what_waits_too_long() -> None:
+    bulkhead = Bulkhead(2, queue_timeout=0.05, name="orders")
+    inside, peak = 0, 0
+    gate = asyncio.Event()
+
+    async def work() -> None:
+        nonlocal inside, peak
+        async with bulkhead.slot():
+            inside += 1
+            peak = max(peak, inside)
+            await gate.wait()
+            inside -= 1
+
+    holders = [asyncio.create_task(work()) for _ in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(ServiceUnavailable, match="Too many orders"):
+        async with bulkhead.slot():
+            pass
+    gate.set()
+    await asyncio.gather(*holders)
+    assert peak == 2
+    async with bulkhead.slot():  # slots come back once the holders leave
+        pass

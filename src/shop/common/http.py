@@ -1,4 +1,5 @@
-"""Calls to other services: timeouts, service token, request-id propagation, retries, breaker.
+"""Calls to other services: timeouts, service token, request-id propagation, retries, breaker,
+bulkhead.
 
 A call either returns an ``httpx.Response`` with a status below 500 for the caller to
 interpret, or raises ``DownstreamUnavailable`` (timeout, connection refused, 5xx, circuit
@@ -8,7 +9,10 @@ jitter, within an overall deadline, so a retry never doubles a side effect.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -32,6 +36,28 @@ class DownstreamUnavailable(ServiceUnavailable):
     def __init__(self, target: str, reason: str) -> None:
         super().__init__(f"{target} is unavailable ({reason}); try again shortly.")
         self.target, self.reason = target, reason
+
+
+class Bulkhead:
+    """At most ``limit`` callers inside at once; the rest queue up to ``queue_timeout`` seconds,
+    then get 503. Bounds what one slow dependency can tie up (connections, memory, tasks)."""
+
+    def __init__(self, limit: int, queue_timeout: float, *, name: str) -> None:
+        self._slots = asyncio.Semaphore(limit)
+        self.limit, self.queue_timeout, self.name = limit, queue_timeout, name
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.queue_timeout)
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"Too many {self.name} in progress; try again shortly."
+            ) from None
+        try:
+            yield
+        finally:
+            self._slots.release()
 
 
 class CircuitBreaker:
@@ -108,7 +134,7 @@ class ServiceClient:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(DownstreamUnavailable),
             stop=stop_after_attempt(5) | stop_after_delay(self._deadline),
-            wait=wait_exponential_jitter(initial=0.05, max=1.0),
+            wait=wait_exponential_jitter(multiplier=0.05, max=1.0),
             reraise=True,
         ):
             with attempt:

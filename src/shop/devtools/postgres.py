@@ -7,6 +7,7 @@ folder that git ignores, so ``make run`` and ``make test`` work on a machine wit
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,11 @@ def start_embedded(data_dir: Path) -> str:
             "No PostgreSQL found and pgserver is not installed: run `make run`."
         ) from exc
     data_dir.mkdir(parents=True, exist_ok=True)
+    # pgserver logs every pg_ctl call at INFO, also from its atexit hook, when the process's
+    # streams may already be closed; its failures raise, so its chatter is not needed.
+    pg_log = logging.getLogger("pgserver")
+    pg_log.addHandler(logging.NullHandler())
+    pg_log.propagate = False
     # Stopped when this process exits; kept referenced until then.
     server = pgserver.get_server(str(data_dir), cleanup_mode="stop")  # type: ignore[attr-defined]
     _embedded.append(server)

@@ -59,6 +59,11 @@ class ServiceProcess:
             self.process.kill()
             return self.process.wait(5)
 
+    def log_tail(self, lines: int = 20) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
     def ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/health/ready", timeout=1) as r:  # noqa: S310
@@ -74,13 +79,16 @@ def wait_ready(procs: list[ServiceProcess], timeout: float = 30.0) -> None:
         for proc in list(pending):
             if proc.process and proc.process.poll() is not None:
                 raise RuntimeError(
-                    f"{proc.name} exited with {proc.process.returncode}"
-                    + (f"; see {proc.log_path}" if proc.log_path else "")
+                    f"{proc.name} exited with {proc.process.returncode}; log tail:\n"
+                    + proc.log_tail()
                 )
             if proc.ready():
                 pending.remove(proc)
         if pending and time.monotonic() > deadline:
-            raise TimeoutError(f"not ready after {timeout}s: {[p.name for p in pending]}")
+            raise TimeoutError(
+                f"not ready after {timeout}s: {[p.name for p in pending]}"
+                + "".join(f"\n--- {p.name} log tail:\n{p.log_tail()}" for p in pending)
+            )
         time.sleep(0.1)
 
 

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from shop.common.app import create_service_app
 from shop.common.auth import ServiceTokens
 from shop.common.db import Database
-from shop.common.http import ServiceClient
+from shop.common.http import Bulkhead, ServiceClient
 from shop.common.logging import get_logger
 from shop.orders.api import router
 from shop.orders.clients import PaymentsClient, ProductsClient
@@ -55,6 +55,9 @@ def build_saga(
         products=ProductsClient(products),
         payments=PaymentsClient(payments),
         lease_seconds=settings.saga_lease_seconds,
+        bulkhead=Bulkhead(
+            settings.saga_max_in_flight, settings.saga_queue_timeout_seconds, name="orders"
+        ),
     )
     return saga, [products, payments]
 

@@ -14,14 +14,14 @@ timeout without doubling anything. See docs/orders-saga.md for the full state ma
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from shop.common.auth import Principal
 from shop.common.db import Database
 from shop.common.errors import Conflict, NotFound, PaymentDeclined, Problem
-from shop.common.http import DownstreamUnavailable
+from shop.common.http import Bulkhead, DownstreamUnavailable
 from shop.common.logging import get_logger
 from shop.common.metrics import ORDER_AMOUNT, ORDERS, SAGA_BACKLOG, SAGA_RECOVERED
 from shop.orders.clients import PaymentsClient, ProductsClient
@@ -64,6 +64,8 @@ class Saga:
     products: ProductsClient
     payments: PaymentsClient
     lease_seconds: float = 30.0
+    # Sagas in flight at once: a slow payment service fills the slots, not the whole process.
+    bulkhead: Bulkhead = field(default_factory=lambda: Bulkhead(32, 5.0, name="orders"))
 
     # --- placing -------------------------------------------------------------------------
 
@@ -71,6 +73,17 @@ class Saga:
         self, *, user_id: int, order_in: OrderCreate, idempotency_key: str | None, currency: str
     ) -> Any:
         """Run the saga to a final status. Returns the paid order or raises its problem."""
+        async with self.bulkhead.slot():
+            return await self._place(
+                user_id=user_id,
+                order_in=order_in,
+                idempotency_key=idempotency_key,
+                currency=currency,
+            )
+
+    async def _place(
+        self, *, user_id: int, order_in: OrderCreate, idempotency_key: str | None, currency: str
+    ) -> Any:
         async with self.db.acquire() as conn:
             orders = OrderRepository(conn)
             order = await orders.add(
@@ -203,6 +216,10 @@ class Saga:
     # --- cancelling ----------------------------------------------------------------------
 
     async def cancel(self, *, order_id: int, principal: Principal) -> Any:
+        async with self.bulkhead.slot():
+            return await self._cancel(order_id=order_id, principal=principal)
+
+    async def _cancel(self, *, order_id: int, principal: Principal) -> Any:
         async with self.db.acquire() as conn:
             orders = OrderRepository(conn)
             order = await visible_order(orders, order_id, principal)

@@ -19,3 +19,6 @@ class OrdersSettings(ServiceSettings):
     recovery_interval_seconds: float = Field(default=5.0, gt=0)
     recovery_enabled: bool = True
     retry_deadline_seconds: float = Field(default=8.0, gt=0)
+    # Bulkhead: sagas running at once per process; more wait for a slot, then get 503.
+    saga_max_in_flight: int = Field(default=32, ge=1)
+    saga_queue_timeout_seconds: float = Field(default=5.0, gt=0)
