@@ -239,8 +239,19 @@ def cmd_recover(_: argparse.Namespace) -> int:
 def cmd_check_consistency(args: argparse.Namespace) -> int:
     from shop.devtools.consistency import check
 
-    server = find_server(STATE_DIR / "pgdata", configured=args.server_url)
-    urls = {svc: server.database_url(args.prefix + db) for svc, db in SERVICE_DATABASES.items()}
+    given = {
+        "orders": args.orders_url,
+        "products": args.products_url,
+        "payments": args.payments_url,
+    }
+    if all(given.values()):
+        urls = given
+    else:
+        server = find_server(STATE_DIR / "pgdata", configured=args.server_url)
+        urls = {
+            svc: given.get(svc) or server.database_url(args.prefix + db)
+            for svc, db in SERVICE_DATABASES.items()
+        }
     report = asyncio.run(check(urls["orders"], urls["products"], urls["payments"]))
     for problem in report.problems:
         print(f"PROBLEM: {problem}")
@@ -288,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     consistency.add_argument("--server-url", help="PostgreSQL server (default: as `shop run`)")
     consistency.add_argument("--prefix", default="", help="database name prefix (tests)")
+    for svc in ("orders", "products", "payments"):
+        consistency.add_argument(f"--{svc}-url", help=f"the {svc} database, wherever it is")
     consistency.set_defaults(func=cmd_check_consistency)
     args = parser.parse_args(argv)
     return int(args.func(args))

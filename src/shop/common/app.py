@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from shop.common import faults
 from shop.common.auth import KeySet, TokenVerifier
 from shop.common.db import Database
 from shop.common.errors import (
@@ -190,6 +191,8 @@ def create_service_app(
     )
     app.state.settings = settings
     install_problem_handlers(app)
+    if settings.fault_injection:  # tests only: the settings refuse it in production
+        faults.install(app)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
 
