@@ -1,10 +1,14 @@
 """The ``shop`` command: run the platform locally, serve one service, migrate, seed, recover.
 
-shop run                 set up and start all four services (what `make run` calls)
+shop run                 set up and start all four services (what `make run` calls);
+                         --prometheus also starts a local Prometheus scraping them
 shop serve SERVICE       serve one service (what a container runs)
 shop migrate SERVICE     apply a service's migrations to its database
 shop seed                the bootstrap admin and a demo catalogue (idempotent)
 shop recover             drive unfinished orders to a final status, once
+shop rotate-keys         rotate the JWT signing keys kept in Vault (the user service follows)
+shop backup              dump the four databases with a manifest (--keep N prunes)
+shop restore DIR         verify a backup and restore it; shop prune-backups: retention
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from shop.devtools.processes import (
     platform_env,
     wait_ready,
 )
+from shop.devtools.prometheus import PrometheusProcess, find_prometheus, local_prometheus
 
 STATE_DIR = Path(os.environ.get("SHOP_STATE_DIR", ".shop"))
 FACTORIES = {name: f"shop.{name}.app:create_app" for name in SERVICES}
@@ -121,6 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     admin_password, service_secret = local_secrets()
     added = asyncio.run(seed_catalogue(urls["products"]))
     print(f"Demo catalogue: {added} products added")
+    if args.replicas > 1:
+        return run_cluster(args, urls, admin_password, service_secret)
     ports = {name: args.base_port + i for i, name in enumerate(SERVICES)}
     envs = platform_env(
         database_urls=urls,
@@ -144,11 +151,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    prometheus = None
     try:
         wait_ready(procs, timeout=60)
         print("\nshop is running:")
         for proc in procs:
             print(f"  {proc.name:<9} {proc.url}/docs   (logs: {proc.log_path})")
+        if args.prometheus:
+            prometheus = start_prometheus(ports, args.prometheus_port)
         print(
             f"\nAdmin login: username 'admin', password '{admin_password}'"
             f" (kept in {STATE_DIR}/secrets/admin-password)"
@@ -161,6 +171,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     stopping = True
             time.sleep(0.5)
     finally:
+        if prometheus is not None:
+            prometheus.stop()
         print("stopping services...")
         for proc in procs:
             proc.signal(signal.SIGTERM)
@@ -168,6 +180,88 @@ def cmd_run(args: argparse.Namespace) -> int:
             proc.stop()
         print("stopped.")
     return 0
+
+
+def run_cluster(
+    args: argparse.Namespace, urls: dict[str, str], admin_password: str, service_secret: str
+) -> int:
+    """N replicas per service behind NGINX; a replica that dies is started again, as a
+    Kubernetes ReplicaSet would."""
+    from shop.devtools.cluster import Cluster
+    from shop.devtools.gateway import find_nginx
+
+    if find_nginx() is None:
+        raise SystemExit("--replicas needs NGINX: `make tools` installs Debian's package")
+    cluster = Cluster.build(
+        database_urls=urls,
+        replicas=args.replicas,
+        base_port=args.base_port,
+        gateway_port=args.gateway_port,
+        state_dir=STATE_DIR,
+        secrets_dir=STATE_DIR / "secrets",
+        admin_password=admin_password,
+        service_token_secret=service_secret,
+    )
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    prometheus = None
+    try:
+        cluster.start()
+        cluster.wait_ready()
+        print(f"\nshop is running behind the gateway: {cluster.gateway.url}")
+        for name, replicas in cluster.replicas.items():
+            print(f"  {name:<9} " + " ".join(p.url for p in replicas))
+        print(f"  gateway   logs: {cluster.gateway.state_dir}/access.log (JSON lines)")
+        if args.prometheus:  # scrapes the first replica of each service
+            prometheus = start_prometheus(
+                {name: procs[0].port for name, procs in cluster.replicas.items()},
+                args.prometheus_port,
+            )
+        print(f"\nAdmin login: username 'admin', password '{admin_password}'. Stop with Ctrl-C.\n")
+        while not stopping:
+            for name, replicas in cluster.replicas.items():
+                for index, proc in enumerate(replicas):
+                    if not stopping and proc.process and proc.process.poll() is not None:
+                        print(
+                            f"{name}-{index} exited ({proc.process.returncode}); starting it again"
+                        )
+                        cluster.start_replica(name, index)
+            time.sleep(0.5)
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+        print("stopping replicas and the gateway...")
+        cluster.stop()
+        print("stopped.")
+    return 0
+
+
+def start_prometheus(ports: dict[str, int], port: int) -> PrometheusProcess | None:
+    """Prometheus scraping the local services with the repository's config template and
+    alert rules; its config, data and log under .shop/prometheus. None if not installed."""
+    binary = find_prometheus()
+    if binary is None:
+        print("  prometheus not installed (scripts/install-apt-tools.sh installs it): skipped")
+        return None
+    prometheus = local_prometheus(binary, STATE_DIR / "prometheus", ports, port=port)
+    prometheus.start()
+    try:
+        prometheus.wait_ready(timeout=60)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"  prometheus did not start: {exc}")
+        prometheus.stop()
+        return None
+    print(
+        f"  {'prometheus':<9} {prometheus.url}/graph   (targets: {prometheus.url}/targets,"
+        f" alerts: {prometheus.url}/alerts; log: {prometheus.log_path})"
+    )
+    return prometheus
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -205,7 +299,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # full passes, which otherwise cause the slowest requests (see docs/performance.md).
     gc.collect()
     gc.freeze()
-    uvicorn.Server(config).run()
+    from shop.common.server import DrainingServer
+
+    delay = float(os.environ.get("SHOP_SHUTDOWN_DELAY_SECONDS", "0"))
+    DrainingServer(config, drain_delay=delay).run()
     return 0
 
 
@@ -262,6 +359,20 @@ def cmd_check_consistency(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_rotate_keys(_: argparse.Namespace) -> int:
+    from shop.users.keys import KeyRingMissing, RotatorSettings, rotate_vault_keys
+
+    try:
+        before, ring = asyncio.run(rotate_vault_keys(RotatorSettings()))
+    except KeyRingMissing as exc:
+        raise SystemExit(str(exc)) from None
+    if before is None:
+        print(f"signing keys created: kid {ring.kid}")
+    else:
+        print(f"signing key rotated: kid {before} -> {ring.kid} (the old one stays published)")
+    return 0
+
+
 def _redact(url: str) -> str:
     from urllib.parse import urlsplit
 
@@ -278,6 +389,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="set up and start all four services")
     run.add_argument("--base-port", type=int, default=5000)
+    run.add_argument(
+        "--prometheus", action="store_true", help="also start Prometheus, if it is installed"
+    )
+    run.add_argument("--prometheus-port", type=int, default=9090)
+    run.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="replicas per service behind the NGINX gateway (needs nginx; default 1, no gateway)",
+    )
+    run.add_argument("--gateway-port", type=int, default=8080)
     run.set_defaults(func=cmd_run)
     serve = sub.add_parser("serve", help="serve one service")
     serve.add_argument("service", choices=SERVICES)
@@ -294,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     seed.set_defaults(func=cmd_seed)
     recover = sub.add_parser("recover", help="finish unfinished orders once")
     recover.set_defaults(func=cmd_recover)
+    rotate = sub.add_parser("rotate-keys", help="rotate the JWT signing keys in Vault")
+    rotate.set_defaults(func=cmd_rotate_keys)
     consistency = sub.add_parser(
         "check-consistency", help="report orders whose stock, payment and status disagree"
     )
@@ -302,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     for svc in ("orders", "products", "payments"):
         consistency.add_argument(f"--{svc}-url", help=f"the {svc} database, wherever it is")
     consistency.set_defaults(func=cmd_check_consistency)
+    from shop.devtools.backup import add_commands as add_backup_commands
+
+    add_backup_commands(sub, STATE_DIR)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -56,7 +56,7 @@ def test_every_kind_is_known(rendered, env):
     assert kinds == {
         "Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Service",
         "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
-        "Ingress", "ServiceMonitor", "PrometheusRule",
+        "Ingress", "ServiceMonitor", "PrometheusRule", "CronJob",
     }  # fmt: skip
     for doc in rendered[env]:
         if doc["kind"] != "Namespace":
@@ -153,7 +153,7 @@ def test_pods_are_locked_down(prod, name):
 
 def test_service_accounts_mount_no_token(prod):
     accounts = by_kind(prod, "ServiceAccount")
-    assert set(accounts) == set(SERVICES)
+    assert set(accounts) == {*SERVICES, "shop-backup"}
     assert all(sa["automountServiceAccountToken"] is False for sa in accounts.values())
 
 

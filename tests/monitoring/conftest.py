@@ -1,12 +1,21 @@
-"""Fixtures of the offline monitoring checks: the promtool binary and a way to run it."""
+"""Fixtures of the monitoring checks: the promtool binary and a way to run it (offline
+checks); the four services as processes, traced into an OTLP receiver (live checks)."""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from shop.common.auth import generate_private_key_pem
+from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases
+from shop.devtools.processes import SERVICES, ServiceProcess, free_port, platform_env, wait_ready
+from tests.monitoring.live import ADMIN_PASSWORD, OtlpReceiver, TracedPlatform
 
 INSTALL_HINT = "run scripts/install-apt-tools.sh (installs the Debian prometheus package)"
 
@@ -34,3 +43,55 @@ def run_promtool(promtool: str, *args: str | Path, cwd: Path | None = None) -> s
     if result.returncode != 0:
         pytest.fail(f"promtool {' '.join(map(str, args))} failed:\n{output}", pytrace=False)
     return output
+
+
+@pytest.fixture(scope="package")
+def traced_platform(
+    pg_server: Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TracedPlatform]:
+    """The four services as processes on their own databases, exporting spans to a receiver.
+
+    Shared by the trace test and the real-Prometheus test (one start-up for both); stopped
+    when this folder's tests are done.
+    """
+    from shop.cli import prepare
+
+    prefix = f"t{secrets.token_hex(4)}_"
+    urls = prepare(pg_server, prefix=prefix)
+    secrets_dir = tmp_path_factory.mktemp("live-secrets")
+    (secrets_dir / "jwt-signing.pem").write_text(generate_private_key_pem())
+    logs = tmp_path_factory.mktemp("live-logs")
+    ports = {name: free_port() for name in SERVICES}
+    with OtlpReceiver() as receiver:
+        envs = platform_env(
+            database_urls=urls,
+            ports=ports,
+            secrets_dir=secrets_dir,
+            admin_password=ADMIN_PASSWORD,
+            service_token_secret=secrets.token_urlsafe(32),
+            env="test",
+            extra={
+                "SHOP_ARGON2_TIME_COST": "1",
+                "SHOP_ARGON2_MEMORY_KIB": "1024",
+                "SHOP_ARGON2_PARALLELISM": "1",
+                "SHOP_RECOVERY_INTERVAL_SECONDS": "1",
+                "SHOP_OTLP_ENDPOINT": receiver.endpoint,
+                # Export every 100 ms instead of 5 s, so the test need not wait for spans.
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+            },
+        )
+        procs = {
+            name: ServiceProcess(name, ports[name], envs[name], logs / f"{name}.log")
+            for name in SERVICES
+        }
+        try:
+            for proc in procs.values():
+                proc.start()
+            wait_ready(list(procs.values()), timeout=180)
+            yield TracedPlatform(procs, receiver, logs, ports)
+        finally:
+            for proc in procs.values():
+                proc.stop()
+            asyncio.run(
+                drop_databases(pg_server, [prefix + name for name in SERVICE_DATABASES.values()])
+            )

@@ -18,10 +18,11 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from string import Template
 from typing import Any, NamedTuple
 
 import yaml
+
+from shop.devtools.prometheus import render_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "monitoring"
@@ -227,16 +228,8 @@ def render_local_config(
 ) -> str:
     """prometheus.local.yml.tmpl filled in: targets by job (default 127.0.0.1:5000-5003)."""
     chosen = targets or {job: [f"127.0.0.1:{5000 + i}"] for i, job in enumerate(JOBS)}
-    missing = set(JOBS) - set(chosen)
-    if missing:
-        raise ValueError(f"no targets for {sorted(missing)}")
-    mapping = {f"{job.replace('-', '_').upper()}_TARGETS": ", ".join(chosen[job]) for job in JOBS}
-    mapping["RULES_FILE"] = str(rules_file.resolve())
-    # Comment lines (which show placeholders as examples) are copied as they are.
-    return "".join(
-        line if line.lstrip().startswith("#") else Template(line).substitute(mapping)
-        for line in LOCAL_CONFIG_TEMPLATE.read_text(encoding="utf-8").splitlines(keepends=True)
-    )
+    # One implementation of the template, shared with `shop run --prometheus`.
+    return render_config(chosen, rules_file=rules_file)
 
 
 if __name__ == "__main__":

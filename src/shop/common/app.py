@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from starlette.responses import Response
 
 from shop.common import faults
 from shop.common.auth import KeySet, TokenVerifier
+from shop.common.credentials import VaultRuntime
 from shop.common.db import Database
 from shop.common.errors import (
     BadRequest,
@@ -28,8 +30,13 @@ from shop.common.metrics import MetricsMiddleware, render_metrics
 from shop.common.middleware import RequestContextMiddleware
 from shop.common.responses import JSONResponse, problem_response
 from shop.common.settings import ServiceSettings
+from shop.common.tracing import exporting, instrument_app, instrument_client
 
 log = get_logger("shop.app")
+
+# Set by the server when SIGTERM arrives (`shop serve`): readiness answers 503 from then on,
+# while the requests in flight finish, so a load balancer stops sending new ones.
+DRAINING = threading.Event()
 
 # Errors that mean "the database is not reachable now", answered 503 with Retry-After.
 DATABASE_DOWN: tuple[type[Exception], ...] = (
@@ -118,7 +125,12 @@ def build_verifier(settings: ServiceSettings, client: httpx.AsyncClient) -> Toke
     if settings.jwt_public_keys_file is not None:
         keys = KeySet.from_file(settings.jwt_public_keys_file)
     else:
-        keys = KeySet(url=settings.jwks_url, client=client)
+        keys = KeySet(
+            url=settings.jwks_url,
+            client=client,
+            max_age=settings.jwks_max_age_seconds,
+            min_refresh_interval=settings.jwks_min_refresh_seconds,
+        )
     return TokenVerifier(
         keys,
         issuer=settings.jwt_issuer,
@@ -147,8 +159,13 @@ def create_service_app(
             json=settings.log_json,
         )
         app.state.shutting_down = False
+        # With Vault: log in, and lease database credentials when a role is configured.
+        vault = await VaultRuntime.open(settings)
+        app.state.vault = vault.vault
+        app.state.database_credentials = vault.credentials
+        database_url = vault.database_url(settings.database_url.get_secret_value())
         db = Database(
-            settings.database_url.get_secret_value(),
+            database_url,
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
             command_timeout=settings.db_command_timeout,
@@ -160,7 +177,7 @@ def create_service_app(
             # is back, so the process need not be restarted.
             log.warning("database unreachable at start-up", error=type(exc).__name__)
             db = Database(
-                settings.database_url.get_secret_value(),
+                database_url,
                 min_size=0,
                 max_size=settings.db_pool_max,
                 command_timeout=settings.db_command_timeout,
@@ -168,7 +185,11 @@ def create_service_app(
             await db.connect()
         app.state.db = db
         async with AsyncExitStack() as stack:
-            app.state.jwks_client = await stack.enter_async_context(httpx.AsyncClient())
+            await stack.enter_async_context(vault.keep_database_fresh(db))
+            await stack.enter_async_context(exporting(app))
+            app.state.jwks_client = await stack.enter_async_context(
+                instrument_client(httpx.AsyncClient())
+            )
             for extension in extensions:
                 await stack.enter_async_context(extension(app))
             if getattr(app.state, "verifier", None) is None:
@@ -180,6 +201,8 @@ def create_service_app(
                 app.state.shutting_down = True
                 log.info("service stopping")
         await db.close()
+        log.info("service stopped")
+        await vault.close()
 
     app = FastAPI(
         title=title,
@@ -195,6 +218,7 @@ def create_service_app(
         faults.install(app)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    instrument_app(app, settings)  # outermost: only when an OTLP endpoint is configured
 
     health = APIRouter(tags=["operations"])
 
@@ -208,7 +232,7 @@ def create_service_app(
         responses={503: {"description": "Not ready", "content": {"application/problem+json": {}}}},
     )
     async def ready(request: Request) -> dict[str, Any]:
-        if request.app.state.shutting_down:
+        if request.app.state.shutting_down or DRAINING.is_set():
             raise ServiceUnavailable("The service is shutting down.")
         checks = {"database": await request.app.state.db.ping()}
         for check in ready_checks:

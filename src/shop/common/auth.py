@@ -1,17 +1,19 @@
 """Tokens: user tokens (EdDSA JWTs signed by the user service) and service tokens (HS256).
 
 Every service verifies user tokens locally with the user service's public keys (a JWKS,
-fetched once and cached; refetched when an unknown ``kid`` appears), so no call to the user
-service sits on a request path. The algorithm is pinned per kind of token, never read from the
-token: ``alg: none``, an RS/HS token claiming a user key, or a user token signed with the
+fetched and cached; refreshed periodically and when an unknown ``kid`` appears), so no call to
+the user service sits on a request path. The algorithm is pinned per kind of token, never read
+from the token: ``alg: none``, an RS/HS token claiming a user key, or a user token signed with the
 internal key all fail closed with 401.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -87,12 +89,25 @@ def load_private_key(pem: str) -> Ed25519PrivateKey:
 
 
 class SigningKeys:
-    """The user service's signing key, plus earlier public keys still accepted until expiry."""
+    """The user service's signing key, plus public keys it publishes but does not sign with:
+    earlier keys (tokens they signed stay valid until they expire) and the next key (published
+    ahead of use, so verifiers know it before the first token it signs)."""
 
-    def __init__(self, current_pem: str, previous_pems: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        current_pem: str,
+        previous_pems: tuple[str, ...] = (),
+        *,
+        published: tuple[dict[str, Any], ...] = (),
+    ) -> None:
         self._current = load_private_key(current_pem)
         self.current_jwk = public_jwk(self._current.public_key())
         self._previous = [public_jwk(load_private_key(p).public_key()) for p in previous_pems]
+        seen = {self.kid, *(k["kid"] for k in self._previous)}
+        for jwk in published:
+            if jwk.get("kid") not in seen:
+                seen.add(jwk["kid"])
+                self._previous.append(dict(jwk))
 
     @property
     def kid(self) -> str:
@@ -106,9 +121,14 @@ class SigningKeys:
 
 
 class KeySet:
-    """Public keys by ``kid``: static (a JWKS document) or fetched from a JWKS URL and cached."""
+    """Public keys by ``kid``: static (a JWKS document) or fetched from a JWKS URL and cached.
 
-    REFRESH_MIN_INTERVAL = 10.0
+    A fetched set is refreshed in the background once older than ``max_age``, and at once when
+    a token names an unknown ``kid``. Unknown kids cost at most one fetch per
+    ``min_refresh_interval`` (a flood of made-up kids cannot hammer the user service); a request
+    with an unknown kid waits for a fetch that started after it arrived, so a key published
+    before the request is always found.
+    """
 
     def __init__(
         self,
@@ -116,18 +136,30 @@ class KeySet:
         *,
         url: str | None = None,
         client: httpx.AsyncClient | None = None,
+        max_age: float = 300.0,
+        min_refresh_interval: float = 2.0,
     ) -> None:
         self._keys: dict[str, Any] = {}
         self._url, self._client = url, client
-        self._fetched_at = 0.0
+        self._max_age, self._min_interval = max_age, min_refresh_interval
+        self._fetched_at = 0.0  # when the last successful fetch started (monotonic)
+        self._fetch_started = -math.inf
+        self._lock = asyncio.Lock()
+        self._background: asyncio.Task[None] | None = None
+        self.fetches = 0
         if jwks:
-            self._load(jwks)
+            self.load(jwks)
 
     @classmethod
     def from_file(cls, path: Path) -> KeySet:
         return cls(json.loads(path.read_text()))
 
-    def _load(self, jwks: dict[str, Any]) -> None:
+    @property
+    def kids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    def load(self, jwks: dict[str, Any]) -> None:
+        """Replace the keys with a JWKS document's Ed25519 keys."""
         keys = {}
         for jwk in jwks.get("keys", []):
             if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519" and "kid" in jwk:
@@ -135,17 +167,36 @@ class KeySet:
         self._keys = keys
 
     async def get(self, kid: str) -> Any | None:
-        if kid not in self._keys and self._url and self._client is not None:
+        if self._url and self._client is not None:
             now = time.monotonic()
-            if now - self._fetched_at >= self.REFRESH_MIN_INTERVAL or not self._keys:
-                self._fetched_at = now
-                try:
-                    response = await self._client.get(self._url, timeout=3.0)
-                    response.raise_for_status()
-                    self._load(response.json())
-                except (httpx.HTTPError, ValueError):
-                    return None
+            if kid not in self._keys:
+                await self._refresh(requested_at=now)
+            elif now - self._fetched_at > self._max_age and self._background is None:
+                self._background = asyncio.create_task(self._refresh(requested_at=now))
+                self._background.add_done_callback(self._background_done)
         return self._keys.get(kid)
+
+    def _background_done(self, _: asyncio.Task[None]) -> None:
+        self._background = None
+
+    async def _refresh(self, *, requested_at: float) -> None:
+        async with self._lock:
+            if self._fetch_started >= requested_at:
+                return  # a fetch that began after this request has just finished
+            wait = self._fetch_started + self._min_interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._fetch_started = started = time.monotonic()
+            self.fetches += 1
+            assert self._client is not None
+            assert self._url is not None
+            try:
+                response = await self._client.get(self._url, timeout=3.0)
+                response.raise_for_status()
+                self.load(response.json())
+                self._fetched_at = started
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                return  # keep the keys we have; an unknown kid stays unknown (401)
 
 
 class TokenVerifier:

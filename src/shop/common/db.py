@@ -7,6 +7,7 @@ transaction boundary, which rolls back on any error.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,6 +49,9 @@ class Database:
         self._url = to_asyncpg_dsn(url)
         self._min, self._max, self._timeout = min_size, max_size, command_timeout
         self._pool: asyncpg.Pool | None = None
+        # Acquisitions in progress per pool, so a replaced pool closes only once unused.
+        self._users: dict[int, int] = {}
+        self._released = asyncio.Event()
 
     async def connect(self) -> None:
         self._pool = await asyncpg.create_pool(
@@ -72,12 +76,37 @@ class Database:
             raise RuntimeError("database is not connected; build it in the app's lifespan")
         return self._pool
 
+    async def reconnect(self, url: str) -> None:
+        """Swap in a pool on new credentials (rotation). Requests already holding or waiting
+        for the old pool finish on it; it closes once the last of them is done."""
+        old, old_url = self._pool, self._url
+        self._url = to_asyncpg_dsn(url)
+        try:
+            await self.connect()
+        except BaseException:
+            self._url = old_url
+            raise
+        if old is not None:
+            while self._users.get(id(old)):
+                self._released.clear()
+                await self._released.wait()
+            await old.close()
+
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
         started = time.perf_counter()
-        async with self.pool.acquire() as conn:
-            DB_POOL_ACQUIRE.observe(time.perf_counter() - started)
-            yield conn
+        pool = self.pool
+        key = id(pool)
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with pool.acquire() as conn:
+                DB_POOL_ACQUIRE.observe(time.perf_counter() - started)
+                yield conn
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key]
+                self._released.set()
 
     async def ping(self) -> bool:
         try:

@@ -28,6 +28,7 @@ from shop.common.auth import ServiceTokens
 from shop.common.context import request_id_var
 from shop.common.errors import ServiceUnavailable
 from shop.common.metrics import OUTBOUND_DURATION, OUTBOUND_REQUESTS
+from shop.common.tracing import instrument_client
 
 
 class DownstreamUnavailable(ServiceUnavailable):
@@ -105,11 +106,14 @@ class ServiceClient:
         self._tokens = tokens
         self._deadline = retry_deadline
         self._breaker = breaker or CircuitBreaker()
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-            transport=transport,
-            limits=httpx.Limits(max_connections=max_connections),
+        # Traced (a span and a traceparent header per call) when tracing is on.
+        self._client = instrument_client(
+            httpx.AsyncClient(
+                base_url=base_url,
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+                transport=transport,
+                limits=httpx.Limits(max_connections=max_connections),
+            )
         )
 
     async def aclose(self) -> None:

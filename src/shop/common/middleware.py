@@ -12,6 +12,8 @@ import orjson
 from shop.common.context import request_id_var, user_id_var
 from shop.common.errors import PROBLEM_CONTENT_TYPE, problem_body
 from shop.common.logging import get_logger
+from shop.common.metrics import HTTP_EXCEPTIONS
+from shop.common.tracing import record_exception
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -100,7 +102,10 @@ class RequestContextMiddleware:
                     "Payload Too Large",
                     f"The body may be at most {self.max_body} bytes.",
                 )
-        except Exception:
+        except Exception as exc:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            HTTP_EXCEPTIONS.labels(route, type(exc).__name__).inc()
+            record_exception(exc)
             log.exception("unhandled error", path=scope["path"], method=scope["method"])
             if not response_started:
                 await self._problem(

@@ -1,7 +1,8 @@
 """Settings: one pydantic-settings class per service, all on this shared base.
 
-Values come from the environment (prefix ``SHOP_``), then from secret files in
-``SHOP_SECRETS_DIR`` (one file per variable, as Vault Agent or Kubernetes render them).
+Values come from the environment (prefix ``SHOP_``), then from Vault when ``SHOP_VAULT_ADDR`` is
+set (KV v2 paths named by ``vault_kv_paths``, see ``shop.common.secrets``), then from secret files
+in ``SHOP_SECRETS_DIR`` (one file per variable, as Vault Agent or Kubernetes render them).
 Outside development and test, placeholder secrets are refused at start-up.
 """
 
@@ -11,10 +12,12 @@ import os
 import socket
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shop.common.secrets import VaultSettingsSource, trusted_vault_addr
 
 # Placeholders that ship in examples and docs; refused outside development/test.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-secret", "password"})
@@ -53,6 +56,10 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     pod_name: str = Field(default_factory=_default_pod_name)
+    # Tracing (shop.common.tracing): an OTLP/HTTP collector's base URL; unset = tracing off
+    # unless the standard OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    otlp_endpoint: str | None = None
+    trace_sample_ratio: float = Field(default=1.0, ge=0, le=1)
 
     # Auth shared by all services: user tokens are EdDSA JWTs from the user service,
     # verified with its public keys (JWKS); service tokens are HS256 with an internal key.
@@ -62,11 +69,51 @@ class ServiceSettings(BaseSettings):
     jwt_public_keys_file: Path | None = None
     service_token_secret: SecretStr = SecretStr(DEV_SERVICE_TOKEN_SECRET)
     service_token_ttl_seconds: int = 300
+    # A fetched JWKS is refreshed in the background when older than this, and at once (at
+    # most every jwks_min_refresh_seconds) when a token names an unknown key id.
+    jwks_max_age_seconds: float = Field(default=300.0, gt=0)
+    jwks_min_refresh_seconds: float = Field(default=2.0, ge=0)
+
+    # Vault / OpenBao (optional). Without vault_addr, secrets come from the environment and
+    # SHOP_SECRETS_DIR only; with it, from KV v2 (and database credentials, when a role is set).
+    vault_kv_paths: ClassVar[tuple[str, ...]] = ("internal",)
+    vault_addr: str | None = None
+    vault_auth: Literal["token", "kubernetes", "approle"] = "token"
+    vault_token: SecretStr | None = None
+    vault_role: str | None = None  # the login role; default: the service's name
+    vault_auth_mount: str | None = None  # default: the method's name
+    vault_kubernetes_token_file: Path = Path("/var/run/secrets/vault/token")
+    vault_approle_role_id: str | None = None
+    vault_approle_secret_id: SecretStr | None = None
+    vault_kv_mount: str = "secret"
+    vault_kv_prefix: str = "shop"
+    vault_ca_cert: Path | None = None
+    vault_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Dynamic PostgreSQL credentials from Vault's database engine (database/creds/<role>):
+    # database_url then gives host, port, database and options; the user and password are
+    # Vault's, renewed and rotated while the service runs.
+    vault_database_role: str | None = None
+    vault_database_mount: str = "database"
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     http_timeout_seconds: float = Field(default=5.0, gt=0)
     # Testing aid for fault injection (issue: crash/timeout proofs); refused in production.
     fault_injection: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        vault = VaultSettingsSource(settings_cls)
+        return init_settings, env_settings, dotenv_settings, vault, file_secret_settings
+
+    def vault_fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in type(self).model_fields if "vault_" in name}
 
     @property
     def is_production(self) -> bool:
@@ -95,4 +142,6 @@ class ServiceSettings(BaseSettings):
             raise ValueError("the service token secret must be at least 32 characters")
         if self.fault_injection:
             raise ValueError("fault injection must be off in production")
+        if self.vault_addr and not trusted_vault_addr(self.vault_addr):
+            raise ValueError("Vault must be reached over https (or a local agent on loopback)")
         return self

@@ -101,9 +101,16 @@ def platform_env(
     service_token_secret: str,
     env: str = "development",
     extra: Mapping[str, str] | None = None,
+    peers: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, str]]:
-    """Each service's environment for a local platform whose parts find each other on loopback."""
-    jwks = f"http://127.0.0.1:{ports['users']}/.well-known/jwks.json"
+    """Each service's environment for a local platform whose parts find each other on loopback.
+
+    ``peers`` gives the base URL by which services reach each other (a gateway standing in for
+    Kubernetes Services); by default they call each other's single process directly.
+    """
+    base = {name: f"http://127.0.0.1:{ports[name]}" for name in SERVICES}
+    base.update(peers or {})
+    jwks = f"{base['users']}/.well-known/jwks.json"
     shared = {
         "SHOP_ENV": env,
         "SHOP_SERVICE_TOKEN_SECRET": service_token_secret,
@@ -124,8 +131,8 @@ def platform_env(
         envs[name]["SHOP_JWKS_URL"] = jwks
     envs["orders"].update(
         {
-            "SHOP_PRODUCTS_URL": f"http://127.0.0.1:{ports['products']}",
-            "SHOP_PAYMENTS_URL": f"http://127.0.0.1:{ports['payments']}",
+            "SHOP_PRODUCTS_URL": base["products"],
+            "SHOP_PAYMENTS_URL": base["payments"],
         }
     )
     return envs

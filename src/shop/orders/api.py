@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
 Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-def _saga(request: Request) -> Saga:
+async def _saga(request: Request) -> Saga:
     saga: Saga = request.app.state.saga
     return saga
 

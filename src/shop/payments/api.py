@@ -25,7 +25,7 @@ Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such payment"}}
 
 
-def _provider(request: Request) -> PaymentProvider:
+async def _provider(request: Request) -> PaymentProvider:
     provider: PaymentProvider = request.app.state.provider
     return provider
 

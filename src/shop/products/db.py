@@ -82,19 +82,22 @@ class ProductRepository:
         )
 
     async def page(self, *, limit: int, offset: int, category: str | None) -> tuple[list[Any], int]:
-        where = f"{LIVE} AND ($3::text IS NULL OR category = $3)"
+        # The total is a sub-select counted once from the index (an index-only scan), not
+        # `count(*) OVER ()`, which reads every matching row in full before the LIMIT: 23 ms
+        # against 1.2 ms for 10k products (EXPLAIN ANALYZE, docs/performance.md). One query
+        # text per filter, so each prepared statement keeps a plan that fits it.
+        where, args = (LIVE, ()) if category is None else (f"{LIVE} AND category = $3", (category,))
         rows = await self.conn.fetch(
-            f"SELECT {COLUMNS}, count(*) OVER () AS total FROM products WHERE {where}"
-            " ORDER BY id LIMIT $1 OFFSET $2",
+            f"SELECT {COLUMNS}, (SELECT count(*) FROM products WHERE {where}) AS total"
+            f" FROM products WHERE {where} ORDER BY id LIMIT $1 OFFSET $2",
             limit,
             offset,
-            category,
+            *args,
         )
         if rows:
             return rows, rows[0]["total"]
         total = await self.conn.fetchval(
-            f"SELECT count(*) FROM products WHERE {where.replace('$3', '$1')}",
-            category,
+            f"SELECT count(*) FROM products WHERE {where.replace('$3', '$1')}", *args
         )
         return rows, total
 

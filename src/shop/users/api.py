@@ -4,19 +4,33 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from shop.common.auth import SigningKeys
 from shop.common.deps import AdminDep, DbDep, PageDep, PrincipalDep
 from shop.common.errors import NotFound
 from shop.common.responses import json_response
 from shop.users import service
-from shop.users.schemas import LoginRequest, TokenResponse, UserCreate, UserPage, UserRead
+from shop.users.limits import AuthLimits
+from shop.users.schemas import (
+    LoginRequest,
+    RefreshRequest,
+    TokenResponse,
+    UserCreate,
+    UserPage,
+    UserRead,
+)
 from shop.users.service import Passwords
 from shop.users.settings import UsersSettings
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 keys_router = APIRouter(tags=["keys"])
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "description": "Too many attempts from this client or for this account (Retry-After)",
+        "content": {"application/problem+json": {}},
+    }
+}
 
 
 def _passwords(request: Request) -> Passwords:
@@ -34,7 +48,20 @@ def _settings(request: Request) -> UsersSettings:
     return settings
 
 
+def _limits(request: Request) -> AuthLimits:
+    limits: AuthLimits = request.app.state.auth_limits
+    return limits
+
+
+def _client(request: Request) -> str:
+    # The peer address; behind a proxy, uvicorn sets it from X-Forwarded-For for the proxies
+    # listed in FORWARDED_ALLOW_IPS (never from a header an outside client controls).
+    return request.client.host if request.client else "unknown"
+
+
 PasswordsDep = Annotated[Passwords, Depends(_passwords)]
+LimitsDep = Annotated[AuthLimits, Depends(_limits)]
+ClientDep = Annotated[str, Depends(_client)]
 KeysDep = Annotated[SigningKeys, Depends(_keys)]
 SettingsDep = Annotated[UsersSettings, Depends(_settings)]
 UserId = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -48,25 +75,66 @@ def _user(row: Any) -> dict[str, Any]:
     "/register",
     status_code=201,
     response_model=UserRead,
-    responses={409: {"description": "Username or email taken"}},
+    responses={409: {"description": "Username or email taken"}, **RATE_LIMITED},
 )
-async def register(user_in: UserCreate, db: DbDep, passwords: PasswordsDep) -> Any:
-    user = await service.register(db=db, passwords=passwords, user_in=user_in)
+async def register(
+    user_in: UserCreate, db: DbDep, passwords: PasswordsDep, limits: LimitsDep, client: ClientDep
+) -> Any:
+    user = await service.register(
+        db=db, passwords=passwords, limits=limits, client=client, user_in=user_in
+    )
     return json_response(_user(user), 201)
 
 
-@router.post("/login", response_model=TokenResponse)
+@router.post(
+    "/login",
+    response_model=TokenResponse,
+    responses={401: {"description": "Wrong username or password"}, **RATE_LIMITED},
+)
 async def login(
-    body: LoginRequest, db: DbDep, passwords: PasswordsDep, keys: KeysDep, settings: SettingsDep
+    body: LoginRequest,
+    db: DbDep,
+    passwords: PasswordsDep,
+    keys: KeysDep,
+    settings: SettingsDep,
+    limits: LimitsDep,
+    client: ClientDep,
 ) -> TokenResponse:
     return await service.login(
         db=db,
         passwords=passwords,
         keys=keys,
         settings=settings,
+        limits=limits,
+        client=client,
         username=body.username,
         password=body.password,
     )
+
+
+@router.post(
+    "/refresh",
+    response_model=TokenResponse,
+    summary="New tokens for a refresh token (which is then used up)",
+    responses={401: {"description": "Invalid, expired, used or revoked refresh token"}},
+)
+async def refresh(
+    body: RefreshRequest, db: DbDep, keys: KeysDep, settings: SettingsDep
+) -> TokenResponse:
+    return await service.refresh(
+        db=db, keys=keys, settings=settings, refresh_token=body.refresh_token
+    )
+
+
+@router.post(
+    "/logout",
+    status_code=204,
+    summary="Revoke the refresh token and every token refreshed from the same login",
+    response_class=Response,
+)
+async def logout(body: RefreshRequest, db: DbDep) -> Response:
+    await service.logout(db=db, refresh_token=body.refresh_token)
+    return Response(status_code=204)
 
 
 @router.get("", response_model=UserPage, summary="List users (admin)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
@@ -24,6 +25,29 @@ users = sa.Table(
 )
 sa.Index("users_username_key", sa.func.lower(users.c.username), unique=True)
 sa.Index("users_email_key", sa.func.lower(users.c.email), unique=True)
+
+# Refresh tokens are opaque random strings; only their SHA-256 is stored. Each login starts a
+# family; every refresh marks the token used and adds the next one to the family. A used token
+# presented again means it was stolen (or replayed): the whole family is revoked.
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column(
+        "user_id", sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("family", sa.Uuid, nullable=False),
+    sa.Column("token_hash", sa.LargeBinary, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+sa.Index("refresh_tokens_token_hash_key", refresh_tokens.c.token_hash, unique=True)
+sa.Index("refresh_tokens_family_idx", refresh_tokens.c.family)
+sa.Index("refresh_tokens_user_id_idx", refresh_tokens.c.user_id)
 
 _COLUMNS = "id, username, email, role, created_at"
 
@@ -92,3 +116,50 @@ class UserRepository:
             password_hash,
         )
         return bool(created)
+
+
+class RefreshTokenRepository:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def add(
+        self, *, user_id: int, family: uuid.UUID, token_hash: bytes, ttl_seconds: int
+    ) -> None:
+        await self.conn.execute(
+            "INSERT INTO refresh_tokens (user_id, family, token_hash, expires_at)"
+            " VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+            user_id,
+            family,
+            token_hash,
+            float(ttl_seconds),
+        )
+
+    async def lock(self, token_hash: bytes) -> Any:
+        """The token's row, locked for this transaction, with whether it has expired."""
+        return await self.conn.fetchrow(
+            "SELECT id, user_id, family, used_at, revoked_at, expires_at <= now() AS expired"
+            " FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+            token_hash,
+        )
+
+    async def mark_used(self, token_id: int) -> None:
+        await self.conn.execute("UPDATE refresh_tokens SET used_at = now() WHERE id = $1", token_id)
+
+    async def revoke_family(self, family: uuid.UUID) -> int:
+        status = await self.conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE family = $1 AND revoked_at IS NULL",
+            family,
+        )
+        return int(status.split()[-1])
+
+    async def family_of(self, token_hash: bytes) -> uuid.UUID | None:
+        family: uuid.UUID | None = await self.conn.fetchval(
+            "SELECT family FROM refresh_tokens WHERE token_hash = $1", token_hash
+        )
+        return family
+
+    async def purge_expired(self) -> int:
+        status = await self.conn.execute(
+            "DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day'"
+        )
+        return int(status.split()[-1])

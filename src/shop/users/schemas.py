@@ -32,7 +32,16 @@ class LoginRequest(StrictModel):
 class TokenResponse(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a scheme name, not a secret
-    expires_in: int
+    expires_in: int = Field(description="Seconds the access token is valid.")
+    refresh_token: str = Field(
+        description="Opaque; exchange it at POST /api/v1/users/refresh for new tokens. "
+        "Single use: each refresh returns the next one."
+    )
+    refresh_expires_in: int = Field(description="Seconds the refresh token is valid.")
+
+
+class RefreshRequest(StrictModel):
+    refresh_token: str = Field(min_length=16, max_length=256)
 
 
 UserPage = Page[UserRead]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import os
+import secrets
+import uuid
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -9,16 +14,22 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.concurrency import run_in_threadpool
 
 from shop.common.auth import SigningKeys, issue_access_token
-from shop.common.db import Database
+from shop.common.db import Connection, Database
 from shop.common.errors import Conflict, NotFound, Unauthorized
 from shop.common.metrics import LOGINS, REGISTRATIONS
-from shop.users.db import UserExists, UserRepository
+from shop.users.db import RefreshTokenRepository, UserExists, UserRepository
+from shop.users.limits import AuthLimits
 from shop.users.schemas import TokenResponse, UserCreate
 from shop.users.settings import UsersSettings
 
 
 class Passwords:
-    """argon2id hashing off the event loop; unknown users cost the same as wrong passwords."""
+    """argon2id hashing off the event loop; unknown users cost the same as wrong passwords.
+
+    Hashes run a few at a time (one per ``parallelism`` cores): each one already keeps that
+    many cores busy, so more at once adds no throughput, only ``argon2_memory_kib`` each; with
+    no bound, 8 concurrent logins took the process to 615 MB (bench/, docs/performance.md).
+    """
 
     def __init__(self, settings: UsersSettings) -> None:
         self._hasher = PasswordHasher(
@@ -27,9 +38,13 @@ class Passwords:
             parallelism=settings.argon2_parallelism,
         )
         self._dummy_hash = self._hasher.hash("not-a-real-password")
+        self._slots = asyncio.Semaphore(
+            max(1, (os.cpu_count() or 1) // settings.argon2_parallelism)
+        )
 
     async def hash(self, password: str) -> str:
-        return await run_in_threadpool(self._hasher.hash, password)
+        async with self._slots:
+            return await run_in_threadpool(self._hasher.hash, password)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         def check() -> bool:
@@ -40,13 +55,22 @@ class Passwords:
             except (VerificationError, InvalidHashError):
                 return False
 
-        return await run_in_threadpool(check)
+        async with self._slots:
+            return await run_in_threadpool(check)
 
     def needs_rehash(self, password_hash: str) -> bool:
         return self._hasher.check_needs_rehash(password_hash)
 
 
-async def register(*, db: Database, passwords: Passwords, user_in: UserCreate) -> Any:
+async def register(
+    *,
+    db: Database,
+    passwords: Passwords,
+    limits: AuthLimits,
+    client: str,
+    user_in: UserCreate,
+) -> Any:
+    await limits.before_register(client=client, username=user_in.username, email=user_in.email)
     password_hash = await passwords.hash(user_in.password)
     async with db.acquire() as conn:
         try:
@@ -62,37 +86,124 @@ async def register(*, db: Database, passwords: Passwords, user_in: UserCreate) -
     return user
 
 
+def _refresh_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def _issue_tokens(
+    conn: Connection,
+    *,
+    keys: SigningKeys,
+    settings: UsersSettings,
+    user_id: int,
+    role: str,
+    family: uuid.UUID,
+) -> TokenResponse:
+    refresh_token = secrets.token_urlsafe(32)
+    await RefreshTokenRepository(conn).add(
+        user_id=user_id,
+        family=family,
+        token_hash=_refresh_hash(refresh_token),
+        ttl_seconds=settings.refresh_token_ttl_seconds,
+    )
+    access_token = issue_access_token(
+        keys,
+        user_id=user_id,
+        role=role,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl=settings.access_token_ttl_seconds,
+    )
+    return TokenResponse(
+        access_token=access_token,
+        expires_in=settings.access_token_ttl_seconds,
+        refresh_token=refresh_token,
+        refresh_expires_in=settings.refresh_token_ttl_seconds,
+    )
+
+
 async def login(
     *,
     db: Database,
     passwords: Passwords,
     keys: SigningKeys,
     settings: UsersSettings,
+    limits: AuthLimits,
+    client: str,
     username: str,
     password: str,
 ) -> TokenResponse:
+    # Limits, lookup and hashing are the same whether the account exists or not.
+    await limits.before_login(client=client, login=username)
     async with db.acquire() as conn:
         user = await UserRepository(conn).credentials(username)
     password_hash = user["password_hash"] if user else None
     if not await passwords.verify(password_hash, password):
         LOGINS.labels("failure").inc()
+        await limits.login_failed(login=username)
         raise Unauthorized("Wrong username or password.")
     assert user is not None
     assert password_hash is not None
+    await limits.login_succeeded(login=username)
     if passwords.needs_rehash(password_hash):
         new_hash = await passwords.hash(password)
         async with db.acquire() as conn:
             await UserRepository(conn).set_password_hash(user["id"], new_hash)
     LOGINS.labels("success").inc()
-    token = issue_access_token(
-        keys,
-        user_id=user["id"],
-        role=user["role"],
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        ttl=settings.access_token_ttl_seconds,
-    )
-    return TokenResponse(access_token=token, expires_in=settings.access_token_ttl_seconds)
+    async with db.acquire() as conn:
+        return await _issue_tokens(
+            conn,
+            keys=keys,
+            settings=settings,
+            user_id=user["id"],
+            role=user["role"],
+            family=uuid.uuid4(),
+        )
+
+
+async def refresh(
+    *, db: Database, keys: SigningKeys, settings: UsersSettings, refresh_token: str
+) -> TokenResponse:
+    """Exchange a refresh token for new tokens. A token used twice revokes its family."""
+    invalid = Unauthorized("The refresh token is invalid, expired or revoked.")
+    async with db.acquire() as conn, conn.transaction():
+        repo = RefreshTokenRepository(conn)
+        row = await repo.lock(_refresh_hash(refresh_token))
+        if row is None or row["revoked_at"] is not None or row["expired"]:
+            raise invalid
+        if row["used_at"] is not None:
+            reused = True
+            await repo.revoke_family(row["family"])
+        else:
+            reused = False
+            await repo.mark_used(row["id"])
+            user = await UserRepository(conn).get(row["user_id"])
+            if user is not None:
+                return await _issue_tokens(
+                    conn,
+                    keys=keys,
+                    settings=settings,
+                    user_id=user["id"],
+                    role=user["role"],
+                    family=row["family"],
+                )
+    if reused:
+        LOGINS.labels("refresh_reuse").inc()
+    raise invalid
+
+
+async def logout(*, db: Database, refresh_token: str) -> None:
+    """Revoke the refresh token's family (this login's session). Unknown tokens are ignored."""
+    async with db.acquire() as conn, conn.transaction():
+        repo = RefreshTokenRepository(conn)
+        family = await repo.family_of(_refresh_hash(refresh_token))
+        if family is not None:
+            await repo.revoke_family(family)
+
+
+async def purge_refresh_tokens(*, db: Database) -> int:
+    async with db.acquire() as conn:
+        return await RefreshTokenRepository(conn).purge_expired()
 
 
 async def get_user(*, db: Database, user_id: int) -> Any:

@@ -1,0 +1,124 @@
+"""``python -m bench``: the load benchmark (see bench/README.md).
+
+python -m bench [run] [--duration S] [--scenarios a,b] [--connections N] ...
+python -m bench profile [--duration S] [--scenarios order]   py-spy profile of one scenario
+python -m bench capacity RESULT.json      the capacity model (docs/performance.md) from a run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench import report, runner, scenarios
+from bench.platform import running_platform
+
+
+def parser_default() -> str:
+    return ",".join(scenarios.ALL)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("command", nargs="?", default="run", choices=["run", "profile", "capacity"])
+    parser.add_argument("result", nargs="?", type=Path, help="capacity: a result JSON")
+    parser.add_argument(
+        "--mix", help="capacity: another mix, e.g. product_by_id=0.79,product_list=0.2,order=0.01"
+    )
+    parser.add_argument("--rps", type=float, default=10_000, help="capacity: the target rate")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(scenarios.ALL),
+        help=f"comma-separated, of: {','.join(scenarios.ALL)}",
+    )
+    parser.add_argument("--connections", type=int, default=32, help="catalogue-read scenarios")
+    parser.add_argument("--order-connections", type=int, default=8)
+    parser.add_argument("--login-connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per service")
+    parser.add_argument("--products", type=int, default=10_000)
+    parser.add_argument("--users", type=int, default=1_000)
+    parser.add_argument("--no-baselines", action="store_true", help="skip the floor and pgbench")
+    parser.add_argument("--pgbench-scale", type=int, default=10, help="pgbench -i --scale")
+    parser.add_argument(
+        "--mix-steps",
+        default=",".join(f"{x:g}" for x in runner.MIX_STEPS),
+        help="rates tried for the mix, as factors of its estimated capacity",
+    )
+    parser.add_argument("--output", type=Path, help="JSON file (default: bench/results/)")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs")
+    parser.add_argument(
+        "--synchronous-commit",
+        choices=["on", "off"],
+        help="set it on the run's databases (an experiment; default: the server's)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.command == "capacity":
+        from bench import capacity
+
+        if args.result is None:
+            raise SystemExit("usage: python -m bench capacity RESULT.json")
+        result = json.loads(args.result.read_text())
+        if args.mix:
+            result["options"]["mix"] = {
+                k: float(v) for k, v in (item.split("=") for item in args.mix.split(","))
+            }
+        print(capacity.render(capacity.model(result, rps=args.rps)))
+        return 0
+    selected = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(selected) - set(scenarios.ALL)
+    if unknown:
+        raise SystemExit(f"unknown scenarios: {sorted(unknown)}")
+    with running_platform(
+        products=args.products,
+        users=args.users,
+        workers=args.workers,
+        keep_logs=args.keep_logs,
+        synchronous_commit=args.synchronous_commit,
+    ) as platform:
+        if args.command == "profile":
+            from bench import profile
+
+            out_dir = report.RESULTS / "profile"
+            scenario = selected[0] if args.scenarios != parser_default() else "order"
+            result = profile.profile_scenario(
+                platform,
+                scenario=scenario,
+                duration=args.duration,
+                connections=(args.order_connections if scenario == "order" else args.connections),
+                out_dir=out_dir,
+            )
+            (out_dir / f"summary-{scenario}.json").write_text(json.dumps(result, indent=2) + "\n")
+            print(profile.render(result))
+            print(f"\nraw stacks and summary in {out_dir}")
+            return 0
+        options = scenarios.Options(
+            duration=args.duration,
+            connections=args.connections,
+            order_connections=args.order_connections,
+            login_connections=args.login_connections,
+        )
+        result = runner.run(
+            platform,
+            options=options,
+            selected=selected,
+            baselines=not args.no_baselines,
+            pgbench_scale=args.pgbench_scale,
+            mix_steps=tuple(float(x) for x in args.mix_steps.split(",")),
+        )
+    result["targets"] = report.targets(result)
+    path = report.save(result, args.output)
+    print()
+    print(report.table(result))
+    print(f"\nresults: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The capacity model of docs/performance.md, computed from one benchmark result JSON.
+
+``python -m bench capacity bench/results/reference/<run>.json`` prints every derived figure.
+The measured inputs are each scenario's CPU milliseconds per request of every service process
+and of the PostgreSQL backends, its commits per request and its peak memory; the rest are the
+deployment's choices, named below, not measurements.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+SERVICES = ("users", "products", "orders", "payments")
+KINDS = ("product_by_id", "product_list", "login", "order")
+
+# The deployment's choices (docs/performance.md says why).
+TARGET_RPS = 10_000
+NODE_ALLOCATABLE_VCPU = 1.93  # t3.medium (2 vCPU) after EKS's kube/system reservation
+DAEMONSETS_VCPU = 0.25  # aws-node, kube-proxy, the log shipper, node exporter
+POD_CPU_REQUEST = 0.8  # one uvicorn process per pod: two pods per node
+HPA_TARGET = 0.70  # the seed's HPA target: 70% of the request
+POOL_MAX = 10  # SHOP_DB_POOL_MAX, per process
+RDS_TARGET = 0.60  # keep the database below 60% CPU at peak
+
+
+def per_request(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """CPU ms per request of each service (and ``postgres``), commits per request, per kind."""
+    figures: dict[str, dict[str, float]] = {}
+    for kind in KINDS:
+        s = result["scenarios"].get(kind)
+        if not s or not s["requests"]:
+            continue
+        n = s["requests"]
+        row = {svc: 1000 * s["processes"][svc]["cpu_seconds"] / n for svc in SERVICES}
+        row["postgres"] = 1000 * (s.get("postgres_cpu_seconds") or 0.0) / n
+        row["commits"] = (s.get("postgres_commits") or 0) / n
+        row["wrk"] = 1000 * s.get("wrk_cpu_seconds", 0.0) / n
+        figures[kind] = row
+    return figures
+
+
+def model(result: dict[str, Any], *, rps: float = TARGET_RPS) -> dict[str, Any]:
+    mix: dict[str, float] = result["options"]["mix"]
+    figures = per_request(result)
+    missing = [k for k in mix if k not in figures]
+    if missing:
+        raise SystemExit(f"the result has no figures for {missing}: run every scenario")
+    cores = {
+        svc: rps * sum(share * figures[k][svc] for k, share in mix.items()) / 1000
+        for svc in (*SERVICES, "postgres")
+    }
+    per_replica = POD_CPU_REQUEST * HPA_TARGET
+    replicas = {svc: max(2, math.ceil(cores[svc] / per_replica)) for svc in SERVICES}
+    pods_per_node = math.floor((NODE_ALLOCATABLE_VCPU - DAEMONSETS_VCPU) / POD_CPU_REQUEST)
+    nodes = math.ceil(sum(replicas.values()) / pods_per_node)
+    share_of_cpu = {k: share * sum(figures[k][svc] for svc in SERVICES) for k, share in mix.items()}
+    total_share = sum(share_of_cpu.values())
+    peak_rss = {
+        svc: max(
+            s["processes"][svc]["peak_rss_mb"]
+            for s in result["scenarios"].values()
+            if "processes" in s
+        )
+        for svc in SERVICES
+    }
+    return {
+        "rps": rps,
+        "mix": mix,
+        "cpu_ms_per_request": {
+            k: {n: round(v, 3) for n, v in row.items()} for k, row in figures.items()
+        },
+        "requests_per_core_second": {
+            k: round(1000 / sum(row[svc] for svc in SERVICES), 1) for k, row in figures.items()
+        },
+        "cores_at_target": {svc: round(c, 2) for svc, c in cores.items()},
+        "cpu_share_by_kind": {k: round(v / total_share, 3) for k, v in share_of_cpu.items()},
+        "replicas": replicas,
+        "pods_per_node": pods_per_node,
+        "nodes": nodes,
+        "nodes_n_plus_one": nodes + 1,
+        "connections_at_pool_max": {svc: replicas[svc] * POOL_MAX for svc in SERVICES},
+        "commits_per_second": round(
+            rps * sum(share * figures[k]["commits"] for k, share in mix.items())
+        ),
+        "rds_vcpu_needed": round(cores["postgres"] / RDS_TARGET, 1),
+        "peak_rss_mb": peak_rss,
+    }
+
+
+def render(m: dict[str, Any]) -> str:
+    lines = [f"capacity for {m['rps']:,} req/s of the mix {m['mix']}", ""]
+    lines.append("CPU ms per request (service processes, PostgreSQL backends, wrk), commits:")
+    for kind, row in m["cpu_ms_per_request"].items():
+        lines.append(
+            f"  {kind:<14} "
+            + "  ".join(f"{name} {value:g}" for name, value in row.items())
+            + f"   -> {m['requests_per_core_second'][kind]:g} req per core-second"
+        )
+    lines.append("")
+    lines.append(
+        "cores busy at the target rate: "
+        + ", ".join(f"{svc} {c:g}" for svc, c in m["cores_at_target"].items())
+    )
+    lines.append(
+        "share of service CPU by request kind: "
+        + ", ".join(f"{k} {100 * v:.1f}%" for k, v in m["cpu_share_by_kind"].items())
+    )
+    lines.append(
+        f"replicas at {HPA_TARGET:.0%} of a {POD_CPU_REQUEST} vCPU request: "
+        + ", ".join(f"{svc} {n}" for svc, n in m["replicas"].items())
+        + f" = {sum(m['replicas'].values())}"
+    )
+    lines.append(
+        f"t3.medium nodes: {m['nodes']} at {m['pods_per_node']} pods per node,"
+        f" {m['nodes_n_plus_one']} with one spare"
+    )
+    lines.append(
+        f"connections at pool max {POOL_MAX}: "
+        + ", ".join(f"{svc} {n}" for svc, n in m["connections_at_pool_max"].items())
+        + f" = {sum(m['connections_at_pool_max'].values())}"
+    )
+    lines.append(
+        f"PostgreSQL: {m['cores_at_target']['postgres']:g} cores busy,"
+        f" {m['rds_vcpu_needed']:g} vCPU at {RDS_TARGET:.0%},"
+        f" ~{m['commits_per_second']:,} commits/s"
+    )
+    lines.append("peak RSS MB: " + ", ".join(f"{s} {v:g}" for s, v in m["peak_rss_mb"].items()))
+    return "\n".join(lines)

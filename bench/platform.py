@@ -1,0 +1,218 @@
+"""The platform under test: its own databases, a loaded catalogue and users, four processes.
+
+Everything is created with a random prefix on the PostgreSQL the project finds (DATABASE_URL,
+else 127.0.0.1:5432, else the embedded server) and dropped at the end, so a run never sees
+another's data and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases, find_server
+from shop.devtools.processes import SERVICES, ServiceProcess, free_port, platform_env, wait_ready
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "bench-password-123"  # noqa: S105 - every loaded customer's; a benchmark fixture
+CATEGORIES = 20
+
+
+@dataclass
+class Platform:
+    server: Server
+    prefix: str
+    urls: dict[str, str]
+    workdir: Path
+    products: int
+    users: int
+    workers: int = 1
+    procs: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def url(self, service: str) -> str:
+        return self.procs[service].url
+
+    def pids(self) -> dict[str, int]:
+        return {name: p.process.pid for name, p in self.procs.items() if p.process}
+
+
+def _database_names(prefix: str) -> list[str]:
+    return [prefix + name for name in SERVICE_DATABASES.values()] + [prefix + "pgbench"]
+
+
+async def load_catalogue(url: str, *, products: int, seed: int = 8) -> None:
+    """``products`` products in CATEGORIES categories, with prices and stock like a shop's."""
+    rng = random.Random(seed)
+    words = ["steel", "oak", "linen", "wool", "cotton", "glass", "bamboo", "leather", "clay"]
+    rows = [
+        (
+            f"Product {i:05d} {rng.choice(words)}",
+            f"A {rng.choice(words)} item for the benchmark catalogue, number {i}. " * 3,
+            Decimal(rng.randrange(199, 50_000)) / 100,
+            rng.randrange(2_000, 10_000),
+            f"category-{rng.randrange(1, CATEGORIES + 1):02d}",
+        )
+        for i in range(1, products + 1)
+    ]
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.copy_records_to_table(
+            "products",
+            records=rows,
+            columns=["name", "description", "price", "stock", "category"],
+        )
+        # A catalogue in steady state: statistics and a visibility map (index-only counts).
+        await conn.execute("VACUUM ANALYZE products")
+    finally:
+        await conn.close()
+
+
+async def load_users(url: str, *, users: int) -> None:
+    """``users`` customers, bench_user_00001..., whose password hashes at the service's cost."""
+    from argon2 import PasswordHasher
+
+    from shop.users.settings import UsersSettings
+
+    fields = UsersSettings.model_fields
+    hasher = PasswordHasher(
+        time_cost=fields["argon2_time_cost"].default,
+        memory_cost=fields["argon2_memory_kib"].default,
+        parallelism=fields["argon2_parallelism"].default,
+    )
+    # One hash for all: each login still verifies at full cost, and loading stays fast.
+    password_hash = hasher.hash(PASSWORD)
+    rows = [
+        (f"bench_user_{i:05d}", f"bench_user_{i:05d}@bench.example", password_hash, "customer")
+        for i in range(1, users + 1)
+    ]
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.copy_records_to_table(
+            "users", records=rows, columns=["username", "email", "password_hash", "role"]
+        )
+        await conn.execute("ANALYZE users")
+    finally:
+        await conn.close()
+
+
+def login_tokens(platform: Platform, count: int) -> list[str]:
+    """Access tokens of the first ``count`` customers, logged in through the API."""
+    tokens = []
+    with httpx.Client(base_url=platform.url("users"), timeout=30) as client:
+        for i in range(1, count + 1):
+            r = client.post(
+                "/api/v1/users/login",
+                json={"username": f"bench_user_{i:05d}", "password": PASSWORD},
+            )
+            r.raise_for_status()
+            tokens.append(r.json()["access_token"])
+    return tokens
+
+
+def service_env(workers: int) -> dict[str, str]:
+    return {
+        # One client address drives all the load: the per-IP login limit would refuse it.
+        "SHOP_RATE_LIMITING": "false",
+        "SHOP_WORKERS": str(workers),
+        "SHOP_LOG_LEVEL": "INFO",  # the access log stays on: it is part of the cost
+        # The pools' defaults (10 per process) are the deployment's; kept as they are.
+    }
+
+
+@contextmanager
+def running_platform(
+    *,
+    products: int,
+    users: int,
+    workers: int = 1,
+    keep_logs: bool = False,
+    synchronous_commit: str | None = None,
+) -> Iterator[Platform]:
+    """Create, migrate and load the databases, start the four services; undo it all after."""
+    from shop.cli import prepare
+    from shop.common.auth import generate_private_key_pem
+
+    server = find_server(ROOT / ".shop" / "pgdata")
+    prefix = f"bench{secrets.token_hex(3)}_"
+    workdir = Path(tempfile.mkdtemp(prefix="shop-bench-"))
+    platform: Platform | None = None
+    try:
+        urls = prepare(server, prefix=prefix)
+        asyncio.run(load_catalogue(urls["products"], products=products))
+        asyncio.run(load_users(urls["users"], users=users))
+        if synchronous_commit is not None:  # an experiment: what the WAL flush costs
+            asyncio.run(_set_synchronous_commit(server, prefix, synchronous_commit))
+        secrets_dir = workdir / "secrets"
+        secrets_dir.mkdir(mode=0o700)
+        (secrets_dir / "jwt-signing.pem").write_text(generate_private_key_pem())
+        ports = {name: free_port() for name in SERVICES}
+        envs = platform_env(
+            database_urls=urls,
+            ports=ports,
+            secrets_dir=secrets_dir,
+            admin_password=secrets.token_urlsafe(16),
+            service_token_secret=secrets.token_urlsafe(32),
+            extra=service_env(workers),
+        )
+        platform = Platform(server, prefix, urls, workdir, products, users, workers)
+        for name in SERVICES:
+            proc = ServiceProcess(name, ports[name], envs[name], workdir / f"{name}.log")
+            platform.procs[name] = proc
+            proc.start()
+        wait_ready(list(platform.procs.values()), timeout=120)
+        yield platform
+    finally:
+        for proc in platform.procs.values() if platform else ():
+            proc.stop()
+        asyncio.run(drop_databases(server, _database_names(prefix)))
+        if keep_logs:
+            print(f"service logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _set_synchronous_commit(server: Server, prefix: str, value: str) -> None:
+    conn = await asyncpg.connect(server.url)
+    try:
+        for name in SERVICE_DATABASES.values():
+            await conn.execute(
+                f'ALTER DATABASE "{prefix}{name}" SET synchronous_commit = '
+                + {"on": "on", "off": "off"}[value]
+            )
+    finally:
+        await conn.close()
+
+
+def pgbench_database(platform: Platform) -> str:
+    """The URL of this run's pgbench database (created empty; pgbench -i fills it)."""
+    name = platform.prefix + "pgbench"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(platform.server.url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return platform.server.database_url(name)
+
+
+def environment() -> dict[str, str]:
+    """What a result should say about where it ran."""
+    return {
+        "cpus": str(os.cpu_count()),
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }

@@ -1,0 +1,153 @@
+"""The run's table, its targets (PASS/FAIL, from issue 8) and its JSON file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SERVICES = ("users", "products", "orders", "payments")
+RSS_LIMIT_MB = 150.0
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    if not value or not base:
+        return "-"
+    return f"{value / base:.3f}"
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue with the measured figure and PASS/FAIL (None: not measured)."""
+    scen = result["scenarios"]
+    floor = result["baselines"].get("floor", {}).get("rps")
+    checks: list[dict[str, Any]] = []
+
+    def add(name: str, measured: str, ok: bool | None) -> None:
+        checks.append({"target": name, "measured": measured, "pass": ok})
+
+    if "product_by_id" in scen:
+        s = scen["product_by_id"]
+        ratio = s["rps"] / floor if floor else None
+        add(
+            "product by id >= 0.8 x raw floor",
+            f"{s['rps']:.0f} req/s = {ratio:.2f} x floor {floor:.0f}" if ratio else "no floor",
+            ratio >= 0.8 if ratio else None,
+        )
+        half = s.get("at_half_load")
+        p99 = (half or s)["latency_ms"]["p99"]
+        where = f"at {half['rps']:.0f} req/s (half load)" if half else "at saturation"
+        add("product by id p99 < 15 ms", f"p99 {p99} ms {where}", p99 < 15)
+    if "order" in scen:
+        s = scen["order"]
+        add(
+            "order placement >= 1/8 of the floor's req/s",
+            f"{s['rps']:.0f} req/s vs floor/8 = {floor / 8:.0f}" if floor else "no floor",
+            s["rps"] >= floor / 8 if floor else None,
+        )
+        half = s.get("at_half_load")
+        p95 = (half or s)["latency_ms"]["p95"]
+        where = f"at {half['rps']:.0f} req/s (half load)" if half else "at saturation"
+        add("order placement p95 < 100 ms", f"p95 {p95} ms {where}", p95 < 100)
+        errors = s["error_count"] + (half["error_count"] if half else 0)
+        add("order placement: zero errors", f"{errors} errors", errors == 0)
+    integrity = result.get("integrity")
+    if integrity is not None:
+        add(
+            "zero oversell, databases consistent",
+            f"oversold {integrity['oversold']}, consistency problems"
+            f" {len(integrity['consistency_problems'])}",
+            integrity["ok"],
+        )
+    if "mixed" in scen:
+        m = scen["mixed"]
+        best = m["highest_sustained_rps"]
+        add(
+            "mixed traffic: highest sustained rate at p95 < 100 ms",
+            f"{best:.0f} req/s" if best else "none of the tried rates held",
+            best is not None,
+        )
+    peaks = dict.fromkeys(SERVICES, 0.0)
+    for s in scen.values():
+        for svc in SERVICES:
+            usage = s.get("processes", {}).get(svc)
+            if usage:
+                peaks[svc] = max(peaks[svc], usage["peak_rss_mb"])
+    if scen:
+        add(
+            f"each service process < {RSS_LIMIT_MB:.0f} MB RSS under load",
+            ", ".join(f"{svc} {mb:.0f}" for svc, mb in peaks.items()),
+            all(mb < RSS_LIMIT_MB for mb in peaks.values()),
+        )
+    return checks
+
+
+def table(result: dict[str, Any]) -> str:
+    floor = result["baselines"].get("floor", {}).get("rps")
+    pg = result["baselines"].get("pgbench", {}).get("rps")
+    head = (
+        "| scenario | req/s | p50 ms | p95 ms | p99 ms | errors | x floor | x pgbench |"
+        " CPU s users/products/orders/payments | peak RSS MB u/pr/o/pa | wrk CPU s |"
+    )
+    lines = [head, "|" + "---|" * 11]
+    rows: list[tuple[str, dict[str, Any]]] = []
+    if "floor" in result["baselines"]:
+        rows.append(("baseline: raw Starlette+asyncpg floor", result["baselines"]["floor"]))
+    rows += list(result["scenarios"].items())
+    for name, s in rows:
+        lat = s["latency_ms"]
+        procs = s.get("processes", {})
+        if name.startswith("baseline"):
+            cpu = f"floor {procs['floor']['cpu_seconds']}"
+            rss = f"floor {procs['floor']['peak_rss_mb']:.0f}"
+        else:
+            cpu = "/".join(f"{procs[svc]['cpu_seconds']:.1f}" for svc in SERVICES if svc in procs)
+            rss = "/".join(f"{procs[svc]['peak_rss_mb']:.0f}" for svc in SERVICES if svc in procs)
+        label = name
+        if name == "mixed" and s.get("target_rps"):
+            label = f"mixed (paced at {s['target_rps']:g})"
+        lines.append(
+            f"| {label} | {s['rps']:.0f} | {lat['p50']} | {lat['p95']} | {lat['p99']} |"
+            f" {s['error_count']} | {_ratio(s['rps'], floor)} | {_ratio(s['rps'], pg)} |"
+            f" {cpu} | {rss} | {s.get('wrk_cpu_seconds', '-')} |"
+        )
+        if half := s.get("at_half_load"):
+            hl = half["latency_ms"]
+            lines.append(
+                f"| {name} paced at half load | {half['rps']:.0f} | {hl['p50']} | {hl['p95']} |"
+                f" {hl['p99']} | {half['error_count']} | {_ratio(half['rps'], floor)} |"
+                f" {_ratio(half['rps'], pg)} | - | - | - |"
+            )
+    if pg:
+        p = result["baselines"]["pgbench"]
+        lines.append(
+            f"| baseline: pgbench select-only, {p['clients']} clients | {pg:.0f} |"
+            f" {p['latency_ms']['p50']} | {p['latency_ms']['p95']} | {p['latency_ms']['p99']} |"
+            " 0 | - | 1.000 | - | - | - |"
+        )
+    out = ["\n".join(lines)]
+    mixed = result["scenarios"].get("mixed")
+    if mixed:
+        out.append("\nmixed traffic steps (paced):")
+        out += [
+            f"  asked {s['target_rps']:g} -> {s['rps']:.0f} req/s, p95 {s['p95_ms']} ms,"
+            f" p99 {s['p99_ms']} ms, errors {s['errors']},"
+            f" {'held' if s['sustained'] else 'NOT held'}"
+            for s in mixed["steps"]
+        ]
+    out.append("\ntargets:")
+    out += [
+        f"  {'PASS' if t['pass'] else ('FAIL' if t['pass'] is False else 'n/a ')}  "
+        f"{t['target']}: {t['measured']}"
+        for t in result["targets"]
+    ]
+    return "\n".join(out)
+
+
+def save(result: dict[str, Any], path: Path | None = None) -> Path:
+    if path is None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = result["started_at"].replace(":", "").replace("-", "").replace("+0000", "Z")
+        path = RESULTS / f"bench-{stamp}.json"
+    path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
+    return path

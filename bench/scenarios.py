@@ -1,0 +1,88 @@
+"""The scenarios: what each one asks of which service, as wrk jobs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.platform import CATEGORIES, PASSWORD, Platform
+from bench.wrk import Job
+
+# The seed's traffic: mostly catalogue reads, some logins and orders (shares of requests).
+MIX = {"product_by_id": 0.75, "product_list": 0.20, "order": 0.04, "login": 0.01}
+ALL = ("product_by_id", "product_list", "login", "order", "mixed")
+
+
+@dataclass
+class Options:
+    duration: float
+    connections: int  # per closed-loop read scenario
+    order_connections: int
+    login_connections: int
+
+
+def job(
+    name: str,
+    platform: Platform,
+    tokens_file: Path,
+    *,
+    connections: int,
+    rate: float | None = None,
+) -> Job:
+    """The wrk job of one request kind against the service that answers it."""
+    if name == "product_by_id":
+        return Job(
+            name,
+            platform.url("products"),
+            "product_by_id.lua",
+            connections,
+            {"products": str(platform.products)},
+            rate,
+        )
+    if name == "product_list":
+        return Job(
+            name,
+            platform.url("products"),
+            "product_list.lua",
+            connections,
+            {"categories": str(CATEGORIES)},
+            rate,
+        )
+    if name == "login":
+        return Job(
+            name,
+            platform.url("users"),
+            "login.lua",
+            connections,
+            {"users": str(platform.users), "password": PASSWORD},
+            rate,
+        )
+    if name == "order":
+        return Job(
+            name,
+            platform.url("orders"),
+            "order.lua",
+            connections,
+            {"products": str(platform.products), "tokens": str(tokens_file)},
+            rate,
+        )
+    raise ValueError(f"unknown request kind {name}")
+
+
+def mixed_jobs(platform: Platform, tokens_file: Path, rate: float) -> list[Job]:
+    """One paced wrk per request kind, each at its share of ``rate``; enough connections
+    for every job to keep its pace at 100 ms per request."""
+    jobs = []
+    for name, share in MIX.items():
+        share_rate = rate * share
+        connections = min(256, max(2, math.ceil(share_rate * 0.1) + 2))
+        jobs.append(job(name, platform, tokens_file, connections=connections, rate=share_rate))
+    return jobs
+
+
+def mix_capacity_estimate(rps: dict[str, float]) -> float | None:
+    """The mix's rate if each kind cost what it cost alone: 1 / sum(share / capacity)."""
+    if not all(rps.get(name) for name in MIX):
+        return None
+    return 1 / sum(share / rps[name] for name, share in MIX.items())

@@ -1,0 +1,34 @@
+# user-service: least privilege. Read the platform's internal secret, lease credentials for its own
+# database, renew and revoke only those leases. Nothing else: no listing, no other service's
+# paths, no sys/ beyond its own leases (the default policy adds token self-lookup/renewal).
+
+# SHOP_SERVICE_TOKEN_SECRET (the HS256 key of service-to-service tokens).
+path "secret/data/shop/internal" {
+  capabilities = ["read"]
+}
+
+# Its signing keys and the bootstrap admin password. "create"/"update": the service rotates
+# its keys on a schedule (check-and-set writes of a new version); no delete, no metadata.
+path "secret/data/shop/users" {
+  capabilities = ["read", "create", "update"]
+}
+
+# Dynamic PostgreSQL credentials for its own database only.
+path "database/creds/users" {
+  capabilities = ["read"]
+}
+
+# Renew and revoke its own database leases (lease ids start with the creds path).
+path "sys/leases/renew" {
+  capabilities = ["update"]
+  allowed_parameters = {
+    "lease_id"  = ["database/creds/users/*"]
+    "increment" = []
+  }
+}
+path "sys/leases/revoke" {
+  capabilities = ["update"]
+  allowed_parameters = {
+    "lease_id" = ["database/creds/users/*"]
+  }
+}

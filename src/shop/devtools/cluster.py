@@ -1,0 +1,131 @@
+"""N replicas of each service behind the NGINX gateway, on one machine (``shop run --replicas``).
+
+Replica ``r`` of the service at index ``i`` listens on ``base_port + i + 10 * r`` (users 5000,
+5010, ...). The order service and token verification reach the other services through the
+gateway's internal ports, as they would through Kubernetes Services, so losing one replica
+costs a retry, not an outage. The HA tests drive the same class: kill a replica, restart the
+replicas one by one.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from shop.devtools.gateway import Gateway
+from shop.devtools.processes import SERVICES, ServiceProcess, platform_env, wait_ready
+
+
+@dataclass
+class Cluster:
+    envs: dict[str, dict[str, str]]
+    replicas: dict[str, list[ServiceProcess]]
+    gateway: Gateway
+    ready_timeout: float = 300.0
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        database_urls: Mapping[str, str],
+        replicas: int,
+        base_port: int,
+        gateway_port: int,
+        state_dir: Path,
+        secrets_dir: Path,
+        admin_password: str,
+        service_token_secret: str,
+        env: str = "development",
+        extra: Mapping[str, str] | None = None,
+        rate_per_second: int = 500,
+    ) -> Cluster:
+        ports = {
+            name: [base_port + i + 10 * r for r in range(replicas)]
+            for i, name in enumerate(SERVICES)
+        }
+        internal = {name: gateway_port + 1 + i for i, name in enumerate(SERVICES)}
+        gateway = Gateway(
+            state_dir=state_dir / "gateway",
+            port=gateway_port,
+            upstreams=ports,
+            internal_ports=internal,
+            rate_per_second=rate_per_second,
+        )
+        envs = platform_env(
+            database_urls=database_urls,
+            ports={name: p[0] for name, p in ports.items()},
+            secrets_dir=secrets_dir,
+            admin_password=admin_password,
+            service_token_secret=service_token_secret,
+            env=env,
+            extra=extra,
+            peers={name: gateway.internal_url(name) for name in SERVICES},
+        )
+        logs = state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        procs = {
+            name: [
+                ServiceProcess(
+                    name,
+                    port,
+                    {**envs[name], "SHOP_PORT": str(port), "SHOP_POD_NAME": f"{name}-{r}"},
+                    logs / f"{name}-{r}.log",
+                )
+                for r, port in enumerate(ports[name])
+            ]
+            for name in SERVICES
+        }
+        return cls(envs, procs, gateway)
+
+    @property
+    def all(self) -> list[ServiceProcess]:
+        return [p for procs in self.replicas.values() for p in procs]
+
+    def start(self) -> None:
+        self.gateway.state_dir.mkdir(parents=True, exist_ok=True)
+        for proc in self.all:
+            proc.start()
+        try:
+            self.gateway.start()
+        except Exception:
+            self.stop()
+            raise
+
+    def wait_ready(self) -> None:
+        wait_ready(self.all, timeout=self.ready_timeout)
+
+    def stop(self) -> None:
+        for proc in self.all:
+            proc.signal(signal.SIGTERM)
+        for proc in self.all:
+            proc.stop()
+        self.gateway.stop()
+
+    def kill(self, service: str, index: int) -> None:
+        """kill -9 one replica: no drain, in-flight requests are cut."""
+        proc = self.replicas[service][index].process
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+    def start_replica(self, service: str, index: int, **env: str) -> ServiceProcess:
+        """Start replica ``index`` anew (after it stopped), with extra environment if given."""
+        old = self.replicas[service][index]
+        base = {
+            **self.envs[service],
+            "SHOP_PORT": str(old.port),
+            "SHOP_POD_NAME": f"{service}-{index}",
+        }
+        new = ServiceProcess(old.name, old.port, {**base, **env}, old.log_path)
+        self.replicas[service][index] = new
+        new.start()
+        wait_ready([new], timeout=self.ready_timeout)
+        return new
+
+    def restart(self, service: str, index: int, **env: str) -> int | None:
+        """What a rolling update does to one pod: SIGTERM, wait for the drain, start anew."""
+        code = self.replicas[service][index].stop(timeout=60)
+        self.start_replica(service, index, **env)
+        return code

@@ -1,0 +1,65 @@
+"""The benchmark's machinery end to end, for a second per scenario: no timing is asserted.
+
+It starts the platform on its own databases, loads a small catalogue, runs the baselines and
+two scenarios with wrk, checks stock and consistency, and writes the JSON the report reads.
+The full benchmark is `make bench`, never part of the test suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+
+
+def test_bench_runs_end_to_end(tmp_path: Path) -> None:
+    output = tmp_path / "result.json"
+    env = dict(os.environ)
+    if os.environ.get("SHOP_TEST_DATABASE_URL"):
+        env["DATABASE_URL"] = os.environ["SHOP_TEST_DATABASE_URL"]
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--duration=1",
+            "--scenarios=product_by_id,order",
+            "--products=200",
+            "--users=3",
+            "--pgbench-scale=1",
+            f"--output={output}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(output.read_text())
+
+    assert result["baselines"]["floor"]["requests"] > 0
+    assert "rps" in result["baselines"]["pgbench"] or "skipped" in result["baselines"]["pgbench"]
+    for name in ("product_by_id", "order"):
+        scenario = result["scenarios"][name]
+        assert scenario["requests"] > 0
+        assert set(scenario["latency_ms"]) >= {"p50", "p95", "p99"}
+        assert scenario["processes"]["products"]["peak_rss_mb"] > 0
+    assert result["scenarios"]["order"]["processes"]["orders"]["cpu_seconds"] > 0
+    # Correctness, not speed: no order may oversell, and the databases must agree.
+    assert result["integrity"]["ok"], result["integrity"]
+    assert {t["target"] for t in result["targets"]} >= {
+        "product by id >= 0.8 x raw floor",
+        "zero oversell, databases consistent",
+    }
+    assert "targets:" in run.stdout

@@ -1,0 +1,101 @@
+"""Two replicas of every service behind the real NGINX gateway, as `shop run --replicas 2` runs.
+
+Skipped only where NGINX is not installed (`make test` installs Debian's package first).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shop.common.auth import generate_private_key_pem
+from shop.devtools.cluster import Cluster
+from shop.devtools.gateway import find_nginx
+from shop.devtools.postgres import Server
+from shop.devtools.processes import free_port
+from tests.conftest import _databases
+
+ADMIN_PASSWORD = "ha-admin-password"
+
+needs_nginx = pytest.mark.skipif(find_nginx() is None, reason="nginx is not installed")
+
+
+@pytest.fixture(scope="package")
+def ha_database_urls(pg_server: Server) -> Iterator[dict[str, str]]:
+    yield from _databases(pg_server)
+
+
+@pytest.fixture(scope="package")
+def state_dir() -> Iterator[Path]:
+    # Not pytest's tmp_path: NGINX's workers run as an unprivileged user and need to reach it.
+    path = Path(tempfile.mkdtemp(prefix="shop-ha-"))
+    os.chmod(path, 0o755)  # noqa: S103 - read and traverse only, for NGINX's worker user
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+OFFSETS = [*range(4), *range(10, 14), *range(20, 25)]  # 2 replicas x 4 services, gateway
+
+
+def _port_block() -> int:
+    """A base port with every port the cluster needs free: replicas at base + 0..3 and
+    base + 10..13, the gateway and its four internal ports at base + 20..24."""
+    while True:
+        base = free_port()
+        if base + max(OFFSETS) < 65536 and all(_free(base + o) for o in OFFSETS):
+            return base
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.fixture(scope="package")
+def cluster(ha_database_urls: dict[str, str], state_dir: Path) -> Iterator[Cluster]:
+    if find_nginx() is None:
+        pytest.skip("nginx is not installed")
+    secrets_dir = state_dir / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "jwt-signing.pem").write_text(generate_private_key_pem())
+    base = _port_block()
+    built = Cluster.build(
+        database_urls=ha_database_urls,
+        replicas=2,
+        base_port=base,
+        gateway_port=base + 20,
+        state_dir=state_dir,
+        secrets_dir=secrets_dir,
+        admin_password=ADMIN_PASSWORD,
+        service_token_secret=secrets.token_urlsafe(32),
+        env="test",
+        extra={
+            "SHOP_ARGON2_TIME_COST": "1",
+            "SHOP_ARGON2_MEMORY_KIB": "1024",
+            "SHOP_ARGON2_PARALLELISM": "1",
+            "SHOP_RECOVERY_INTERVAL_SECONDS": "1",
+            "SHOP_SAGA_LEASE_SECONDS": "5",
+            "SHOP_DB_POOL_MIN": "1",
+            "SHOP_DB_POOL_MAX": "4",
+            "SHOP_FAULT_INJECTION": "true",
+        },
+    )
+    built.start()
+    try:
+        built.wait_ready()
+        yield built
+    finally:
+        built.stop()

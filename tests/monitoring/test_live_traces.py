@@ -1,0 +1,117 @@
+"""One order is one trace across the order, product and payment services (real processes).
+
+The services export their spans over OTLP/HTTP to a receiver in the test; W3C trace context
+(``traceparent``) must carry the order service's trace into every call it makes.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from tests.monitoring.live import (
+    CLIENT,
+    SERVER,
+    Span,
+    TracedPlatform,
+    add_product,
+    register,
+)
+
+pytestmark = pytest.mark.e2e
+
+ORDER_ROUTE = "POST /api/v1/orders"
+RESERVE_ROUTE = "POST /api/v1/products/{product_id}/reservations"
+PAYMENT_ROUTES = {"POST /api/v1/payments", "POST /api/v1/payments/{payment_id}/process"}
+REQUEST_ID = "http.request.header.x_request_id"
+# CI machines can be many times slower than a laptop: generous, and never a timing assertion.
+SPAN_DEADLINE = 120.0
+
+
+def _downstream_names(trace: list[Span]) -> set[tuple[str, str]]:
+    return {(s.service, s.name) for s in trace if s.kind == SERVER}
+
+
+def test_one_order_is_one_trace_across_three_services(traced_platform: TracedPlatform) -> None:
+    receiver = traced_platform.receiver
+    product_id = add_product(traced_platform, name="Traced lamp", price="12.50", stock=10)
+    customer = register(traced_platform, "traced_customer")
+    request_id = f"req-trace-{secrets.token_hex(8)}"
+
+    with traced_platform.client("orders") as orders:
+        placed = orders.post(
+            "/api/v1/orders",
+            headers={**customer, "X-Request-ID": request_id},
+            json={"product_id": product_id, "quantity": 2, "payment_method": "card"},
+        )
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["status"] == "paid"
+
+    def order_span(spans: list[Span]) -> Span | None:
+        return next(
+            (
+                s
+                for s in spans
+                if s.service == "order-service"
+                and s.name == ORDER_ROUTE
+                and request_id in str(s.attributes.get(REQUEST_ID))
+            ),
+            None,
+        )
+
+    wanted = {("order-service", ORDER_ROUTE), ("product-service", RESERVE_ROUTE)} | {
+        ("payment-service", route) for route in PAYMENT_ROUTES
+    }
+
+    def complete(spans: list[Span]) -> bool:
+        root = order_span(spans)
+        trace = [s for s in spans if root and s.trace_id == root.trace_id]
+        return wanted <= _downstream_names(trace)
+
+    spans = receiver.wait_for(complete, timeout=SPAN_DEADLINE, what="complete trace of the order")
+    root = order_span(spans)
+    assert root is not None
+    trace = [s for s in spans if s.trace_id == root.trace_id]
+    by_id = {s.span_id: s for s in trace}
+
+    # One trace: a single root, the order service's server span; every other span's parent is
+    # in the same trace (spans end before their parents, so a parent arrives no later).
+    assert [s for s in trace if not s.parent_id] == [root]
+    assert root.kind == SERVER
+    orphans = [s for s in trace if s.parent_id and s.parent_id not in by_id]
+    assert not orphans, f"spans whose parent is missing from the trace: {orphans}"
+    assert {"order-service", "product-service", "payment-service"} <= {s.service for s in trace}
+
+    # Across processes, each callee's server span is a child of a client span of the order
+    # service (the traceparent it sent), and carries the same request id.
+    downstream = [
+        s for s in trace if s.kind == SERVER and s.service in ("product-service", "payment-service")
+    ]
+    assert {s.name for s in downstream} >= {RESERVE_ROUTE, *PAYMENT_ROUTES}
+    for span in downstream:
+        parent = by_id[span.parent_id]
+        assert (parent.service, parent.kind) == ("order-service", CLIENT), (span, parent)
+        callee = "products" if span.service == "product-service" else "payments"
+        url = parent.attributes.get("url.full") or parent.attributes.get("http.url")  # semconv
+        assert f":{traced_platform.ports[callee]}/" in str(url), parent.attributes
+        assert request_id in str(span.attributes.get(REQUEST_ID))
+
+    # SQL: each service's database work is in the trace, under that service's own spans,
+    # with the statement but never the parameter values.
+    for service in ("order-service", "product-service", "payment-service"):
+        sql = [s for s in trace if s.service == service and s.attributes.get("db.system")]
+        assert sql, f"no SQL span from {service}"
+        for span in sql:
+            assert span.attributes["db.system"] == "postgresql"
+            assert span.kind == CLIENT
+            assert by_id[span.parent_id].service == service
+            assert not any("parameters" in key for key in span.attributes), span.attributes
+
+    # No call between services started a trace of its own, for this order or any other.
+    internal = [
+        s
+        for s in receiver.snapshot()
+        if s.kind == SERVER and (s.name == RESERVE_ROUTE or s.name in PAYMENT_ROUTES)
+    ]
+    assert all(s.parent_id for s in internal), [s for s in internal if not s.parent_id]
