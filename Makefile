@@ -10,6 +10,7 @@ STAMP  := $(VENV)/.installed
 
 help:
 	@echo "make run    - set up and start all four services (Ctrl-C stops them)"
+	@echo "             REPLICAS=2: two replicas each behind NGINX; PROMETHEUS=1: and Prometheus"
 	@echo "make test   - set up, then lint, types, import contracts and every test"
 	@echo "make bench  - the load benchmark (see bench/README.md)"
 
@@ -19,8 +20,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `make run REPLICAS=2` puts two replicas of each service behind the NGINX gateway (port 8080);
+# `make run PROMETHEUS=1` also starts Prometheus scraping them (both need `make tools` first).
+REPLICAS ?= 1
 run: $(STAMP)
-	$(BIN)/shop run
+	$(BIN)/shop run --replicas $(REPLICAS) $(if $(PROMETHEUS),--prometheus)
 
 tools:
 	bash scripts/install-tools.sh

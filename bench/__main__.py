@@ -25,7 +25,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("command", nargs="?", default="run", choices=["run", "profile", "capacity"])
     parser.add_argument("result", nargs="?", type=Path, help="capacity: a result JSON")
     parser.add_argument(
-        "--mix", help="capacity: another mix, e.g. product_by_id=0.79,product_list=0.2,order=0.01"
+        "--mix",
+        help="another mix than the seed's, e.g. product_by_id=0.76,product_list=0.2,order=0.04",
     )
     parser.add_argument("--rps", type=float, default=10_000, help="capacity: the target rate")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
@@ -59,16 +60,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    mix = (
+        {k: float(v) for k, v in (item.split("=") for item in args.mix.split(","))}
+        if args.mix
+        else None
+    )
+    if mix and set(mix) - set(scenarios.MIX):
+        raise SystemExit(f"--mix takes shares of {sorted(scenarios.MIX)}")
     if args.command == "capacity":
         from bench import capacity
 
         if args.result is None:
             raise SystemExit("usage: python -m bench capacity RESULT.json")
         result = json.loads(args.result.read_text())
-        if args.mix:
-            result["options"]["mix"] = {
-                k: float(v) for k, v in (item.split("=") for item in args.mix.split(","))
-            }
+        if mix:
+            result["options"]["mix"] = mix
         print(capacity.render(capacity.model(result, rps=args.rps)))
         return 0
     selected = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -111,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             baselines=not args.no_baselines,
             pgbench_scale=args.pgbench_scale,
             mix_steps=tuple(float(x) for x in args.mix_steps.split(",")),
+            mix=mix,
         )
     result["targets"] = report.targets(result)
     path = report.save(result, args.output)

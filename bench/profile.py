@@ -26,9 +26,35 @@ def _frame(frame: str) -> str:
     return f"{name} ({where.rsplit(':', 1)[0]})"
 
 
+# Where a sample's time goes, by the first rule any frame of its stack matches.
+CATEGORIES = (
+    ("ServiceClient.request", "outbound HTTP calls (httpx)"),
+    ("TokenVerifier.verify", "JWT verification"),
+    ("asyncpg/", "PostgreSQL queries (asyncpg)"),
+    ("argon2", "password hashing (argon2)"),
+    ("structlog", "logging"),
+    ("logging/__init__", "logging"),
+    ("prometheus_client", "metrics"),
+    ("solve_dependencies", "parameters, dependencies, validation"),
+)
+OTHER = "framework, middleware, server (FastAPI, Starlette, uvicorn)"
+# Leaf frames that stand for the event loop's own work: socket reads and writes, callbacks.
+IO_LEAVES = ("Runner.run ", "RequestResponseCycle.send ", "HttpToolsProtocol.data_received ")
+IO = "event loop, socket I/O (uvloop, uvicorn)"
+
+
+def _category(stack: str, leaf: str) -> str:
+    if "ServiceClient.request" in stack:
+        return CATEGORIES[0][1]
+    if leaf.startswith(IO_LEAVES):
+        return IO
+    return next((name for key, name in CATEGORIES if key in stack), OTHER)
+
+
 def summarise(raw: Path, top: int = 15) -> dict[str, Any]:
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    category: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -39,11 +65,15 @@ def summarise(raw: Path, top: int = 15) -> dict[str, Any]:
         if not frames:
             continue
         total += count
+        category[_category(stack, frames[-1])] += count
         own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
     return {
         "samples": total,
+        "categories": [(c, round(100 * n / total, 1)) for c, n in category.most_common()]
+        if total
+        else [],
         "own": [(f, round(100 * n / total, 1)) for f, n in own.most_common(top)] if total else [],
         "inclusive": [(f, round(100 * n / total, 1)) for f, n in inclusive.most_common(top * 2)]
         if total
@@ -82,6 +112,7 @@ def profile_scenario(
                     "--format=raw",
                     f"--output={raw}",
                     "--nonblocking",
+                    "--gil",  # only samples holding the GIL: Python work, not waiting
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -112,7 +143,9 @@ def render(result: dict[str, Any]) -> str:
         if "error" in prof:
             lines.append(f"\n{svc}: py-spy failed: {prof['error']}")
             continue
-        lines.append(f"\n{svc} ({prof['samples']} samples) - top own time:")
+        lines.append(f"\n{svc} ({prof['samples']} samples) - by kind of work:")
+        lines += [f"  {pct:5.1f}%  {name}" for name, pct in prof["categories"]]
+        lines.append(f"{svc} - top own time:")
         lines += [f"  {pct:5.1f}%  {frame}" for frame, pct in prof["own"]]
         lines.append(f"{svc} - top inclusive time:")
         lines += [f"  {pct:5.1f}%  {frame}" for frame, pct in prof["inclusive"]]

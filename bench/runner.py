@@ -23,7 +23,7 @@ from bench.procstats import BackendCpu, Sampler
 from bench.wrk import Job, merge, run_jobs
 from shop.devtools.processes import free_port
 
-MIX_STEPS = (0.5, 0.7, 0.85, 1.0, 1.15)
+MIX_STEPS = (0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.15)
 LATENCY_AT_HALF_LOAD = ("product_by_id", "order")
 P95_TARGET_MS = 100.0
 
@@ -194,6 +194,7 @@ def run(
     baselines: bool = True,
     pgbench_scale: int = 10,
     mix_steps: tuple[float, ...] = MIX_STEPS,
+    mix: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     duration = options.duration
     warmup = min(2.0, duration / 5) if duration >= 5 else 0.0
@@ -212,7 +213,7 @@ def run(
             "products": platform.products,
             "users": platform.users,
             "workers": platform.workers,
-            "mix": scenarios.MIX,
+            "mix": mix or scenarios.MIX,
         },
         "baselines": {},
         "scenarios": {},
@@ -304,8 +305,9 @@ def run_mixed(
 ) -> dict[str, Any]:
     """Paced mixed traffic at rising rates; the highest that holds p95 < 100 ms with no
     errors and at least 95% of the asked rate is the sustained rate."""
+    mix = result["options"]["mix"]
     alone = {name: s["rps"] for name, s in result["scenarios"].items()}
-    estimate = scenarios.mix_capacity_estimate(alone)
+    estimate = scenarios.mix_capacity_estimate(alone, mix)
     if estimate is None:
         estimate = 1000.0  # the single-kind scenarios were not run: a modest first guess
     steps = []
@@ -315,7 +317,7 @@ def run_mixed(
         factor = factors.pop(0)
         rate = max(10.0, round(estimate * factor, -1))
         _log(f"scenario mixed at {rate:g} req/s ({factor:g} x the estimate {estimate:.0f})")
-        jobs = scenarios.mixed_jobs(platform, tokens_file, rate)
+        jobs = scenarios.mixed_jobs(platform, tokens_file, rate, mix)
         step = measure(jobs, duration=options.duration, pids=pids, backends=backends)
         step["target_rps"] = rate
         step["sustained"] = (

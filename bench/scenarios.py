@@ -70,19 +70,26 @@ def job(
     raise ValueError(f"unknown request kind {name}")
 
 
-def mixed_jobs(platform: Platform, tokens_file: Path, rate: float) -> list[Job]:
+def mixed_jobs(
+    platform: Platform, tokens_file: Path, rate: float, mix: dict[str, float] | None = None
+) -> list[Job]:
     """One paced wrk per request kind, each at its share of ``rate``; enough connections
     for every job to keep its pace at 100 ms per request."""
     jobs = []
-    for name, share in MIX.items():
+    for name, share in (mix or MIX).items():
+        if share <= 0:
+            continue
         share_rate = rate * share
         connections = min(256, max(2, math.ceil(share_rate * 0.1) + 2))
         jobs.append(job(name, platform, tokens_file, connections=connections, rate=share_rate))
     return jobs
 
 
-def mix_capacity_estimate(rps: dict[str, float]) -> float | None:
+def mix_capacity_estimate(
+    rps: dict[str, float], mix: dict[str, float] | None = None
+) -> float | None:
     """The mix's rate if each kind cost what it cost alone: 1 / sum(share / capacity)."""
-    if not all(rps.get(name) for name in MIX):
+    shares = {k: v for k, v in (mix or MIX).items() if v > 0}
+    if not all(rps.get(name) for name in shares):
         return None
-    return 1 / sum(share / rps[name] for name, share in MIX.items())
+    return 1 / sum(share / rps[name] for name, share in shares.items())

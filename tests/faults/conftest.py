@@ -30,7 +30,13 @@ import pytest
 from shop.common import migrations
 from shop.common.auth import ServiceTokens, generate_private_key_pem
 from shop.devtools.postgres import Server, create_databases, drop_databases
-from shop.devtools.processes import SERVICES, ServiceProcess, free_port, platform_env, wait_ready
+from shop.devtools.processes import (
+    SERVICES,
+    ServiceProcess,
+    platform_env,
+    stable_ports,
+    wait_ready,
+)
 from tests.conftest import _databases
 
 ADMIN_PASSWORD = "faults-admin-password"
@@ -196,7 +202,8 @@ def faulty(
     secrets_dir = tmp_path_factory.mktemp("secrets")
     (secrets_dir / "jwt-signing.pem").write_text(generate_private_key_pem())
     logs = tmp_path_factory.mktemp("logs")
-    ports = {name: free_port() for name in SERVICES}
+    base = stable_ports([0, 1, 2, 3])  # services restart on their ports here
+    ports = {name: base + i for i, name in enumerate(SERVICES)}
     envs = platform_env(
         database_urls=fault_database_urls,
         ports=ports,

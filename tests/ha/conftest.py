@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from shop.common.auth import generate_private_key_pem
 from shop.devtools.cluster import Cluster
 from shop.devtools.gateway import find_nginx
 from shop.devtools.postgres import Server
-from shop.devtools.processes import free_port
+from shop.devtools.processes import stable_ports
 from tests.conftest import _databases
 
 ADMIN_PASSWORD = "ha-admin-password"
@@ -46,24 +45,6 @@ def state_dir() -> Iterator[Path]:
 OFFSETS = [*range(4), *range(10, 14), *range(20, 25)]  # 2 replicas x 4 services, gateway
 
 
-def _port_block() -> int:
-    """A base port with every port the cluster needs free: replicas at base + 0..3 and
-    base + 10..13, the gateway and its four internal ports at base + 20..24."""
-    while True:
-        base = free_port()
-        if base + max(OFFSETS) < 65536 and all(_free(base + o) for o in OFFSETS):
-            return base
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 @pytest.fixture(scope="package")
 def cluster(ha_database_urls: dict[str, str], state_dir: Path) -> Iterator[Cluster]:
     if find_nginx() is None:
@@ -71,7 +52,7 @@ def cluster(ha_database_urls: dict[str, str], state_dir: Path) -> Iterator[Clust
     secrets_dir = state_dir / "secrets"
     secrets_dir.mkdir()
     (secrets_dir / "jwt-signing.pem").write_text(generate_private_key_pem())
-    base = _port_block()
+    base = stable_ports(OFFSETS)
     built = Cluster.build(
         database_urls=ha_database_urls,
         replicas=2,

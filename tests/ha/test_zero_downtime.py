@@ -30,7 +30,14 @@ from tests.ha.conftest import ADMIN_PASSWORD, needs_nginx
 pytestmark = [pytest.mark.ha, needs_nginx]
 
 CLIENTS = 4
-ROUNDS = 30  # per client; each round is 4 requests: 2 reads, a login or a read, an order
+# Each client round is 4 requests: 2 reads, a login or a read, an order. Clients start, the
+# disruption begins once they are warm, and each client stops AFTER_ROUNDS rounds after the
+# disruption ended (at most MAX_ROUNDS), so the load always spans the whole disruption.
+# A round every PACE seconds per client: steady traffic, not a flood, on a 2-core machine.
+WARM_REQUESTS = 40
+AFTER_ROUNDS = 5
+MAX_ROUNDS = 1000
+PACE = 0.2
 ORDER_RETRIES = 20
 
 
@@ -55,8 +62,8 @@ class Tally:
                 self.ok[op] += 1
             else:
                 self.failed[op] += 1
-                status = response.status_code if response is not None else error
-                self.errors.append(f"{op}: {status}")
+                what = f"{response.status_code} {response.text[:160]}" if response else error
+                self.errors.append(f"{op}: {what}")
 
     def summary(self) -> str:
         ops = sorted(set(self.ok) | set(self.failed))
@@ -78,7 +85,7 @@ def _login(gateway: str, username: str, password: str) -> dict[str, str]:
 
 
 def _client_script(
-    gateway: str, n: int, product_id: int, tally: Tally, phase: str
+    gateway: str, n: int, product_id: int, tally: Tally, phase: str, over: threading.Event
 ) -> Callable[[], None]:
     username, password = f"ha_{phase}_{n}", "a long password"
 
@@ -93,7 +100,12 @@ def _client_script(
                 },
             )
             token = _login(gateway, username, password)
-            for i in range(ROUNDS):
+            after = 0
+            for i in range(MAX_ROUNDS):
+                if over.is_set():
+                    after += 1
+                    if after > AFTER_ROUNDS:
+                        break
                 for op, call in (
                     ("browse", lambda: http.get("/api/v1/products", params={"limit": 20})),
                     ("read", lambda: http.get(f"/api/v1/products/{product_id}")),
@@ -114,6 +126,7 @@ def _client_script(
                     except httpx.HTTPError as exc:
                         tally.record(op, None, type(exc).__name__)
                 _order(http, token, product_id, f"{phase}-{n}-{i}", tally)
+                time.sleep(PACE)
 
     return run
 
@@ -155,18 +168,22 @@ def _order(
 
 
 def _run_load(cluster: Cluster, product_id: int, phase: str, disrupt: Callable[[], None]) -> Tally:
-    tally = Tally()
-    total = CLIENTS * ROUNDS * 4
+    tally, over = Tally(), threading.Event()
     with ThreadPoolExecutor(CLIENTS) as pool:
         futures = [
-            pool.submit(_client_script(cluster.gateway.url, n, product_id, tally, phase))
+            pool.submit(_client_script(cluster.gateway.url, n, product_id, tally, phase, over))
             for n in range(CLIENTS)
         ]
-        while tally.done < total // 4 and not any(f.done() for f in futures):
+        while tally.done < WARM_REQUESTS and not any(f.done() for f in futures):
             time.sleep(0.02)
-        disrupt()
+        try:
+            disrupt()
+            running = [not f.done() for f in futures]
+        finally:
+            over.set()
         for future in futures:
             future.result()
+        assert all(running), "a client finished before the disruption did: no overlap"
     return tally
 
 
@@ -206,7 +223,7 @@ async def _verify_orders(cluster: Cluster, tally: Tally, product_id: int, stock:
 @pytest.fixture
 def product(cluster: Cluster) -> tuple[int, int]:
     admin = _login(cluster.gateway.url, "admin", ADMIN_PASSWORD)
-    stock = CLIENTS * ROUNDS + 10
+    stock = CLIENTS * MAX_ROUNDS
     response = httpx.post(
         f"{cluster.gateway.url}/api/v1/products",
         json={"name": "HA widget", "price": "1.00", "stock": stock},
@@ -246,7 +263,9 @@ def test_rolling_restart_of_every_replica(
     def disrupt() -> None:
         for service in SERVICES:
             for index in range(len(cluster.replicas[service])):
-                exit_codes.append(cluster.restart(service, index))
+                # NGINX skips a replica for 1 s after a refused connection (fail_timeout):
+                # wait that long before taking the next one down, as minReadySeconds would.
+                exit_codes.append(cluster.restart(service, index, min_ready_seconds=1.5))
 
     tally = _run_load(cluster, product_id, "roll", disrupt)
     print(f"\nrolling restart of all 8 replicas: {tally.summary()}")

@@ -10,6 +10,7 @@ replicas one by one.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,8 +125,12 @@ class Cluster:
         wait_ready([new], timeout=self.ready_timeout)
         return new
 
-    def restart(self, service: str, index: int, **env: str) -> int | None:
-        """What a rolling update does to one pod: SIGTERM, wait for the drain, start anew."""
+    def restart(
+        self, service: str, index: int, *, min_ready_seconds: float = 0.0, **env: str
+    ) -> int | None:
+        """What a rolling update does to one pod: SIGTERM, wait for the drain, start anew, and
+        (like a Deployment's ``minReadySeconds``) let it serve a while before the next one."""
         code = self.replicas[service][index].stop(timeout=60)
         self.start_replica(service, index, **env)
+        time.sleep(min_ready_seconds)
         return code

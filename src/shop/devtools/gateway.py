@@ -72,7 +72,7 @@ class Gateway:
         upstreams = "\n".join(
             f"    upstream {svc} {{\n"
             + "".join(
-                f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=2s;\n" for port in ports
+                f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=1s;\n" for port in ports
             )
             + "    }"
             for svc, ports in self.upstreams.items()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,6 +16,25 @@ from pathlib import Path
 
 SERVICES = ("users", "products", "orders", "payments")
 DEFAULT_PORTS = {"users": 5000, "products": 5001, "orders": 5002, "payments": 5003}
+
+
+def stable_ports(offsets: list[int]) -> int:
+    """A base port with ``base + offset`` free for every offset, below Linux's ephemeral range
+    (32768+), so a process restarted on its port cannot find it taken by an outgoing
+    connection in between (what ``free_port`` alone risks)."""
+    while True:
+        base = random.randrange(20000, 32768 - max(offsets))  # noqa: S311 - not a secret
+        if all(_bindable(base + o) for o in offsets):
+            return base
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def free_port() -> int:
