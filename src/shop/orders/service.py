@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from opentelemetry import trace
+
 from shop.common.auth import Principal
 from shop.common.db import Database
 from shop.common.errors import Conflict, NotFound, PaymentDeclined, Problem
@@ -29,6 +31,7 @@ from shop.orders.db import OrderRepository
 from shop.orders.schemas import OrderCreate
 
 log = get_logger("shop.orders.saga")
+_tracer = trace.get_tracer("shop.orders.saga")
 
 # Status changes an admin (or a service) may make by PATCH; payment outcomes belong to the saga.
 FULFILMENT = {"paid": {"shipped"}, "shipped": {"delivered"}}
@@ -249,27 +252,33 @@ class Saga:
         async with self.db.acquire() as conn:
             stuck = await OrderRepository(conn).stuck(limit)
         for order_id in stuck:
-            async with self.db.acquire() as conn:
-                order = await OrderRepository(conn).take_lease(order_id, self.lease_seconds)
-            if order is None:
-                continue
-            try:
-                if order["saga_step"] in ("compensating", "cancelling"):
-                    final = await self._drive(order)
-                else:
-                    final = await self._settle_from_payment(order)
-            except Problem as exc:
-                log.warning("recovery postponed", order_id=order_id, error=exc.detail)
-                await self._release_lease(order_id)
-                outcomes["left"] += 1
-                continue
-            outcome = "forward" if final["status"] == "paid" else "compensated"
-            outcomes[outcome] += 1
-            SAGA_RECOVERED.labels(outcome).inc()
-            log.info("order recovered", order_id=order_id, status=final["status"])
+            # One trace per recovered order (when tracing is on): its calls and SQL under it.
+            with _tracer.start_as_current_span("saga.recover", attributes={"order.id": order_id}):
+                outcome = await self._recover_one(order_id)
+            if outcome is not None:
+                outcomes[outcome] += 1
         async with self.db.acquire() as conn:
             SAGA_BACKLOG.set(await OrderRepository(conn).count_stuck())
         return outcomes
+
+    async def _recover_one(self, order_id: int) -> str | None:
+        async with self.db.acquire() as conn:
+            order = await OrderRepository(conn).take_lease(order_id, self.lease_seconds)
+        if order is None:
+            return None  # someone else holds it
+        try:
+            if order["saga_step"] in ("compensating", "cancelling"):
+                final = await self._drive(order)
+            else:
+                final = await self._settle_from_payment(order)
+        except Problem as exc:
+            log.warning("recovery postponed", order_id=order_id, error=exc.detail)
+            await self._release_lease(order_id)
+            return "left"
+        outcome = "forward" if final["status"] == "paid" else "compensated"
+        SAGA_RECOVERED.labels(outcome).inc()
+        log.info("order recovered", order_id=order_id, status=final["status"])
+        return outcome
 
     # --- bookkeeping ---------------------------------------------------------------------
 
