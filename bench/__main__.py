@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(selected) - set(scenarios.ALL)
     if unknown:
         raise SystemExit(f"unknown scenarios: {sorted(unknown)}")
+    # profile: one scenario (order unless named), and not the mixed one.
+    scenario = selected[0] if args.scenarios != parser_default() else "order"
+    if args.command == "profile" and scenario == "mixed":
+        raise SystemExit("profile takes one of: product_by_id, product_list, login, order")
     with running_platform(
         products=args.products,
         users=args.users,
@@ -92,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
             from bench import profile
 
             out_dir = report.RESULTS / "profile"
-            scenario = selected[0] if args.scenarios != parser_default() else "order"
             result = profile.profile_scenario(
                 platform,
                 scenario=scenario,

@@ -29,9 +29,18 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     if "product_by_id" in scen:
         s = scen["product_by_id"]
         ratio = s["rps"] / floor if floor else None
+        floor_cpu = result["baselines"].get("floor", {}).get("processes", {}).get("floor", {})
+        own_cpu = s["processes"]["products"]["cpu_ms_per_request"]
+        per_cpu = (
+            f"; per CPU ms: {floor_cpu['cpu_ms_per_request'] / own_cpu:.2f} x"
+            if floor_cpu.get("cpu_ms_per_request") and own_cpu
+            else ""
+        )
         add(
             "product by id >= 0.8 x raw floor",
-            f"{s['rps']:.0f} req/s = {ratio:.2f} x floor {floor:.0f}" if ratio else "no floor",
+            f"{s['rps']:.0f} req/s = {ratio:.2f} x floor {floor:.0f}{per_cpu}"
+            if ratio
+            else "no floor",
             ratio >= 0.8 if ratio else None,
         )
         half = s.get("at_half_load")

@@ -24,6 +24,15 @@ settings.load_profile("shop")
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# For the services started as processes: cheap password hashing (argon2 at its minimum costs;
+# the production defaults are tested in-process) and a recovery worker that looks every second.
+FAST_SERVICES = {
+    "SHOP_ARGON2_TIME_COST": "1",
+    "SHOP_ARGON2_MEMORY_KIB": "1024",
+    "SHOP_ARGON2_PARALLELISM": "1",
+    "SHOP_RECOVERY_INTERVAL_SECONDS": "1",
+}
+
 
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Server:

@@ -119,6 +119,18 @@ async def seed_catalogue(products_url: str) -> int:
     return added
 
 
+class StopFlag:
+    """Set by SIGTERM or SIGINT (Ctrl-C); a run loop checks it and stops its processes."""
+
+    def __init__(self) -> None:
+        self.is_set = False
+        signal.signal(signal.SIGTERM, self._set)
+        signal.signal(signal.SIGINT, self._set)
+
+    def _set(self, *_: object) -> None:
+        self.is_set = True
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     server = find_server(STATE_DIR / "pgdata")
     print(f"PostgreSQL: {server.source} ({_redact(server.url)})")
@@ -143,14 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ]
     for proc in procs:
         proc.start()
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop = StopFlag()
     prometheus = None
     try:
         wait_ready(procs, timeout=60)
@@ -164,11 +169,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             f" (kept in {STATE_DIR}/secrets/admin-password)"
         )
         print("Try it: see README.md, 'Call the API'. Stop with Ctrl-C.\n")
-        while not stopping:
+        while not stop.is_set:
             for proc in procs:
                 if proc.process and proc.process.poll() is not None:
                     print(f"{proc.name} exited ({proc.process.returncode}); stopping the rest")
-                    stopping = True
+                    stop.is_set = True
             time.sleep(0.5)
     finally:
         if prometheus is not None:
@@ -202,14 +207,7 @@ def run_cluster(
         admin_password=admin_password,
         service_token_secret=service_secret,
     )
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop = StopFlag()
     prometheus = None
     try:
         cluster.start()
@@ -224,10 +222,10 @@ def run_cluster(
                 args.prometheus_port,
             )
         print(f"\nAdmin login: username 'admin', password '{admin_password}'. Stop with Ctrl-C.\n")
-        while not stopping:
+        while not stop.is_set:
             for name, replicas in cluster.replicas.items():
                 for index, proc in enumerate(replicas):
-                    if not stopping and proc.process and proc.process.poll() is not None:
+                    if not stop.is_set and proc.process and proc.process.poll() is not None:
                         print(
                             f"{name}-{index} exited ({proc.process.returncode}); starting it again"
                         )

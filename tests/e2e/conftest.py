@@ -12,6 +12,7 @@ import pytest
 
 from shop.common.auth import generate_private_key_pem
 from shop.devtools.processes import SERVICES, ServiceProcess, free_port, platform_env, wait_ready
+from tests.conftest import FAST_SERVICES
 
 ADMIN_PASSWORD = "e2e-admin-password"
 
@@ -47,10 +48,7 @@ def live(
         service_token_secret=secrets.token_urlsafe(32),
         env="test",
         extra={
-            "SHOP_ARGON2_TIME_COST": "1",
-            "SHOP_ARGON2_MEMORY_KIB": "1024",
-            "SHOP_ARGON2_PARALLELISM": "1",
-            "SHOP_RECOVERY_INTERVAL_SECONDS": "1",
+            **FAST_SERVICES,
         },
     )
     procs = {

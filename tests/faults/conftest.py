@@ -37,7 +37,7 @@ from shop.devtools.processes import (
     stable_ports,
     wait_ready,
 )
-from tests.conftest import _databases
+from tests.conftest import FAST_SERVICES, _databases
 
 ADMIN_PASSWORD = "faults-admin-password"
 SERVICE_SECRET = secrets.token_urlsafe(32)
@@ -213,9 +213,7 @@ def faulty(
         env="test",
         extra={
             "SHOP_FAULT_INJECTION": "true",
-            "SHOP_ARGON2_TIME_COST": "1",
-            "SHOP_ARGON2_MEMORY_KIB": "1024",
-            "SHOP_ARGON2_PARALLELISM": "1",
+            **FAST_SERVICES,
             # The order service gives up on a call after 3 s and retries for up to 6 s.
             "SHOP_HTTP_TIMEOUT_SECONDS": "3",
             "SHOP_RETRY_DEADLINE_SECONDS": "6",

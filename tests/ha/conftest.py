@@ -19,7 +19,7 @@ from shop.devtools.cluster import Cluster
 from shop.devtools.gateway import find_nginx
 from shop.devtools.postgres import Server
 from shop.devtools.processes import stable_ports
-from tests.conftest import _databases
+from tests.conftest import FAST_SERVICES, _databases
 
 ADMIN_PASSWORD = "ha-admin-password"
 
@@ -64,10 +64,7 @@ def cluster(ha_database_urls: dict[str, str], state_dir: Path) -> Iterator[Clust
         service_token_secret=secrets.token_urlsafe(32),
         env="test",
         extra={
-            "SHOP_ARGON2_TIME_COST": "1",
-            "SHOP_ARGON2_MEMORY_KIB": "1024",
-            "SHOP_ARGON2_PARALLELISM": "1",
-            "SHOP_RECOVERY_INTERVAL_SECONDS": "1",
+            **FAST_SERVICES,
             "SHOP_SAGA_LEASE_SECONDS": "5",
             "SHOP_DB_POOL_MIN": "1",
             "SHOP_DB_POOL_MAX": "4",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,9 +37,18 @@ def test_request_ids_are_kept_or_made_and_reach_the_service(cluster: Cluster) ->
     assert given.headers["X-Request-ID"] == "trace-me-123"
     made = httpx.get(f"{gw}/api/v1/products")
     assert len(made.headers["X-Request-ID"]) == 32  # NGINX's $request_id
-    logs = "".join(p.log_path.read_text() for p in cluster.replicas["products"] if p.log_path)
-    assert '"request_id":"trace-me-123"' in logs
-    assert f'"request_id":"{made.headers["X-Request-ID"]}"' in logs
+
+    def logged(request_id: str) -> bool:
+        return any(
+            f'"request_id":"{request_id}"' in p.log_path.read_text()
+            for p in cluster.replicas["products"]
+            if p.log_path
+        )
+
+    deadline = time.monotonic() + 60  # the access log line is written after the response
+    while not (logged("trace-me-123") and logged(made.headers["X-Request-ID"])):
+        assert time.monotonic() < deadline, "the request ids never reached the service logs"
+        time.sleep(0.05)
 
 
 @pytest.fixture

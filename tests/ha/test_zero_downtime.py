@@ -263,9 +263,9 @@ def test_rolling_restart_of_every_replica(
     def disrupt() -> None:
         for service in SERVICES:
             for index in range(len(cluster.replicas[service])):
-                # NGINX skips a replica for 1 s after a refused connection (fail_timeout):
-                # wait that long before taking the next one down, as minReadySeconds would.
-                exit_codes.append(cluster.restart(service, index, min_ready_seconds=1.5))
+                # Out of the gateway's rotation before its SIGTERM, back in when ready, then a
+                # moment of serving before the next one goes (minReadySeconds).
+                exit_codes.append(cluster.restart(service, index, min_ready_seconds=0.5))
 
     tally = _run_load(cluster, product_id, "roll", disrupt)
     print(f"\nrolling restart of all 8 replicas: {tally.summary()}")

@@ -15,6 +15,7 @@ import pytest
 from shop.common.auth import generate_private_key_pem
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases
 from shop.devtools.processes import SERVICES, ServiceProcess, free_port, platform_env, wait_ready
+from tests.conftest import FAST_SERVICES
 from tests.monitoring.live import ADMIN_PASSWORD, OtlpReceiver, TracedPlatform
 
 INSTALL_HINT = "run scripts/install-apt-tools.sh (installs the Debian prometheus package)"
@@ -71,10 +72,7 @@ def traced_platform(
             service_token_secret=secrets.token_urlsafe(32),
             env="test",
             extra={
-                "SHOP_ARGON2_TIME_COST": "1",
-                "SHOP_ARGON2_MEMORY_KIB": "1024",
-                "SHOP_ARGON2_PARALLELISM": "1",
-                "SHOP_RECOVERY_INTERVAL_SECONDS": "1",
+                **FAST_SERVICES,
                 "SHOP_OTLP_ENDPOINT": receiver.endpoint,
                 # Export every 100 ms instead of 5 s, so the test need not wait for spans.
                 "OTEL_BSP_SCHEDULE_DELAY": "100",

@@ -128,9 +128,13 @@ class Cluster:
     def restart(
         self, service: str, index: int, *, min_ready_seconds: float = 0.0, **env: str
     ) -> int | None:
-        """What a rolling update does to one pod: SIGTERM, wait for the drain, start anew, and
-        (like a Deployment's ``minReadySeconds``) let it serve a while before the next one."""
+        """What a rolling update does to one pod: out of the gateway's rotation, SIGTERM, wait
+        for the drain, start anew, back in, and (like a Deployment's ``minReadySeconds``) let it
+        serve a while before the next one."""
+        port = self.replicas[service][index].port
+        self.gateway.set_drained(port, True)  # out of the endpoints first, then SIGTERM
         code = self.replicas[service][index].stop(timeout=60)
         self.start_replica(service, index, **env)
+        self.gateway.set_drained(port, False)
         time.sleep(min_ready_seconds)
         return code

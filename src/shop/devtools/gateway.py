@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -55,6 +56,7 @@ class Gateway:
     rate_per_second: int = 500
     burst: int = 1000
     nginx: str | None = None
+    drained: set[int] = field(default_factory=set)  # replica ports taken out of rotation
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -72,7 +74,10 @@ class Gateway:
         upstreams = "\n".join(
             f"    upstream {svc} {{\n"
             + "".join(
-                f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=1s;\n" for port in ports
+                f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=1s"
+                + (" down" if port in self.drained else "")
+                + ";\n"
+                for port in ports
             )
             + "    }"
             for svc, ports in self.upstreams.items()
@@ -200,16 +205,7 @@ http {{
             raise RuntimeError("nginx is not installed (make tools installs Debian's package)")
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.state_dir / "spool" / sub).mkdir(parents=True, exist_ok=True)
-        conf = self.state_dir / "nginx.conf"
-        conf.write_text(self.render())
-        check = subprocess.run(
-            [nginx, "-t", "-q", "-p", str(self.state_dir), "-c", str(conf)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if check.returncode != 0:
-            raise RuntimeError(f"nginx rejected {conf}: {check.stderr}")
+        conf = self._write_config(nginx)
         self.process = subprocess.Popen(
             [nginx, "-p", str(self.state_dir), "-c", str(conf), "-g", "daemon off;"],
             stdout=subprocess.DEVNULL,
@@ -222,6 +218,36 @@ http {{
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nginx did not listen on {self.port} in {timeout}s")
             time.sleep(0.05)
+
+    def _write_config(self, nginx: str) -> Path:
+        conf = self.state_dir / "nginx.conf"
+        conf.write_text(self.render())
+        check = subprocess.run(
+            [nginx, "-t", "-q", "-p", str(self.state_dir), "-c", str(conf)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check.returncode != 0:
+            raise RuntimeError(f"nginx rejected {conf}: {check.stderr}")
+        return conf
+
+    def set_drained(self, port: int, drained: bool, timeout: float = 30.0) -> None:
+        """Take a replica out of rotation (or put it back), as Kubernetes removes a terminating
+        pod from its Service's endpoints before the pod stops listening. NGINX reloads
+        gracefully: requests in flight finish on the old workers, new ones follow the new
+        config. Returns once a new worker is serving."""
+        if self.process is None or self.process.poll() is not None:
+            raise RuntimeError("the gateway is not running")
+        (self.drained.add if drained else self.drained.discard)(port)
+        self._write_config(self.nginx or find_nginx() or "nginx")
+        before = _children(self.process.pid)
+        self.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while not (_children(self.process.pid) - before):
+            if time.monotonic() > deadline:
+                raise TimeoutError("nginx did not reload")
+            time.sleep(0.02)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -238,3 +264,12 @@ def _accepts(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _children(pid: int) -> set[int]:
+    """The PIDs of a process's children (its NGINX workers), from Linux's /proc."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(child) for child in text.split()}

@@ -60,7 +60,8 @@ class ServiceProcess:
         out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "shop.cli", "serve", self.name, "--port", str(self.port)],
-            env={**os.environ, **self.env},
+            # Unbuffered, as in the image: each log line reaches the log file when it happens.
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
             stdout=out if out else None,
             stderr=subprocess.STDOUT if out else None,
         )
