@@ -165,7 +165,10 @@ http {{
     client_max_body_size 1m;
     client_body_timeout 10s;
     client_header_timeout 10s;
-    keepalive_timeout 30s;
+    # No keep-alive to clients: a graceful reload (how a replica leaves the rotation) closes
+    # the old workers' idle connections, and a client that reuses one just then gets a closed
+    # connection instead of an answer. A cloud load balancer in front would keep its own.
+    keepalive_timeout 0;
 
     map $http_x_request_id $shop_request_id {{
         default $http_x_request_id;
