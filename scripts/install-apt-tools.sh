@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the Debian tools the monitoring checks and load tests use:
-#   prometheus (/usr/bin/prometheus, /usr/bin/promtool), nginx, wrk.
+# Install the Debian tools the monitoring checks, HA tests and load tests use:
+#   prometheus (/usr/bin/prometheus, /usr/bin/promtool), nginx, wrk, redis-server (the shared
+#   rate limiter's tests start their own on a free port).
 #
 # Idempotent: when every tool is already present it exits at once, without
 # touching apt. Otherwise it runs `apt-get update` once and installs only the
@@ -16,19 +17,20 @@ declare -A PROBE=(
   [prometheus]=/usr/bin/promtool
   [nginx]=/usr/sbin/nginx
   [wrk]=/usr/bin/wrk
+  [redis-server]=/usr/bin/redis-server
 )
 # Daemons the packages may start, by service name.
-DAEMONS=(prometheus prometheus-node-exporter nginx)
+DAEMONS=(prometheus prometheus-node-exporter nginx redis-server)
 
 missing=()
-for pkg in prometheus nginx wrk; do
+for pkg in prometheus nginx wrk redis-server; do
   if [[ ! -x "${PROBE[$pkg]}" ]] || ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$pkg")
   fi
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "install-apt-tools: prometheus, nginx, wrk already installed"
+  echo "install-apt-tools: prometheus, nginx, wrk, redis-server already installed"
   exit 0
 fi
 
@@ -63,7 +65,7 @@ chmod 0755 "$POLICY"
 daemon_pids() {
   local bin
   local pattern
-  for pattern in '^/usr/bin/prometheus( |$)' '^/usr/bin/prometheus-node-exporter( |$)' '^nginx: master process'; do
+  for pattern in '^/usr/bin/prometheus( |$)' '^/usr/bin/prometheus-node-exporter( |$)' '^nginx: master process' '^/usr/bin/redis-server'; do
     pgrep -f "$pattern" 2>/dev/null || true
   done | sort -u | tr '\n' ' '
 }

@@ -3,15 +3,24 @@
 The algorithm is GCRA (the generic cell rate algorithm, as in token buckets): one number per
 key, the time at which the key would be fully rested, so memory stays small and a burst of
 ``count`` is allowed after a quiet period. ``MemoryRateLimiter`` keeps that number per process
-(the default: each replica limits on its own); a shared store can implement ``RateLimiter``.
+(the default: each replica limits on its own); ``RedisRateLimiter`` shares one budget per key
+between all replicas (``SHOP_REDIS_URL``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shop.common.logging import get_logger
+
+log = get_logger("shop.ratelimit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +80,68 @@ class MemoryRateLimiter(RateLimiter):
         self._tat = {k: t for k, t in self._tat.items() if t > now}
         while len(self._tat) >= self._max_keys:  # all busy: drop the oldest inserted
             del self._tat[next(iter(self._tat))]
+
+
+# GCRA in one atomic step on the Redis server, with the server's clock, so every replica shares
+# one budget per key. Returns 0 (and, for a hit, stores the new arrival time) or the whole
+# milliseconds to wait (Redis turns a script's numbers into integers).
+_GCRA = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local wait = new_tat - period - now
+if wait > 0 then return math.max(1, math.ceil(wait)) end
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[1], new_tat, 'PX', math.max(1, math.ceil(new_tat - now)))
+end
+return 0
+"""
+
+
+class RedisRateLimiter(RateLimiter):
+    """GCRA shared by every replica through Redis (``SHOP_REDIS_URL``). While Redis cannot be
+    reached each process limits on its own (the in-memory limiter), so an outage of the limiter
+    neither locks everyone out nor lifts the limits."""
+
+    def __init__(
+        self, client: Redis, *, prefix: str = "shop:ratelimit:", fallback: RateLimiter | None = None
+    ) -> None:
+        self._redis, self._prefix = client, prefix
+        self._script = client.register_script(_GCRA)
+        self._fallback = fallback or MemoryRateLimiter()
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisRateLimiter:
+        return cls(Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5))
+
+    async def _run(self, key: str, limit: Limit, *, count: bool) -> float:
+        wait_ms = await self._script(
+            keys=[self._prefix + key],
+            args=[round(limit.interval * 1000, 3), round(limit.seconds * 1000, 3), int(count)],
+        )
+        return float(wait_ms) / 1000
+
+    async def hit(self, key: str, limit: Limit) -> float:
+        try:
+            return await self._run(key, limit, count=True)
+        except RedisError:
+            log.warning("rate limiter: Redis unreachable, limiting per process")
+            return await self._fallback.hit(key, limit)
+
+    async def check(self, key: str, limit: Limit) -> float:
+        try:
+            return await self._run(key, limit, count=False)
+        except RedisError:
+            return await self._fallback.check(key, limit)
+
+    async def reset(self, key: str) -> None:
+        with contextlib.suppress(RedisError):
+            await self._redis.delete(self._prefix + key)
+        await self._fallback.reset(key)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()

@@ -122,6 +122,7 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await app.state.auth_limits.aclose()
 
     return create_service_app(
         settings,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from shop.common.errors import RateLimited
-from shop.common.ratelimit import Limit, MemoryRateLimiter, RateLimiter
+from shop.common.ratelimit import Limit, MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from shop.users.settings import UsersSettings
 
 
@@ -25,7 +25,10 @@ class AuthLimits:
 
     def __init__(self, settings: UsersSettings, limiter: RateLimiter | None = None) -> None:
         self.enabled = settings.rate_limits_on
-        self.limiter = limiter or MemoryRateLimiter()
+        if limiter is None:
+            redis_url = settings.redis_url
+            limiter = RedisRateLimiter.from_url(redis_url) if redis_url else MemoryRateLimiter()
+        self.limiter = limiter
         self.login_ip = Limit(settings.login_ip_limit, settings.login_ip_window_seconds)
         self.login_account = Limit(
             settings.login_account_limit, settings.login_account_window_seconds
@@ -34,6 +37,10 @@ class AuthLimits:
         self.register_account = Limit(
             settings.register_account_limit, settings.register_account_window_seconds
         )
+
+    async def aclose(self) -> None:
+        if isinstance(self.limiter, RedisRateLimiter):
+            await self.limiter.aclose()
 
     async def before_login(self, *, client: str, login: str) -> None:
         if not self.enabled:

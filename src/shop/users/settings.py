@@ -36,6 +36,8 @@ class UsersSettings(ServiceSettings):
     # Abuse limits (requests per window, per process). None: on, except in the test
     # environment, whose suites log in and register far more often than a person.
     rate_limiting: bool | None = None
+    # Shared limits across replicas; unset: each process limits on its own.
+    redis_url: str | None = None
     login_ip_limit: int = Field(default=30, ge=1)
     login_ip_window_seconds: float = Field(default=60.0, gt=0)
     login_account_limit: int = Field(default=10, ge=1)  # failed logins per account
