@@ -40,7 +40,7 @@ class Cluster:
         service_token_secret: str,
         env: str = "development",
         extra: Mapping[str, str] | None = None,
-        rate_per_second: int = 500,
+        rate: str = "500r/s",
     ) -> Cluster:
         ports = {
             name: [base_port + i + 10 * r for r in range(replicas)]
@@ -52,7 +52,7 @@ class Cluster:
             port=gateway_port,
             upstreams=ports,
             internal_ports=internal,
-            rate_per_second=rate_per_second,
+            rate=rate,
         )
         envs = platform_env(
             database_urls=database_urls,

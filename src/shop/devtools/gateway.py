@@ -53,7 +53,7 @@ class Gateway:
     port: int
     upstreams: Mapping[str, list[int]]  # service -> replica ports
     internal_ports: Mapping[str, int]  # service -> the port standing in for its Service
-    rate_per_second: int = 500
+    rate: str = "500r/s"  # per client address, NGINX's syntax (r/s or r/m)
     burst: int = 1000
     nginx: str | None = None
     drained: set[int] = field(default_factory=set)  # replica ports taken out of rotation
@@ -180,7 +180,7 @@ http {{
         '"upstream_status":"$upstream_status","duration_s":$request_time}}';
     access_log {s}/access.log shop_json;
 
-    limit_req_zone $binary_remote_addr zone=per_client:10m rate={self.rate_per_second}r/s;
+    limit_req_zone $binary_remote_addr zone=per_client:10m rate={self.rate};
     limit_req_status 429;
 
 {upstreams}
