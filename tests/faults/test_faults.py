@@ -128,15 +128,22 @@ def _recover(platform: FaultPlatform) -> str:
     return result.stdout.strip().splitlines()[-1]  # the outcome line, after the log lines
 
 
+async def _order_charged_but_unanswered(
+    fresh: FaultPlatform, shopper: Shopper, *, quantity: int
+) -> tuple[int, asyncio.Task[httpx.Response]]:
+    """An order for a new product (stock 5) whose payment is charged and committed while the
+    payment service holds its answer: the window in which a test kills a process."""
+    product = await shopper.product(stock=5)
+    await fresh.inject("payments", {"path": PROCESS, "delay_after": HELD, "times": 0})
+    placing = asyncio.create_task(shopper.place(product, quantity))
+    await wait_for(lambda: shopper.charged(product), "the payment to be charged")
+    return product, placing
+
+
 async def test_payment_service_killed_after_charging_then_recovery_completes_the_order(
     fresh: FaultPlatform, shopper: Shopper
 ) -> None:
-    product = await shopper.product(stock=5)
-    # The payment is charged and committed, then its answer is held: kill -9 in that window.
-    await fresh.inject("payments", {"path": PROCESS, "delay_after": HELD, "times": 0})
-    placing = asyncio.create_task(shopper.place(product, 2))
-
-    await wait_for(lambda: shopper.charged(product), "the payment to be charged")
+    product, placing = await _order_charged_but_unanswered(fresh, shopper, quantity=2)
     fresh.kill("payments")
     response = await placing
     assert _is_problem(response, 503), response.text
@@ -264,11 +271,7 @@ async def test_the_product_database_stops_others_answer_503_and_all_recover(
 async def test_order_service_killed_mid_saga_its_recovery_worker_finishes_the_order(
     fresh: FaultPlatform, shopper: Shopper
 ) -> None:
-    product = await shopper.product(stock=5)
-    await fresh.inject("payments", {"path": PROCESS, "delay_after": HELD, "times": 0})
-    placing = asyncio.create_task(shopper.place(product, 1))
-
-    await wait_for(lambda: shopper.charged(product), "the payment to be charged")
+    product, placing = await _order_charged_but_unanswered(fresh, shopper, quantity=1)
     fresh.kill("orders")
     with pytest.raises(httpx.TransportError):
         await placing  # the connection died with the process
