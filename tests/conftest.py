@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import asyncpg
 import pytest
 from hypothesis import settings
 
+from shop.common.auth import generate_private_key_pem
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases, find_server
+from shop.devtools.processes import platform_env
 
 # No per-example deadline: timing depends on the machine's load, not on the code under test.
 settings.register_profile("shop", deadline=None, max_examples=50)
@@ -32,6 +34,30 @@ FAST_SERVICES = {
     "SHOP_ARGON2_PARALLELISM": "1",
     "SHOP_RECOVERY_INTERVAL_SECONDS": "1",
 }
+
+
+def process_envs(
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    database_urls: Mapping[str, str],
+    ports: Mapping[str, int],
+    admin_password: str,
+    service_token_secret: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, dict[str, str]]:
+    """Each service's environment for a platform of test processes: a fresh signing key in its
+    own folder, the test environment, FAST_SERVICES, then ``extra``."""
+    secrets_dir = tmp_path_factory.mktemp("secrets")
+    (secrets_dir / "jwt-signing.pem").write_text(generate_private_key_pem())
+    return platform_env(
+        database_urls=database_urls,
+        ports=ports,
+        secrets_dir=secrets_dir,
+        admin_password=admin_password,
+        service_token_secret=service_token_secret or secrets.token_urlsafe(32),
+        env="test",
+        extra={**FAST_SERVICES, **(extra or {})},
+    )
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shop.common.auth import generate_private_key_pem
-from shop.devtools.processes import SERVICES, ServiceProcess, free_port, platform_env, wait_ready
-from tests.conftest import FAST_SERVICES
+from shop.devtools.processes import SERVICES, ServiceProcess, free_port, wait_ready
+from tests.conftest import process_envs
 
 ADMIN_PASSWORD = "e2e-admin-password"
 
@@ -36,20 +34,13 @@ class LivePlatform:
 def live(
     e2e_database_urls: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LivePlatform]:
-    secrets_dir = tmp_path_factory.mktemp("secrets")
-    (secrets_dir / "jwt-signing.pem").write_text(generate_private_key_pem())
     logs = tmp_path_factory.mktemp("logs")
     ports = {name: free_port() for name in SERVICES}
-    envs = platform_env(
+    envs = process_envs(
+        tmp_path_factory,
         database_urls=e2e_database_urls,
         ports=ports,
-        secrets_dir=secrets_dir,
         admin_password=ADMIN_PASSWORD,
-        service_token_secret=secrets.token_urlsafe(32),
-        env="test",
-        extra={
-            **FAST_SERVICES,
-        },
     )
     procs = {
         name: ServiceProcess(name, ports[name], envs[name], logs / f"{name}.log")

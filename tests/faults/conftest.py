@@ -28,16 +28,15 @@ import httpx
 import pytest
 
 from shop.common import migrations
-from shop.common.auth import ServiceTokens, generate_private_key_pem
+from shop.common.auth import ServiceTokens
 from shop.devtools.postgres import Server, create_databases, drop_databases
 from shop.devtools.processes import (
     SERVICES,
     ServiceProcess,
-    platform_env,
     stable_ports,
     wait_ready,
 )
-from tests.conftest import FAST_SERVICES, _databases
+from tests.conftest import _databases, process_envs
 
 ADMIN_PASSWORD = "faults-admin-password"
 SERVICE_SECRET = secrets.token_urlsafe(32)
@@ -199,21 +198,17 @@ def faulty(
     products_pg: OwnPostgres,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[FaultPlatform]:
-    secrets_dir = tmp_path_factory.mktemp("secrets")
-    (secrets_dir / "jwt-signing.pem").write_text(generate_private_key_pem())
     logs = tmp_path_factory.mktemp("logs")
     base = stable_ports([0, 1, 2, 3])  # services restart on their ports here
     ports = {name: base + i for i, name in enumerate(SERVICES)}
-    envs = platform_env(
+    envs = process_envs(
+        tmp_path_factory,
         database_urls=fault_database_urls,
         ports=ports,
-        secrets_dir=secrets_dir,
         admin_password=ADMIN_PASSWORD,
         service_token_secret=SERVICE_SECRET,
-        env="test",
         extra={
             "SHOP_FAULT_INJECTION": "true",
-            **FAST_SERVICES,
             # The order service gives up on a call after 3 s and retries for up to 6 s.
             "SHOP_HTTP_TIMEOUT_SECONDS": "3",
             "SHOP_RETRY_DEADLINE_SECONDS": "6",

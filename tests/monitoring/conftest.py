@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from shop.common.auth import generate_private_key_pem
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases
-from shop.devtools.processes import SERVICES, ServiceProcess, free_port, platform_env, wait_ready
-from tests.conftest import FAST_SERVICES
+from shop.devtools.processes import SERVICES, ServiceProcess, free_port, wait_ready
+from tests.conftest import process_envs
 from tests.monitoring.live import ADMIN_PASSWORD, OtlpReceiver, TracedPlatform
 
 INSTALL_HINT = "run scripts/install-apt-tools.sh (installs the Debian prometheus package)"
@@ -59,20 +58,15 @@ def traced_platform(
 
     prefix = f"t{secrets.token_hex(4)}_"
     urls = prepare(pg_server, prefix=prefix)
-    secrets_dir = tmp_path_factory.mktemp("live-secrets")
-    (secrets_dir / "jwt-signing.pem").write_text(generate_private_key_pem())
     logs = tmp_path_factory.mktemp("live-logs")
     ports = {name: free_port() for name in SERVICES}
     with OtlpReceiver() as receiver:
-        envs = platform_env(
+        envs = process_envs(
+            tmp_path_factory,
             database_urls=urls,
             ports=ports,
-            secrets_dir=secrets_dir,
             admin_password=ADMIN_PASSWORD,
-            service_token_secret=secrets.token_urlsafe(32),
-            env="test",
             extra={
-                **FAST_SERVICES,
                 "SHOP_OTLP_ENDPOINT": receiver.endpoint,
                 # Export every 100 ms instead of 5 s, so the test need not wait for spans.
                 "OTEL_BSP_SCHEDULE_DELAY": "100",

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -82,6 +83,19 @@ async def migrated(configured: Configured) -> str:
     return configured.products_db
 
 
+def _settings(bao: Any, migrated: str, **extra: Any) -> ProductsSettings:
+    """The product service with a Vault token of its own policy; the database URL's host, port
+    and database matter, the login comes from Vault when a database role is set."""
+    return ProductsSettings(
+        env=Environment.TEST,
+        database_url=migrated,
+        vault_addr=bao.addr,
+        vault_token=bao.token_for("shop-products"),
+        db_pool_min=1,
+        **extra,
+    )
+
+
 @contextlib.asynccontextmanager
 async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with (
@@ -98,16 +112,8 @@ async def test_pool_survives_renewals_and_rotations_without_failed_requests(
 ) -> None:
     bao = configured.bao
     app = products_app(
-        ProductsSettings(
-            env=Environment.TEST,
-            # host, port and database only matter: the login comes from Vault
-            database_url=migrated,
-            vault_addr=bao.addr,
-            vault_token=bao.token_for("shop-products"),
-            vault_database_role="products",
-            db_pool_min=1,
-            db_pool_max=2,
-            db_command_timeout=30,
+        _settings(
+            bao, migrated, vault_database_role="products", db_pool_max=2, db_command_timeout=30
         )
     )
     failures: list[str] = []
@@ -167,16 +173,7 @@ async def test_without_a_database_role_the_configured_url_is_used(
     configured: Configured, migrated: str
 ) -> None:
     bao = configured.bao
-    app = products_app(
-        ProductsSettings(
-            env=Environment.TEST,
-            database_url=migrated,
-            vault_addr=bao.addr,
-            vault_token=bao.token_for("shop-products"),
-            db_pool_min=1,
-            db_pool_max=1,
-        )
-    )
+    app = products_app(_settings(bao, migrated, db_pool_max=1))
     async with running(app) as client:
         assert (await client.get("/api/v1/products")).status_code == 200
         assert app.state.database_credentials is None

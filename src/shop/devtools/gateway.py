@@ -47,6 +47,19 @@ def _problem(status: int, slug: str, title: str, detail: str) -> str:
     return "'" + json.dumps(body, separators=(",", ":")) + "'"
 
 
+def _problem_location(
+    name: str, status: int, slug: str, title: str, detail: str, *, retry_after: int
+) -> str:
+    """A named location answering a problem+json, for NGINX's own errors."""
+    return f"""
+        location @{name} {{
+            default_type application/problem+json;
+            add_header Retry-After {retry_after} always;
+            add_header X-Request-ID $shop_request_id always;
+            return {status} {_problem(status, slug, title, detail)};
+        }}"""
+
+
 @dataclass
 class Gateway:
     state_dir: Path
@@ -97,35 +110,27 @@ class Gateway:
         proxy_max_temp_file_size 0;
         proxy_hide_header X-Request-ID;  # the service echoes the same id: send it once
         add_header X-Request-ID $shop_request_id always;"""
-        errors = f"""
+        errors = (
+            """
         error_page 429 = @too_many_requests;
-        error_page 502 503 504 = @unavailable;
-        location @too_many_requests {{
-            default_type application/problem+json;
-            add_header Retry-After 1 always;
-            add_header X-Request-ID $shop_request_id always;
-            return 429 {
-            _problem(
+        error_page 502 503 504 = @unavailable;"""
+            + _problem_location(
+                "too_many_requests",
                 429,
                 "rate-limited",
                 "Too Many Requests",
                 "Too many requests from this client; slow down.",
+                retry_after=1,
             )
-        };
-        }}
-        location @unavailable {{
-            default_type application/problem+json;
-            add_header Retry-After 2 always;
-            add_header X-Request-ID $shop_request_id always;
-            return 503 {
-            _problem(
+            + _problem_location(
+                "unavailable",
                 503,
                 "unavailable",
                 "Service Unavailable",
                 "No replica could answer; try again shortly.",
+                retry_after=2,
             )
-        };
-        }}"""
+        )
         public_locations = "".join(
             f"""
         location {route} {{
