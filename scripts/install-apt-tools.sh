@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Install the Debian tools the monitoring checks, HA tests and load tests use:
+# Install the Debian tools the monitoring checks, HA tests, load tests, browser tests and image
+# builds use:
 #   prometheus (/usr/bin/prometheus, /usr/bin/promtool), nginx, wrk, redis-server (the shared
-#   rate limiter's tests start their own on a free port).
+#   rate limiter's tests start their own on a free port), chromium (the storefront's browser
+#   tests, driven by Playwright), and podman with buildah, runc and debootstrap (images built
+#   and run without a Docker daemon; see docs/deploy.md).
 #
 # Idempotent: when every tool is already present it exits at once, without
 # touching apt. Otherwise it runs `apt-get update` once and installs only the
@@ -18,19 +21,32 @@ declare -A PROBE=(
   [nginx]=/usr/sbin/nginx
   [wrk]=/usr/bin/wrk
   [redis-server]=/usr/bin/redis-server
+  [chromium]=/usr/bin/chromium
+  [podman]=/usr/bin/podman
+  [buildah]=/usr/bin/buildah
+  [runc]=/usr/sbin/runc
+  [debootstrap]=/usr/sbin/debootstrap
+  [fuse-overlayfs]=/usr/bin/fuse-overlayfs
+  [netavark]=/usr/lib/podman/netavark
+  [containernetworking-plugins]=/usr/lib/cni/bridge
+  [slirp4netns]=/usr/bin/slirp4netns
+  [uidmap]=/usr/bin/newuidmap
+  [catatonit]=/usr/bin/catatonit
 )
+PACKAGES=(prometheus nginx wrk redis-server chromium podman buildah runc debootstrap
+  fuse-overlayfs netavark containernetworking-plugins slirp4netns uidmap catatonit)
 # Daemons the packages may start, by service name.
 DAEMONS=(prometheus prometheus-node-exporter nginx redis-server)
 
 missing=()
-for pkg in prometheus nginx wrk redis-server; do
+for pkg in "${PACKAGES[@]}"; do
   if [[ ! -x "${PROBE[$pkg]}" ]] || ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$pkg")
   fi
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "install-apt-tools: prometheus, nginx, wrk, redis-server already installed"
+  echo "install-apt-tools: ${PACKAGES[*]} already installed"
   exit 0
 fi
 
@@ -73,7 +89,7 @@ before_pids=$(daemon_pids)
 
 echo "install-apt-tools: installing ${missing[*]}"
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends \
+apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 \
   -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
   "${missing[@]}"
 
