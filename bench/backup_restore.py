@@ -33,8 +33,10 @@ from typing import Any
 import asyncpg
 
 from shop.cli import STATE_DIR, prepare
-from shop.devtools import backup as bk
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases, find_server
+from shop.ops import backup as ops_backup
+from shop.ops import pgtools
+from shop.ops import restore as ops_restore
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RTO_SECONDS = 3600
@@ -126,8 +128,8 @@ def measure(server: Server, orders: int, work: Path) -> dict[str, Any]:
         asyncio.run(fill(urls, orders))
         fill_seconds = time.perf_counter() - started
         db_bytes = asyncio.run(database_bytes(server, made[:4]))
-        taken = bk.backup(server, work / source, prefix=source)
-        restored = bk.restore(server, taken.path, prefix=target, jobs=2)
+        taken = ops_backup.backup(server, work / source, prefix=source)
+        restored = ops_restore.restore(server, taken.path, prefix=target, jobs=2)
         dump_bytes = sum(int(e["size"]) for e in taken.manifest["databases"].values())
         return {
             "orders": orders,
@@ -152,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     server = find_server(STATE_DIR / "pgdata", configured=args.server_url)
-    version_num, version = asyncio.run(bk.server_version(server.url))
-    tools = bk.find_pg_tools(version_num // 10000)
+    version_num, version = asyncio.run(pgtools.server_version(server.url))
+    tools = pgtools.find_pg_tools(version_num // 10000)
     print(f"PostgreSQL {version} ({server.source}); pg_dump {tools.major} from {tools.bin_dir}")
     header = (
         f"{'orders':>10} {'rows':>10} {'db MB':>8} {'dump MB':>8}"

@@ -129,7 +129,7 @@ async def _stock(url: str) -> dict[int, int]:
 async def _integrity(platform: Platform, stock_before: dict[int, int]) -> dict[str, Any]:
     """No oversell and nothing lost: every unit of stock that left a product is held by a
     reservation of a paid order, no stock is negative, and the three databases agree."""
-    from shop.devtools.consistency import check
+    from shop.ops.consistency import check
 
     # Orders still pending when the load stopped are finished by the recovery worker.
     deadline = time.monotonic() + 60

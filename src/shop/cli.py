@@ -24,16 +24,15 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from shop.devtools.postgres import SERVICE_DATABASES, Server, create_databases, find_server
-from shop.devtools.processes import (
-    DEFAULT_PORTS,
-    SERVICES,
-    ServiceProcess,
-    platform_env,
-    wait_ready,
-)
-from shop.devtools.prometheus import PrometheusProcess, find_prometheus, local_prometheus
+from shop.common.services import DEFAULT_PORTS, SERVICES
+from shop.ops.databases import SERVICE_DATABASES, Server
+
+# The development tools (an embedded PostgreSQL, process supervision, Prometheus) are imported
+# by the commands that use them, so `shop serve` and the ops commands run without them.
+if TYPE_CHECKING:
+    from shop.devtools.prometheus import PrometheusProcess
 
 STATE_DIR = Path(os.environ.get("SHOP_STATE_DIR", ".shop"))
 FACTORIES = {name: f"shop.{name}.app:create_app" for name in SERVICES}
@@ -85,6 +84,8 @@ def prepare(server: Server, *, prefix: str = "") -> dict[str, str]:
     from shop.common import migrations
 
     names = {svc: prefix + db for svc, db in SERVICE_DATABASES.items()}
+    from shop.devtools.postgres import create_databases
+
     asyncio.run(create_databases(server, list(names.values())))
     urls = {svc: server.database_url(name) for svc, name in names.items()}
     for svc, url in urls.items():
@@ -132,6 +133,9 @@ class StopFlag:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from shop.devtools.postgres import find_server
+    from shop.devtools.processes import ServiceProcess, platform_env, wait_ready
+
     server = find_server(STATE_DIR / "pgdata")
     print(f"PostgreSQL: {server.source} ({_redact(server.url)})")
     urls = prepare(server)
@@ -243,6 +247,8 @@ def run_cluster(
 def start_prometheus(ports: dict[str, int], port: int) -> PrometheusProcess | None:
     """Prometheus scraping the local services with the repository's config template and
     alert rules; its config, data and log under .shop/prometheus. None if not installed."""
+    from shop.devtools.prometheus import find_prometheus, local_prometheus
+
     binary = find_prometheus()
     if binary is None:
         print("  prometheus not installed (scripts/install-apt-tools.sh installs it): skipped")
@@ -331,32 +337,6 @@ def cmd_recover(_: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_check_consistency(args: argparse.Namespace) -> int:
-    from shop.devtools.consistency import check
-
-    given = {
-        "orders": args.orders_url,
-        "products": args.products_url,
-        "payments": args.payments_url,
-    }
-    if all(given.values()):
-        urls = given
-    else:
-        server = find_server(STATE_DIR / "pgdata", configured=args.server_url)
-        urls = {
-            svc: given.get(svc) or server.database_url(args.prefix + db)
-            for svc, db in SERVICE_DATABASES.items()
-        }
-    report = asyncio.run(check(urls["orders"], urls["products"], urls["payments"]))
-    for problem in report.problems:
-        print(f"PROBLEM: {problem}")
-    print(
-        f"{report.orders} orders checked, {report.pending} still pending,"
-        f" {len(report.problems)} problems"
-    )
-    return 0 if report.ok else 1
-
-
 def cmd_rotate_keys(_: argparse.Namespace) -> int:
     from shop.users.keys import KeyRingMissing, RotatorSettings, rotate_vault_keys
 
@@ -416,17 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     recover.set_defaults(func=cmd_recover)
     rotate = sub.add_parser("rotate-keys", help="rotate the JWT signing keys in Vault")
     rotate.set_defaults(func=cmd_rotate_keys)
-    consistency = sub.add_parser(
-        "check-consistency", help="report orders whose stock, payment and status disagree"
-    )
-    consistency.add_argument("--server-url", help="PostgreSQL server (default: as `shop run`)")
-    consistency.add_argument("--prefix", default="", help="database name prefix (tests)")
-    for svc in ("orders", "products", "payments"):
-        consistency.add_argument(f"--{svc}-url", help=f"the {svc} database, wherever it is")
-    consistency.set_defaults(func=cmd_check_consistency)
-    from shop.devtools.backup import add_commands as add_backup_commands
+    from shop.ops.commands import add_commands as add_ops_commands
 
-    add_backup_commands(sub, STATE_DIR)
+    add_ops_commands(sub, STATE_DIR)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -20,8 +20,11 @@ import asyncpg
 import pytest
 
 from shop.cli import main, prepare
-from shop.devtools import backup as bk
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases
+from shop.ops import backup as ops_backup
+from shop.ops import manifest as mf
+from shop.ops import pgtools, retention
+from shop.ops import restore as ops_restore
 
 ORDERS = 300
 
@@ -154,14 +157,14 @@ def other_prefix(pg_server: Server) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def taken(pg_server: Server, source: str, tmp_path_factory) -> bk.BackupResult:
-    return bk.backup(pg_server, tmp_path_factory.mktemp("backups"), prefix=source)
+def taken(pg_server: Server, source: str, tmp_path_factory) -> ops_backup.BackupResult:
+    return ops_backup.backup(pg_server, tmp_path_factory.mktemp("backups"), prefix=source)
 
 
 def test_manifest_records_files_checksums_sizes_and_row_counts(taken, source):
-    manifest = json.loads((taken.path / bk.MANIFEST).read_text())
+    manifest = json.loads((taken.path / mf.MANIFEST).read_text())
     assert manifest == taken.manifest
-    assert bk.NAME_PATTERN.match(taken.path.name)
+    assert mf.NAME_PATTERN.match(taken.path.name)
     assert datetime.fromisoformat(manifest["created_at"]).tzinfo is not None
     assert manifest["server_version_num"] >= 150000
     assert manifest["pg_dump_major"] >= manifest["server_version_num"] // 10000
@@ -172,7 +175,7 @@ def test_manifest_records_files_checksums_sizes_and_row_counts(taken, source):
         assert entry["database"] == source + SERVICE_DATABASES[svc]
         assert dump.read_bytes()[:5] == b"PGDMP"  # pg_dump's custom format
         assert entry["size"] == dump.stat().st_size
-        assert entry["sha256"] == bk.sha256_of(dump)
+        assert entry["sha256"] == mf.sha256_of(dump)
         assert oct(dump.stat().st_mode & 0o777) == "0o600"  # dumps hold password hashes
     tables = {svc: entry["tables"] for svc, entry in manifest["databases"].items()}
     assert tables["orders"]["public.orders"] == ORDERS
@@ -189,7 +192,7 @@ def test_destroyed_databases_come_back_identical(pg_server, source, taken):
     assert len(before["orders"]["rows:orders"]) == ORDERS
     asyncio.run(drop_databases(pg_server, names(source)))
 
-    result = bk.restore(pg_server, taken.path)
+    result = ops_restore.restore(pg_server, taken.path)
 
     assert result.databases == dict(zip(SERVICE_DATABASES, names(source), strict=True))
     assert contents(pg_server, source) == before
@@ -200,8 +203,8 @@ def test_destroyed_databases_come_back_identical(pg_server, source, taken):
 
 def test_restore_refuses_to_overwrite_without_force_then_replaces(pg_server, source, taken):
     before = contents(pg_server, source)
-    with pytest.raises(bk.BackupError, match="--force"):
-        bk.restore(pg_server, taken.path)
+    with pytest.raises(mf.BackupError, match="--force"):
+        ops_restore.restore(pg_server, taken.path)
 
     async def damage() -> None:
         conn = await asyncpg.connect(pg_server.database_url(source + "orderdb"))
@@ -212,7 +215,7 @@ def test_restore_refuses_to_overwrite_without_force_then_replaces(pg_server, sou
             await conn.close()
 
     asyncio.run(damage())
-    bk.restore(pg_server, taken.path, force=True, services=["orders"])
+    ops_restore.restore(pg_server, taken.path, force=True, services=["orders"])
     assert contents(pg_server, source) == before  # recreated: the later table is gone too
 
 
@@ -227,7 +230,7 @@ def test_clean_restore_keeps_the_database(pg_server, source, taken):
             await conn.close()
 
     asyncio.run(damage())
-    bk.restore(pg_server, taken.path, force=True, clean=True, services=["payments"])
+    ops_restore.restore(pg_server, taken.path, force=True, clean=True, services=["payments"])
     assert contents(pg_server, source) == before
 
 
@@ -246,15 +249,15 @@ def test_cli_backup_and_keep(pg_server, source, tmp_path, capsys):
     dest = tmp_path / "backups"
     for stale in ("20200101T000000Z", "20200102T000000Z"):
         (dest / stale).mkdir(parents=True)
-        (dest / stale / bk.MANIFEST).write_text("{}")
+        (dest / stale / mf.MANIFEST).write_text("{}")
     args = ["backup", "--server-url", pg_server.url, "--prefix", source, "--dest", str(dest)]
     assert main([*args, "--keep", "2"]) == 0
     out = capsys.readouterr().out
     assert f"deleted {dest / '20200101T000000Z'}" in out
-    kept = [b.path.name for b in bk.list_backups(dest)]
+    kept = [b.path.name for b in retention.list_backups(dest)]
     assert len(kept) == 2
     assert kept[1] == "20200102T000000Z"
-    bk.verify(dest / kept[0])
+    mf.verify(dest / kept[0])
 
 
 def test_a_tampered_backup_is_refused_before_anything_is_touched(
@@ -270,19 +273,19 @@ def test_a_tampered_backup_is_refused_before_anything_is_touched(
     dump.write_bytes(bytes(data))
     before = contents(pg_server, source)
 
-    with pytest.raises(bk.BackupCorrupt, match=r"orderdb\.dump does not match its SHA-256"):
-        bk.restore(pg_server, copy, force=True)
+    with pytest.raises(mf.BackupCorrupt, match=r"orderdb\.dump does not match its SHA-256"):
+        ops_restore.restore(pg_server, copy, force=True)
     assert contents(pg_server, source) == before
 
     dump.write_bytes(bytes(data[:-10]))
-    with pytest.raises(bk.BackupCorrupt, match="bytes, manifest says"):
-        bk.verify(copy)
+    with pytest.raises(mf.BackupCorrupt, match="bytes, manifest says"):
+        mf.verify(copy)
     (copy / f"{source}userdb.dump").unlink()
-    with pytest.raises(bk.BackupCorrupt, match=r"userdb\.dump is missing"):
-        bk.verify(copy)
-    (copy / bk.MANIFEST).write_text("{not json")
-    with pytest.raises(bk.BackupCorrupt, match="not valid JSON"):
-        bk.verify(copy)
+    with pytest.raises(mf.BackupCorrupt, match=r"userdb\.dump is missing"):
+        mf.verify(copy)
+    (copy / mf.MANIFEST).write_text("{not json")
+    with pytest.raises(mf.BackupCorrupt, match="not valid JSON"):
+        mf.verify(copy)
 
 
 def test_restore_reports_rows_that_do_not_match_the_manifest(
@@ -293,19 +296,19 @@ def test_restore_reports_rows_that_do_not_match_the_manifest(
     copy.mkdir()
     for f in taken.path.iterdir():
         copy.joinpath(f.name).write_bytes(f.read_bytes())
-    manifest = json.loads((copy / bk.MANIFEST).read_text())
+    manifest = json.loads((copy / mf.MANIFEST).read_text())
     manifest["databases"]["orders"]["tables"]["public.orders"] += 1
-    (copy / bk.MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(bk.RestoreMismatch, match=r"public.orders': \(301, 300\)"):
-        bk.restore(pg_server, copy, prefix=other_prefix, services=["orders"])
+    (copy / mf.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(mf.RestoreMismatch, match=r"public.orders': \(301, 300\)"):
+        ops_restore.restore(pg_server, copy, prefix=other_prefix, services=["orders"])
 
 
 def test_the_bundled_postgresql_16_tools_work_too(pg_server, source, other_prefix, tmp_path):
     # What the container image uses: pgserver's pg_dump/pg_restore 16, whatever the server.
-    tools = bk.find_pg_tools(16)
-    taken = bk.backup(pg_server, tmp_path, prefix=source, tools=tools)
+    tools = pgtools.find_pg_tools(16)
+    taken = ops_backup.backup(pg_server, tmp_path, prefix=source, tools=tools)
     assert taken.manifest["pg_dump_major"] == tools.major
-    bk.restore(pg_server, taken.path, prefix=other_prefix, tools=tools)
+    ops_restore.restore(pg_server, taken.path, prefix=other_prefix, tools=tools)
     assert contents(pg_server, other_prefix) == contents(pg_server, source)
 
 
@@ -314,9 +317,9 @@ def test_the_bundled_postgresql_16_tools_work_too(pg_server, source, other_prefi
 
 def _fake_backups(dest: Path, created: list[datetime]) -> None:
     for at in created:
-        folder = dest / at.strftime(bk.NAME_FORMAT)
+        folder = dest / at.strftime(mf.NAME_FORMAT)
         folder.mkdir(parents=True)
-        (folder / bk.MANIFEST).write_text("{}")
+        (folder / mf.MANIFEST).write_text("{}")
 
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -326,13 +329,13 @@ def test_prune_keeps_the_newest_n(tmp_path):
     _fake_backups(tmp_path, [NOW - timedelta(hours=h) for h in range(6)])
     (tmp_path / "notes.txt").write_text("not a backup")
     (tmp_path / "20261126T115900Z").mkdir()  # no manifest: not a backup, left alone
-    deleted = bk.prune(tmp_path, keep=3, now=NOW)
+    deleted = retention.prune(tmp_path, keep=3, now=NOW)
     assert sorted(p.name for p in deleted) == [
         "20261126T070000Z",
         "20261126T080000Z",
         "20261126T090000Z",
     ]
-    assert [b.created_at for b in bk.list_backups(tmp_path)] == [
+    assert [b.created_at for b in retention.list_backups(tmp_path)] == [
         NOW - timedelta(hours=h) for h in range(3)
     ]
     assert (tmp_path / "notes.txt").exists()
@@ -341,44 +344,46 @@ def test_prune_keeps_the_newest_n(tmp_path):
 
 def test_prune_by_age_never_deletes_the_last_backup(tmp_path):
     _fake_backups(tmp_path, [NOW - timedelta(days=d) for d in (10, 20, 40)])
-    assert bk.prune(tmp_path, max_age=timedelta(days=15), now=NOW, dry_run=True)
-    assert len(bk.list_backups(tmp_path)) == 3  # dry run deleted nothing
-    bk.prune(tmp_path, max_age=timedelta(days=15), now=NOW)
-    assert [b.created_at for b in bk.list_backups(tmp_path)] == [NOW - timedelta(days=10)]
+    assert retention.prune(tmp_path, max_age=timedelta(days=15), now=NOW, dry_run=True)
+    assert len(retention.list_backups(tmp_path)) == 3  # dry run deleted nothing
+    retention.prune(tmp_path, max_age=timedelta(days=15), now=NOW)
+    assert [b.created_at for b in retention.list_backups(tmp_path)] == [NOW - timedelta(days=10)]
     # Every backup too old (the job has been failing): the newest one still stays.
-    bk.prune(tmp_path, max_age=timedelta(days=1), keep=1, now=NOW)
-    assert len(bk.list_backups(tmp_path)) == 1
+    retention.prune(tmp_path, max_age=timedelta(days=1), keep=1, now=NOW)
+    assert len(retention.list_backups(tmp_path)) == 1
 
 
 def test_prune_removes_half_written_backups_only_when_stale(tmp_path):
-    fresh = tmp_path / ((NOW - timedelta(minutes=5)).strftime(bk.NAME_FORMAT) + ".partial")
-    stale = tmp_path / ((NOW - timedelta(days=2)).strftime(bk.NAME_FORMAT) + ".partial")
+    fresh = tmp_path / ((NOW - timedelta(minutes=5)).strftime(mf.NAME_FORMAT) + ".partial")
+    stale = tmp_path / ((NOW - timedelta(days=2)).strftime(mf.NAME_FORMAT) + ".partial")
     fresh.mkdir()
     stale.mkdir()
-    assert bk.prune(tmp_path, keep=5, now=NOW) == [stale]
+    assert retention.prune(tmp_path, keep=5, now=NOW) == [stale]
     assert fresh.exists()
-    with pytest.raises(bk.BackupError):
-        bk.prune(tmp_path, keep=0, now=NOW)
+    with pytest.raises(mf.BackupError):
+        retention.prune(tmp_path, keep=0, now=NOW)
 
 
 # --- finding the client tools ----------------------------------------------------------------
 
 
 def test_pg_tools_match_or_exceed_the_server_version(tmp_path):
-    tools = bk.find_pg_tools(15)
+    tools = pgtools.find_pg_tools(15)
     assert tools.major >= 15
     # pgserver's bundle (PostgreSQL 16) is always installed with the dev extra.
-    assert bk.find_pg_tools(16).major >= 16
-    with pytest.raises(bk.BackupError, match="version >= 99"):
-        bk.find_pg_tools(99)
-    with pytest.raises(bk.BackupError):
-        bk.find_pg_tools(15, candidates=[tmp_path])  # no pg_dump there
+    assert pgtools.find_pg_tools(16).major >= 16
+    with pytest.raises(mf.BackupError, match="version >= 99"):
+        pgtools.find_pg_tools(99)
+    with pytest.raises(mf.BackupError):
+        pgtools.find_pg_tools(15, candidates=[tmp_path])  # no pg_dump there
 
 
 def test_passwords_never_reach_the_command_line():
-    url, env = bk.libpq_args("postgresql://backup:s%40cret@db.example:5432/orderdb?sslmode=require")
+    url, env = pgtools.libpq_args(
+        "postgresql://backup:s%40cret@db.example:5432/orderdb?sslmode=require"
+    )
     assert url == "postgresql://backup@db.example:5432/orderdb?sslmode=require"
     assert env == {"PGPASSWORD": "s@cret"}
-    url, env = bk.libpq_args("postgresql://postgres:@/postgres?host=/tmp/pg")
+    url, env = pgtools.libpq_args("postgresql://postgres:@/postgres?host=/tmp/pg")
     assert url == "postgresql://postgres@/postgres?host=/tmp/pg"
     assert env == {}

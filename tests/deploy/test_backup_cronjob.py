@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from shop.cli import main
-from shop.devtools import backup as bk
+from shop.ops import commands as ops_commands
 
 from .conftest import ENVIRONMENTS, SERVICES, by_kind
 
@@ -46,7 +46,9 @@ def test_backup_uses_the_platform_image_and_the_shop_backup_command(rendered, en
     assert backup["args"][0] == "backup"
     # The arguments are the CLI's own: parse them with it.
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(bk, "cmd_backup", lambda args, _state: seen.update(vars(args)) or 0)
+    monkeypatch.setattr(
+        ops_commands, "cmd_backup", lambda args, _state: seen.update(vars(args)) or 0
+    )
     assert main(backup["args"]) == 0
     assert seen["server_url_file"] == "/vault/secrets/DATABASE_URL"
     assert seen["dest"] == "/backups"

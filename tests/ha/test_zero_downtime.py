@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from shop.devtools.cluster import Cluster
-from shop.devtools.consistency import check
 from shop.devtools.processes import SERVICES
+from shop.ops.consistency import check
 from tests.ha.conftest import ADMIN_PASSWORD, needs_nginx
 
 pytestmark = [pytest.mark.ha, needs_nginx]

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from shop.devtools.consistency import check
+from shop.ops.consistency import check
 from tests.integration.conftest import Platform
 
 pytestmark = pytest.mark.asyncio

@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from shop.common.services import SERVICES
 from shop.devtools.gateway import Gateway
-from shop.devtools.processes import SERVICES, ServiceProcess, platform_env, wait_ready
+from shop.devtools.processes import ServiceProcess, platform_env, wait_ready
 
 
 @dataclass

@@ -9,32 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from shop.ops.databases import SERVICE_DATABASES, Server
+
+__all__ = ["LOCAL_URL", "SERVICE_DATABASES", "Server", "create_databases", "find_server"]
+
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-SERVICE_DATABASES = {
-    "users": "userdb",
-    "products": "productdb",
-    "orders": "orderdb",
-    "payments": "paymentdb",
-}
-
-
 _embedded: list[object] = []
-
-
-@dataclass(frozen=True)
-class Server:
-    url: str  # the maintenance database's URL
-    source: str  # "configured", "local" or "embedded"
-
-    def database_url(self, name: str) -> str:
-        parts = urlsplit(self.url)
-        return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 async def _reachable(url: str, connect_timeout: float = 2.0) -> bool:

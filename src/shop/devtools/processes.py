@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SERVICES = ("users", "products", "orders", "payments")
-DEFAULT_PORTS = {"users": 5000, "products": 5001, "orders": 5002, "payments": 5003}
+from shop.common.services import SERVICES
 
 
 def stable_ports(offsets: list[int]) -> int:

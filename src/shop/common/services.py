@@ -1,0 +1,7 @@
+"""The platform's processes and their default ports: the one list that ``shop serve``, ``shop
+run``, the tests and the image test (tests/images) read. A new service is added here."""
+
+from __future__ import annotations
+
+SERVICES = ("users", "products", "orders", "payments")
+DEFAULT_PORTS = {"users": 5000, "products": 5001, "orders": 5002, "payments": 5003}

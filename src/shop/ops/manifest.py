@@ -1,0 +1,88 @@
+"""The backup format: a folder named by its UTC time holding one ``pg_dump --format=custom``
+file per database and ``manifest.json`` (when, the server's version, and per database the
+file, its SHA-256, its size and every table's row count); reading and verifying it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+NAME_FORMAT = "%Y%m%dT%H%M%SZ"
+NAME_PATTERN = re.compile(r"^\d{8}T\d{6}Z$")
+PARTIAL_SUFFIX = ".partial"
+
+
+class BackupError(Exception):
+    """A backup or restore could not be completed; the message says why."""
+
+
+class BackupCorrupt(BackupError):
+    """A backup's files do not match its manifest (missing, wrong size or checksum)."""
+
+
+class RestoreMismatch(BackupError):
+    """The restored databases do not hold the row counts the manifest recorded."""
+
+
+async def row_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    """Rows of every ordinary table outside the system schemas, by "schema.table"."""
+    tables = await conn.fetch(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+        " AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2"
+    )
+    counts: dict[str, int] = {}
+    for row in tables:
+        ident = f'"{row["nspname"]}"."{row["relname"]}"'
+        counts[f"{row['nspname']}.{row['relname']}"] = await conn.fetchval(
+            f"SELECT count(*) FROM {ident}"  # noqa: S608 - names from the catalogue, quoted
+        )
+    return counts
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_manifest(folder: Path) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise BackupCorrupt(f"{folder} has no {MANIFEST}") from None
+    except json.JSONDecodeError as exc:
+        raise BackupCorrupt(f"{folder / MANIFEST} is not valid JSON: {exc}") from None
+    if manifest.get("format") != FORMAT_VERSION:
+        raise BackupCorrupt(f"unknown backup format {manifest.get('format')!r} in {folder}")
+    return manifest
+
+
+def verify(folder: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check every file of the backup against the manifest; raises BackupCorrupt."""
+    manifest = manifest or load_manifest(folder)
+    problems = []
+    for svc, entry in manifest["databases"].items():
+        path = folder / entry["file"]
+        if not path.is_file():
+            problems.append(f"{svc}: {entry['file']} is missing")
+        elif path.stat().st_size != entry["size"]:
+            size = path.stat().st_size
+            problems.append(
+                f"{svc}: {entry['file']} has {size} bytes, manifest says {entry['size']}"
+            )
+        elif sha256_of(path) != entry["sha256"]:
+            problems.append(f"{svc}: {entry['file']} does not match its SHA-256 checksum")
+    if problems:
+        raise BackupCorrupt(f"backup {folder} is damaged: " + "; ".join(problems))
+    return manifest

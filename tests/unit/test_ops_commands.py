@@ -1,0 +1,68 @@
+"""The operations commands pick their server explicitly in production, and the production
+entry points (`shop serve`, the ops commands) do not load the development tools."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shop.ops.commands import NoServerConfigured, server_for
+
+
+def test_production_without_a_url_refuses_instead_of_finding_a_server(tmp_path, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(NoServerConfigured, match="no fallback"):
+        server_for(None, None, tmp_path, env="production")
+    assert not (tmp_path / "pgdata").exists()  # no embedded server was started
+
+
+def test_an_empty_rendered_url_file_is_an_error_in_every_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://elsewhere/postgres")
+    empty = tmp_path / "DATABASE_URL"
+    empty.write_text("\n")
+    for env in ("production", "development"):
+        with pytest.raises(NoServerConfigured, match="is empty"):
+            server_for(None, str(empty), tmp_path, env=env)
+
+
+def test_the_given_url_wins_over_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://from-env/postgres")
+    url_file = tmp_path / "url"
+    url_file.write_text("postgresql://from-file/postgres\n")
+    server = server_for(None, str(url_file), tmp_path, env="production")
+    assert (server.url, server.source) == ("postgresql://from-file/postgres", "configured")
+    assert server_for(None, None, tmp_path, env="production").url == (
+        "postgresql://from-env/postgres"
+    )
+
+
+def test_shop_backup_in_the_image_environment_fails_fast_without_a_url(tmp_path):
+    env = {"SHOP_ENV": "production", "SHOP_STATE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "shop.cli", "backup", "--dest", str(tmp_path / "b")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "no fallback to a local or embedded server" in done.stderr
+    assert not any(Path(tmp_path).glob("b/*"))
+
+
+def test_shop_serve_imports_no_development_tool():
+    code = (
+        "import contextlib, io, sys, shop.cli\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    shop.cli.main(['serve', '--help'])\n"
+        "print(','.join(m for m in sys.modules if m.startswith('shop.devtools')"
+        " or m == 'pgserver'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == ""
