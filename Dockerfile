@@ -9,7 +9,11 @@
 # (`serve users`, `serve products`, ... and `migrate <service>` for the migration
 # initContainer); the default CMD serves the user service.
 
-ARG PYTHON_IMAGE=python:3.11-slim
+# Bookworm, not the moving `3.11-slim` (now trixie): Debian 12 ships postgresql-client-15, the
+# major version of the RDS engine (deploy/terraform, db_engine_version), for the backup CronJob.
+# Where no registry is reachable, scripts/images.py builds an equivalent base with debootstrap
+# and tags it with this name.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 ############################
 # build: a venv with the locked runtime dependencies, then the project itself
@@ -22,26 +26,26 @@ ENV PIP_NO_CACHE_DIR=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
-# Compilers are only here, in case a locked dependency has no wheel for this platform;
-# they never reach the runtime stage. Not version-pinned (DL3008): Debian's current
-# build-essential of the pinned base image is what we want, and nothing of it ships.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential \
-    && rm -rf /var/lib/apt/lists/*
-
 RUN python -m venv "$VIRTUAL_ENV"
 
 WORKDIR /src
 
 # The lock file alone first: this layer (the slow one) is rebuilt only when it changes.
 COPY requirements.lock ./
-RUN pip install --requirement requirements.lock
+# Wheels only: every locked dependency has one for CPython 3.11 on Linux, so no compiler is
+# needed, and a dependency that would need one fails the build instead of compiling silently.
+# The optional `pip-ca` build secret is a CA bundle for a TLS-intercepting proxy on the way to
+# PyPI (scripts/images.py passes the host's, when its pip trusts one); it never enters a layer.
+RUN --mount=type=secret,id=pip-ca \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+    && pip install --only-binary=:all: --requirement requirements.lock
 
 # Then the project, without resolving dependencies again (the lock is the whole truth).
 COPY pyproject.toml README.md* ./
 COPY src ./src
-RUN pip install --no-deps . \
+RUN --mount=type=secret,id=pip-ca \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+    && pip install --no-deps . \
     && python -m compileall -q "$VIRTUAL_ENV" \
     && shop --help >/dev/null
 
@@ -57,18 +61,26 @@ ARG CREATED=unknown
 LABEL org.opencontainers.image.title="shop" \
       org.opencontainers.image.description="Shop e-commerce platform: user, product, order and payment services (one image, service chosen by args)" \
       org.opencontainers.image.source="https://github.com/shop/shop" \
-      org.opencontainers.image.licenses="Proprietary" \
+      org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.vendor="shop" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.base.name="docker.io/library/python:3.11-slim"
+      org.opencontainers.image.base.name="docker.io/library/python:3.11-slim-bookworm"
 
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     SHOP_ENV=production
+
+# pg_dump/pg_restore for `shop backup`/`shop restore` (the backup CronJob runs this image):
+# Debian's client of the RDS engine's major version, found under /usr/lib/postgresql/15/bin.
+# Not version-pinned (DL3008): bookworm's current 15.x with its security fixes is what we want.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client-15 \
+    && rm -rf /var/lib/apt/lists/*
 
 # uid/gid 10001: above the host range, matches runAsUser in deploy/k8s.
 RUN groupadd --system --gid 10001 shop \

@@ -6,13 +6,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt typecheck unit integration e2e bench tools clean help
+.PHONY: run test lint fmt typecheck unit integration e2e bench tools images clean help
 
 help:
 	@echo "make run    - set up and start all four services (Ctrl-C stops them)"
 	@echo "             REPLICAS=2: two replicas each behind NGINX; PROMETHEUS=1: and Prometheus"
 	@echo "make test   - set up, then lint, types, import contracts and every test"
 	@echo "make bench  - the load benchmark (see bench/README.md)"
+	@echo "make images - build the platform's image (Docker, else Podman), its SBOM, print sizes"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,10 @@ test: $(STAMP) tools lint typecheck
 fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Docker where an engine runs, else Podman; no registry needed (scripts/images.py, docs/deploy.md).
+images: $(STAMP) tools
+	$(BIN)/python scripts/images.py
 
 bench: $(STAMP) tools
 	$(BIN)/python -m bench

@@ -43,7 +43,7 @@ def test_base_image_is_pinned_python_slim():
     args = dict(
         rest.split("=", 1) for word, rest in instructions() if word == "ARG" and "=" in rest
     )
-    assert args["PYTHON_IMAGE"] == "python:3.11-slim"
+    assert args["PYTHON_IMAGE"] == "python:3.11-slim-bookworm"  # postgresql-client-15
     froms = [rest for word, rest in instructions() if word == "FROM"]
     assert froms == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE} AS runtime"]
 
@@ -51,7 +51,7 @@ def test_base_image_is_pinned_python_slim():
 def test_build_stage_installs_the_lock_then_the_project():
     build = stages()["build"]
     runs = " ".join(rest for word, rest in build if word == "RUN")
-    assert "pip install --requirement requirements.lock" in runs
+    assert "pip install --only-binary=:all: --requirement requirements.lock" in runs
     assert "pip install --no-deps ." in runs
     assert 'python -m venv "$VIRTUAL_ENV"' in runs
     copies = [rest for word, rest in build if word == "COPY"]
@@ -62,7 +62,9 @@ def test_runtime_stage_is_minimal_and_non_root():
     runtime = stages()["runtime"]
     words = [word for word, _ in runtime]
     runs = " ".join(rest for word, rest in runtime if word == "RUN")
-    assert "apt-get" not in runs
+    # Debian's PostgreSQL client of the RDS engine's major version, and nothing else.
+    installs = re.findall(r"apt-get install -y --no-install-recommends ([\w.+ -]+?)(?: &&|$)", runs)
+    assert [i.split() for i in installs] == [["postgresql-client-15"]]
     assert "pip" not in runs
     assert [rest for word, rest in runtime if word == "COPY"] == [
         "--from=build /opt/venv /opt/venv"
@@ -77,6 +79,7 @@ def test_runtime_stage_is_minimal_and_non_root():
     labels = " ".join(rest for word, rest in runtime if word == "LABEL")
     for key in ("title", "source", "version", "revision", "created"):
         assert f"org.opencontainers.image.{key}=" in labels
+    assert 'org.opencontainers.image.licenses="MIT"' in labels  # as pyproject.toml says
 
 
 def test_dockerignore_sends_only_what_the_build_copies():
@@ -88,3 +91,10 @@ def test_dockerignore_sends_only_what_the_build_copies():
     assert lines[0] == "*"
     allowed = {line[1:] for line in lines if line.startswith("!")}
     assert allowed == {"requirements.lock", "pyproject.toml", "README.md", "src/"}
+
+
+def test_postgresql_client_matches_the_rds_engine_major_version():
+    variables = (ROOT / "deploy" / "terraform" / "variables.tf").read_text()
+    engine = re.search(r'variable "db_engine_version" \{.*?default\s*=\s*"(\d+)\.', variables, re.S)
+    assert engine is not None
+    assert f"postgresql-client-{engine.group(1)} " in DOCKERFILE.read_text() + " "

@@ -1,0 +1,139 @@
+"""The image runs: migrations and every process of the platform start from it as the non-root
+user with a read-only root filesystem against the host's PostgreSQL, the smoke test passes
+against the containers, and SIGTERM stops each one cleanly within its grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shop.common.auth import generate_private_key_pem
+from shop.common.services import SERVICES
+from shop.devtools.postgres import SERVICE_DATABASES, Server, create_databases, drop_databases
+from shop.devtools.processes import free_port, platform_env
+from tests.conftest import FAST_SERVICES, ROOT
+
+from .conftest import UID, Container, images, run_args, wait_http
+
+GRACE_SECONDS = 30  # terminationGracePeriodSeconds of every Deployment (deploy/k8s/base)
+SECRETS_IN_CONTAINER = "/run/shop-secrets"
+
+
+@pytest.fixture(scope="module")
+def image_databases(pg_server: Server) -> Iterator[dict[str, str]]:
+    """Four empty databases: the image's own migration job creates the schema."""
+    if not pg_server.url.startswith("postgresql://") or "@127.0.0.1" not in pg_server.url:
+        pytest.skip(f"containers reach PostgreSQL over TCP on the host; have {pg_server.source}")
+    prefix = f"img{secrets.token_hex(3)}_"
+    names = [prefix + db for db in SERVICE_DATABASES.values()]
+    asyncio.run(create_databases(pg_server, names))
+    yield {svc: pg_server.database_url(prefix + db) for svc, db in SERVICE_DATABASES.items()}
+    asyncio.run(drop_databases(pg_server, names))
+
+
+@pytest.fixture(scope="module")
+def migrated(engine, image_databases, run_id) -> dict[str, str]:
+    for svc in SERVICES:
+        name = f"shop-test-{run_id}-migrate-{svc}"
+        env = {"SHOP_DATABASE_URL": image_databases[svc]}
+        done = engine.run(
+            *run_args(name, env, {}), "--rm", images.IMAGE, "migrate", svc, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"{svc}: migrated" in done.stdout
+    return image_databases
+
+
+@pytest.fixture(scope="module")
+def platform(engine, migrated, run_id, tmp_path_factory) -> Iterator[dict[str, Container]]:
+    """Every process of the platform, one container each, on free ports."""
+    secrets_dir = tmp_path_factory.mktemp("image-secrets")
+    key = secrets_dir / "jwt-signing.pem"
+    key.write_text(generate_private_key_pem())
+    secrets_dir.chmod(0o755)  # readable by the container's user, uid 10001
+    key.chmod(0o644)
+    ports = {svc: free_port() for svc in SERVICES}
+    envs = platform_env(
+        database_urls=migrated,
+        ports=ports,
+        secrets_dir=Path(SECRETS_IN_CONTAINER),
+        admin_password="image-admin-" + secrets.token_urlsafe(8),
+        service_token_secret=secrets.token_urlsafe(32),
+        env="test",
+        extra=FAST_SERVICES,
+    )
+    containers: dict[str, Container] = {}
+    try:
+        for svc in SERVICES:
+            name = f"shop-test-{run_id}-{svc}"
+            args = run_args(name, envs[svc], {secrets_dir: SECRETS_IN_CONTAINER})
+            engine.run(*args, "--detach", images.IMAGE, "serve", svc)
+            containers[svc] = Container(engine, name)
+        for svc, container in containers.items():
+            wait_http(f"http://127.0.0.1:{ports[svc]}/health/ready", container)
+        for svc, container in containers.items():
+            container.port = ports[svc]  # type: ignore[attr-defined]
+            container.admin_password = envs["users"]["SHOP_ADMIN_PASSWORD"]  # type: ignore[attr-defined]
+        yield containers
+    finally:
+        for container in containers.values():
+            container.podman("rm", "--force", "--time", "0", container.name, check=False)
+
+
+def test_every_process_runs_as_its_user_on_a_read_only_root(platform):
+    for svc, container in platform.items():
+        info = container.inspect()
+        assert info["HostConfig"]["ReadonlyRootfs"] is True, svc
+        uid = container.podman("exec", container.name, "id", "-u").stdout.strip()
+        assert uid == str(UID), svc
+        denied = container.podman("exec", container.name, "touch", "/opt/venv/written", check=False)
+        assert denied.returncode != 0, svc
+        assert "Read-only file system" in denied.stderr, svc
+
+
+def test_the_image_carries_pg_dump_matching_the_rds_engine(platform):
+    container = next(iter(platform.values()))
+    out = container.podman(
+        "exec", container.name, "/usr/lib/postgresql/15/bin/pg_dump", "--version"
+    ).stdout
+    assert "(PostgreSQL) 15." in out
+
+
+def test_smoke_test_passes_against_the_containers(platform):
+    urls = []
+    for svc, container in platform.items():
+        urls += [f"--{svc}-url", f"http://127.0.0.1:{container.port}"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "smoke_test.py"),
+            *urls,
+            "--admin-username",
+            "admin",
+            "--admin-password",
+            platform["users"].admin_password,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_sigterm_stops_each_process_cleanly_within_its_grace_period(platform):
+    # Last in this module: it stops the containers.
+    for svc, container in platform.items():
+        started = time.monotonic()
+        container.podman("stop", "--time", str(GRACE_SECONDS), container.name)
+        took = time.monotonic() - started
+        state = container.inspect()["State"]
+        assert state["ExitCode"] == 0, f"{svc} exited {state['ExitCode']}:\n{container.logs()}"
+        assert took < GRACE_SECONDS, f"{svc} needed {took:.1f}s: it was killed, not stopped"
