@@ -310,10 +310,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def database_url_setting() -> str | None:
+    """SHOP_DATABASE_URL from the environment, else from SHOP_SECRETS_DIR as the services read
+    it: the migration initContainers get it only as a file rendered by Vault Agent."""
+    if url := os.environ.get("SHOP_DATABASE_URL"):
+        return url
+    if secrets_dir := os.environ.get("SHOP_SECRETS_DIR"):
+        path = Path(secrets_dir) / "SHOP_DATABASE_URL"
+        if path.is_file():
+            return path.read_text().strip() or None
+    return None
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from shop.common import migrations
 
-    url = args.database_url or os.environ.get("SHOP_DATABASE_URL")
+    url = args.database_url or database_url_setting()
     if not url:
         raise SystemExit("set SHOP_DATABASE_URL to the service's database (or --database-url)")
     migrations.upgrade(args.service, url)
@@ -322,7 +334,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    url = args.database_url or os.environ.get("SHOP_DATABASE_URL")
+    url = args.database_url or database_url_setting()
     if not url:
         raise SystemExit("set SHOP_DATABASE_URL to the product database (or --database-url)")
     print(f"{asyncio.run(seed_catalogue(url))} products added")

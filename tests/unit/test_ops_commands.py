@@ -66,3 +66,19 @@ def test_shop_serve_imports_no_development_tool():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == ""
+
+
+def test_migrate_reads_the_database_url_from_the_secrets_dir_like_the_services(
+    tmp_path, monkeypatch
+):
+    """The migration initContainer has no SHOP_DATABASE_URL variable: Vault Agent renders it
+    as /vault/secrets/SHOP_DATABASE_URL (found by running the Deployments under podman)."""
+    from shop.cli import database_url_setting
+
+    monkeypatch.delenv("SHOP_DATABASE_URL", raising=False)
+    monkeypatch.setenv("SHOP_SECRETS_DIR", str(tmp_path))
+    assert database_url_setting() is None
+    (tmp_path / "SHOP_DATABASE_URL").write_text("postgresql://u@db:5432/userdb\n")
+    assert database_url_setting() == "postgresql://u@db:5432/userdb"
+    monkeypatch.setenv("SHOP_DATABASE_URL", "postgresql://env/userdb")
+    assert database_url_setting() == "postgresql://env/userdb"
