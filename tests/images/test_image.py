@@ -5,6 +5,7 @@ against the containers, and SIGTERM stops each one cleanly within its grace peri
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import subprocess
 import sys
@@ -137,3 +138,19 @@ def test_sigterm_stops_each_process_cleanly_within_its_grace_period(platform):
         state = container.inspect()["State"]
         assert state["ExitCode"] == 0, f"{svc} exited {state['ExitCode']}:\n{container.logs()}"
         assert took < GRACE_SECONDS, f"{svc} needed {took:.1f}s: it was killed, not stopped"
+
+
+def test_the_sbom_lists_the_locked_dependencies_and_the_debian_packages(engine, tmp_path):
+    path = images.sbom(engine, out_dir=tmp_path)
+    doc = json.loads(path.read_text())
+    assert doc["bomFormat"] == "CycloneDX"
+    assert doc["metadata"]["component"]["name"] == images.IMAGE
+    names = {c["name"]: c.get("version") for c in doc["components"]}
+    locked = dict(
+        line.split("==")
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if "==" in line
+    )
+    assert names.get("fastapi") == locked["fastapi"]
+    assert names.get("asyncpg") == locked["asyncpg"]
+    assert "postgresql-client-15" in names

@@ -11,10 +11,6 @@ any dump starts, so they lie milliseconds apart (``snapshot_skew_ms`` in the man
 snapshot can span databases, so a saga step committed inside that window may be in one dump
 and not in another. The order saga's recovery and ``shop check-consistency`` settle that after
 a restore (docs/disaster-recovery.md).
-
-A restore checks every checksum before it touches a database, recreates each database (or
-drops only the dumped objects, ``--clean``), runs ``pg_restore``, ``ANALYZE``, and compares
-the row counts with the manifest.
 """
 
 from __future__ import annotations
