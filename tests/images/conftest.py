@@ -52,6 +52,7 @@ def engine():
 class Container:
     engine: object
     name: str
+    port: int = 0  # where it listens on the host network
 
     def podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.engine.run(*args, check=check, timeout=300)  # type: ignore[attr-defined]

@@ -53,7 +53,14 @@ def migrated(engine, image_databases, run_id) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def platform(engine, migrated, run_id, tmp_path_factory) -> Iterator[dict[str, Container]]:
+def admin_password() -> str:
+    return "image-admin-" + secrets.token_urlsafe(8)
+
+
+@pytest.fixture(scope="module")
+def platform(
+    engine, migrated, run_id, admin_password, tmp_path_factory
+) -> Iterator[dict[str, Container]]:
     """Every process of the platform, one container each, on free ports."""
     secrets_dir = tmp_path_factory.mktemp("image-secrets")
     key = secrets_dir / "jwt-signing.pem"
@@ -65,7 +72,7 @@ def platform(engine, migrated, run_id, tmp_path_factory) -> Iterator[dict[str, C
         database_urls=migrated,
         ports=ports,
         secrets_dir=Path(SECRETS_IN_CONTAINER),
-        admin_password="image-admin-" + secrets.token_urlsafe(8),
+        admin_password=admin_password,
         service_token_secret=secrets.token_urlsafe(32),
         env="test",
         extra=FAST_SERVICES,
@@ -76,12 +83,9 @@ def platform(engine, migrated, run_id, tmp_path_factory) -> Iterator[dict[str, C
             name = f"shop-test-{run_id}-{svc}"
             args = run_args(name, envs[svc], {secrets_dir: SECRETS_IN_CONTAINER})
             engine.run(*args, "--detach", images.IMAGE, "serve", svc)
-            containers[svc] = Container(engine, name)
+            containers[svc] = Container(engine, name, ports[svc])
         for svc, container in containers.items():
             wait_http(f"http://127.0.0.1:{ports[svc]}/health/ready", container)
-        for svc, container in containers.items():
-            container.port = ports[svc]  # type: ignore[attr-defined]
-            container.admin_password = envs["users"]["SHOP_ADMIN_PASSWORD"]  # type: ignore[attr-defined]
         yield containers
     finally:
         for container in containers.values():
@@ -107,7 +111,7 @@ def test_the_image_carries_pg_dump_matching_the_rds_engine(platform):
     assert "(PostgreSQL) 15." in out
 
 
-def test_smoke_test_passes_against_the_containers(platform):
+def test_smoke_test_passes_against_the_containers(platform, admin_password):
     urls = []
     for svc, container in platform.items():
         urls += [f"--{svc}-url", f"http://127.0.0.1:{container.port}"]
@@ -119,7 +123,7 @@ def test_smoke_test_passes_against_the_containers(platform):
             "--admin-username",
             "admin",
             "--admin-password",
-            platform["users"].admin_password,
+            admin_password,
         ],
         capture_output=True,
         text=True,
