@@ -41,7 +41,7 @@ ADMIN_PASSWORD = "admin-password-for-tests"
 TABLES = {
     "users": ["users"],
     "products": ["products", "stock_reservations"],
-    "orders": ["orders", "idempotency_keys"],
+    "orders": ["orders"],
     "payments": ["payments", "idempotency_keys"],
 }
 

@@ -38,8 +38,15 @@ async def test_process_completes_and_refund_refunds_once(platform: Platform) -> 
     refunds = await asyncio.gather(
         *[platform.payments.post(f"{url}/refund", headers=svc) for _ in range(5)]
     )
-    assert {r.status_code for r in refunds} == {200}
-    assert {r.json()["status"] for r in refunds} == {"refunded"}
+    # One refund; every other is a 409 that says why (API.md, Corrections).
+    assert sorted(r.status_code for r in refunds) == [200, 409, 409, 409, 409]
+    refused = [r.json() for r in refunds if r.status_code == 409]
+    assert {(p["code"], p["payment_status"]) for p in refused} == {("invalid_state", "refunded")}
+    keyed = {**svc, "Idempotency-Key": "refund-1"}
+    first = await platform.payments.post(f"{url}/refund", headers=keyed)
+    replay = await platform.payments.post(f"{url}/refund", headers=keyed)
+    assert (first.status_code, replay.status_code) == (409, 409)  # the first answer, replayed
+    assert replay.headers["Idempotent-Replayed"] == "true"
     again = await platform.payments.post(f"{url}/process", headers=svc)
     assert again.status_code == 409
 
@@ -69,7 +76,8 @@ async def test_one_payment_per_order(platform: Platform) -> None:
         json=payment_body(order_id=3, amount="1.00"),
         headers=platform.service_token(),
     )
-    assert other.status_code == 409
+    assert other.status_code == 422
+    assert other.json()["code"] == "idempotency_key_reused"
 
 
 async def test_idempotency_key_replays_and_refuses_a_different_body(platform: Platform) -> None:
@@ -89,7 +97,7 @@ async def test_idempotency_key_replays_and_refuses_a_different_body(platform: Pl
     different = await platform.payments.post(
         "/api/v1/payments", json=payment_body(order_id=12), headers=headers
     )
-    assert different.status_code == 409
+    assert different.status_code == 422
 
 
 async def test_customers_read_only_their_own_payments(platform: Platform) -> None:
