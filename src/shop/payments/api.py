@@ -86,7 +86,10 @@ def _scope(principal: Principal, action: str) -> str:
     status_code=201,
     response_model=PaymentRead,
     responses={
-        200: {"description": "The order's existing payment (with confirm: its outcome)"},
+        200: {
+            "description": "The order's existing payment (with confirm: its outcome)",
+            "model": PaymentRead,
+        },
         402: _problem("With confirm: declined (the payment is failed)"),
         409: _problem(
             "With confirm: refunded already, or the provider is still being asked"

@@ -102,7 +102,7 @@ async def update_stock(product_id: ProductId, change: StockUpdate, db: DbDep, _:
     response_model=ReservationRead,
     summary="Reserve stock for an order (internal; idempotent by order id)",
     responses={
-        200: {"description": "Already reserved for this order"},
+        200: {"description": "Already reserved for this order", "model": ReservationRead},
         409: {
             "description": "Insufficient stock (code insufficient_stock), or the reservation"
             " was released (reservation_released)",
