@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from shop.orders.saga import CANCELLABLE, Order, OrderStatus, SagaStep
 
-# The one SQL definition of an unfinished order (``Order.unfinished`` in Python): what
+# The one definition of an unfinished order (in SQL, where the partial index needs it): what
 # recovery looks for, and what a driver may take a lease on.
 UNFINISHED = "status = 'pending' OR saga_step = 'cancelling'"
 EXPIRED = "(lease_until IS NULL OR lease_until < now())"

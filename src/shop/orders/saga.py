@@ -93,11 +93,6 @@ class Order:
         )
 
     @property
-    def unfinished(self) -> bool:
-        """The one definition in Python; ``shop.orders.db.UNFINISHED`` is the same in SQL."""
-        return self.status is OrderStatus.PENDING or self.saga_step is SagaStep.CANCELLING
-
-    @property
     def may_have_payment(self) -> bool:
         # The price is recorded with PAYING, before the payment call: without it, none was made.
         return self.total_price is not None
