@@ -141,14 +141,17 @@ class PaymentsClient:
         if response.status_code == 200:
             return Voided()
         body = _body(response)
-        if response.status_code == 409 and body.get("payment_status") == "processing":
+        if response.status_code == 409 and body.get("payment_status") in (
+            "processing",
+            "refunding",
+        ):
             return PaymentInProgress()
         if response.status_code == 409 and body.get("payment_status") in ("completed", "refunded"):
             return VoidRefused(body["payment_id"], completed=body["payment_status"] == "completed")
         # Not in the contract: leave the order for a later attempt rather than guess.
         raise DownstreamUnavailable("payment-service", f"void answered {response.status_code}")
 
-    async def refund(self, order: Order) -> Refunded | RefundRefused:
+    async def refund(self, order: Order) -> Refunded | RefundRefused | PaymentInProgress:
         assert order.payment_id is not None, "a refund needs the payment"
         response = await self.http.request(
             "POST",
@@ -161,4 +164,6 @@ class PaymentsClient:
         body = _body(response)
         if response.status_code == 409 and body.get("payment_status") == "refunded":
             return Refunded()  # refunded by an earlier attempt or an admin: the money is back
+        if response.status_code == 409 and body.get("payment_status") == "refunding":
+            return PaymentInProgress()
         return RefundRefused(str(body.get("detail", response.status_code)))

@@ -169,17 +169,25 @@ async def process_payment(
 @router.post(
     "/{payment_id}/refund",
     response_model=PaymentRead,
-    responses={**NOT_FOUND, 409: _problem("Not a completed payment (refunded already, too)")},
+    responses={
+        **NOT_FOUND,
+        409: _problem(
+            "Not a completed payment (refunded already, too), or being refunded (Retry-After)"
+        ),
+    },
 )
 async def refund_payment(
     payment_id: PaymentId,
     db: DbDep,
     provider: ProviderDep,
+    lease: LeaseDep,
     principal: PrivilegedDep,
     key: IdempotencyKeyDep = None,
 ) -> Any:
     async def handler() -> tuple[int, Any]:
-        payment = await service.refund_payment(db=db, provider=provider, payment_id=payment_id)
+        payment = await service.refund_payment(
+            db=db, provider=provider, payment_id=payment_id, lease=lease
+        )
         return 200, _payment(payment)
 
     return await run_idempotent(

@@ -1,8 +1,8 @@
 """The payments table (shared with Alembic) and its repository.
 
-A payment is unique per order id: that is the key of create-and-confirm. ``processing`` (with
-``processing_until``, a lease) is committed before the provider is called and settled after,
-so no row lock or pooled connection is held while the provider answers.
+A payment is unique per order id: that is the key of create-and-confirm. ``processing`` and
+``refunding`` (with ``processing_until``, a lease) are committed before the provider is called
+and settled after, so no row lock or pooled connection is held while the provider answers.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ payments = sa.Table(
     ),
     sa.CheckConstraint("amount > 0", name="payments_amount_positive"),
     sa.CheckConstraint(
-        "status IN ('pending', 'processing', 'completed', 'failed', 'refunded')",
+        "status IN ('pending', 'processing', 'completed', 'failed', 'refunding', 'refunded')",
         name="payments_status_check",
     ),
     sa.CheckConstraint(
@@ -116,8 +116,33 @@ class PaymentRepository:
         """The provider did not answer: let the next attempt settle it at once."""
         await self.conn.execute(
             "UPDATE payments SET processing_until = now()"
-            " WHERE payment_id = $1 AND status = 'processing'",
+            " WHERE payment_id = $1 AND status IN ('processing', 'refunding')",
             payment_id,
+        )
+
+    async def claim_refund(self, payment_id: str, lease: float) -> Any:
+        """Take a completed payment (or one whose refunding lease expired) for refunding."""
+        return await self.conn.fetchrow(
+            "UPDATE payments SET status = 'refunding', updated_at = now(),"
+            " processing_until = now() + make_interval(secs => $2)"
+            " WHERE payment_id = $1 AND (status = 'completed'"
+            "   OR (status = 'refunding' AND processing_until < now()))"
+            f" RETURNING {COLUMNS}",
+            payment_id,
+            lease,
+        )
+
+    async def settle_refund(self, payment_id: str, refund_id: str | None) -> Any:
+        """Record an approved refund (None: already settled); without an id, the provider
+        refused it and the payment is completed again."""
+        status = "refunded" if refund_id else "completed"
+        return await self.conn.fetchrow(
+            "UPDATE payments SET status = $2, refund_id = $3, processing_until = NULL,"
+            " updated_at = now()"
+            f" WHERE payment_id = $1 AND status = 'refunding' RETURNING {COLUMNS}",
+            payment_id,
+            status,
+            refund_id,
         )
 
     async def void(self, payment_id: str, reason: str) -> Any:

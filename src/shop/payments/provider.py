@@ -1,14 +1,14 @@
 """The payment-provider interface and the built-in simulated provider.
 
-A provider's ``charge`` must be idempotent by ``payment_id`` (real providers take it as their
-idempotency key): asking again about a payment whose first answer was lost returns that
-answer, never a second charge. Recovery of a ``processing`` payment relies on it.
+A provider's ``charge`` and ``refund`` must be idempotent by ``payment_id`` (real providers
+take it as their idempotency key): asking again about a payment whose first answer was lost
+returns that answer, never a second charge or refund. Recovery of a ``processing`` or
+``refunding`` payment relies on it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -49,4 +49,5 @@ class SimulatedProvider:
     async def refund(
         self, *, payment_id: str, transaction_id: str, amount: Decimal, currency: str
     ) -> ProviderResult:
-        return ProviderResult(True, transaction_id=f"rfd_{secrets.token_hex(12)}")
+        digest = hashlib.sha256(f"refund:{payment_id}".encode()).hexdigest()[:24]
+        return ProviderResult(True, transaction_id=f"rfd_{digest}")

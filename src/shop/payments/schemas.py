@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from shop.common.types import Currency, Money, Page, PositiveMoney, ProblemRead, StrictModel
 
 PaymentMethod = Literal["card", "paypal", "bank_transfer"]
-PaymentStatus = Literal["pending", "processing", "completed", "failed", "refunded"]
+PaymentStatus = Literal["pending", "processing", "completed", "failed", "refunding", "refunded"]
 
 
 class PaymentCreate(StrictModel):

@@ -1,12 +1,13 @@
 """Use cases of the payment service.
 
-Charging never holds a row lock or a pooled connection while the provider answers: a claim
-commits ``processing`` (with a lease), the provider is called, and the outcome is recorded with
-a conditional update. A crash in between leaves ``processing``; once its lease expires, the
-next call that needs the payment (create-and-confirm again, process, or the order saga's void)
-claims it and asks the provider again, which is safe because provider charges are idempotent
-by the payment id (``shop.payments.provider``). Status changes are single conditional UPDATEs,
-so concurrent calls on one payment serialise in PostgreSQL and each sees the truth.
+Charging and refunding never hold a row lock or a pooled connection while the provider
+answers: a claim commits ``processing`` (or ``refunding``) with a lease, the provider is
+called, and the outcome is recorded with a conditional update. A crash in between leaves
+``processing`` (``refunding``); once its lease expires, the next call that needs the payment
+(create-and-confirm again, process, the order saga's void; a refund again) claims it and asks
+the provider again, which is safe because provider calls are idempotent by the payment id
+(``shop.payments.provider``). Status changes are single conditional UPDATEs, so concurrent
+calls on one payment serialise in PostgreSQL and each sees the truth.
 
 A payment is unique per order id; a create (or create-and-confirm) for an order follows the
 ``Idempotency-Key`` semantics of ``shop.common.idempotency`` with the order id as the key.
@@ -188,32 +189,57 @@ async def process_payment(
     return _charge_outcome(await _charge(db, provider, claimed))
 
 
-async def refund_payment(*, db: Database, provider: PaymentProvider, payment_id: str) -> Any:
-    """completed -> refunded, once; refunding a refunded payment is 409 (``invalid_state``),
-    like any payment that is not completed. A retry that must be safe sends an
-    ``Idempotency-Key`` and gets the first answer again."""
-    async with db.acquire() as conn, conn.transaction():
+async def refund_payment(
+    *, db: Database, provider: PaymentProvider, payment_id: str, lease: float
+) -> Any:
+    """completed -> refunding -> refunded, once, with the provider asked outside any lock.
+    Refunding a refunded payment is 409 (``invalid_state``), like any payment that is not
+    completed; one being refunded right now is 409 with ``Retry-After``. A retry that must be
+    safe sends an ``Idempotency-Key`` and gets the first answer again."""
+    async with db.acquire() as conn:
         payments = PaymentRepository(conn)
-        payment = await payments.get(payment_id, lock=True)
-        if payment is None:
-            raise NotFound(f"Payment {payment_id} does not exist.")
-        if payment["status"] != "completed":
+        claimed = await payments.claim_refund(payment_id, lease)
+        if claimed is None:
+            payment = await payments.get(payment_id)
+            if payment is None:
+                raise NotFound(f"Payment {payment_id} does not exist.")
+            if payment["status"] == "refunding":
+                raise in_progress(
+                    "The provider is being asked to refund this payment.",
+                    payment_id=payment_id,
+                    payment_status="refunding",
+                )
             raise _refused(
                 payment,
                 f"Only a completed payment can be refunded; this one is {payment['status']}.",
             )
+    try:
         result = await provider.refund(
             payment_id=payment_id,
-            transaction_id=payment["transaction_id"],
-            amount=payment["amount"],
-            currency=payment["currency"],
+            transaction_id=claimed["transaction_id"],
+            amount=claimed["amount"],
+            currency=claimed["currency"],
         )
-        if not result.approved:
-            raise Conflict(f"The provider refused the refund: {result.reason}.")
-        payment = await payments.set_status(payment_id, "refunded", refund_id=result.transaction_id)
-        _record(payment)
-        REFUNDS.labels(payment["currency"]).inc()
-    return payment
+    except Exception:
+        log.exception("the provider did not answer", payment_id=payment_id)
+        async with db.acquire() as conn:
+            await PaymentRepository(conn).unclaim(payment_id)
+        raise ServiceUnavailable("The payment provider did not answer; try again.") from None
+    async with db.acquire() as conn:
+        payments = PaymentRepository(conn)
+        settled = await payments.settle_refund(
+            payment_id, result.transaction_id if result.approved else None
+        )
+        if settled is None:  # another caller settled it meanwhile: theirs stands
+            settled = await payments.get(payment_id)
+            if settled["status"] != "refunded":
+                raise _refused(settled, f"The payment is {settled['status']}.")
+            return settled
+    if not result.approved:
+        raise Conflict(f"The provider refused the refund: {result.reason}.")
+    _record(settled)
+    REFUNDS.labels(settled["currency"]).inc()
+    return settled
 
 
 async def void_payment(
@@ -242,6 +268,12 @@ async def void_payment(
         payment = await _charge(db, provider, claimed)
     if payment["status"] == "failed":
         return payment
+    if payment["status"] == "refunding":
+        raise in_progress(
+            "The provider is being asked to refund this payment.",
+            payment_id=payment["payment_id"],
+            payment_status="refunding",
+        )
     raise _refused(payment, f"A {payment['status']} payment cannot be voided.")
 
 

@@ -1,4 +1,5 @@
-"""Payments: a `processing` status, committed before the provider is called, with a lease.
+"""Payments: `processing` and `refunding`, committed before the provider is called, with a
+lease.
 
 Revision ID: payments_0002
 Revises: payments_0001
@@ -21,7 +22,7 @@ def upgrade() -> None:
     op.create_check_constraint(
         "payments_status_check",
         "payments",
-        "status IN ('pending', 'processing', 'completed', 'failed', 'refunded')",
+        "status IN ('pending', 'processing', 'completed', 'failed', 'refunding', 'refunded')",
     )
     op.add_column(
         "payments", sa.Column("processing_until", sa.DateTime(timezone=True), nullable=True)
@@ -31,6 +32,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column("payments", "processing_until")
     op.execute("UPDATE payments SET status = 'pending' WHERE status = 'processing'")
+    op.execute("UPDATE payments SET status = 'completed' WHERE status = 'refunding'")
     op.drop_constraint("payments_status_check", "payments", type_="check")
     op.create_check_constraint(
         "payments_status_check",
