@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                 platform,
                 scenario=scenario,
                 duration=args.duration,
-                connections=(args.order_connections if scenario == "order" else args.connections),
+                connections=(
+                    args.order_connections if scenario in scenarios.ORDERS else args.connections
+                ),
                 out_dir=out_dir,
             )
             (out_dir / f"summary-{scenario}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -9,6 +9,8 @@ from types import TracebackType
 
 import psutil
 
+STATS_FLUSH_SECONDS = 1.5
+
 
 def _tree(pid: int) -> list[psutil.Process]:
     try:
@@ -101,6 +103,11 @@ class BackendCpu:
         import asyncio
 
         import asyncpg
+
+        # PostgreSQL backends publish their transaction counts at most once a second (and a
+        # second after they go idle): wait that out, so the warm-up's commits are not counted
+        # in the run and the run's last second is.
+        time.sleep(STATS_FLUSH_SECONDS)
 
         async def fetch() -> tuple[list[int], int]:
             conn = await asyncpg.connect(self.conn_url)

@@ -83,6 +83,7 @@ def summarise(raw: Path, top: int = 15) -> dict[str, Any]:
 
 PROFILED_BY_SCENARIO = {
     "order": ("orders", "products", "payments"),
+    "flash_sale": ("orders", "products", "payments"),
     "product_by_id": ("products",),
     "product_list": ("products",),
     "login": ("users",),

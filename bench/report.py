@@ -60,6 +60,31 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         add("order placement p95 < 100 ms", f"p95 {p95} ms {where}", p95 < 100)
         errors = s["error_count"] + (half["error_count"] if half else 0)
         add("order placement: zero errors", f"{errors} errors", errors == 0)
+    # Issue 11's targets for the order path.
+    for name, floor_rps in (("order", 300), ("flash_sale", 150)):
+        if name not in scen:
+            continue
+        s = scen[name]
+        add(
+            f"{name}: >= {floor_rps} orders/s at saturation",
+            f"{s['rps']:.0f}/s",
+            s["rps"] >= floor_rps,
+        )
+        half = s.get("at_half_load")
+        errors = s["error_count"] + (half["error_count"] if half else 0)
+        if name != "order":  # the order scenario's latency and errors are judged above
+            p95 = (half or s)["latency_ms"]["p95"]
+            add(f"{name}: p95 < 100 ms at half load", f"p95 {p95} ms", p95 < 100)
+            add(f"{name}: zero errors", f"{errors} errors", errors == 0)
+        cpu = sum(
+            s["processes"][svc]["cpu_ms_per_request"]
+            for svc in SERVICES
+            if s.get("processes", {}).get(svc)
+        )
+        add(f"{name}: <= 4 ms of service CPU per order", f"{cpu:.2f} ms", cpu <= 4)
+        if s.get("postgres_commits") is not None and s.get("requests"):
+            per = s["postgres_commits"] / s["requests"]
+            add(f"{name}: <= 6 transactions per order", f"{per:.2f}", per <= 6)
     integrity = result.get("integrity")
     if integrity is not None:
         add(

@@ -24,7 +24,7 @@ from bench.wrk import Job, merge, run_jobs
 from shop.devtools.processes import free_port
 
 MIX_STEPS = (0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.15)
-LATENCY_AT_HALF_LOAD = ("product_by_id", "order")
+LATENCY_AT_HALF_LOAD = ("product_by_id", "order", "flash_sale")
 P95_TARGET_MS = 100.0
 
 
@@ -126,6 +126,18 @@ async def _stock(url: str) -> dict[int, int]:
         await conn.close()
 
 
+async def _stock_for_flash_sale(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "UPDATE products SET stock = $2 WHERE id = $1",
+            scenarios.FLASH_PRODUCT,
+            scenarios.FLASH_STOCK,
+        )
+    finally:
+        await conn.close()
+
+
 async def _integrity(platform: Platform, stock_before: dict[int, int]) -> dict[str, Any]:
     """No oversell and nothing lost: every unit of stock that left a product is held by a
     reservation of a paid order, no stock is negative, and the three databases agree."""
@@ -220,7 +232,7 @@ def run(
     }
     workdir = platform.workdir
     tokens_file = workdir / "tokens.txt"
-    if {"order", "mixed"} & set(selected):
+    if {*scenarios.ORDERS, "mixed"} & set(selected):
         customers = min(20, platform.users)
         _log(f"logging in {customers} customers for the order scenarios")
         tokens_file.write_text("\n".join(login_tokens(platform, customers)) + "\n")
@@ -242,12 +254,15 @@ def run(
         result["baselines"]["pgbench"] = pgbench.run(
             pgbench_database(platform), duration=duration, clients=8, scale=pgbench_scale
         )
+    if "flash_sale" in selected:
+        asyncio.run(_stock_for_flash_sale(platform.urls["products"]))
     stock_before = asyncio.run(_stock(platform.urls["products"]))
     closed_loop = {
         "product_by_id": options.connections,
         "product_list": options.connections,
         "login": options.login_connections,
         "order": options.order_connections,
+        "flash_sale": options.order_connections,
     }
     for name in [s for s in selected if s != "mixed"]:
         _log(f"scenario {name} ({closed_loop[name]} connections, {duration:g} s)")
@@ -263,7 +278,7 @@ def run(
         result["scenarios"]["mixed"] = run_mixed(
             platform, result, tokens_file, options, pids, backends, mix_steps
         )
-    if {"order", "mixed"} & set(selected):
+    if {*scenarios.ORDERS, "mixed"} & set(selected):
         _log("checking stock and cross-service consistency")
         result["integrity"] = asyncio.run(_integrity(platform, stock_before))
     return result

@@ -11,7 +11,10 @@ from bench.wrk import Job
 
 # The seed's traffic: mostly catalogue reads, some logins and orders (shares of requests).
 MIX = {"product_by_id": 0.75, "product_list": 0.20, "order": 0.04, "login": 0.01}
-ALL = ("product_by_id", "product_list", "login", "order", "mixed")
+ALL = ("product_by_id", "product_list", "login", "order", "flash_sale", "mixed")
+ORDERS = ("order", "flash_sale")  # the scenarios that place orders
+FLASH_PRODUCT = 1  # every flash-sale order is for this product
+FLASH_STOCK = 10_000_000  # its stock for the run: the sale never sells out
 
 
 @dataclass
@@ -65,6 +68,19 @@ def job(
             "order.lua",
             connections,
             {"products": str(platform.products), "tokens": str(tokens_file)},
+            rate,
+        )
+    if name == "flash_sale":
+        return Job(
+            name,
+            platform.url("orders"),
+            "order.lua",
+            connections,
+            {
+                "products": str(platform.products),
+                "product": str(FLASH_PRODUCT),
+                "tokens": str(tokens_file),
+            },
             rate,
         )
     raise ValueError(f"unknown request kind {name}")

@@ -55,12 +55,12 @@ FILL = {
         f" (ARRAY['pending','paid','shipped','delivered','failed','cancelled'])[1 + i % 6],"
         f" 'pay_' || i, 'card', 'done', CASE WHEN i % 4 = 0 THEN 'key-' || i END"
         f" FROM generate_series(1, {ORDERS}) i",
-        "INSERT INTO idempotency_keys (scope, key, fingerprint, status_code, response)"
-        " SELECT 'orders:' || i, 'key-' || i, md5(i::text), 201,"
-        " jsonb_build_object('id', i, 'note', 'ünïcödé \"quoted\"')"
-        " FROM generate_series(1, 50) i",
     ],
     "payments": [
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, status_code, response)"
+        " SELECT 'refunds:' || i, 'key-' || i, md5(i::text), 201,"
+        " jsonb_build_object('id', i, 'note', 'ünïcödé \"quoted\"')"
+        " FROM generate_series(1, 50) i",
         f"INSERT INTO payments (payment_id, order_id, user_id, amount, status, payment_method,"
         f" transaction_id, failure_reason)"
         f" SELECT 'pay_' || i, i, 1 + i % 60, 9.99 * (1 + i % 3),"
@@ -183,7 +183,7 @@ def test_manifest_records_files_checksums_sizes_and_row_counts(taken, source):
     assert tables["products"]["public.stock_reservations"] == ORDERS
     assert tables["users"]["public.users"] == 61
     assert tables["users"]["public.refresh_tokens"] == 40
-    assert tables["orders"]["public.idempotency_keys"] == 50
+    assert tables["payments"]["public.idempotency_keys"] == 50
     assert all(t["public.alembic_version"] == 1 for t in tables.values())
 
 

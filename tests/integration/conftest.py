@@ -41,7 +41,7 @@ ADMIN_PASSWORD = "admin-password-for-tests"
 TABLES = {
     "users": ["users"],
     "products": ["products", "stock_reservations"],
-    "orders": ["orders", "idempotency_keys"],
+    "orders": ["orders"],
     "payments": ["payments", "idempotency_keys"],
 }
 
@@ -94,17 +94,19 @@ class Platform:
 
 
 def _settings(cls: type, url: str, keys_file: Path, **extra: Any) -> Any:
+    defaults: dict[str, Any] = {
+        "db_pool_min": 1,
+        "db_pool_max": 10,
+        # One event loop runs all four services and the clients here: allow for its queueing.
+        "db_command_timeout": 30,
+    }
     return cls(
         env=Environment.TEST,
         database_url=url,
         service_token_secret=SERVICE_SECRET,
         jwt_public_keys_file=keys_file,
         log_json=True,
-        db_pool_min=1,
-        db_pool_max=10,
-        # One event loop runs all four services and the clients here: allow for its queueing.
-        db_command_timeout=30,
-        **extra,
+        **{**defaults, **extra},
     )
 
 

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from shop.ops.consistency import check
+from shop.orders.recovery import recover
 from tests.integration.conftest import Platform
 
 pytestmark = pytest.mark.asyncio
@@ -183,8 +184,8 @@ async def test_payment_service_down_is_503_then_recovery_finishes(
     saga = platform.apps["orders"].state.saga
     for client in (saga.products.http, saga.payments.http):
         client._breaker.failures, client._breaker.opened_at = 0, None
-    outcomes = await saga.recover()
-    assert outcomes["compensated"] == 1
+    outcomes = await recover(saga)
+    assert outcomes["compensated"] == 1, outcomes
     orders = await platform.sql("orders", "SELECT status FROM orders")
     assert [o["status"] for o in orders] == ["failed"]
     assert await stock_of(platform, product["id"]) == 3

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
 from shop.common.errors import Conflict, NotFound, PaymentDeclined, ServiceUnavailable
 from shop.common.http import Bulkhead, CircuitBreaker
+from shop.orders.saga import Order, OrderStatus, SagaStep
 from shop.orders.service import failure_problem
 from shop.orders.settings import OrdersSettings
 from shop.users.settings import UsersSettings
@@ -61,7 +63,23 @@ def test_breaker_opens_after_failures_and_half_opens_later(monkeypatch) -> None:
     ],
 )
 def test_failed_orders_map_to_the_contracts_status(reason, problem) -> None:
-    order = {"id": 1, "failure_reason": reason}
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    order = Order(
+        id=1,
+        user_id=1,
+        product_id=1,
+        quantity=1,
+        total_price=None,
+        currency="USD",
+        status=OrderStatus.FAILED,
+        payment_id=None,
+        payment_method="card",
+        saga_step=SagaStep.DONE,
+        failure_reason=reason,
+        request_fingerprint=None,
+        created_at=now,
+        updated_at=now,
+    )
     assert isinstance(failure_problem(order), problem)
 
 

@@ -1,11 +1,26 @@
-"""Durable ``Idempotency-Key`` handling, the same in every service that takes one.
+"""The one owner of ``Idempotency-Key`` semantics, for every service that takes one.
 
-The key is stored with a fingerprint of the request; the first request runs, its response is
-stored; a repeat with the same body gets that response again (same status and body) without
-running anything, a repeat with another body gets 409. A repeat while the first is still
-running waits for it briefly, then gets 409 with ``Retry-After``. A key whose first request died
-without an answer is taken over after ``LEASE_SECONDS``: every use case behind a key is itself
-idempotent by its natural key (an order id), so running it again is safe.
+A request that carries a key (or, for the calls between services, a natural key such as the
+order id) is answered at most once:
+
+* same key, same body, the first finished: the first answer again;
+* same key, another body: 422 (``code: idempotency_key_reused``);
+* same key while the first is still running: 409 with ``Retry-After``
+  (``code: request_in_progress``);
+* same key, the first died without an answer: taken over once its lease expired, run again.
+
+Running a request again is always safe, because every use case behind a key is idempotent by
+its natural key. The record of a key lives where the request's own write is, so claiming it
+costs no extra transaction:
+
+* placing an order: the order row (``idempotency_key``, ``request_fingerprint``, its lease;
+  its final state is the first answer) — ``shop.orders.service``;
+* creating and confirming a payment: the payment row, unique per order id, with the request's
+  fields as its fingerprint and ``processing_until`` as its lease — ``shop.payments.service``;
+* everything else (refunds, an admin's payment): the ``idempotency_keys`` table below, which
+  stores the response itself (``run_idempotent``).
+
+All three use ``ensure_same_request`` and ``in_progress`` from here, so the answers agree.
 """
 
 from __future__ import annotations
@@ -68,6 +83,29 @@ class StoredResponse:
     body: Any
 
 
+def key_reused(detail: str | None = None) -> Unprocessable:
+    return Unprocessable(
+        detail or "This Idempotency-Key was already used with a different request.",
+        extra={"code": "idempotency_key_reused"},
+    )
+
+
+def in_progress(
+    detail: str = "A request with this key is still in progress.", **extra: Any
+) -> Conflict:
+    return Conflict(
+        detail, headers={"Retry-After": "1"}, extra={"code": "request_in_progress", **extra}
+    )
+
+
+def ensure_same_request(
+    stored_fingerprint: str | None, request_fingerprint: str, *, detail: str | None = None
+) -> None:
+    """A repeat of a key must repeat its request: 422 otherwise."""
+    if stored_fingerprint != request_fingerprint:
+        raise key_reused(detail)
+
+
 def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
 
@@ -106,15 +144,11 @@ async def begin(
             )
         if row is None:
             continue  # released between our two statements: claim again
-        if row["fingerprint"] != request_fingerprint:
-            raise Conflict("This Idempotency-Key was already used with a different request.")
+        ensure_same_request(row["fingerprint"], request_fingerprint)
         if row["status_code"] is not None:
             return StoredResponse(row["status_code"], orjson.loads(row["response"]))
         if asyncio.get_running_loop().time() >= deadline:
-            raise Conflict(
-                "A request with this Idempotency-Key is still in progress.",
-                headers={"Retry-After": "1"},
-            )
+            raise in_progress()
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
 

@@ -6,12 +6,16 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel
+from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.responses import Response
 
 from shop.common.errors import PROBLEM_CONTENT_TYPE, Problem
 
 
-class JSONResponse(Response):
+class JSONResponse(StarletteJSONResponse):
+    """A JSON response class FastAPI recognises as JSON, so the OpenAPI of every endpoint
+    publishes its response model (a plain ``Response`` subclass is published as a string)."""
+
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:

@@ -65,3 +65,14 @@ class StrictModel(BaseModel):
     """Request bodies: unknown fields are refused (no mass assignment), strings trimmed."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ProblemRead(BaseModel):
+    """An RFC 9457 problem as the services answer it (``application/problem+json``), for the
+    OpenAPI of responses whose fields another service reads."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str | None = Field(default=None, description="A stable machine-readable reason.")

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Path, Request
 
 from shop.common.deps import DbDep, IdempotencyKeyDep, PageDep, PrincipalDep, PrivilegedDep
 from shop.common.errors import Forbidden, NotFound
-from shop.common.idempotency import fingerprint, run_idempotent
 from shop.common.responses import json_response
 from shop.orders import service
+from shop.orders.saga import Order, OrderStatus
 from shop.orders.schemas import OrderCreate, OrderPage, OrderRead, StatusChange
 from shop.orders.service import Saga
 
@@ -26,21 +26,21 @@ async def _saga(request: Request) -> Saga:
 SagaDep = Annotated[Saga, Depends(_saga)]
 
 
-def _order(row: Any) -> dict[str, Any]:
-    total = row["total_price"]
+def _order(order: Order) -> dict[str, Any]:
+    total = order.total_price
     return {
-        "id": row["id"],
-        "user_id": row["user_id"],
-        "product_id": row["product_id"],
-        "quantity": row["quantity"],
+        "id": order.id,
+        "user_id": order.user_id,
+        "product_id": order.product_id,
+        "quantity": order.quantity,
         "total_price": None if total is None else f"{total:.2f}",
-        "currency": row["currency"],
-        "status": row["status"],
-        "payment_id": row["payment_id"],
-        "payment_method": row["payment_method"],
-        "failure_reason": row["failure_reason"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
+        "currency": order.currency,
+        "status": order.status.value,
+        "payment_id": order.payment_id,
+        "payment_method": order.payment_method,
+        "failure_reason": order.failure_reason,
+        "created_at": order.created_at.isoformat(),
+        "updated_at": order.updated_at.isoformat(),
     }
 
 
@@ -51,38 +51,32 @@ def _order(row: Any) -> dict[str, Any]:
     responses={
         402: {"description": "Payment declined: the order is kept as failed, stock released"},
         404: {"description": "No such product"},
-        409: {"description": "Insufficient stock (nothing charged), or a key reused"},
+        409: {
+            "description": "Insufficient stock (nothing charged), or the key's order is still"
+            " being placed (with Retry-After)"
+        },
+        422: {"description": "Invalid body, or an Idempotency-Key reused with another body"},
         503: {"description": "A dependency is unavailable; retry with the same Idempotency-Key"},
     },
 )
 async def place_order(
     order_in: OrderCreate,
     request: Request,
-    db: DbDep,
     saga: SagaDep,
     principal: PrincipalDep,
     key: IdempotencyKeyDep = None,
 ) -> Any:
+    """Place an order; with an ``Idempotency-Key``, at most once per user and key
+    (semantics: ``shop.common.idempotency``; the order row is the key's record)."""
     if principal.user_id is None:
         raise Forbidden("Orders are placed by users.")
-    user_id = principal.user_id
-
-    async def handler() -> tuple[int, Any]:
-        order = await saga.place(
-            user_id=user_id,
-            order_in=order_in,
-            idempotency_key=key,
-            currency=request.app.state.settings.currency,
-        )
-        return 201, _order(order)
-
-    return await run_idempotent(
-        db,
-        key=key,
-        scope=f"user:{user_id}:place-order",
-        request_fingerprint=fingerprint(order_in.model_dump(mode="json")),
-        handler=handler,
+    order = await saga.place(
+        user_id=principal.user_id,
+        order_in=order_in,
+        idempotency_key=key,
+        currency=request.app.state.settings.currency,
     )
+    return json_response(_order(order), 201)
 
 
 @router.get(
@@ -113,7 +107,7 @@ async def change_status(
     order_id: Id, change: StatusChange, saga: SagaDep, principal: PrivilegedDep
 ) -> Any:
     order = await service.change_status(
-        saga=saga, order_id=order_id, status=change.status, principal=principal
+        saga=saga, order_id=order_id, status=OrderStatus(change.status), principal=principal
     )
     return json_response(_order(order))
 

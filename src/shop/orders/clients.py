@@ -1,79 +1,169 @@
-"""The order service's view of the product and payment services, over their HTTP contract.
+"""The order service's view of the product and payment services: calls that return outcomes.
 
-Each call the saga makes is idempotent by the order's id (reservations are keyed by it, and
-payment calls carry a deterministic Idempotency-Key), so all of them may be retried.
+Each method turns the other service's answer into one of the saga's outcomes
+(``shop.orders.saga``); nothing else in the order service reads a status code or a JSON key
+of theirs. Every field read here is listed in ``CONTRACT``, and
+``tests/unit/test_client_contract.py`` fails when a service's OpenAPI stops offering one.
+A 5xx, a timeout or a refused connection raises ``DownstreamUnavailable`` (``common.http``).
+
+Each call is idempotent by the order's id (reservations are keyed by it, a payment is unique
+per order, a refund carries a deterministic Idempotency-Key), so all of them may be retried.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import httpx
+from shop.common.http import DownstreamUnavailable, ServiceClient
+from shop.orders.saga import (
+    Charged,
+    Declined,
+    Order,
+    OutOfStock,
+    PaymentInProgress,
+    PaymentRefused,
+    ProductMissing,
+    Refunded,
+    RefundRefused,
+    Released,
+    ReleaseRefused,
+    ReservationRefused,
+    Reserved,
+    Voided,
+    VoidRefused,
+)
 
-from shop.common.http import ServiceClient
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A client reads ``fields`` from ``service``'s answer ``status`` to ``method path``."""
+
+    service: str
+    method: str
+    path: str
+    status: str
+    fields: tuple[str, ...]
+
+
+RESERVATIONS = "/api/v1/products/{product_id}/reservations"
+PAYMENTS = "/api/v1/payments"
+VOID = "/api/v1/payments/order/{order_id}/void"
+REFUND = "/api/v1/payments/{payment_id}/refund"
+CONTRACT = (
+    Read("products", "post", RESERVATIONS, "201", ("unit_price",)),
+    Read("products", "post", RESERVATIONS, "200", ("unit_price",)),
+    Read("products", "post", RESERVATIONS, "409", ("code",)),
+    Read("payments", "post", PAYMENTS, "201", ("payment_id", "status")),
+    Read("payments", "post", PAYMENTS, "200", ("payment_id", "status")),
+    Read("payments", "post", PAYMENTS, "402", ("detail",)),
+    Read("payments", "post", PAYMENTS, "409", ("code", "payment_status")),
+    Read("payments", "post", VOID, "409", ("code", "payment_status", "payment_id")),
+    Read("payments", "post", REFUND, "409", ("code", "payment_status", "detail")),
+)
+
+
+def _body(response: Any) -> dict[str, Any]:
+    body: dict[str, Any] = response.json()
+    return body
 
 
 class ProductsClient:
     def __init__(self, client: ServiceClient) -> None:
         self.http = client
 
-    async def reserve(self, *, product_id: int, order_id: int, quantity: int) -> httpx.Response:
-        return await self.http.request(
+    async def reserve(
+        self, order: Order
+    ) -> Reserved | OutOfStock | ProductMissing | ReservationRefused:
+        response = await self.http.request(
             "POST",
-            f"/api/v1/products/{product_id}/reservations",
-            json={"order_id": order_id, "quantity": quantity},
+            RESERVATIONS.format(product_id=order.product_id),
+            json={"order_id": order.id, "quantity": order.quantity},
             idempotent=True,
         )
+        if response.status_code in (200, 201):
+            return Reserved(Decimal(_body(response)["unit_price"]))
+        if response.status_code == 404:
+            return ProductMissing()
+        if response.status_code == 409 and _body(response).get("code") == "insufficient_stock":
+            return OutOfStock()
+        return ReservationRefused(f"status {response.status_code}")
 
-    async def release(self, *, product_id: int, order_id: int) -> httpx.Response:
-        return await self.http.request(
-            "DELETE", f"/api/v1/products/{product_id}/reservations/{order_id}", idempotent=True
+    async def release(self, order: Order) -> Released | ReleaseRefused:
+        response = await self.http.request(
+            "DELETE",
+            f"{RESERVATIONS.format(product_id=order.product_id)}/{order.id}",
+            idempotent=True,
         )
+        if response.status_code == 200:
+            return Released()
+        return ReleaseRefused(f"status {response.status_code}")
 
 
 class PaymentsClient:
     def __init__(self, client: ServiceClient) -> None:
         self.http = client
 
-    async def create(
-        self, *, order_id: int, user_id: int, amount: Decimal, currency: str, method: str
-    ) -> httpx.Response:
-        body: dict[str, Any] = {
-            "order_id": order_id,
-            "user_id": user_id,
-            "amount": f"{amount:.2f}",
-            "currency": currency,
-            "payment_method": method,
+    @staticmethod
+    def _terms(order: Order) -> dict[str, Any]:
+        assert order.total_price is not None, "a payment needs the order's price"
+        return {
+            "user_id": order.user_id,
+            "amount": f"{order.total_price:.2f}",
+            "currency": order.currency,
+            "payment_method": order.payment_method,
         }
-        return await self.http.request(
+
+    async def pay(self, order: Order) -> Charged | Declined | PaymentRefused | PaymentInProgress:
+        """Create and confirm the order's payment in one call (idempotent by the order id)."""
+        response = await self.http.request(
             "POST",
-            "/api/v1/payments",
-            json=body,
-            idempotency_key=f"order-{order_id}-create",
+            PAYMENTS,
+            json={"order_id": order.id, **self._terms(order), "confirm": True},
             idempotent=True,
         )
+        body = _body(response)
+        if response.status_code in (200, 201) and body["status"] == "completed":
+            return Charged(body["payment_id"])
+        if response.status_code == 402:
+            return Declined(body["detail"])
+        if response.status_code == 409 and body.get("payment_status") == "processing":
+            return PaymentInProgress()
+        return PaymentRefused(f"status {response.status_code} {body.get('code')}")
 
-    async def process(self, *, order_id: int, payment_id: str) -> httpx.Response:
-        return await self.http.request(
+    async def void(self, order: Order) -> Voided | VoidRefused | PaymentInProgress:
+        """Void the order's payment; if there is none yet, the payment service records a
+        voided one, so a late create-and-confirm for this order is refused."""
+        response = await self.http.request(
+            "POST", VOID.format(order_id=order.id), json=self._terms(order), idempotent=True
+        )
+        if response.status_code == 200:
+            return Voided()
+        body = _body(response)
+        if response.status_code == 409 and body.get("payment_status") in (
+            "processing",
+            "refunding",
+        ):
+            return PaymentInProgress()
+        if response.status_code == 409 and body.get("payment_status") in ("completed", "refunded"):
+            return VoidRefused(body["payment_id"], completed=body["payment_status"] == "completed")
+        # Not in the contract: leave the order for a later attempt rather than guess.
+        raise DownstreamUnavailable("payment-service", f"void answered {response.status_code}")
+
+    async def refund(self, order: Order) -> Refunded | RefundRefused | PaymentInProgress:
+        assert order.payment_id is not None, "a refund needs the payment"
+        response = await self.http.request(
             "POST",
-            f"/api/v1/payments/{payment_id}/process",
-            idempotency_key=f"order-{order_id}-process",
+            REFUND.format(payment_id=order.payment_id),
+            idempotency_key=f"order-{order.id}-refund",
             idempotent=True,
         )
-
-    async def refund(self, *, order_id: int, payment_id: str) -> httpx.Response:
-        return await self.http.request(
-            "POST",
-            f"/api/v1/payments/{payment_id}/refund",
-            idempotency_key=f"order-{order_id}-refund",
-            idempotent=True,
-        )
-
-    async def void(self, *, payment_id: str) -> httpx.Response:
-        return await self.http.request(
-            "POST", f"/api/v1/payments/{payment_id}/void", idempotent=True
-        )
-
-    async def for_order(self, *, order_id: int) -> httpx.Response:
-        return await self.http.request("GET", f"/api/v1/payments/order/{order_id}", idempotent=True)
+        if response.status_code == 200:
+            return Refunded()
+        body = _body(response)
+        if response.status_code == 409 and body.get("payment_status") == "refunded":
+            return Refunded()  # refunded by an earlier attempt or an admin: the money is back
+        if response.status_code == 409 and body.get("payment_status") == "refunding":
+            return PaymentInProgress()
+        return RefundRefused(str(body.get("detail", response.status_code)))

@@ -1,18 +1,24 @@
-"""The orders table (shared with Alembic) and its repository.
+"""The orders table (shared with Alembic) and its repository, which returns typed ``Order``s.
 
-``saga_step`` records how far an order's saga got, written before and after every remote
-call; ``lease_until`` says who may drive it: the request that placed it, a cancel, or recovery
-once the lease has expired.
+``saga_step`` records how far an order's saga got (``shop.orders.saga.SagaStep``; written only
+where recovery needs it, see docs/orders-saga.md); ``lease_until`` says who may drive it: the
+request that placed it, a cancel, or recovery once the lease has expired. The order row is also
+the record of its ``Idempotency-Key`` (``idempotency_key`` + ``request_fingerprint``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from decimal import Decimal
 
 import asyncpg
 import sqlalchemy as sa
 
-from shop.common.idempotency import define_table
+from shop.orders.saga import CANCELLABLE, Order, OrderStatus, SagaStep
+
+# The one definition of an unfinished order (in SQL, where the partial index needs it): what
+# recovery looks for, and what a driver may take a lease on.
+UNFINISHED = "status = 'pending' OR saga_step = 'cancelling'"
+EXPIRED = "(lease_until IS NULL OR lease_until < now())"
 
 metadata = sa.MetaData()
 
@@ -31,6 +37,7 @@ orders = sa.Table(
     sa.Column("saga_step", sa.String(24), nullable=False, server_default="reserving"),
     sa.Column("failure_reason", sa.String(64), nullable=True),
     sa.Column("idempotency_key", sa.String(255), nullable=True),
+    sa.Column("request_fingerprint", sa.String(64), nullable=True),
     sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
@@ -43,19 +50,22 @@ orders = sa.Table(
         "status IN ('pending', 'paid', 'shipped', 'delivered', 'failed', 'cancelled')",
         name="orders_status_check",
     ),
+    sa.CheckConstraint(
+        "saga_step IN ('reserving', 'paying', 'compensating', 'cancelling', 'done')",
+        name="orders_saga_step_check",
+    ),
 )
 sa.Index("orders_user_idx", orders.c.user_id, orders.c.id)
 sa.Index("orders_user_idempotency_key", orders.c.user_id, orders.c.idempotency_key, unique=True)
 sa.Index(
     "orders_unfinished_idx",
     orders.c.lease_until,
-    postgresql_where=sa.text("status = 'pending' OR saga_step = 'cancelling'"),
+    postgresql_where=sa.text(UNFINISHED),
 )
-idempotency_keys = define_table(metadata)
 
 COLUMNS = (
     "id, user_id, product_id, quantity, total_price, currency, status, payment_id,"
-    " payment_method, saga_step, failure_reason, created_at, updated_at"
+    " payment_method, saga_step, failure_reason, request_fingerprint, created_at, updated_at"
 )
 LEASE = "make_interval(secs => $2)"
 
@@ -63,6 +73,10 @@ LEASE = "make_interval(secs => $2)"
 class OrderRepository:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+
+    @staticmethod
+    def _order(row: asyncpg.Record | None) -> Order | None:
+        return None if row is None else Order.from_record(row)
 
     async def add(
         self,
@@ -73,38 +87,44 @@ class OrderRepository:
         currency: str,
         payment_method: str,
         idempotency_key: str | None,
+        request_fingerprint: str | None,
         lease: float,
-    ) -> Any:
+    ) -> Order | None:
         """A new pending order leased to its creator; None if the key already made one."""
-        return await self.conn.fetchrow(
-            f"INSERT INTO orders (user_id, product_id, quantity, currency, payment_method,"
-            f" idempotency_key, lease_until) VALUES ($1, $3, $4, $5, $6, $7, now() + {LEASE})"
-            f" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}",
-            user_id,
-            lease,
-            product_id,
-            quantity,
-            currency,
-            payment_method,
-            idempotency_key,
+        return self._order(
+            await self.conn.fetchrow(
+                f"INSERT INTO orders (user_id, product_id, quantity, currency, payment_method,"
+                f" idempotency_key, request_fingerprint, lease_until)"
+                f" VALUES ($1, $3, $4, $5, $6, $7, $8, now() + {LEASE})"
+                f" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}",
+                user_id,
+                lease,
+                product_id,
+                quantity,
+                currency,
+                payment_method,
+                idempotency_key,
+                request_fingerprint,
+            )
         )
 
-    async def by_key(self, user_id: int, idempotency_key: str) -> Any:
-        return await self.conn.fetchrow(
-            f"SELECT {COLUMNS} FROM orders WHERE user_id = $1 AND idempotency_key = $2",
-            user_id,
-            idempotency_key,
+    async def by_key(self, user_id: int, idempotency_key: str) -> Order | None:
+        return self._order(
+            await self.conn.fetchrow(
+                f"SELECT {COLUMNS} FROM orders WHERE user_id = $1 AND idempotency_key = $2",
+                user_id,
+                idempotency_key,
+            )
         )
 
-    async def get(self, order_id: int) -> Any:
-        return await self.conn.fetchrow(
-            f"SELECT {COLUMNS} FROM orders WHERE id = $1",
-            order_id,
+    async def get(self, order_id: int) -> Order | None:
+        return self._order(
+            await self.conn.fetchrow(f"SELECT {COLUMNS} FROM orders WHERE id = $1", order_id)
         )
 
     async def page_for_user(
         self, user_id: int, *, limit: int, offset: int
-    ) -> tuple[list[Any], int]:
+    ) -> tuple[list[Order], int]:
         rows = await self.conn.fetch(
             f"SELECT {COLUMNS}, count(*) OVER () AS total FROM orders WHERE user_id = $1"
             " ORDER BY id LIMIT $2 OFFSET $3",
@@ -117,52 +137,68 @@ class OrderRepository:
             if rows
             else await self.conn.fetchval("SELECT count(*) FROM orders WHERE user_id = $1", user_id)
         )
-        return rows, total
+        return [Order.from_record(r) for r in rows], total
 
-    async def take_lease(self, order_id: int, lease: float, *, step: str | None = None) -> Any:
-        """Take the order for driving if it is unfinished and nobody holds it."""
-        return await self.conn.fetchrow(
-            f"UPDATE orders SET lease_until = now() + {LEASE},"
-            " saga_step = COALESCE($3, saga_step), updated_at = now()"
-            " WHERE id = $1 AND (status = 'pending' OR saga_step = 'cancelling'"
-            "   OR ($3 = 'cancelling' AND status = 'paid'))"
-            f" AND (lease_until IS NULL OR lease_until < now()) RETURNING {COLUMNS}",
-            order_id,
-            lease,
-            step,
+    async def take_lease(
+        self, order_id: int, lease: float, *, cancel: bool = False
+    ) -> Order | None:
+        """Take the order for driving if it is unfinished (or, to cancel it, paid) and nobody
+        holds it; a cancel records CANCELLING with the lease."""
+        return self._order(
+            await self.conn.fetchrow(
+                f"UPDATE orders SET lease_until = now() + {LEASE},"
+                " saga_step = CASE WHEN $3 THEN 'cancelling' ELSE saga_step END,"
+                " updated_at = now()"
+                f" WHERE id = $1 AND ({UNFINISHED} OR ($3 AND status = 'paid'))"
+                f" AND {EXPIRED} RETURNING {COLUMNS}",
+                order_id,
+                lease,
+                cancel,
+            )
         )
 
-    async def advance(self, order_id: int, step: str, **fields: Any) -> Any:
-        """Record saga progress (and the fields it learned) on an unfinished order."""
-        return await self.conn.fetchrow(
-            f"UPDATE orders SET saga_step = $2, total_price = COALESCE($3, total_price),"
-            " payment_id = COALESCE($4, payment_id),"
-            " failure_reason = COALESCE($5, failure_reason), updated_at = now()"
-            f" WHERE id = $1 RETURNING {COLUMNS}",
+    async def advance(
+        self,
+        order_id: int,
+        step: SagaStep,
+        *,
+        total_price: Decimal | None,
+        failure_reason: str | None,
+    ) -> None:
+        """Record saga progress (and what it learned) on an unfinished order."""
+        await self.conn.execute(
+            "UPDATE orders SET saga_step = $2, total_price = COALESCE($3, total_price),"
+            " failure_reason = COALESCE($4, failure_reason), updated_at = now() WHERE id = $1",
             order_id,
-            step,
-            fields.get("total_price"),
-            fields.get("payment_id"),
-            fields.get("failure_reason"),
+            step.value,
+            total_price,
+            failure_reason,
         )
 
     async def finish(
         self,
         order_id: int,
         *,
-        status: str,
-        from_statuses: tuple[str, ...],
-        reason: str | None = None,
-    ) -> Any:
-        """Set a final saga outcome, only from the expected statuses; release the lease."""
-        return await self.conn.fetchrow(
-            f"UPDATE orders SET status = $2, saga_step = 'done', failure_reason = $3,"
-            " lease_until = NULL, updated_at = now()"
-            f" WHERE id = $1 AND status = ANY($4::text[]) RETURNING {COLUMNS}",
-            order_id,
-            status,
-            reason,
-            list(from_statuses),
+        status: OrderStatus,
+        reason: str | None,
+        payment_id: str | None,
+        total_price: Decimal | None,
+    ) -> Order | None:
+        """Set a final saga outcome (only from a cancellable status) and release the lease;
+        None if someone else finished it first."""
+        return self._order(
+            await self.conn.fetchrow(
+                "UPDATE orders SET status = $2, saga_step = 'done', failure_reason = $3,"
+                " payment_id = COALESCE($4, payment_id),"
+                " total_price = COALESCE($5, total_price), lease_until = NULL, updated_at = now()"
+                f" WHERE id = $1 AND status = ANY($6::text[]) RETURNING {COLUMNS}",
+                order_id,
+                status.value,
+                reason,
+                payment_id,
+                total_price,
+                [s.value for s in CANCELLABLE],
+            )
         )
 
     async def release_lease(self, order_id: int) -> None:
@@ -171,19 +207,22 @@ class OrderRepository:
             order_id,
         )
 
-    async def set_status(self, order_id: int, status: str, from_status: str) -> Any:
-        return await self.conn.fetchrow(
-            f"UPDATE orders SET status = $2, updated_at = now()"
-            f" WHERE id = $1 AND status = $3 RETURNING {COLUMNS}",
-            order_id,
-            status,
-            from_status,
+    async def set_status(
+        self, order_id: int, status: OrderStatus, from_status: OrderStatus
+    ) -> Order | None:
+        return self._order(
+            await self.conn.fetchrow(
+                "UPDATE orders SET status = $2, updated_at = now()"
+                f" WHERE id = $1 AND status = $3 RETURNING {COLUMNS}",
+                order_id,
+                status.value,
+                from_status.value,
+            )
         )
 
     async def stuck(self, limit: int = 50) -> list[int]:
         rows = await self.conn.fetch(
-            "SELECT id FROM orders WHERE (status = 'pending' OR saga_step = 'cancelling')"
-            " AND (lease_until IS NULL OR lease_until < now()) ORDER BY id LIMIT $1",
+            f"SELECT id FROM orders WHERE ({UNFINISHED}) AND {EXPIRED} ORDER BY id LIMIT $1",
             limit,
         )
         return [r["id"] for r in rows]
@@ -191,7 +230,6 @@ class OrderRepository:
     async def count_stuck(self) -> int:
         return int(
             await self.conn.fetchval(
-                "SELECT count(*) FROM orders WHERE (status = 'pending' OR saga_step = 'cancelling')"
-                " AND (lease_until IS NULL OR lease_until < now())"
+                f"SELECT count(*) FROM orders WHERE ({UNFINISHED}) AND {EXPIRED}"
             )
         )

@@ -2,6 +2,8 @@
 
 Creating, processing and refunding are for the order service and admins: a payment's amount
 is the one its order computed, so customers pay by placing orders and read their payments here.
+The order saga uses two calls: create-and-confirm (``POST /payments`` with ``confirm``) and
+void by order id; both are idempotent by the order id (``shop.common.idempotency``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from shop.common.idempotency import fingerprint, run_idempotent
 from shop.common.responses import json_response
 from shop.payments import service
 from shop.payments.provider import PaymentProvider
-from shop.payments.schemas import PaymentCreate, PaymentPage, PaymentRead
+from shop.payments.schemas import (
+    PaymentCreate,
+    PaymentPage,
+    PaymentProblem,
+    PaymentRead,
+    PaymentVoid,
+)
 
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
 PaymentId = Annotated[str, Path(min_length=5, max_length=40, pattern=r"^pay_[A-Za-z0-9_-]+$")]
@@ -31,6 +39,18 @@ async def _provider(request: Request) -> PaymentProvider:
 
 
 ProviderDep = Annotated[PaymentProvider, Depends(_provider)]
+
+
+def _lease(request: Request) -> float:
+    lease: float = request.app.state.settings.processing_lease_seconds
+    return lease
+
+
+LeaseDep = Annotated[float, Depends(_lease)]
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "model": PaymentProblem}
 
 
 def _payment(row: Any) -> dict[str, Any]:
@@ -66,15 +86,37 @@ def _scope(principal: Principal, action: str) -> str:
     status_code=201,
     response_model=PaymentRead,
     responses={
-        200: {"description": "The order's existing payment"},
-        409: {"description": "The order has a different payment"},
+        200: {
+            "description": "The order's existing payment (with confirm: its outcome)",
+            "model": PaymentRead,
+        },
+        402: _problem("With confirm: declined (the payment is failed)"),
+        409: _problem(
+            "With confirm: refunded already, or the provider is still being asked"
+            " (payment_status processing, with Retry-After)"
+        ),
+        422: _problem("The order already has a payment with other terms"),
     },
 )
 async def create_payment(
-    payment_in: PaymentCreate, db: DbDep, principal: PrivilegedDep, key: IdempotencyKeyDep = None
+    payment_in: PaymentCreate,
+    db: DbDep,
+    provider: ProviderDep,
+    lease: LeaseDep,
+    principal: PrivilegedDep,
+    key: IdempotencyKeyDep = None,
 ) -> Any:
+    """Create the order's payment; with ``confirm``, charge it too (create and confirm)."""
+    if key is None:  # the order id is the key: no separate record to claim
+        payment, created = await service.create_payment(
+            db=db, provider=provider, payment_in=payment_in, lease=lease
+        )
+        return json_response(_payment(payment), 201 if created else 200)
+
     async def handler() -> tuple[int, Any]:
-        payment, created = await service.create_payment(db=db, payment_in=payment_in)
+        payment, created = await service.create_payment(
+            db=db, provider=provider, payment_in=payment_in, lease=lease
+        )
         return (201 if created else 200), _payment(payment)
 
     return await run_idempotent(
@@ -97,19 +139,22 @@ async def get_payment(payment_id: PaymentId, db: DbDep, principal: PrincipalDep)
     response_model=PaymentRead,
     responses={
         **NOT_FOUND,
-        402: {"description": "Declined"},
-        409: {"description": "Already refunded"},
+        402: _problem("Declined"),
+        409: _problem("Already refunded, or still being processed (with Retry-After)"),
     },
 )
 async def process_payment(
     payment_id: PaymentId,
     db: DbDep,
     provider: ProviderDep,
+    lease: LeaseDep,
     principal: PrivilegedDep,
     key: IdempotencyKeyDep = None,
 ) -> Any:
     async def handler() -> tuple[int, Any]:
-        payment = await service.process_payment(db=db, provider=provider, payment_id=payment_id)
+        payment = await service.process_payment(
+            db=db, provider=provider, payment_id=payment_id, lease=lease
+        )
         return 200, _payment(payment)
 
     return await run_idempotent(
@@ -124,17 +169,25 @@ async def process_payment(
 @router.post(
     "/{payment_id}/refund",
     response_model=PaymentRead,
-    responses={**NOT_FOUND, 409: {"description": "Not a completed payment"}},
+    responses={
+        **NOT_FOUND,
+        409: _problem(
+            "Not a completed payment (refunded already, too), or being refunded (Retry-After)"
+        ),
+    },
 )
 async def refund_payment(
     payment_id: PaymentId,
     db: DbDep,
     provider: ProviderDep,
+    lease: LeaseDep,
     principal: PrivilegedDep,
     key: IdempotencyKeyDep = None,
 ) -> Any:
     async def handler() -> tuple[int, Any]:
-        payment = await service.refund_payment(db=db, provider=provider, payment_id=payment_id)
+        payment = await service.refund_payment(
+            db=db, provider=provider, payment_id=payment_id, lease=lease
+        )
         return 200, _payment(payment)
 
     return await run_idempotent(
@@ -150,10 +203,36 @@ async def refund_payment(
     "/{payment_id}/void",
     response_model=PaymentRead,
     summary="Fail a pending payment without charging it (internal)",
-    responses={**NOT_FOUND, 409: {"description": "Already completed or refunded"}},
+    responses={**NOT_FOUND, 409: _problem("Already completed or refunded, or processing")},
 )
-async def void_payment(payment_id: PaymentId, db: DbDep, _: PrivilegedDep) -> Any:
-    payment = await service.void_payment(db=db, payment_id=payment_id, reason="voided")
+async def void_payment(
+    payment_id: PaymentId, db: DbDep, provider: ProviderDep, lease: LeaseDep, _: PrivilegedDep
+) -> Any:
+    payment = await service.void_by_id(db=db, provider=provider, payment_id=payment_id, lease=lease)
+    return json_response(_payment(payment))
+
+
+@router.post(
+    "/order/{order_id}/void",
+    response_model=PaymentRead,
+    summary="Void an order's payment, or record it voided if it has none (internal)",
+    responses={
+        409: _problem(
+            "Completed or refunded (payment_status says which), or processing (Retry-After)"
+        )
+    },
+)
+async def void_order_payment(
+    order_id: Id,
+    terms: PaymentVoid,
+    db: DbDep,
+    provider: ProviderDep,
+    lease: LeaseDep,
+    _: PrivilegedDep,
+) -> Any:
+    payment = await service.void_for_order(
+        db=db, provider=provider, order_id=order_id, terms=terms, lease=lease
+    )
     return json_response(_payment(payment))
 
 

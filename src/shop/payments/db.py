@@ -1,4 +1,9 @@
-"""The payments table (shared with Alembic) and its repository."""
+"""The payments table (shared with Alembic) and its repository.
+
+A payment is unique per order id: that is the key of create-and-confirm. ``processing`` and
+``refunding`` (with ``processing_until``, a lease) are committed before the provider is called
+and settled after, so no row lock or pooled connection is held while the provider answers.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ payments = sa.Table(
     sa.Column("transaction_id", sa.String(64), nullable=True),
     sa.Column("refund_id", sa.String(64), nullable=True),
     sa.Column("failure_reason", sa.Text, nullable=True),
+    sa.Column("processing_until", sa.DateTime(timezone=True), nullable=True),
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
@@ -33,7 +39,8 @@ payments = sa.Table(
     ),
     sa.CheckConstraint("amount > 0", name="payments_amount_positive"),
     sa.CheckConstraint(
-        "status IN ('pending', 'completed', 'failed', 'refunded')", name="payments_status_check"
+        "status IN ('pending', 'processing', 'completed', 'failed', 'refunding', 'refunded')",
+        name="payments_status_check",
     ),
     sa.CheckConstraint(
         "payment_method IN ('card', 'paypal', 'bank_transfer')", name="payments_method_check"
@@ -53,11 +60,20 @@ class PaymentRepository:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def add(self, **v: Any) -> Any:
-        """Insert a pending payment; None if the order already has one."""
+    async def add(
+        self,
+        *,
+        status: str = "pending",
+        lease: float | None = None,
+        reason: str | None = None,
+        **v: Any,
+    ) -> Any:
+        """Insert a payment (``processing`` with a lease, to charge it now); None if the
+        order already has one."""
         return await self.conn.fetchrow(
-            f"INSERT INTO payments (payment_id, order_id, user_id, amount, currency,"
-            f" payment_method) VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO payments (payment_id, order_id, user_id, amount, currency,"
+            " payment_method, status, failure_reason, processing_until)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))"
             f" ON CONFLICT (order_id) DO NOTHING RETURNING {COLUMNS}",
             v["payment_id"],
             v["order_id"],
@@ -65,6 +81,76 @@ class PaymentRepository:
             v["amount"],
             v["currency"],
             v["payment_method"],
+            status,
+            reason,
+            lease,
+        )
+
+    async def claim(self, payment_id: str, lease: float) -> Any:
+        """Take a pending payment (or one whose processing lease expired) for charging."""
+        return await self.conn.fetchrow(
+            "UPDATE payments SET status = 'processing', updated_at = now(),"
+            " processing_until = now() + make_interval(secs => $2)"
+            " WHERE payment_id = $1 AND (status = 'pending'"
+            "   OR (status = 'processing' AND processing_until < now()))"
+            f" RETURNING {COLUMNS}",
+            payment_id,
+            lease,
+        )
+
+    async def settle(
+        self, payment_id: str, status: str, *, transaction_id: str | None, reason: str | None
+    ) -> Any:
+        """Record the provider's answer on a processing payment; None if it was settled."""
+        return await self.conn.fetchrow(
+            "UPDATE payments SET status = $2, transaction_id = $3, failure_reason = $4,"
+            " processing_until = NULL, updated_at = now()"
+            f" WHERE payment_id = $1 AND status = 'processing' RETURNING {COLUMNS}",
+            payment_id,
+            status,
+            transaction_id,
+            reason,
+        )
+
+    async def unclaim(self, payment_id: str) -> None:
+        """The provider did not answer: let the next attempt settle it at once."""
+        await self.conn.execute(
+            "UPDATE payments SET processing_until = now()"
+            " WHERE payment_id = $1 AND status IN ('processing', 'refunding')",
+            payment_id,
+        )
+
+    async def claim_refund(self, payment_id: str, lease: float) -> Any:
+        """Take a completed payment (or one whose refunding lease expired) for refunding."""
+        return await self.conn.fetchrow(
+            "UPDATE payments SET status = 'refunding', updated_at = now(),"
+            " processing_until = now() + make_interval(secs => $2)"
+            " WHERE payment_id = $1 AND (status = 'completed'"
+            "   OR (status = 'refunding' AND processing_until < now()))"
+            f" RETURNING {COLUMNS}",
+            payment_id,
+            lease,
+        )
+
+    async def settle_refund(self, payment_id: str, refund_id: str | None) -> Any:
+        """Record an approved refund (None: already settled); without an id, the provider
+        refused it and the payment is completed again."""
+        status = "refunded" if refund_id else "completed"
+        return await self.conn.fetchrow(
+            "UPDATE payments SET status = $2, refund_id = $3, processing_until = NULL,"
+            " updated_at = now()"
+            f" WHERE payment_id = $1 AND status = 'refunding' RETURNING {COLUMNS}",
+            payment_id,
+            status,
+            refund_id,
+        )
+
+    async def void(self, payment_id: str, reason: str) -> Any:
+        return await self.conn.fetchrow(
+            "UPDATE payments SET status = 'failed', failure_reason = $2, updated_at = now()"
+            f" WHERE payment_id = $1 AND status = 'pending' RETURNING {COLUMNS}",
+            payment_id,
+            reason,
         )
 
     async def get(self, payment_id: str, *, lock: bool = False) -> Any:

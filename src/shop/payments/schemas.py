@@ -5,10 +5,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shop.common.types import Currency, Money, Page, PositiveMoney, StrictModel
+from shop.common.types import Currency, Money, Page, PositiveMoney, ProblemRead, StrictModel
 
 PaymentMethod = Literal["card", "paypal", "bank_transfer"]
-PaymentStatus = Literal["pending", "completed", "failed", "refunded"]
+PaymentStatus = Literal["pending", "processing", "completed", "failed", "refunding", "refunded"]
 
 
 class PaymentCreate(StrictModel):
@@ -17,6 +17,28 @@ class PaymentCreate(StrictModel):
     amount: PositiveMoney
     currency: Currency = "USD"
     payment_method: PaymentMethod
+    confirm: bool = Field(
+        default=False,
+        description="Create and charge in one call, idempotent by order id: a repeat answers"
+        " with the payment's outcome (402 if it was declined; 409 with Retry-After while the"
+        " provider is still being asked).",
+    )
+
+
+class PaymentVoid(StrictModel):
+    """What a voided payment records if the order never got one (so a late charge is refused)."""
+
+    user_id: int = Field(ge=1, le=2**63 - 1)
+    amount: PositiveMoney
+    currency: Currency = "USD"
+    payment_method: PaymentMethod
+
+
+class PaymentProblem(ProblemRead):
+    payment_id: str | None = None
+    payment_status: PaymentStatus | None = Field(
+        default=None, description="The payment's status when it was the reason for the refusal."
+    )
 
 
 class PaymentRead(BaseModel):

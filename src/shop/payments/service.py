@@ -1,5 +1,17 @@
-"""Use cases of the payment service. Every state change locks the payment's row first, so
-concurrent process/refund/void calls on one payment are serialised and each sees the truth."""
+"""Use cases of the payment service.
+
+Charging and refunding never hold a row lock or a pooled connection while the provider
+answers: a claim commits ``processing`` (or ``refunding``) with a lease, the provider is
+called, and the outcome is recorded with a conditional update. A crash in between leaves
+``processing`` (``refunding``); once its lease expires, the next call that needs the payment
+(create-and-confirm again, process, the order saga's void; a refund again) claims it and asks
+the provider again, which is safe because provider calls are idempotent by the payment id
+(``shop.payments.provider``). Status changes are single conditional UPDATEs, so concurrent
+calls on one payment serialise in PostgreSQL and each sees the truth.
+
+A payment is unique per order id; a create (or create-and-confirm) for an order follows the
+``Idempotency-Key`` semantics of ``shop.common.idempotency`` with the order id as the key.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +19,15 @@ import secrets
 from typing import Any
 
 from shop.common.db import Database
-from shop.common.errors import Conflict, NotFound, PaymentDeclined
+from shop.common.errors import Conflict, NotFound, PaymentDeclined, ServiceUnavailable
+from shop.common.idempotency import ensure_same_request, fingerprint, in_progress
+from shop.common.logging import get_logger
 from shop.common.metrics import PAYMENT_AMOUNT, PAYMENTS, REFUNDS
 from shop.payments.db import PaymentRepository
 from shop.payments.provider import PaymentProvider
-from shop.payments.schemas import PaymentCreate
+from shop.payments.schemas import PaymentCreate, PaymentVoid
+
+log = get_logger("shop.payments")
 
 
 def new_payment_id() -> str:
@@ -23,23 +39,116 @@ def _record(payment: Any) -> None:
     PAYMENT_AMOUNT.labels(payment["status"], payment["currency"]).inc(float(payment["amount"]))
 
 
-async def create_payment(*, db: Database, payment_in: PaymentCreate) -> tuple[Any, bool]:
-    """A pending payment for an order; the same order gets the same payment back."""
+def _terms(user_id: Any, amount: Any, currency: Any, method: Any) -> str:
+    return fingerprint(user_id, f"{amount:.2f}", currency, method)
+
+
+def _ensure_same(existing: Any, payment_in: PaymentCreate | PaymentVoid) -> None:
+    ensure_same_request(
+        _terms(
+            existing["user_id"],
+            existing["amount"],
+            existing["currency"],
+            existing["payment_method"],
+        ),
+        _terms(
+            payment_in.user_id, payment_in.amount, payment_in.currency, payment_in.payment_method
+        ),
+        detail=f"Order {existing['order_id']} already has a payment with other terms.",
+    )
+
+
+def declined(payment: Any) -> PaymentDeclined:
+    return PaymentDeclined(
+        f"The payment was declined: {payment['failure_reason']}.",
+        extra={"payment_id": payment["payment_id"], "code": "payment_declined"},
+    )
+
+
+def _refused(payment: Any, detail: str) -> Conflict:
+    return Conflict(
+        detail,
+        extra={
+            "code": "invalid_state",
+            "payment_id": payment["payment_id"],
+            "payment_status": payment["status"],
+        },
+    )
+
+
+def _charge_outcome(payment: Any) -> Any:
+    """A charge's answer from the payment's state: itself, 402, or 409."""
+    status = payment["status"]
+    if status == "failed":
+        raise declined(payment)
+    if status == "refunded":
+        raise _refused(payment, "The payment was refunded; it cannot be processed again.")
+    if status == "processing":
+        raise in_progress(
+            "The provider is still being asked about this payment.",
+            payment_id=payment["payment_id"],
+            payment_status="processing",
+        )
+    return payment
+
+
+async def _charge(db: Database, provider: PaymentProvider, claimed: Any) -> Any:
+    """Ask the provider about a claimed (processing) payment and record its answer."""
+    payment_id = claimed["payment_id"]
+    try:
+        result = await provider.charge(
+            payment_id=payment_id,
+            amount=claimed["amount"],
+            currency=claimed["currency"],
+            method=claimed["payment_method"],
+        )
+    except Exception:
+        log.exception("the provider did not answer", payment_id=payment_id)
+        async with db.acquire() as conn:
+            await PaymentRepository(conn).unclaim(payment_id)
+        raise ServiceUnavailable("The payment provider did not answer; try again.") from None
     async with db.acquire() as conn:
         payments = PaymentRepository(conn)
-        created = await payments.add(payment_id=new_payment_id(), **payment_in.model_dump())
-        if created is not None:
-            return created, True
-        existing = await payments.by_order(payment_in.order_id)
-    same = (
-        existing["user_id"],
-        existing["amount"],
-        existing["currency"],
-        existing["payment_method"],
-    ) == (payment_in.user_id, payment_in.amount, payment_in.currency, payment_in.payment_method)
-    if not same:
-        raise Conflict(f"Order {payment_in.order_id} already has a different payment.")
-    return existing, False
+        settled = await payments.settle(
+            payment_id,
+            "completed" if result.approved else "failed",
+            transaction_id=result.transaction_id,
+            reason=None if result.approved else result.reason,
+        )
+        if settled is None:  # another caller settled it meanwhile: theirs stands
+            return await payments.get(payment_id)
+    _record(settled)
+    return settled
+
+
+async def create_payment(
+    *, db: Database, provider: PaymentProvider, payment_in: PaymentCreate, lease: float
+) -> tuple[Any, bool]:
+    """The order's payment, created once; with ``confirm``, charged in the same call.
+
+    Returns the payment and whether this call created it; a declined charge raises 402.
+    """
+    terms = payment_in.model_dump(exclude={"confirm"})
+    async with db.acquire() as conn:
+        payments = PaymentRepository(conn)
+        if payment_in.confirm:
+            payment = await payments.add(
+                payment_id=new_payment_id(), status="processing", lease=lease, **terms
+            )
+        else:
+            payment = await payments.add(payment_id=new_payment_id(), **terms)
+        created = payment is not None
+        if payment is None:
+            existing = await payments.by_order(payment_in.order_id)
+            _ensure_same(existing, payment_in)
+            if not payment_in.confirm:
+                return existing, False
+            payment = await payments.claim(existing["payment_id"], lease)
+            if payment is None:  # not pending, nor abandoned while processing
+                return _charge_outcome(await payments.get(existing["payment_id"])), False
+    if not payment_in.confirm:
+        return payment, True
+    return _charge_outcome(await _charge(db, provider, payment)), created
 
 
 async def get_payment(*, db: Database, payment_id: str) -> Any:
@@ -65,82 +174,134 @@ async def list_for_user(
         return await PaymentRepository(conn).page_for_user(user_id, limit=limit, offset=offset)
 
 
-def declined(payment: Any) -> PaymentDeclined:
-    return PaymentDeclined(
-        f"The payment was declined: {payment['failure_reason']}.",
-        extra={"payment_id": payment["payment_id"], "code": "payment_declined"},
-    )
-
-
-async def process_payment(*, db: Database, provider: PaymentProvider, payment_id: str) -> Any:
-    """pending -> completed | failed. Processing again answers with the outcome it had."""
-    async with db.acquire() as conn, conn.transaction():
+async def process_payment(
+    *, db: Database, provider: PaymentProvider, payment_id: str, lease: float
+) -> Any:
+    """pending -> processing -> completed | failed. Again: the outcome it had."""
+    async with db.acquire() as conn:
         payments = PaymentRepository(conn)
-        payment = await payments.get(payment_id, lock=True)
-        if payment is None:
-            raise NotFound(f"Payment {payment_id} does not exist.")
-        if payment["status"] == "pending":
-            result = await provider.charge(
-                payment_id=payment_id,
-                amount=payment["amount"],
-                currency=payment["currency"],
-                method=payment["payment_method"],
-            )
-            if result.approved:
-                payment = await payments.set_status(
-                    payment_id, "completed", transaction_id=result.transaction_id
+        claimed = await payments.claim(payment_id, lease)
+        if claimed is None:
+            payment = await payments.get(payment_id)
+            if payment is None:
+                raise NotFound(f"Payment {payment_id} does not exist.")
+            return _charge_outcome(payment)
+    return _charge_outcome(await _charge(db, provider, claimed))
+
+
+async def refund_payment(
+    *, db: Database, provider: PaymentProvider, payment_id: str, lease: float
+) -> Any:
+    """completed -> refunding -> refunded, once, with the provider asked outside any lock.
+    Refunding a refunded payment is 409 (``invalid_state``), like any payment that is not
+    completed; one being refunded right now is 409 with ``Retry-After``. A retry that must be
+    safe sends an ``Idempotency-Key`` and gets the first answer again."""
+    async with db.acquire() as conn:
+        payments = PaymentRepository(conn)
+        claimed = await payments.claim_refund(payment_id, lease)
+        if claimed is None:
+            payment = await payments.get(payment_id)
+            if payment is None:
+                raise NotFound(f"Payment {payment_id} does not exist.")
+            if payment["status"] == "refunding":
+                raise in_progress(
+                    "The provider is being asked to refund this payment.",
+                    payment_id=payment_id,
+                    payment_status="refunding",
                 )
-            else:
-                payment = await payments.set_status(payment_id, "failed", reason=result.reason)
-            _record(payment)
-    if payment["status"] == "failed":
-        raise declined(payment)
-    if payment["status"] == "refunded":
-        raise Conflict("The payment was refunded; it cannot be processed again.")
-    return payment
-
-
-async def refund_payment(*, db: Database, provider: PaymentProvider, payment_id: str) -> Any:
-    """completed -> refunded, once. Refunding a refunded payment answers with it again."""
-    async with db.acquire() as conn, conn.transaction():
-        payments = PaymentRepository(conn)
-        payment = await payments.get(payment_id, lock=True)
-        if payment is None:
-            raise NotFound(f"Payment {payment_id} does not exist.")
-        if payment["status"] == "refunded":
-            return payment
-        if payment["status"] != "completed":
-            raise Conflict(
+            raise _refused(
+                payment,
                 f"Only a completed payment can be refunded; this one is {payment['status']}.",
-                extra={"code": "invalid_state"},
             )
+    try:
         result = await provider.refund(
             payment_id=payment_id,
-            transaction_id=payment["transaction_id"],
-            amount=payment["amount"],
-            currency=payment["currency"],
+            transaction_id=claimed["transaction_id"],
+            amount=claimed["amount"],
+            currency=claimed["currency"],
         )
-        if not result.approved:
-            raise Conflict(f"The provider refused the refund: {result.reason}.")
-        payment = await payments.set_status(payment_id, "refunded", refund_id=result.transaction_id)
-        _record(payment)
-        REFUNDS.labels(payment["currency"]).inc()
-    return payment
-
-
-async def void_payment(*, db: Database, payment_id: str, reason: str) -> Any:
-    """pending -> failed without charging (an abandoned order). Completed ones cannot be voided."""
-    async with db.acquire() as conn, conn.transaction():
+    except Exception:
+        log.exception("the provider did not answer", payment_id=payment_id)
+        async with db.acquire() as conn:
+            await PaymentRepository(conn).unclaim(payment_id)
+        raise ServiceUnavailable("The payment provider did not answer; try again.") from None
+    async with db.acquire() as conn:
         payments = PaymentRepository(conn)
-        payment = await payments.get(payment_id, lock=True)
+        settled = await payments.settle_refund(
+            payment_id, result.transaction_id if result.approved else None
+        )
+        if settled is None:  # another caller settled it meanwhile: theirs stands
+            settled = await payments.get(payment_id)
+            if settled["status"] != "refunded":
+                raise _refused(settled, f"The payment is {settled['status']}.")
+            return settled
+    if not result.approved:
+        raise Conflict(f"The provider refused the refund: {result.reason}.")
+    _record(settled)
+    REFUNDS.labels(settled["currency"]).inc()
+    return settled
+
+
+async def void_payment(
+    *, db: Database, provider: PaymentProvider, payment: Any, lease: float, reason: str = "voided"
+) -> Any:
+    """pending -> failed without charging (an abandoned order). A processing payment whose
+    lease expired is settled with the provider first; completed or refunded ones: 409."""
+    async with db.acquire() as conn:
+        payments = PaymentRepository(conn)
+        if payment["status"] == "processing":
+            claimed = await payments.claim(payment["payment_id"], lease)
+            if claimed is None:
+                raise in_progress(
+                    "The provider is still being asked about this payment.",
+                    payment_id=payment["payment_id"],
+                    payment_status="processing",
+                )
+        elif payment["status"] == "pending":
+            voided = await payments.void(payment["payment_id"], reason)
+            if voided is not None:
+                _record(voided)
+                return voided
+            payment = await payments.get(payment["payment_id"])  # changed meanwhile
+            return await void_payment(db=db, provider=provider, payment=payment, lease=lease)
+    if payment["status"] == "processing":
+        payment = await _charge(db, provider, claimed)
+    if payment["status"] == "failed":
+        return payment
+    if payment["status"] == "refunding":
+        raise in_progress(
+            "The provider is being asked to refund this payment.",
+            payment_id=payment["payment_id"],
+            payment_status="refunding",
+        )
+    raise _refused(payment, f"A {payment['status']} payment cannot be voided.")
+
+
+async def void_by_id(
+    *, db: Database, provider: PaymentProvider, payment_id: str, lease: float
+) -> Any:
+    payment = await get_payment(db=db, payment_id=payment_id)
+    return await void_payment(db=db, provider=provider, payment=payment, lease=lease)
+
+
+async def void_for_order(
+    *, db: Database, provider: PaymentProvider, order_id: int, terms: PaymentVoid, lease: float
+) -> Any:
+    """Void the order's payment. If it has none, record a voided one (a tombstone, like a
+    stock release before its reservation), so a create-and-confirm that arrives late is
+    answered 402 instead of charging an order that was given up."""
+    async with db.acquire() as conn:
+        payments = PaymentRepository(conn)
+        payment = await payments.by_order(order_id)
         if payment is None:
-            raise NotFound(f"Payment {payment_id} does not exist.")
-        if payment["status"] == "pending":
-            payment = await payments.set_status(payment_id, "failed", reason=reason)
-            _record(payment)
-        elif payment["status"] != "failed":
-            raise Conflict(
-                f"A {payment['status']} payment cannot be voided.",
-                extra={"code": "invalid_state", "payment_status": payment["status"]},
+            tombstone = await payments.add(
+                payment_id=new_payment_id(),
+                order_id=order_id,
+                status="failed",
+                reason="voided",
+                **terms.model_dump(),
             )
-    return payment
+            if tombstone is not None:
+                return tombstone
+            payment = await payments.by_order(order_id)  # a create won the race
+    return await void_payment(db=db, provider=provider, payment=payment, lease=lease)

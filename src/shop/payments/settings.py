@@ -14,3 +14,6 @@ class PaymentsSettings(ServiceSettings):
     jwks_url: str | None = "http://127.0.0.1:5000/.well-known/jwks.json"
     # The built-in provider declines any amount above this, so demos and tests can see a decline.
     decline_above: Decimal = Field(default=Decimal("10000.00"), gt=0)
+    # How long a charge may stay `processing` (the provider being asked) before another call
+    # may settle it: longer than the provider's own timeout.
+    processing_lease_seconds: float = Field(default=30.0, gt=0)

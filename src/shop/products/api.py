@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from shop.common.deps import AdminDep, DbDep, PageDep, PrivilegedDep
 from shop.common.responses import json_response
+from shop.common.types import ProblemRead
 from shop.products import service
 from shop.products.schemas import (
     ProductCreate,
@@ -101,8 +102,12 @@ async def update_stock(product_id: ProductId, change: StockUpdate, db: DbDep, _:
     response_model=ReservationRead,
     summary="Reserve stock for an order (internal; idempotent by order id)",
     responses={
-        200: {"description": "Already reserved for this order"},
-        409: {"description": "Insufficient stock, or the reservation was released"},
+        200: {"description": "Already reserved for this order", "model": ReservationRead},
+        409: {
+            "description": "Insufficient stock (code insufficient_stock), or the reservation"
+            " was released (reservation_released)",
+            "model": ProblemRead,
+        },
         **NOT_FOUND,
     },
 )

@@ -1,0 +1,294 @@
+"""The order saga's core: its states, the outcomes of its remote calls, and the transition
+function that decides what happens next. Pure: no database, no HTTP (see tests/unit).
+
+    place:   RESERVING ──reserve──> PAYING ──pay (create and confirm)──> paid / DONE
+                 │ refused             │ declined / refused
+                 └──────────┬──────────┘
+                            ▼
+                      COMPENSATING ──void──> release ──> failed / DONE
+    cancel:  CANCELLING ──void or refund──> release ──> cancelled / DONE
+    recover: RESERVING ─> COMPENSATING (no payment can exist yet: release only)
+             PAYING    ─> COMPENSATING (void: a completed payment turns it forward to paid)
+
+``start`` says which call comes first for an order as recorded; ``after`` takes the outcome of
+a call and returns the next transition: another call (``Next``, written to the order first when
+``durable``), a final status (``Finish``), or ``Postpone`` (leave the order to a retry or to
+recovery). The driver (``shop.orders.service``) performs them and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class SagaStep(StrEnum):
+    RESERVING = "reserving"  # created; no payment can exist yet
+    PAYING = "paying"  # stock reserved, price known; the payment may exist
+    COMPENSATING = "compensating"  # going back to failed
+    CANCELLING = "cancelling"  # going to cancelled
+    DONE = "done"
+
+
+class Call(StrEnum):
+    RESERVE = "reserve"
+    PAY = "pay"
+    VOID = "void"
+    REFUND = "refund"
+    RELEASE = "release"
+
+
+# Status changes an admin (or a service) may make by PATCH; payment outcomes belong to the saga.
+FULFILMENT = {OrderStatus.PAID: {OrderStatus.SHIPPED}, OrderStatus.SHIPPED: {OrderStatus.DELIVERED}}
+CANCELLABLE = (OrderStatus.PENDING, OrderStatus.PAID)
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: int
+    user_id: int
+    product_id: int
+    quantity: int
+    total_price: Decimal | None
+    currency: str
+    status: OrderStatus
+    payment_id: str | None
+    payment_method: str
+    saga_step: SagaStep
+    failure_reason: str | None
+    request_fingerprint: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_record(cls, row: Any) -> Order:
+        return cls(
+            id=row["id"],
+            user_id=row["user_id"],
+            product_id=row["product_id"],
+            quantity=row["quantity"],
+            total_price=row["total_price"],
+            currency=row["currency"],
+            status=OrderStatus(row["status"]),
+            payment_id=row["payment_id"],
+            payment_method=row["payment_method"],
+            saga_step=SagaStep(row["saga_step"]),
+            failure_reason=row["failure_reason"],
+            request_fingerprint=row["request_fingerprint"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+    @property
+    def may_have_payment(self) -> bool:
+        # The price is recorded with PAYING, before the payment call: without it, none was made.
+        return self.total_price is not None
+
+
+# --- outcomes of the remote calls (what the clients return) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    unit_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OutOfStock:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ProductMissing:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRefused:
+    reason: str  # e.g. the reservation was released first
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRefused:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Charged:
+    payment_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Declined:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRefused:
+    reason: str  # the order has another payment, or it was refunded
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentInProgress:
+    """Another call is talking to the provider about this payment right now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Voided:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class VoidRefused:
+    payment_id: str
+    completed: bool  # True: it was charged; False: it was charged and refunded already
+
+
+@dataclass(frozen=True, slots=True)
+class Refunded:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRefused:
+    reason: str
+
+
+Outcome = (
+    Reserved
+    | OutOfStock
+    | ProductMissing
+    | ReservationRefused
+    | Released
+    | ReleaseRefused
+    | Charged
+    | Declined
+    | PaymentRefused
+    | PaymentInProgress
+    | Voided
+    | VoidRefused
+    | Refunded
+    | RefundRefused
+)
+
+# --- transitions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Next:
+    """Make ``call`` next; first record ``step`` and the learned fields if ``durable``."""
+
+    call: Call
+    step: SagaStep | None = None
+    total_price: Decimal | None = None
+    failure_reason: str | None = None
+    payment_id: str | None = None
+    durable: bool = False
+
+    def apply(self, order: Order) -> Order:
+        return dataclasses.replace(
+            order,
+            saga_step=self.step or order.saga_step,
+            total_price=self.total_price if self.total_price is not None else order.total_price,
+            failure_reason=self.failure_reason or order.failure_reason,
+            payment_id=self.payment_id or order.payment_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    status: OrderStatus
+    reason: str | None = None
+    payment_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Postpone:
+    """Stop here and leave the order unfinished; ``retry`` False means a person must look."""
+
+    why: str
+    retry: bool = True
+
+
+Transition = Next | Finish | Postpone
+
+
+def _compensate(reason: str, call: Call) -> Next:
+    return Next(call, step=SagaStep.COMPENSATING, failure_reason=reason, durable=True)
+
+
+def start(order: Order, *, recovering: bool) -> Transition:
+    """The first call for an order as recorded: a new or resumed placement, a cancel, or
+    recovery of an order whose driver is gone (which goes back, unless the payment went
+    through)."""
+    step = order.saga_step
+    if step is SagaStep.CANCELLING:
+        if order.status is OrderStatus.PAID:
+            return Next(Call.REFUND)
+        return Next(Call.VOID if order.may_have_payment else Call.RELEASE)
+    if step is SagaStep.COMPENSATING:
+        return Next(Call.VOID if order.may_have_payment else Call.RELEASE)
+    if step is SagaStep.RESERVING:
+        return _compensate("abandoned", Call.RELEASE) if recovering else Next(Call.RESERVE)
+    if step is SagaStep.PAYING:
+        return _compensate("abandoned", Call.VOID) if recovering else Next(Call.PAY)
+    return Postpone(f"the order is {order.status} and its saga is done", retry=False)
+
+
+def after(order: Order, outcome: Outcome) -> Transition:
+    """The transition an outcome leads to from the order's current step."""
+    cancelling = order.saga_step is SagaStep.CANCELLING
+    match outcome:
+        case Reserved(unit_price=price):
+            return Next(
+                Call.PAY, step=SagaStep.PAYING, total_price=price * order.quantity, durable=True
+            )
+        case OutOfStock():
+            return _compensate("insufficient_stock", Call.RELEASE)
+        case ProductMissing():
+            return _compensate("product_not_found", Call.RELEASE)
+        case ReservationRefused():
+            return _compensate("reservation_refused", Call.RELEASE)
+        case Charged(payment_id=payment_id):
+            return Finish(OrderStatus.PAID, payment_id=payment_id)
+        case Declined():
+            return _compensate("payment_declined", Call.RELEASE)  # a declined payment is failed
+        case PaymentRefused():
+            return _compensate("payment_refused", Call.VOID)
+        case PaymentInProgress():
+            return Postpone("the payment is being processed")
+        case Voided() | Refunded():
+            return Next(Call.RELEASE)
+        case VoidRefused(payment_id=payment_id, completed=True):
+            if cancelling:
+                return Next(Call.REFUND, payment_id=payment_id)
+            return Finish(OrderStatus.PAID, payment_id=payment_id)  # it went through: forward
+        case VoidRefused(completed=False):
+            return Next(Call.RELEASE)  # charged and refunded already: only the stock is left
+        case RefundRefused(reason=reason):
+            return Postpone(f"the payment could not be refunded ({reason})", retry=False)
+        case Released():
+            if cancelling:
+                return Finish(OrderStatus.CANCELLED)
+            return Finish(OrderStatus.FAILED, reason=order.failure_reason or "failed")
+        case ReleaseRefused(reason=reason):
+            return Postpone(f"the stock could not be released ({reason})", retry=False)
+    raise AssertionError(f"unhandled outcome {outcome!r}")  # pragma: no cover

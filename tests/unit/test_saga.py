@@ -1,0 +1,332 @@
+"""The saga's transition function, edge by edge, and whole sagas over fakes of its two ports
+(the product and payment services). No database, no HTTP."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from shop.orders.saga import (
+    Call,
+    Charged,
+    Declined,
+    Finish,
+    Next,
+    Order,
+    OrderStatus,
+    Outcome,
+    OutOfStock,
+    PaymentInProgress,
+    PaymentRefused,
+    Postpone,
+    ProductMissing,
+    Refunded,
+    RefundRefused,
+    Released,
+    ReleaseRefused,
+    ReservationRefused,
+    Reserved,
+    SagaStep,
+    Transition,
+    Voided,
+    VoidRefused,
+    after,
+    start,
+)
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+S, St = SagaStep, OrderStatus
+
+
+def order(
+    step: SagaStep = S.RESERVING,
+    status: OrderStatus = St.PENDING,
+    *,
+    total: str | None = None,
+    payment_id: str | None = None,
+    reason: str | None = None,
+    quantity: int = 2,
+) -> Order:
+    return Order(
+        id=7,
+        user_id=3,
+        product_id=11,
+        quantity=quantity,
+        total_price=None if total is None else Decimal(total),
+        currency="USD",
+        status=status,
+        payment_id=payment_id,
+        payment_method="card",
+        saga_step=step,
+        failure_reason=reason,
+        request_fingerprint=None,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
+def compensate(reason: str, call: Call) -> Next:
+    return Next(call, step=S.COMPENSATING, failure_reason=reason, durable=True)
+
+
+# --- start: where each recorded step resumes ------------------------------------------------
+
+START = [
+    (order(S.RESERVING), False, Next(Call.RESERVE)),
+    (order(S.RESERVING), True, compensate("abandoned", Call.RELEASE)),
+    (order(S.PAYING, total="8.00"), False, Next(Call.PAY)),
+    (order(S.PAYING, total="8.00"), True, compensate("abandoned", Call.VOID)),
+    (order(S.COMPENSATING), True, Next(Call.RELEASE)),
+    (order(S.COMPENSATING, total="8.00"), True, Next(Call.VOID)),
+    (order(S.CANCELLING, St.PAID, total="8.00", payment_id="pay_1"), False, Next(Call.REFUND)),
+    (order(S.CANCELLING, total="8.00"), False, Next(Call.VOID)),
+    (order(S.CANCELLING), False, Next(Call.RELEASE)),
+]
+
+
+@pytest.mark.parametrize(("current", "recovering", "expected"), START)
+def test_start(current: Order, recovering: bool, expected: Transition) -> None:
+    assert start(current, recovering=recovering) == expected
+
+
+def test_a_finished_saga_does_not_start_again() -> None:
+    assert isinstance(start(order(S.DONE, St.PAID), recovering=True), Postpone)
+
+
+# --- after: every edge ----------------------------------------------------------------------
+
+PAYING = order(S.PAYING, total="8.00")
+COMPENSATING = order(S.COMPENSATING, total="8.00", reason="payment_refused")
+CANCELLING = order(S.CANCELLING, total="8.00")
+EDGES = [
+    (order(), Reserved(Decimal("4.00")), Next(Call.PAY, S.PAYING, Decimal("8.00"), durable=True)),
+    (order(), OutOfStock(), compensate("insufficient_stock", Call.RELEASE)),
+    (order(), ProductMissing(), compensate("product_not_found", Call.RELEASE)),
+    (order(), ReservationRefused("released"), compensate("reservation_refused", Call.RELEASE)),
+    (PAYING, Charged("pay_1"), Finish(St.PAID, payment_id="pay_1")),
+    (PAYING, Declined("too much"), compensate("payment_declined", Call.RELEASE)),
+    (PAYING, PaymentRefused("refunded"), compensate("payment_refused", Call.VOID)),
+    (PAYING, PaymentInProgress(), Postpone("the payment is being processed")),
+    (COMPENSATING, Voided(), Next(Call.RELEASE)),
+    (COMPENSATING, VoidRefused("pay_1", completed=True), Finish(St.PAID, payment_id="pay_1")),
+    (COMPENSATING, VoidRefused("pay_1", completed=False), Next(Call.RELEASE)),
+    (COMPENSATING, PaymentInProgress(), Postpone("the payment is being processed")),
+    (COMPENSATING, Released(), Finish(St.FAILED, reason="payment_refused")),
+    (CANCELLING, VoidRefused("pay_1", completed=True), Next(Call.REFUND, payment_id="pay_1")),
+    (CANCELLING, Voided(), Next(Call.RELEASE)),
+    (CANCELLING, Refunded(), Next(Call.RELEASE)),
+    (CANCELLING, Released(), Finish(St.CANCELLED)),
+    (
+        CANCELLING,
+        RefundRefused("provider says no"),
+        Postpone("the payment could not be refunded (provider says no)", retry=False),
+    ),
+    (
+        COMPENSATING,
+        ReleaseRefused("status 404"),
+        Postpone("the stock could not be released (status 404)", retry=False),
+    ),
+]
+
+
+@pytest.mark.parametrize(("current", "outcome", "expected"), EDGES)
+def test_after(current: Order, outcome: Outcome, expected: Transition) -> None:
+    assert after(current, outcome) == expected
+
+
+def test_every_outcome_has_an_edge() -> None:
+    assert {type(outcome) for _, outcome, _ in EDGES} == set(typing.get_args(Outcome))
+
+
+def test_applying_a_step_keeps_what_it_does_not_change() -> None:
+    paying = Next(Call.PAY, S.PAYING, Decimal("8.00"), durable=True).apply(order(reason="x"))
+    assert (paying.saga_step, paying.total_price, paying.failure_reason) == (
+        S.PAYING,
+        Decimal("8.00"),
+        "x",
+    )
+
+
+# --- whole sagas over fakes of the two ports ------------------------------------------------
+
+
+@dataclass
+class FakeProducts:
+    """The product service's rules: one reservation per order; a release first is a tombstone."""
+
+    stock: dict[int, int] = field(default_factory=lambda: {11: 5})
+    price: Decimal = Decimal("4.00")
+    reservations: dict[int, str] = field(default_factory=dict)
+
+    async def reserve(self, o: Order) -> Outcome:
+        if o.product_id not in self.stock:
+            return ProductMissing()
+        if self.reservations.get(o.id) == "released":
+            return ReservationRefused("released")
+        if o.id not in self.reservations:
+            if self.stock[o.product_id] < o.quantity:
+                return OutOfStock()
+            self.stock[o.product_id] -= o.quantity
+            self.reservations[o.id] = "reserved"
+        return Reserved(self.price)
+
+    async def release(self, o: Order) -> Outcome:
+        if self.reservations.get(o.id) == "reserved":
+            self.stock[o.product_id] += o.quantity
+        self.reservations[o.id] = "released"
+        return Released()
+
+
+@dataclass
+class FakePayments:
+    """The payment service's rules: one payment per order; a void with none is a tombstone."""
+
+    decline: bool = False
+    payments: dict[int, str] = field(default_factory=dict)  # order id -> status
+    charges: int = 0
+
+    async def pay(self, o: Order) -> Outcome:
+        status = self.payments.setdefault(o.id, "processing")
+        if status == "processing":
+            status = self.payments[o.id] = "failed" if self.decline else "completed"
+            self.charges += status == "completed"
+        if status == "completed":
+            return Charged(f"pay_{o.id}")
+        if status == "failed":
+            return Declined("declined")
+        return PaymentRefused(status)
+
+    async def void(self, o: Order) -> Outcome:
+        status = self.payments.setdefault(o.id, "failed")
+        if status in ("completed", "refunded"):
+            return VoidRefused(f"pay_{o.id}", completed=status == "completed")
+        self.payments[o.id] = "failed"
+        return Voided()
+
+    async def refund(self, o: Order) -> Outcome:
+        if self.payments.get(o.id) == "completed":
+            self.payments[o.id] = "refunded"
+            return Refunded()
+        return RefundRefused(self.payments.get(o.id, "missing"))
+
+
+@dataclass
+class Run:
+    final: Transition
+    order: Order
+    calls: list[Call]
+
+
+async def run(
+    o: Order,
+    products: FakeProducts,
+    payments: FakePayments,
+    *,
+    recovering: bool = False,
+    crash_before: Call | None = None,
+) -> Run:
+    """What the driver does, without its database: apply, call, decide; optionally "crash"
+    (stop, keeping only the durable writes) before a call."""
+    ports = {
+        Call.RESERVE: products.reserve,
+        Call.RELEASE: products.release,
+        Call.PAY: payments.pay,
+        Call.VOID: payments.void,
+        Call.REFUND: payments.refund,
+    }
+    durable, calls = o, []
+    transition = start(o, recovering=recovering)
+    while isinstance(transition, Next):
+        o = transition.apply(o)
+        if transition.durable:
+            durable = dataclasses.replace(
+                durable,
+                saga_step=o.saga_step,
+                total_price=o.total_price,
+                failure_reason=o.failure_reason,
+            )
+        if transition.call is crash_before:
+            return Run(Postpone("crashed"), durable, calls)
+        calls.append(transition.call)
+        transition = after(o, await ports[transition.call](o))
+    return Run(transition, o, calls)
+
+
+async def test_a_placed_order_reserves_and_pays_in_two_calls() -> None:
+    products, payments = FakeProducts(), FakePayments()
+    done = await run(order(), products, payments)
+    assert done.calls == [Call.RESERVE, Call.PAY]
+    assert done.final == Finish(St.PAID, payment_id="pay_7")
+    assert done.order.total_price == Decimal("8.00")
+    assert (products.stock[11], payments.charges) == (3, 1)
+
+
+async def test_out_of_stock_charges_nothing() -> None:
+    products, payments = FakeProducts(stock={11: 1}), FakePayments()
+    done = await run(order(), products, payments)
+    assert done.final == Finish(St.FAILED, reason="insufficient_stock")
+    assert done.calls == [Call.RESERVE, Call.RELEASE]
+    assert payments.payments == {}
+
+
+async def test_a_declined_payment_gives_the_stock_back() -> None:
+    products, payments = FakeProducts(), FakePayments(decline=True)
+    done = await run(order(), products, payments)
+    assert done.final == Finish(St.FAILED, reason="payment_declined")
+    assert done.calls == [Call.RESERVE, Call.PAY, Call.RELEASE]
+    assert products.stock[11] == 5
+
+
+async def test_a_driver_lost_after_the_charge_is_recovered_forward() -> None:
+    products, payments = FakeProducts(), FakePayments()
+    await payments.pay(order(S.PAYING, total="8.00"))  # charged; the answer was lost
+    done = await run(order(S.PAYING, total="8.00"), products, payments, recovering=True)
+    assert done.final == Finish(St.PAID, payment_id="pay_7")
+    assert payments.charges == 1
+
+
+async def test_a_driver_lost_before_paying_is_recovered_back_and_a_late_charge_refused() -> None:
+    products, payments = FakeProducts(), FakePayments()
+    crashed = await run(order(), products, payments, crash_before=Call.PAY)
+    assert crashed.order.saga_step is S.PAYING  # what the database holds
+    done = await run(crashed.order, products, payments, recovering=True)
+    assert done.final == Finish(St.FAILED, reason="abandoned")
+    assert products.stock[11] == 5
+    # The dead driver's request arrives after all: the voided payment refuses it.
+    assert await payments.pay(crashed.order) == Declined("declined")
+    assert payments.charges == 0
+
+
+async def test_a_driver_lost_while_reserving_is_released_without_asking_for_a_payment() -> None:
+    products, payments = FakeProducts(), FakePayments()
+    await products.reserve(order())  # reserved; the answer was lost
+    done = await run(order(), products, payments, recovering=True)
+    assert done.calls == [Call.RELEASE]
+    assert done.final == Finish(St.FAILED, reason="abandoned")
+    assert products.stock[11] == 5
+
+
+async def test_cancelling_a_paid_order_refunds_then_restocks() -> None:
+    products, payments = FakeProducts(), FakePayments()
+    placed = await run(order(), products, payments)
+    paid = dataclasses.replace(placed.order, status=St.PAID, saga_step=S.CANCELLING)
+    done = await run(paid, products, payments)
+    assert done.calls == [Call.REFUND, Call.RELEASE]
+    assert done.final == Finish(St.CANCELLED)
+    assert (payments.payments[7], products.stock[11]) == ("refunded", 5)
+
+
+async def test_cancelling_a_pending_order_whose_payment_went_through_refunds_it() -> None:
+    products, payments = FakeProducts(), FakePayments()
+    crashed = await run(order(), products, payments, crash_before=Call.PAY)
+    await payments.pay(crashed.order)
+    cancelling = dataclasses.replace(crashed.order, saga_step=S.CANCELLING)
+    done = await run(cancelling, products, payments)
+    assert done.calls == [Call.VOID, Call.REFUND, Call.RELEASE]
+    assert done.final == Finish(St.CANCELLED)
+    assert payments.payments[7] == "refunded"
