@@ -714,6 +714,9 @@ class Gateway:
                 "2",
                 "--drain-time-s",
                 "5",
+                # Access-log lines reach the file within a second (Envoy's default is 10 s).
+                "--file-flush-interval-msec",
+                "1000",
             ],
             stdout=subprocess.DEVNULL,
             stderr=open(self.state_dir / "envoy.log", "ab"),  # noqa: SIM115
