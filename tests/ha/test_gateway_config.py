@@ -98,3 +98,11 @@ def test_public_routes_are_the_contracts(tmp_path: Path) -> None:
     assert ("/api/v1/products", "POST") not in public
     config = json.dumps(_gateway(tmp_path, SERVICES).render())
     assert '"requirement_name": "required"' in config
+
+
+@pytest.mark.parametrize(("value", "enabled"), [("false", False), ("0", False), ("true", True)])
+def test_shop_rate_limiting_false_turns_the_limits_off(
+    monkeypatch: pytest.MonkeyPatch, value: str, enabled: bool
+) -> None:
+    monkeypatch.setenv("SHOP_RATE_LIMITING", value)
+    assert Limits.from_env().enabled is enabled
