@@ -51,6 +51,7 @@ from typing import Any
 PROBLEM = "https://shop.example.com/problems/"
 IDEMPOTENT = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
 READS = ("GET", "HEAD")
+PAGES = ("GET", "HEAD", "POST")  # pages and forms, and GraphQL (queries by GET or POST)
 OVERWRITE = "OVERWRITE_IF_EXISTS_OR_ADD"
 EXT = "type.googleapis.com/envoy.extensions."  # the prefix of every filter's config type
 
@@ -76,7 +77,7 @@ class Route:
 # Istio policies in deploy/k8s follow it (tests/gateway checks they agree). Order matters:
 # the first match wins, so exact paths come before the prefixes that contain them.
 ROUTES: tuple[Route, ...] = (
-    Route("/.well-known/jwks.json", "users", public=IDEMPOTENT, exact=True),
+    Route("/.well-known/jwks.json", "users", public=READS, exact=True),
     Route("/api/v1/users/register", "users", public=("POST",), exact=True, limit="auth"),
     Route("/api/v1/users/login", "users", public=("POST",), exact=True, limit="auth"),
     Route("/api/v1/users/refresh", "users", public=("POST",), exact=True, limit="auth"),
@@ -87,10 +88,10 @@ ROUTES: tuple[Route, ...] = (
     Route("/api/v1/payments", "payments"),
     # The storefront (GraphQL BFF and pages) checks its own sessions; a token sent to it must
     # still be valid. Generated only when a storefront is among the upstreams.
-    Route("/graphql", "storefront", public=(*IDEMPOTENT, "POST"), optional_token=True),
-    Route("/static/", "storefront", public=IDEMPOTENT, optional_token=True),
-    Route("/admin", "storefront", public=(*IDEMPOTENT, "POST"), optional_token=True),
-    Route("/", "storefront", public=(*IDEMPOTENT, "POST"), optional_token=True),
+    Route("/graphql", "storefront", public=PAGES, optional_token=True),
+    Route("/static/", "storefront", public=READS, optional_token=True),
+    Route("/admin", "storefront", public=PAGES, optional_token=True),
+    Route("/", "storefront", public=PAGES, optional_token=True),
 )
 
 
