@@ -9,8 +9,8 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test lint fmt typecheck unit integration e2e bench tools images clean help
 
 help:
-	@echo "make run    - set up and start all four services (Ctrl-C stops them)"
-	@echo "             REPLICAS=2: two replicas each behind NGINX; PROMETHEUS=1: and Prometheus"
+	@echo "make run    - set up and serve the platform at http://127.0.0.1:8080 (Ctrl-C stops it)"
+	@echo "             REPLICAS=2: two replicas each behind the gateway; PROMETHEUS=1: and Prometheus"
 	@echo "make test   - set up, then lint, types, import contracts and every test"
 	@echo "make bench  - the load benchmark (see bench/README.md)"
 	@echo "make images - build the platform's image (Docker, else Podman), its SBOM, print sizes"
@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# `make run REPLICAS=2` puts two replicas of each service behind the NGINX gateway (port 8080);
-# `make run PROMETHEUS=1` also starts Prometheus scraping them (both need `make tools` first).
+# `make run` serves everything through the Envoy gateway (port 8080, TLS 8443); `REPLICAS=2`
+# puts two replicas of each service behind it; `PROMETHEUS=1` also starts Prometheus.
 REPLICAS ?= 1
 run: $(STAMP)
 	$(BIN)/shop run --replicas $(REPLICAS) $(if $(PROMETHEUS),--prometheus)

@@ -1,4 +1,5 @@
-"""The platform under test: its own databases, a loaded catalogue and users, four processes.
+"""The platform under test: its own databases, a loaded catalogue and users, four processes,
+and the Envoy gateway in front of them (rate limits off: one address drives all the load).
 
 Everything is created with a random prefix on the PostgreSQL the project finds (DATABASE_URL,
 else 127.0.0.1:5432, else the embedded server) and dropped at the end, so a run never sees
@@ -22,6 +23,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from shop.devtools.gateway import Gateway, Limits
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases, find_server
 from shop.devtools.processes import SERVICES, ServiceProcess, free_port, platform_env, wait_ready
 
@@ -40,12 +42,20 @@ class Platform:
     users: int
     workers: int = 1
     procs: dict[str, ServiceProcess] = field(default_factory=dict)
+    gateway: Gateway | None = None
 
-    def url(self, service: str) -> str:
+    def url(self, service: str, *, via_gateway: bool = False) -> str:
+        """Where a client reaches ``service``: its own process, or the gateway in front."""
+        if via_gateway:
+            assert self.gateway is not None
+            return self.gateway.url
         return self.procs[service].url
 
     def pids(self) -> dict[str, int]:
-        return {name: p.process.pid for name, p in self.procs.items() if p.process}
+        pids = {name: p.process.pid for name, p in self.procs.items() if p.process}
+        if self.gateway is not None and self.gateway.process is not None:
+            pids["gateway"] = self.gateway.process.pid
+        return pids
 
 
 def _database_names(prefix: str) -> list[str]:
@@ -172,8 +182,17 @@ def running_platform(
             platform.procs[name] = proc
             proc.start()
         wait_ready(list(platform.procs.values()), timeout=120)
+        platform.gateway = Gateway(
+            state_dir=workdir / "gateway",
+            port=free_port(),
+            upstreams={name: [port] for name, port in ports.items()},
+            limits=Limits(enabled=False),
+        )
+        platform.gateway.start()
         yield platform
     finally:
+        if platform and platform.gateway:
+            platform.gateway.stop()
         for proc in platform.procs.values() if platform else ():
             proc.stop()
         asyncio.run(drop_databases(server, _database_names(prefix)))

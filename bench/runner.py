@@ -259,6 +259,7 @@ def run(
     stock_before = asyncio.run(_stock(platform.urls["products"]))
     closed_loop = {
         "product_by_id": options.connections,
+        "product_by_id_gateway": options.connections,
         "product_list": options.connections,
         "login": options.login_connections,
         "order": options.order_connections,

@@ -11,10 +11,21 @@ from bench.wrk import Job
 
 # The seed's traffic: mostly catalogue reads, some logins and orders (shares of requests).
 MIX = {"product_by_id": 0.75, "product_list": 0.20, "order": 0.04, "login": 0.01}
-ALL = ("product_by_id", "product_list", "login", "order", "flash_sale", "mixed")
+ALL = (
+    "product_by_id",
+    "product_by_id_gateway",
+    "product_list",
+    "login",
+    "order",
+    "flash_sale",
+    "mixed",
+)
 ORDERS = ("order", "flash_sale")  # the scenarios that place orders
 FLASH_PRODUCT = 1  # every flash-sale order is for this product
 FLASH_STOCK = 10_000_000  # its stock for the run: the sale never sells out
+# The scenarios measured through the Envoy gateway (the rest go to the service directly):
+# the gateway's cost per request is product_by_id_gateway against product_by_id.
+VIA_GATEWAY = "_gateway"
 
 
 @dataclass
@@ -32,12 +43,20 @@ def job(
     *,
     connections: int,
     rate: float | None = None,
+    via_gateway: bool = False,
 ) -> Job:
-    """The wrk job of one request kind against the service that answers it."""
+    """The wrk job of one request kind against the service that answers it (or the gateway:
+    also when the name ends in ``_gateway``)."""
+    if name.endswith(VIA_GATEWAY):
+        kind = name.removesuffix(VIA_GATEWAY)
+        inner = job(
+            kind, platform, tokens_file, connections=connections, rate=rate, via_gateway=True
+        )
+        return Job(name, inner.url, inner.script, inner.connections, inner.args, inner.rate)
     if name == "product_by_id":
         return Job(
             name,
-            platform.url("products"),
+            platform.url("products", via_gateway=via_gateway),
             "product_by_id.lua",
             connections,
             {"products": str(platform.products)},
@@ -46,7 +65,7 @@ def job(
     if name == "product_list":
         return Job(
             name,
-            platform.url("products"),
+            platform.url("products", via_gateway=via_gateway),
             "product_list.lua",
             connections,
             {"categories": str(CATEGORIES)},
@@ -55,7 +74,7 @@ def job(
     if name == "login":
         return Job(
             name,
-            platform.url("users"),
+            platform.url("users", via_gateway=via_gateway),
             "login.lua",
             connections,
             {"users": str(platform.users), "password": PASSWORD},
@@ -64,7 +83,7 @@ def job(
     if name == "order":
         return Job(
             name,
-            platform.url("orders"),
+            platform.url("orders", via_gateway=via_gateway),
             "order.lua",
             connections,
             {"products": str(platform.products), "tokens": str(tokens_file)},
@@ -89,15 +108,25 @@ def job(
 def mixed_jobs(
     platform: Platform, tokens_file: Path, rate: float, mix: dict[str, float] | None = None
 ) -> list[Job]:
-    """One paced wrk per request kind, each at its share of ``rate``; enough connections
-    for every job to keep its pace at 100 ms per request."""
+    """One paced wrk per request kind, each at its share of ``rate``, all through the gateway
+    as clients would send them; enough connections for every job to keep its pace at 100 ms
+    per request."""
     jobs = []
     for name, share in (mix or MIX).items():
         if share <= 0:
             continue
         share_rate = rate * share
         connections = min(256, max(2, math.ceil(share_rate * 0.1) + 2))
-        jobs.append(job(name, platform, tokens_file, connections=connections, rate=share_rate))
+        jobs.append(
+            job(
+                name,
+                platform,
+                tokens_file,
+                connections=connections,
+                rate=share_rate,
+                via_gateway=True,
+            )
+        )
     return jobs
 
 

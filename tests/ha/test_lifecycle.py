@@ -11,9 +11,9 @@ import pytest
 
 from shop.common.auth import ServiceTokens
 from shop.devtools.cluster import Cluster
-from tests.ha.conftest import needs_nginx
+from tests.ha.conftest import needs_envoy
 
-pytestmark = [pytest.mark.ha, needs_nginx]
+pytestmark = [pytest.mark.ha, needs_envoy]
 
 
 def test_sigterm_turns_readiness_off_finishes_in_flight_requests_and_exits(

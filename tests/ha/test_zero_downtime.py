@@ -1,7 +1,7 @@
 """Zero downtime through the gateway: a bounded load runs while replicas die or roll.
 
 A few concurrent clients each run a fixed script (browse the catalogue, read a product, log in,
-place an order with an Idempotency-Key) through the NGINX gateway while the test (a) kills -9
+place an order with an Idempotency-Key) through the Envoy gateway while the test (a) kills -9
 one replica of every service, or (b) restarts every replica one by one as a rolling update
 does. Each request's outcome is counted. A client that sees an order fail retries it with the
 same key, as the contract tells it to; afterwards every order the clients saw succeed must
@@ -25,9 +25,9 @@ import pytest
 from shop.devtools.cluster import Cluster
 from shop.devtools.processes import SERVICES
 from shop.ops.consistency import check
-from tests.ha.conftest import ADMIN_PASSWORD, needs_nginx
+from tests.ha.conftest import ADMIN_PASSWORD, needs_envoy
 
-pytestmark = [pytest.mark.ha, needs_nginx]
+pytestmark = [pytest.mark.ha, needs_envoy]
 
 CLIENTS = 4
 # Each client round is 4 requests: 2 reads, a login or a read, an order. Clients start, the

@@ -81,6 +81,21 @@ SERVICE_METRICS = frozenset(
     }
     | {f"{name}_{suffix}" for name in _HISTOGRAMS for suffix in ("bucket", "sum", "count")}
 )
+# The gateway's metrics (Envoy's admin /stats/prometheus, job "gateway"), those the
+# dashboards and rules use.
+GATEWAY_METRICS = frozenset(
+    {
+        "envoy_http_downstream_rq_xx",
+        "envoy_http_downstream_rq_time_bucket",
+        "envoy_http_jwt_authn_denied",
+        "envoy_http_jwt_authn_jwks_fetch_failed",
+        "envoy_http_jwt_authn_jwks_fetch_success",
+        "envoy_http_local_rate_limit_rate_limited",
+        "envoy_cluster_upstream_rq_retry",
+        "envoy_cluster_outlier_detection_ejections_active",
+        "envoy_cluster_membership_healthy",
+    }
+)
 # Series Prometheus makes itself.
 PROMETHEUS_METRICS = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
 

@@ -17,6 +17,7 @@ from .conftest import run_promtool
 from .queries import (
     ALERTS_FILE,
     ALERTS_TEST_FILE,
+    GATEWAY_METRICS,
     PROMETHEUS_METRICS,
     ROOT,
     SERVICE_METRICS,
@@ -79,7 +80,14 @@ def test_local_prometheus_config_is_valid(promtool: str, tmp_path) -> None:
     parsed = yaml.safe_load(config.read_text(encoding="utf-8"))
     assert parsed["global"]["scrape_interval"] == "5s"
     jobs = {job["job_name"]: job for job in parsed["scrape_configs"]}
-    assert set(jobs) == {"user-service", "product-service", "order-service", "payment-service"}
+    assert set(jobs) == {
+        "user-service",
+        "product-service",
+        "order-service",
+        "payment-service",
+        "gateway",
+    }
+    assert jobs["gateway"]["metrics_path"] == "/stats/prometheus"
     assert jobs["order-service"]["static_configs"][0]["targets"] == ["127.0.0.1:5002"]
     assert parsed["rule_files"] == [str(ALERTS_FILE)]
 
@@ -128,7 +136,7 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
 
 def test_rule_exprs_use_only_known_metrics() -> None:
     """Catches a misspelled metric, which would make an alert silently never fire."""
-    known = SERVICE_METRICS | PROMETHEUS_METRICS | recorded_names()
+    known = SERVICE_METRICS | GATEWAY_METRICS | PROMETHEUS_METRICS | recorded_names()
     unknown = {
         (expr.name, metric)
         for expr in iter_alert_exprs()

@@ -20,6 +20,7 @@ from .queries import (
     DASHBOARD_FILES,
     DASHBOARDS_DIR,
     DATASOURCE,
+    GATEWAY_METRICS,
     MONITORING,
     PROMETHEUS_METRICS,
     SERVICE_METRICS,
@@ -118,7 +119,7 @@ def test_all_queries_listed() -> None:
 
 
 def test_queries_use_only_known_metrics() -> None:
-    known = SERVICE_METRICS | PROMETHEUS_METRICS | recorded_names()
+    known = SERVICE_METRICS | GATEWAY_METRICS | PROMETHEUS_METRICS | recorded_names()
     unknown = {
         (q.dashboard, q.panel, metric)
         for q in iter_dashboard_queries()

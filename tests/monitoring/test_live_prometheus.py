@@ -1,5 +1,6 @@
-"""A real Prometheus scrapes the four services (processes) and evaluates every dashboard query
-and every rule expression through its HTTP API, after traffic that exercises the metrics.
+"""A real Prometheus scrapes the four services (processes) and the Envoy gateway in front of
+them, and evaluates every dashboard query and every rule expression through its HTTP API,
+after traffic that exercises the metrics.
 
 Prometheus is Debian's package, run with the config rendered from
 ``prometheus.local.yml.tmpl`` (1 s scrape and evaluation intervals) and ``alerts.yml``.
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shop.devtools.gateway import Gateway
 from shop.devtools.processes import free_port
 from shop.devtools.prometheus import PrometheusProcess, find_prometheus, local_prometheus
 from tests.monitoring.live import PASSWORD, TracedPlatform, add_product, bearer, register
@@ -64,8 +66,25 @@ COUNTED = {
 
 
 @pytest.fixture(scope="module")
-def prometheus(
+def gateway(
     traced_platform: TracedPlatform, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """The Envoy gateway over the platform, with its default (generous) rate limits."""
+    gw = Gateway(
+        state_dir=tmp_path_factory.mktemp("gateway"),
+        port=free_port(),
+        upstreams={name: [port] for name, port in traced_platform.ports.items()},
+    )
+    gw.start()
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    traced_platform: TracedPlatform, gateway: Gateway, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrometheusProcess]:
     assert PROMETHEUS is not None
     server = local_prometheus(
@@ -74,10 +93,15 @@ def prometheus(
         traced_platform.ports,
         port=free_port(),
         interval="1s",
+        gateway_admin_port=gateway.admin_port,
     )
     server.start()
     try:
         server.wait_ready(timeout=DEADLINE)
+        # Traffic at the edge: a catalogue read, and a protected route refused there (401).
+        with httpx.Client(base_url=gateway.url, timeout=30) as edge:
+            assert edge.get("/api/v1/products?limit=5").status_code == 200
+            assert edge.get("/api/v1/orders/1").status_code == 401
         yield server
     finally:
         server.stop()

@@ -1,4 +1,4 @@
-"""N replicas of each service behind the NGINX gateway, on one machine (``shop run --replicas``).
+"""N replicas of each service behind the Envoy gateway, on one machine (``shop run``).
 
 Replica ``r`` of the service at index ``i`` listens on ``base_port + i + 10 * r`` (users 5000,
 5010, ...). The order service and token verification reach the other services through the
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shop.common.services import SERVICES
-from shop.devtools.gateway import Gateway
+from shop.devtools.gateway import Gateway, Limits
 from shop.devtools.processes import ServiceProcess, platform_env, wait_ready
 
 
@@ -41,7 +41,9 @@ class Cluster:
         service_token_secret: str,
         env: str = "development",
         extra: Mapping[str, str] | None = None,
-        rate: str = "500r/s",
+        limits: Limits | None = None,
+        tls_port: int | None = None,
+        admin_port: int = 0,
     ) -> Cluster:
         ports = {
             name: [base_port + i + 10 * r for r in range(replicas)]
@@ -53,7 +55,9 @@ class Cluster:
             port=gateway_port,
             upstreams=ports,
             internal_ports=internal,
-            rate=rate,
+            tls_port=tls_port,
+            admin_port=admin_port,
+            limits=limits or Limits.from_env(),
         )
         envs = platform_env(
             database_urls=database_urls,

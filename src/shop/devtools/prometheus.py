@@ -29,6 +29,7 @@ JOBS = {
     "orders": "order-service",
     "payments": "payment-service",
 }
+GATEWAY_JOB = "gateway"  # Envoy's admin port, /stats/prometheus
 _INTERVALS = re.compile(r"^(\s*)(scrape_interval|scrape_timeout|evaluation_interval):.*$", re.M)
 
 
@@ -53,6 +54,8 @@ def render_config(
     mapping = {
         f"{job.replace('-', '_').upper()}_TARGETS": ", ".join(targets[job]) for job in JOBS.values()
     }
+    # The gateway's job is optional: no target, an empty job (no gateway in that run).
+    mapping[f"{GATEWAY_JOB.upper()}_TARGETS"] = ", ".join(targets.get(GATEWAY_JOB, ()))
     mapping["RULES_FILE"] = str(rules_file.resolve())
     # Comment lines (which show placeholders as examples) are copied as they are.
     text = "".join(
@@ -135,12 +138,16 @@ def local_prometheus(
     *,
     port: int = 9090,
     interval: str | None = None,
+    gateway_admin_port: int | None = None,
 ) -> PrometheusProcess:
-    """A Prometheus for services listening on 127.0.0.1 at ``ports`` (by service name), its
-    config, data and log under ``state_dir`` (not started)."""
+    """A Prometheus for services listening on 127.0.0.1 at ``ports`` (by service name) and,
+    if given, the gateway's admin port; its config, data and log under ``state_dir`` (not
+    started)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     config = state_dir / "prometheus.yml"
     targets = {JOBS[name]: [f"127.0.0.1:{port_}"] for name, port_ in ports.items()}
+    if gateway_admin_port is not None:
+        targets[GATEWAY_JOB] = [f"127.0.0.1:{gateway_admin_port}"]
     config.write_text(render_config(targets, interval=interval), encoding="utf-8")
     return PrometheusProcess(
         binary, config, state_dir / "data", port, log_path=state_dir / "prometheus.log"
