@@ -134,7 +134,6 @@ class StopFlag:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from shop.devtools.postgres import find_server
-    from shop.devtools.processes import ServiceProcess, platform_env, wait_ready
 
     server = find_server(STATE_DIR / "pgdata")
     print(f"PostgreSQL: {server.source} ({_redact(server.url)})")
