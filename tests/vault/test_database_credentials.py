@@ -140,8 +140,12 @@ async def test_pool_survives_renewals_and_rotations_without_failed_requests(
             await credentials.rotate(app.state.db)  # a rotation on demand, under load
             async with asyncio.timeout(DEADLINE):
                 # then the background task's own: renewals, and a rotation at the max TTL
+                # A rotation counts once the new pool serves; its old lease is revoked after
+                # that, in a thread, so wait for the revocations too.
                 while not stop.is_set() and not (  # noqa: ASYNC110 - another task's counters
-                    credentials.renewals >= 1 and credentials.rotations >= 2
+                    credentials.renewals >= 1
+                    and credentials.rotations >= 2
+                    and len(credentials.revoked) >= 2
                 ):
                     await asyncio.sleep(0.1)
         finally:
