@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -297,11 +297,13 @@ def backup(
     prefix: str = "",
     tools: PgTools | None = None,
     now: datetime | None = None,
+    vault: Callable[[Path], dict[str, Any]] | None = None,
 ) -> BackupResult:
     """Dump the four databases into a new folder under dest; returns it with its manifest.
 
-    The folder is written as ``<name>.partial`` and renamed when complete, so a crash never
-    leaves something that looks like a backup.
+    ``vault`` writes Vault's snapshot into the folder and returns its manifest entry
+    (``shop.ops.vault_snapshot``). The folder is written as ``<name>.partial`` and renamed
+    when complete, so a crash never leaves something that looks like a backup.
     """
     started = time.perf_counter()
     created = (now or datetime.now(UTC)).replace(microsecond=0)
@@ -315,6 +317,8 @@ def backup(
     try:
         manifest = asyncio.run(_backup(server, partial, database_names(prefix), tools))
         manifest = {"created_at": created.isoformat().replace("+00:00", "Z"), **manifest}
+        if vault is not None:
+            manifest["vault"] = vault(partial)
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         partial.rename(final)
     except BaseException:
@@ -341,18 +345,12 @@ def load_manifest(folder: Path) -> dict[str, Any]:
 def verify(folder: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
     """Check every file of the backup against the manifest; raises BackupCorrupt."""
     manifest = manifest or load_manifest(folder)
-    problems = []
-    for svc, entry in manifest["databases"].items():
-        path = folder / entry["file"]
-        if not path.is_file():
-            problems.append(f"{svc}: {entry['file']} is missing")
-        elif path.stat().st_size != entry["size"]:
-            size = path.stat().st_size
-            problems.append(
-                f"{svc}: {entry['file']} has {size} bytes, manifest says {entry['size']}"
-            )
-        elif sha256_of(path) != entry["sha256"]:
-            problems.append(f"{svc}: {entry['file']} does not match its SHA-256 checksum")
+    from shop.ops.vault_snapshot import check_file
+
+    files = dict(manifest["databases"])
+    if manifest.get("vault"):
+        files["vault"] = manifest["vault"]
+    problems = [p for label, entry in files.items() if (p := check_file(folder, label, entry))]
     if problems:
         raise BackupCorrupt(f"backup {folder} is damaged: " + "; ".join(problems))
     return manifest
@@ -570,15 +568,25 @@ def _print_pruned(paths: list[Path], *, dry_run: bool = False) -> None:
 
 
 def cmd_backup(args: argparse.Namespace, state_dir: Path) -> int:
+    from shop.ops.vault_snapshot import SnapshotError, snapshot_step
+
+    step = snapshot_step(args)
     server = _server(args, state_dir)
     try:
-        result = backup(server, Path(args.dest), prefix=args.prefix)
+        result = backup(server, Path(args.dest), prefix=args.prefix, vault=step)
+    except SnapshotError as exc:
+        print(f"backup failed: Vault snapshot: {exc}", file=sys.stderr)
+        return 1
     except BackupError as exc:
         print(f"backup failed: {exc}", file=sys.stderr)
         return 1
     for svc, entry in result.manifest["databases"].items():
         rows = sum(entry["tables"].values())
         print(f"  {entry['database']:<20} {entry['size']:>12} bytes  {rows:>10} rows  ({svc})")
+    if vault := result.manifest.get("vault"):
+        print(f"  {'vault snapshot':<20} {vault['size']:>12} bytes  (encrypted, {vault['file']})")
+    else:
+        print("  no Vault snapshot (--without-vault): the secrets are not in this backup")
     print(
         f"backup {result.path} in {result.seconds:.1f} s"
         f" (snapshots {result.manifest['snapshot_skew_ms']} ms apart)"
@@ -641,6 +649,9 @@ def add_commands(sub: Any, state_dir: Path) -> None:
     bkp.add_argument("--dest", default=default_dest, help=f"default {default_dest}")
     bkp.add_argument("--prefix", default="", help="database name prefix (tests, drills)")
     retention_options(bkp)
+    from shop.ops.vault_snapshot import add_backup_options
+
+    add_backup_options(bkp)
     bkp.set_defaults(func=lambda args: cmd_backup(args, state_dir))
 
     rst = sub.add_parser("restore", help="verify a backup and restore it")

@@ -1,0 +1,1 @@
+"""Production operations: backups of the platform's state, restores, recovery drills."""
