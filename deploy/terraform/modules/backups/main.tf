@@ -162,6 +162,15 @@ resource "aws_s3_bucket_public_access_block" "replica" {
 
 resource "aws_s3_bucket_lifecycle_configuration" "backups" {
   bucket = aws_s3_bucket.backups.id
+  # A half-uploaded backup (the job died) is never a backup: its parts go after a day.
+  rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+    filter {}
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
   rule {
     id     = "logical-backups"
     status = "Enabled"
@@ -177,9 +186,6 @@ resource "aws_s3_bucket_lifecycle_configuration" "backups" {
     }
     noncurrent_version_expiration {
       noncurrent_days = 30
-    }
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 1
     }
   }
 }
@@ -187,6 +193,15 @@ resource "aws_s3_bucket_lifecycle_configuration" "backups" {
 resource "aws_s3_bucket_lifecycle_configuration" "replica" {
   provider = aws.dr
   bucket   = aws_s3_bucket.replica.id
+  # A half-uploaded backup (the job died) is never a backup: its parts go after a day.
+  rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+    filter {}
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
   rule {
     id     = "logical-backups"
     status = "Enabled"
@@ -202,9 +217,6 @@ resource "aws_s3_bucket_lifecycle_configuration" "replica" {
     }
     noncurrent_version_expiration {
       noncurrent_days = 30
-    }
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 1
     }
   }
 }
