@@ -55,7 +55,13 @@ from shop.devtools.backup import backup, restore
 from shop.devtools.consistency import check
 from shop.devtools.openbao import InitResult, RaftBao, find_bao, started_raft_bao
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases, find_server
-from shop.devtools.processes import SERVICES, ServiceProcess, platform_env, wait_ready
+from shop.devtools.processes import (
+    SERVICES,
+    ServiceProcess,
+    free_port,
+    platform_env,
+    wait_ready,
+)
 from shop.ops.vault_snapshot import (
     VaultTarget,
     decrypt_snapshot,
@@ -198,8 +204,6 @@ class Platform:
     def build(
         cls, *, urls: dict[str, str], tokens: dict[str, str], work: Path, fast: bool
     ) -> Platform:
-        from shop.devtools.processes import free_port
-
         ports = {name: free_port() for name in SERVICES}
         envs = platform_env(
             database_urls=urls,
@@ -415,7 +419,7 @@ def run_drill(config: DrillConfig, *, out: Callable[[str], None] = print) -> Rep
                 customers.append(customer)
                 for k in range(config.orders_per_user):
                     orders[place_order(client, platform, customer, k)] = customer
-        before = {oid: read_order(client, platform, c, oid) for oid, c in orders.items()}
+        before = {oid: (c, *read_order(client, platform, c, oid)[1:]) for oid, c in orders.items()}
 
         # --- the backup ----------------------------------------------------------------------
         identity = x25519.Identity.generate()
@@ -509,19 +513,18 @@ def _verify(
     client: httpx.Client,
     platform: Platform,
     customers: list[Customer],
-    before: dict[int, tuple[int, Any, Any]],
+    before: dict[int, tuple[Customer, Any, Any]],
     late: dict[int, Customer],
     config: DrillConfig,
 ) -> dict[str, Any]:
-    by_order = {
-        oid: c for c in customers for oid in before if before[oid][1]["user_id"] == c.user_id
-    }
-    # Tokens issued before the disaster, checked by the order and payment services against the
-    # user service's JWKS, whose keys came back with Vault.
-    for oid, (_, order, payment) in before.items():
-        status, order_now, payment_now = read_order(client, platform, by_order[oid], oid)
+    # Each read uses the customer's token issued before the disaster: the order and payment
+    # services check it against the user service's JWKS, whose keys came back with Vault.
+    old_tokens = set()
+    for oid, (customer, order, payment) in before.items():
+        status, order_now, payment_now = read_order(client, platform, customer, oid)
         if status != 200:
             raise DrillFailed(f"order {oid}: HTTP {status} with a pre-disaster token")
+        old_tokens.add(customer.token)
         if (order_now, payment_now) != (order, payment):
             raise DrillFailed(
                 f"order {oid} differs: {order} / {payment} -> {order_now} / {payment_now}"
@@ -540,7 +543,7 @@ def _verify(
         paid += 1
     return {
         "logins": len(customers),
-        "old_tokens": len(customers),
+        "old_tokens": len(old_tokens),
         "orders_compared": len(before),
         "payments_compared": len(before),
         "lost_orders": lost,

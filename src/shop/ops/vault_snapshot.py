@@ -5,7 +5,9 @@ folder, next to the database dumps, as ``vault.snap.age``: encrypted with age (X
 ``rage`` implementation through ``pyrage``) to one or more public recipients, so the backup
 job holds no key that decrypts it; the identities are kept offline by the key custodians with
 the unseal keys (docs/disaster-recovery.md, "Key custody"). The manifest records the file's
-size and SHA-256, and the SHA-256 of the plaintext snapshot, checked after decryption.
+size and SHA-256, and the SHA-256 of the plaintext snapshot, checked after decryption. A
+snapshot is held in memory while it is encrypted: the platform's Vault is kilobytes of
+configuration and secrets, not a data store.
 
 ``shop vault-restore`` installs a snapshot into a fresh, initialised server
 (``POST /v1/sys/storage/raft/snapshot-force``: the fresh server's own keys do not match the
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -304,7 +307,7 @@ def cmd_vault_restore(args: argparse.Namespace) -> int:
                 " key), then the original tokens work again"
             )
     except (OSError, BackupError, SnapshotError) as exc:
-        print(f"vault restore failed: {exc}")
+        print(f"vault restore failed: {exc}", file=sys.stderr)
         return 1
     return 0
 
