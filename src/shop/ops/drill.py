@@ -460,6 +460,8 @@ def run_drill(config: DrillConfig, *, out: Callable[[str], None] = print) -> Rep
             unseal(fresh.addr, custody["keys_base64"][: custody["threshold"]])
             wait_active(fresh.addr)
         _vault_is_the_original(fresh.addr, keys, fresh_keys)
+        with report.step("restore: the snapshot's database leases revoked"):
+            stale_leases = revoke_database_leases(fresh.addr, keys.root_token)
         with report.step("restore: shop restore of the four databases (--no-owner)"):
             restored = restore(server, taken.path, no_owner=True, jobs=2)
         with report.step("restore: services started (new DB logins from the restored Vault)"):
@@ -479,6 +481,7 @@ def run_drill(config: DrillConfig, *, out: Callable[[str], None] = print) -> Rep
         report.facts = {
             **facts,
             "new_db_logins": len(new_logins),
+            "stale_leases_revoked": stale_leases,
             "consistency_problems": len(consistency.problems),
             "rows_restored": restored.rows,
             "loss_window_seconds": (disaster_at - snapshot_at).total_seconds(),
@@ -497,6 +500,30 @@ def run_drill(config: DrillConfig, *, out: Callable[[str], None] = print) -> Rep
         asyncio.run(drop_roles(server, prefix))
         if not config.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def revoke_database_leases(addr: str, token: str) -> str:
+    """Revoke the database leases the snapshot brought back: their logins belong to the lost
+    database. A normal revocation runs the role's revocation statements (and drops the
+    logins where they still exist); when they fail (the logins are gone with the old
+    instance) the leases are forgotten with ``revoke-force``. Returns which one it took."""
+    headers = {"X-Vault-Token": token}
+    normal = httpx.put(
+        f"{addr}/v1/sys/leases/revoke-prefix/database/creds",
+        headers=headers,
+        params={"sync": "true"},
+        timeout=300,
+    )
+    if normal.is_success:
+        return "revoke-prefix"
+    forced = httpx.put(
+        f"{addr}/v1/sys/leases/revoke-force/database/creds", headers=headers, timeout=300
+    )
+    if not forced.is_success:
+        raise DrillFailed(
+            f"revoke-force of the old leases: HTTP {forced.status_code} {forced.text}"
+        )
+    return "revoke-force"
 
 
 def _vault_is_the_original(addr: str, original: InitResult, fresh: InitResult) -> None:
