@@ -1,4 +1,5 @@
-# The shop platform on AWS: network, EKS and RDS PostgreSQL for one environment.
+# The shop platform on AWS: network, EKS and RDS PostgreSQL for one environment, and the
+# backup bucket with its copies in a second region (modules/backups).
 #   terraform init -backend-config=environments/<env>/backend.hcl
 #   terraform plan -var-file=environments/<env>/terraform.tfvars
 # Variable defaults are the production values; dev overrides a few in its tfvars.
@@ -53,4 +54,17 @@ module "database" {
   backup_retention_days = var.db_backup_retention_days
   deletion_protection   = var.db_deletion_protection
   tags                  = local.tags
+}
+
+module "backups" {
+  source = "./modules/backups"
+  providers = {
+    aws    = aws
+    aws.dr = aws.dr
+  }
+
+  name                     = local.name
+  source_db_instance_arn   = module.database.primary_arn
+  db_backup_retention_days = var.db_backup_retention_days
+  tags                     = local.tags
 }

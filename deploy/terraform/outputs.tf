@@ -52,3 +52,18 @@ output "github_deploy_role_arn" {
   description = "Set as the AWS_DEPLOY_ROLE_ARN variable of the GitHub environment."
   value       = aws_iam_role.github_deploy.arn
 }
+
+output "backup_bucket" {
+  description = "BACKUP_BUCKET of the backup CronJob's ConfigMap."
+  value       = module.backups.bucket
+}
+
+output "backup_replica_bucket" {
+  description = "The backup bucket's replica in the DR region."
+  value       = module.backups.replica_bucket
+}
+
+output "replicated_automated_backups_arn" {
+  description = "RDS automated backups in the DR region, for a PITR there."
+  value       = module.backups.replicated_automated_backups_arn
+}

@@ -14,6 +14,12 @@ variable "region" {
   default     = "eu-central-1"
 }
 
+variable "dr_region" {
+  description = "The second region, holding copies of the database backups and the backup bucket."
+  type        = string
+  default     = "eu-west-1"
+}
+
 variable "azs" {
   description = "The three availability zones of the VPC."
   type        = list(string)

@@ -9,6 +9,7 @@ shop recover             drive unfinished orders to a final status, once
 shop rotate-keys         rotate the JWT signing keys kept in Vault (the user service follows)
 shop backup              dump the four databases with a manifest (--keep N prunes)
 shop restore DIR         verify a backup and restore it; shop prune-backups: retention
+shop vault-restore DIR   install a backup's Vault snapshot into a fresh server
 """
 
 from __future__ import annotations
@@ -384,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     from shop.ops.commands import add_commands as add_ops_commands
 
     add_ops_commands(sub, STATE_DIR)
+    from shop.ops.vault_snapshot import add_commands as add_vault_commands
+
+    add_vault_commands(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -251,7 +251,9 @@ def test_cli_backup_and_keep(pg_server, source, tmp_path, capsys):
         (dest / stale).mkdir(parents=True)
         (dest / stale / mf.MANIFEST).write_text("{}")
     args = ["backup", "--server-url", pg_server.url, "--prefix", source, "--dest", str(dest)]
-    assert main([*args, "--keep", "2"]) == 0
+    with pytest.raises(SystemExit, match="includes Vault's snapshot"):
+        main([*args, "--keep", "2"])  # a backup without the secrets only when asked for
+    assert main([*args, "--keep", "2", "--without-vault"]) == 0
     out = capsys.readouterr().out
     assert f"deleted {dest / '20200101T000000Z'}" in out
     kept = [b.path.name for b in retention.list_backups(dest)]

@@ -3,6 +3,7 @@ a Vault-rendered read-only login, the same lockdown as the services, and its own
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,6 +53,18 @@ def test_backup_uses_the_platform_image_and_the_shop_backup_command(rendered, en
     assert main(backup["args"]) == 0
     assert seen["server_url_file"] == "/vault/secrets/DATABASE_URL"
     assert seen["dest"] == "/backups"
+    # Every backup includes Vault's snapshot, encrypted to public keys from a ConfigMap.
+    assert seen["without_vault"] is False
+    assert seen["vault_addr"] == "$(VAULT_ADDR)"  # Kubernetes expands it from envFrom
+    assert seen["vault_token_file"] == "/vault/secrets/token"
+    (recipients,) = seen["vault_recipients_file"]
+    config = by_kind(rendered[env], "ConfigMap")
+    (source,) = backup["envFrom"]
+    assert config[source["configMapRef"]["name"]]["data"]["VAULT_ADDR"].startswith("https://")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounted = {m["mountPath"]: m["name"] for m in backup["volumeMounts"]}
+    volume = volumes[mounted[str(Path(recipients).parent)]]
+    assert "recipients.txt" in config[volume["configMap"]["name"]]["data"]
     mounts = {m["name"]: m["mountPath"] for m in backup["volumeMounts"]}
     assert mounts["backups"] == "/backups"
 
@@ -100,6 +113,7 @@ def test_vault_agent_only_prepopulates_a_read_only_login(rendered, env):
     assert ann["vault.hashicorp.com/agent-pre-populate-only"] == "true"
     assert ann["vault.hashicorp.com/role"] == "shop-backup"
     assert ann["vault.hashicorp.com/agent-inject-secret-DATABASE_URL"] == "database/creds/backup"
+    assert ann["vault.hashicorp.com/agent-inject-token"] == "true"  # for the raft snapshot
     template = ann["vault.hashicorp.com/agent-inject-template-DATABASE_URL"]
     assert "@postgres:5432/postgres?sslmode=require" in template
 

@@ -12,6 +12,7 @@ import pytest
 from .conftest import (
     ENVIRONMENTS,
     TERRAFORM,
+    by_kind,
     checkov_failures,
     describe_failures,
 )
@@ -224,3 +225,66 @@ def test_environments_differ_only_where_intended(hcl):
     assert dev["vpc_cidr"] != prod["vpc_cidr"]
     assert prod["single_nat_gateway"] is False  # one NAT gateway per zone
     assert prod["db_deletion_protection"] is True
+
+
+# --- a region's loss: copies in the DR region ----------------------------------------------
+
+
+def test_dr_region_is_a_second_region(hcl):
+    for env in ENVIRONMENTS:
+        tfvars = hcl[f"environments/{env}/terraform.tfvars"]
+        assert tfvars["dr_region"] != tfvars["region"]
+    providers = [p["aws"] for p in hcl["providers.tf"]["provider"]]
+    (dr,) = [p for p in providers if p.get("alias") == "dr"]
+    assert dr["region"] == "${var.dr_region}"
+    call = module_call(hcl, "backups")
+    # python-hcl2 renders the map's keys and values unevenly; what matters is aws.dr passed on.
+    assert "${aws.dr}" in call["providers"].values()
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_rds_automated_backups_and_their_logs_replicate_to_the_dr_region(hcl, env):
+    """PITR in the second region up to minutes before the loss: the seed's 7-day backups."""
+    replication = resource(hcl, "backups", "aws_db_instance_automated_backups_replication.dr")
+    assert replication["provider"] == "${aws.dr}"
+    assert resolve(hcl, "backups", replication["retention_period"], env) == 7
+    assert replication["kms_key_id"] == "${aws_kms_key.dr.arn}"
+    assert module_call(hcl, "backups")["source_db_instance_arn"] == (
+        "${module.database.primary_arn}"
+    )
+    assert resource(hcl, "backups", "aws_kms_key.dr")["provider"] == "${aws.dr}"
+
+
+def test_backup_bucket_replicates_everything_within_the_rpo(hcl):
+    """Dumps and Vault snapshots (one folder per backup) reach the DR region in 15 minutes."""
+    config = resource(hcl, "backups", "aws_s3_bucket_replication_configuration.backups")
+    (rule,) = config["rule"]
+    assert rule["status"] == "Enabled"
+    assert rule["filter"] == [{}]  # every object: the dumps and vault.snap.age alike
+    assert rule["delete_marker_replication"] == [{"status": "Disabled"}]
+    (destination,) = rule["destination"]
+    assert destination["bucket"] == "${aws_s3_bucket.replica.arn}"
+    assert destination["replication_time"][0]["time"][0]["minutes"] <= 15
+    assert destination["metrics"][0]["event_threshold"][0]["minutes"] <= 15
+    assert destination["encryption_configuration"][0]["replica_kms_key_id"] == (
+        "${aws_kms_key.dr.arn}"
+    )
+    replica = resource(hcl, "backups", "aws_s3_bucket.replica")
+    assert replica["provider"] == "${aws.dr}"
+    for bucket in ("backups", "replica"):
+        lock = resource(hcl, "backups", f"aws_s3_bucket_object_lock_configuration.{bucket}")
+        assert lock["rule"][0]["default_retention"][0]["mode"] == "GOVERNANCE"
+        versioning = resource(hcl, "backups", f"aws_s3_bucket_versioning.{bucket}")
+        assert versioning["versioning_configuration"][0]["status"] == "Enabled"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_backup_bucket_is_the_one_the_cronjob_uploads_to(hcl, rendered, env):
+    bucket = resource(hcl, "backups", "aws_s3_bucket.backups")["bucket"]
+    assert bucket == "${var.name}-backups-${local.account}"
+    (config,) = (
+        c["data"]
+        for name, c in by_kind(rendered[env], "ConfigMap").items()
+        if name.startswith("shop-backup-config")  # kustomize appends a content hash
+    )
+    assert config["BACKUP_BUCKET"].startswith(f"shop-{env}-backups-")

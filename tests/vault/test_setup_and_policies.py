@@ -60,6 +60,24 @@ def _status(bao, token: str, method: str, path: str, **kw) -> int:
         return c.request(method, path, **kw).status_code
 
 
+def test_the_backup_may_snapshot_but_neither_restore_nor_read_secrets(
+    configured: Configured,
+) -> None:
+    """shop-backup: the raft snapshot (proven sufficient by tests/backup/test_drill.py on a
+    raft server; the dev server here has no raft) and its database login, nothing else."""
+    bao = configured.bao
+    with bao.client() as c:
+        role = c.get("auth/kubernetes/role/shop-backup").json()["data"]
+    assert role["bound_service_account_names"] == ["shop-backup"]
+    assert role["audience"] == "vault"
+    assert role["token_policies"] == ["shop-backup"]
+    token = bao.token_for("shop-backup")
+    assert _status(bao, token, "POST", "sys/storage/raft/snapshot-force", content=b"x") == 403
+    assert _status(bao, token, "POST", "sys/storage/raft/snapshot", content=b"x") == 403
+    for path in ("secret/data/shop/internal", "secret/data/shop/users", "database/creds/products"):
+        assert _status(bao, token, "GET", path) == 403, path
+
+
 @pytest.mark.parametrize("svc", list(SERVICES))
 def test_each_policy_is_least_privilege(configured: Configured, svc: str) -> None:
     bao = configured.bao

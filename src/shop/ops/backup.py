@@ -19,7 +19,7 @@ import asyncio
 import json
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -125,11 +125,13 @@ def backup(
     prefix: str = "",
     tools: PgTools | None = None,
     now: datetime | None = None,
+    vault: Callable[[Path], dict[str, Any]] | None = None,
 ) -> BackupResult:
     """Dump the four databases into a new folder under dest; returns it with its manifest.
 
-    The folder is written as ``<name>.partial`` and renamed when complete, so a crash never
-    leaves something that looks like a backup.
+    ``vault`` writes Vault's snapshot into the folder and returns its manifest entry
+    (``shop.ops.vault_snapshot``). The folder is written as ``<name>.partial`` and renamed
+    when complete, so a crash never leaves something that looks like a backup.
     """
     started = time.perf_counter()
     created = (now or datetime.now(UTC)).replace(microsecond=0)
@@ -143,6 +145,8 @@ def backup(
     try:
         manifest = asyncio.run(_backup(server, partial, database_names(prefix), tools))
         manifest = {"created_at": created.isoformat().replace("+00:00", "Z"), **manifest}
+        if vault is not None:
+            manifest["vault"] = vault(partial)
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         partial.rename(final)
     except BaseException:

@@ -66,15 +66,25 @@ def _print_pruned(paths: list[Path], *, dry_run: bool = False) -> None:
 
 
 def cmd_backup(args: argparse.Namespace, state_dir: Path) -> int:
+    from shop.ops.vault_snapshot import SnapshotError, snapshot_step
+
+    step = snapshot_step(args)
     server = _server(args, state_dir)
     try:
-        result = backup(server, Path(args.dest), prefix=args.prefix)
+        result = backup(server, Path(args.dest), prefix=args.prefix, vault=step)
+    except SnapshotError as exc:
+        print(f"backup failed: Vault snapshot: {exc}", file=sys.stderr)
+        return 1
     except BackupError as exc:
         print(f"backup failed: {exc}", file=sys.stderr)
         return 1
     for svc, entry in result.manifest["databases"].items():
         rows = sum(entry["tables"].values())
         print(f"  {entry['database']:<20} {entry['size']:>12} bytes  {rows:>10} rows  ({svc})")
+    if vault := result.manifest.get("vault"):
+        print(f"  {'vault snapshot':<20} {vault['size']:>12} bytes  (encrypted, {vault['file']})")
+    else:
+        print("  no Vault snapshot (--without-vault): the secrets are not in this backup")
     print(
         f"backup {result.path} in {result.seconds:.1f} s"
         f" (snapshots {result.manifest['snapshot_skew_ms']} ms apart)"
@@ -164,6 +174,9 @@ def add_commands(sub: Any, state_dir: Path) -> None:
     bkp.add_argument("--dest", default=default_dest, help=f"default {default_dest}")
     bkp.add_argument("--prefix", default="", help="database name prefix (tests, drills)")
     retention_options(bkp)
+    from shop.ops.vault_snapshot import add_backup_options
+
+    add_backup_options(bkp)
     bkp.set_defaults(func=lambda args: cmd_backup(args, state_dir))
 
     rst = sub.add_parser("restore", help="verify a backup and restore it")

@@ -71,18 +71,12 @@ def load_manifest(folder: Path) -> dict[str, Any]:
 def verify(folder: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
     """Check every file of the backup against the manifest; raises BackupCorrupt."""
     manifest = manifest or load_manifest(folder)
-    problems = []
-    for svc, entry in manifest["databases"].items():
-        path = folder / entry["file"]
-        if not path.is_file():
-            problems.append(f"{svc}: {entry['file']} is missing")
-        elif path.stat().st_size != entry["size"]:
-            size = path.stat().st_size
-            problems.append(
-                f"{svc}: {entry['file']} has {size} bytes, manifest says {entry['size']}"
-            )
-        elif sha256_of(path) != entry["sha256"]:
-            problems.append(f"{svc}: {entry['file']} does not match its SHA-256 checksum")
+    from shop.ops.vault_snapshot import check_file
+
+    files = dict(manifest["databases"])
+    if manifest.get("vault"):
+        files["vault"] = manifest["vault"]
+    problems = [p for label, entry in files.items() if (p := check_file(folder, label, entry))]
     if problems:
         raise BackupCorrupt(f"backup {folder} is damaged: " + "; ".join(problems))
     return manifest

@@ -1,6 +1,7 @@
 # terraform plan -var-file=environments/dev/terraform.tfvars
 environment        = "dev"
 region             = "eu-central-1"
+dr_region          = "eu-west-1"
 azs                = ["eu-central-1a", "eu-central-1b", "eu-central-1c"]
 vpc_cidr           = "10.10.0.0/16"
 single_nat_gateway = true

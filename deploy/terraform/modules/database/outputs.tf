@@ -3,6 +3,11 @@ output "primary_address" {
   value       = aws_db_instance.primary.address
 }
 
+output "primary_arn" {
+  description = "ARN of the primary (source of the cross-region automated backups replication)."
+  value       = aws_db_instance.primary.arn
+}
+
 output "primary_endpoint" {
   description = "host:port of the primary."
   value       = aws_db_instance.primary.endpoint
