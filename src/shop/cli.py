@@ -2,7 +2,8 @@
 
 shop run                 set up and start all four services (what `make run` calls);
                          --prometheus also starts a local Prometheus scraping them
-shop serve SERVICE       serve one service (what a container runs)
+shop serve SERVICE       serve one service (what a container runs), or the storefront
+shop export-schema       write the storefront's GraphQL schema to its schema.graphql
 shop migrate SERVICE     apply a service's migrations to its database
 shop seed                the bootstrap admin and a demo catalogue (idempotent)
 shop recover             drive unfinished orders to a final status, once
@@ -29,14 +30,16 @@ from shop.devtools.postgres import SERVICE_DATABASES, Server, create_databases, 
 from shop.devtools.processes import (
     DEFAULT_PORTS,
     SERVICES,
+    STOREFRONT,
     ServiceProcess,
     platform_env,
+    storefront_env,
     wait_ready,
 )
 from shop.devtools.prometheus import PrometheusProcess, find_prometheus, local_prometheus
 
 STATE_DIR = Path(os.environ.get("SHOP_STATE_DIR", ".shop"))
-FACTORIES = {name: f"shop.{name}.app:create_app" for name in SERVICES}
+FACTORIES = {name: f"shop.{name}.app:create_app" for name in (*SERVICES, STOREFRONT)}
 
 DEMO_CATALOGUE = [
     ("Mechanical keyboard", "Tactile switches, aluminium case.", "89.90", 120, "electronics"),
@@ -153,6 +156,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     procs = [
         ServiceProcess(name, ports[name], envs[name], logs / f"{name}.log") for name in SERVICES
     ]
+    storefront_port = args.base_port + 4
+    procs.append(
+        ServiceProcess(
+            STOREFRONT,
+            storefront_port,
+            storefront_env(
+                services={n: f"http://127.0.0.1:{p}" for n, p in ports.items()},
+                port=storefront_port,
+                shared={"SHOP_ENV": "development", "SHOP_SERVICE_TOKEN_SECRET": service_secret},
+            ),
+            logs / f"{STOREFRONT}.log",
+        )
+    )
     for proc in procs:
         proc.start()
     stop = StopFlag()
@@ -161,7 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         wait_ready(procs, timeout=60)
         print("\nshop is running:")
         for proc in procs:
-            print(f"  {proc.name:<9} {proc.url}/docs   (logs: {proc.log_path})")
+            where = f"{proc.url}/graphql" if proc.name == STOREFRONT else f"{proc.url}/docs"
+            print(f"  {proc.name:<9} {where}   (logs: {proc.log_path})")
         if args.prometheus:
             prometheus = start_prometheus(ports, args.prometheus_port)
         print(
@@ -304,6 +321,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_schema(args: argparse.Namespace) -> int:
+    from shop.storefront.graphql import schema
+
+    args.output.write_text(schema.as_str() + "\n")
+    print(f"GraphQL schema written to {args.output}")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from shop.common import migrations
 
@@ -400,11 +425,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--gateway-port", type=int, default=8080)
     run.set_defaults(func=cmd_run)
     serve = sub.add_parser("serve", help="serve one service")
-    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument("service", choices=(*SERVICES, STOREFRONT))
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=int(os.environ.get("SHOP_WORKERS", "1")))
     serve.set_defaults(func=cmd_serve)
+    export = sub.add_parser("export-schema", help="write the GraphQL schema to schema.graphql")
+    export.add_argument(
+        "--output",
+        type=Path,
+        default=Path(__file__).parent / "storefront" / "schema.graphql",
+    )
+    export.set_defaults(func=cmd_export_schema)
     migrate = sub.add_parser("migrate", help="apply migrations")
     migrate.add_argument("service", choices=SERVICES)
     migrate.add_argument("--database-url")

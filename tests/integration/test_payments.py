@@ -112,3 +112,20 @@ async def test_customers_read_only_their_own_payments(platform: Platform) -> Non
         "/api/v1/payments", json=payment_body(order_id=99), headers=platform.token(5)
     )
     assert create_as_customer.status_code == 403
+
+
+async def test_batch_read_by_order_ids(platform: Platform) -> None:
+    mine = [await create(platform, order_id=i, user_id=5) for i in (11, 12)]
+    await create(platform, order_id=13, user_id=6)
+    url = "/api/v1/payments?order_ids=13,12,11,99"
+    own = (await platform.payments.get(url, headers=platform.token(5))).json()
+    # A customer gets only their own, in order-id order; orders without one are left out.
+    assert [p["payment_id"] for p in own["items"]] == [p["payment_id"] for p in mine]
+    every = (await platform.payments.get(url, headers=platform.admin)).json()
+    assert [p["order_id"] for p in every["items"]] == [11, 12, 13]
+    assert (await platform.payments.get(url)).status_code == 401
+    for bad in ("", "a", "0", ",".join(["1"] * 101)):
+        response = await platform.payments.get(
+            "/api/v1/payments", params={"order_ids": bad}, headers=platform.admin
+        )
+        assert response.status_code == 422, (bad, response.text)

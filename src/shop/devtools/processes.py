@@ -16,6 +16,9 @@ from pathlib import Path
 
 SERVICES = ("users", "products", "orders", "payments")
 DEFAULT_PORTS = {"users": 5000, "products": 5001, "orders": 5002, "payments": 5003}
+# The backend-for-frontend: no database, it calls the four services.
+STOREFRONT = "storefront"
+DEFAULT_PORTS[STOREFRONT] = 5004
 
 
 def stable_ports(offsets: list[int]) -> int:
@@ -157,3 +160,19 @@ def platform_env(
         }
     )
     return envs
+
+
+def storefront_env(
+    *, services: Mapping[str, str], port: int, shared: Mapping[str, str]
+) -> dict[str, str]:
+    """The storefront's environment: where the four services are (``services``: base URLs)."""
+    return {
+        **shared,
+        "SHOP_HOST": "127.0.0.1",
+        "SHOP_PORT": str(port),
+        "SHOP_USERS_URL": services["users"],
+        "SHOP_PRODUCTS_URL": services["products"],
+        "SHOP_ORDERS_URL": services["orders"],
+        "SHOP_PAYMENTS_URL": services["payments"],
+        "SHOP_JWKS_URL": f"{services['users']}/.well-known/jwks.json",
+    }
