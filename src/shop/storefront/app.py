@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLHTTPResponse
@@ -27,6 +29,8 @@ from shop.common.responses import JSONResponse
 from shop.common.tracing import exporting, instrument_app, instrument_client
 from shop.storefront.clients import Backend
 from shop.storefront.graphql import Context, Limits, build_schema, error_code
+from shop.storefront.pages import PAGES_CSP, CsrfRejected, render
+from shop.storefront.pages import router as pages_router
 from shop.storefront.settings import StorefrontSettings
 
 log = get_logger("shop.storefront")
@@ -120,9 +124,20 @@ def create_app(
         default_response_class=JSONResponse,
     )
     app.state.settings = settings
+    app.state.schema = schema
     install_problem_handlers(app)
+
+    async def on_csrf(request: Request, _: Exception) -> Response:
+        message = "This form has expired or did not come from this site. Go back, reload, retry."
+        return render(request, "message.html", 403, title="Refused", message=message)
+
+    app.add_exception_handler(CsrfRejected, on_csrf)
     app.add_middleware(MetricsMiddleware)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        content_security_policy=PAGES_CSP,
+    )
     instrument_app(app, settings)
 
     # No GraphiQL: its page needs scripts the Content-Security-Policy refuses; use curl or
@@ -153,4 +168,6 @@ def create_app(
         return Response(payload, media_type=content_type)
 
     app.include_router(health)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.include_router(pages_router)
     return app

@@ -1,0 +1,154 @@
+"""The storefront in a real browser: Debian's Chromium driven by Playwright, against the four
+services and the storefront as real processes.
+
+One browser for the module; a fresh context (cookies) per journey.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from shop.devtools.processes import ServiceProcess, free_port, storefront_env, wait_ready
+from tests.e2e.conftest import ADMIN_PASSWORD, LivePlatform
+
+CHROMIUM = Path("/usr/bin/chromium")
+XSS_NAME = "<img src=x onerror=alert(1)>"
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def storefront(live: LivePlatform) -> Iterator[str]:
+    port = free_port()
+    env = storefront_env(
+        services={name: proc.url for name, proc in live.procs.items()},
+        port=port,
+        shared={"SHOP_ENV": "test"},
+    )
+    proc = ServiceProcess("storefront", port, env, live.logs / "storefront.log")
+    proc.start()
+    try:
+        wait_ready([proc], timeout=300)
+        yield proc.url
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, storefront: str) -> Iterator[Page]:
+    context = browser.new_context(base_url=storefront, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    yield page
+    assert dialogs == [], f"a script ran: {dialogs}"  # the XSS case: no alert ever
+    context.close()
+
+
+def _admin_token(live: LivePlatform) -> str:
+    with live.client("users") as users:
+        r = users.post(
+            "/api/v1/users/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+        )
+        return str(r.json()["access_token"])
+
+
+def _product(live: LivePlatform, name: str, price: str, stock: int = 10) -> int:
+    with live.client("products") as products:
+        r = products.post(
+            "/api/v1/products",
+            json={"name": name, "price": price, "stock": stock, "category": "browser"},
+            headers={"Authorization": f"Bearer {_admin_token(live)}"},
+        )
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+
+def test_customer_buys_cancels_and_sees_the_refund(page: Page, live: LivePlatform) -> None:
+    product_id = _product(live, "Browser kettle", "19.90")
+    _product(live, XSS_NAME, "1.00")
+
+    page.goto("/register")
+    page.get_by_test_id("register-username").fill("browser_buyer")
+    page.get_by_test_id("register-email").fill("browser_buyer@example.com")
+    page.get_by_test_id("register-password").fill("correct horse battery")
+    page.get_by_test_id("register-submit").click()
+    expect(page.get_by_test_id("logout")).to_be_visible()
+
+    page.goto("/?category=browser")
+    names = page.get_by_test_id("product-name")
+    expect(names.filter(has_text=XSS_NAME)).to_have_count(1)  # shown as text, not an element
+    assert page.locator("img").count() == 0
+    card = page.get_by_test_id("product-card").filter(has_text="Browser kettle")
+    expect(card.get_by_test_id("product-price")).to_have_text("19.90")
+    card.get_by_test_id("product-name").click()
+    expect(page).to_have_url(f"{page.url.split('/products')[0]}/products/{product_id}")
+    page.get_by_test_id("add-to-cart").click()
+    expect(page.get_by_test_id("cart-count")).to_have_text("1")
+
+    page.get_by_test_id("checkout").click()
+    page.get_by_test_id("payment-method").select_option("PAYPAL")
+    page.get_by_test_id("place-order").dblclick()  # a double click places one order
+    expect(page.get_by_test_id("order-status")).to_have_text("paid")
+
+    page.goto("/orders")
+    expect(page.get_by_test_id("order-row")).to_have_count(1)
+    page.get_by_test_id("cancel-order").click()
+    expect(page.get_by_test_id("order-status")).to_have_text("cancelled")
+    expect(page.get_by_test_id("payment-status")).to_contain_text("refunded")
+
+    # Log out revokes the refresh token; the pages forget the visitor.
+    page.get_by_test_id("logout").click()
+    expect(page.get_by_test_id("logout")).to_have_count(0)
+
+
+def test_declined_payment_is_explained(page: Page, live: LivePlatform) -> None:
+    _product(live, "Browser diamond", "20000.00", stock=1)
+    page.goto("/register")
+    page.get_by_test_id("register-username").fill("browser_big")
+    page.get_by_test_id("register-email").fill("browser_big@example.com")
+    page.get_by_test_id("register-password").fill("correct horse battery")
+    page.get_by_test_id("register-submit").click()
+    page.goto("/?category=browser")
+    page.get_by_test_id("product-card").filter(has_text="Browser diamond").get_by_test_id(
+        "add-to-cart"
+    ).click()
+    page.get_by_test_id("checkout").click()
+    page.get_by_test_id("place-order").click()
+    expect(page.get_by_test_id("error")).to_contain_text("declined")
+
+
+def test_state_changes_need_the_csrf_token(storefront: str) -> None:
+    with httpx.Client(base_url=storefront) as client:
+        client.get("/")  # gets a CSRF cookie
+        assert client.cookies.get("shop_csrf")
+        forged = client.post("/cart", data={"product_id": "1"})  # no token: another site's form
+        assert forged.status_code == 403
+        wrong = client.post("/logout", data={"csrf_token": "guessed"})
+        assert wrong.status_code == 403
+        good = client.post(
+            "/cart", data={"product_id": "1", "csrf_token": client.cookies["shop_csrf"]}
+        )
+        assert good.status_code == 303
+        page = client.get("/")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert "unsafe-inline" not in page.headers["content-security-policy"]
