@@ -152,3 +152,60 @@ def test_state_changes_need_the_csrf_token(storefront: str) -> None:
         page = client.get("/")
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert "unsafe-inline" not in page.headers["content-security-policy"]
+
+
+def _paid_order(live: LivePlatform, product_id: int) -> int:
+    with live.client("users") as users, live.client("orders") as orders:
+        body = {"username": "rest_buyer", "email": "rest_buyer@example.com"}
+        users.post("/api/v1/users/register", json={**body, "password": "correct horse battery"})
+        login = users.post(
+            "/api/v1/users/login",
+            json={"username": "rest_buyer", "password": "correct horse battery"},
+        )
+        token = login.json()["access_token"]
+        r = orders.post(
+            "/api/v1/orders",
+            json={"product_id": product_id, "quantity": 1, "payment_method": "card"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert r.json()["status"] == "paid", r.text
+        return int(r.json()["id"])
+
+
+def test_admin_creates_a_product_and_ships_an_order(page: Page, live: LivePlatform) -> None:
+    page.goto("/admin")  # a visitor is sent to log in first
+    page.get_by_test_id("login-username").fill("admin")
+    page.get_by_test_id("login-password").fill(ADMIN_PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    form = page.get_by_test_id("product-form").first
+    form.get_by_label("Name").fill("Admin-made teapot")
+    form.get_by_label("Price (USD)").fill("31.00")
+    form.get_by_label("Stock").fill("7")
+    form.get_by_label("Category").fill("admin-made")
+    form.get_by_test_id("product-save").click()
+
+    page.goto("/?category=admin-made")
+    card = page.get_by_test_id("product-card")
+    expect(card.get_by_test_id("product-name")).to_have_text("Admin-made teapot")
+    expect(card.get_by_test_id("product-price")).to_have_text("31.00")
+    product_id = int(card.get_by_test_id("product-name").get_attribute("href").rsplit("/", 1)[1])
+
+    order_id = _paid_order(live, product_id)
+    page.goto("/admin/orders")
+    row = page.get_by_test_id("order-row").filter(has_text=f"#{order_id}")
+    expect(row.get_by_test_id("order-status")).to_have_text("paid")
+    row.get_by_role("button", name=f"Ship order {order_id}").click()
+    row = page.get_by_test_id("order-row").filter(has_text=f"#{order_id}")
+    expect(row.get_by_test_id("order-status")).to_have_text("shipped")
+
+
+def test_admin_pages_refuse_customers(page: Page) -> None:
+    page.goto("/register")
+    page.get_by_test_id("register-username").fill("browser_nosy")
+    page.get_by_test_id("register-email").fill("browser_nosy@example.com")
+    page.get_by_test_id("register-password").fill("correct horse battery")
+    page.get_by_test_id("register-submit").click()
+    response = page.goto("/admin/users")
+    assert response is not None
+    assert response.status == 403
+    expect(page.get_by_test_id("error")).to_have_text("Admins only.")

@@ -27,6 +27,7 @@ from shop.common.metrics import MetricsMiddleware, render_metrics
 from shop.common.middleware import RequestContextMiddleware
 from shop.common.responses import JSONResponse
 from shop.common.tracing import exporting, instrument_app, instrument_client
+from shop.storefront.admin import router as admin_router
 from shop.storefront.clients import Backend
 from shop.storefront.graphql import Context, Limits, build_schema, error_code
 from shop.storefront.pages import PAGES_CSP, CsrfRejected, render
@@ -169,5 +170,6 @@ def create_app(
 
     app.include_router(health)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.include_router(admin_router)
     app.include_router(pages_router)
     return app

@@ -407,6 +407,19 @@ class Limits:
     introspection: bool = True
 
 
+class ShopSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        # A refusal by a service or the limits is the caller's answer, not ours to log with a
+        # trace; anything else is a bug, logged in full (and masked in the response).
+        unexpected = [
+            e
+            for e in errors
+            if error_code(e) == "UNAVAILABLE" and not isinstance(e.original_error, ApiError)
+        ]
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
 def build_schema(limits: Limits = Limits()) -> strawberry.Schema:
     rule = cost_rule(limits.max_cost)
     extensions: list[Any] = [
@@ -415,7 +428,7 @@ def build_schema(limits: Limits = Limits()) -> strawberry.Schema:
     ]
     if not limits.introspection:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)
+    return ShopSchema(query=Query, mutation=Mutation, extensions=extensions)
 
 
 # The schema with its default limits: what schema.graphql is exported from.

@@ -109,7 +109,7 @@ def _save_cart(request: Request, response: Response, cart: dict[str, int]) -> No
     response.set_cookie(CART, json.dumps(cart, separators=(",", ":")), **_cookie_args(request))
 
 
-async def _me(request: Request) -> Any:
+async def current_user(request: Request) -> Any:
     if ACCESS not in request.cookies:
         return None
     data, _ = await gql(request, "{ me { id username role } }")
@@ -122,7 +122,7 @@ CsrfField = Annotated[str | None, Form()]
 
 @router.get("/", response_class=HTMLResponse)
 async def catalogue(request: Request, category: str | None = None, page: int = 1) -> Response:
-    await _me(request)
+    await current_user(request)
     page = max(1, min(page, 10_000))
     data, errors = await gql(
         request,
@@ -149,7 +149,7 @@ async def catalogue(request: Request, category: str | None = None, page: int = 1
 
 @router.get("/products/{product_id}", response_class=HTMLResponse)
 async def product_page(request: Request, product_id: int) -> Response:
-    await _me(request)
+    await current_user(request)
     data, errors = await gql(
         request,
         "query ($id: ID!) { product(id: $id) { id name description price stock category } }",
@@ -202,13 +202,13 @@ async def _cart_lines(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/cart", response_class=HTMLResponse)
 async def cart_page(request: Request) -> Response:
-    await _me(request)
+    await current_user(request)
     return render(request, "cart.html", lines=await _cart_lines(request))
 
 
 @router.get("/checkout", response_class=HTMLResponse)
 async def checkout_page(request: Request) -> Response:
-    if await _me(request) is None:
+    if await current_user(request) is None:
         return redirect("/login?next=/checkout")
     lines = await _cart_lines(request)
     if not lines:
@@ -225,7 +225,7 @@ async def place_order(
     csrf_token: CsrfField = None,
 ) -> Response:
     check_csrf(request, csrf_token)
-    if await _me(request) is None:
+    if await current_user(request) is None:
         return redirect("/login?next=/checkout")
     placed: list[str] = []
     for line in await _cart_lines(request):
@@ -254,7 +254,7 @@ async def place_order(
 
 @router.get("/orders", response_class=HTMLResponse)
 async def my_orders(request: Request) -> Response:
-    if await _me(request) is None:
+    if await current_user(request) is None:
         return redirect("/login?next=/orders")
     data, errors = await gql(
         request,
@@ -267,7 +267,7 @@ async def my_orders(request: Request) -> Response:
 
 @router.get("/orders/{order_id}", response_class=HTMLResponse)
 async def order_page(request: Request, order_id: int) -> Response:
-    if await _me(request) is None:
+    if await current_user(request) is None:
         return redirect(f"/login?next=/orders/{order_id}")
     data, _ = await gql(
         request,
