@@ -6,6 +6,7 @@ One browser for the module; a fresh context (cookies) per journey.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from tests.e2e.conftest import ADMIN_PASSWORD, LivePlatform
 
 CHROMIUM = Path("/usr/bin/chromium")
 XSS_NAME = "<img src=x onerror=alert(1)>"
+# `make screenshots` sets this: the journeys then save the main pages for docs/storefront.md.
+SCREENSHOTS = os.environ.get("SHOP_SCREENSHOTS")
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
@@ -64,6 +67,11 @@ def page(browser: Browser, storefront: str) -> Iterator[Page]:
     context.close()
 
 
+def shot(page: Page, name: str) -> None:
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+
+
 def _admin_token(live: LivePlatform) -> str:
     with live.client("users") as users:
         r = users.post(
@@ -98,23 +106,29 @@ def test_customer_buys_cancels_and_sees_the_refund(page: Page, live: LivePlatfor
     names = page.get_by_test_id("product-name")
     expect(names.filter(has_text=XSS_NAME)).to_have_count(1)  # shown as text, not an element
     assert page.locator("img").count() == 0
+    shot(page, "catalogue")
     card = page.get_by_test_id("product-card").filter(has_text="Browser kettle")
     expect(card.get_by_test_id("product-price")).to_have_text("19.90")
     card.get_by_test_id("product-name").click()
     expect(page).to_have_url(f"{page.url.split('/products')[0]}/products/{product_id}")
+    shot(page, "product")
     page.get_by_test_id("add-to-cart").click()
     expect(page.get_by_test_id("cart-count")).to_have_text("1")
+    shot(page, "cart")
 
     page.get_by_test_id("checkout").click()
     page.get_by_test_id("payment-method").select_option("PAYPAL")
+    shot(page, "checkout")
     page.get_by_test_id("place-order").dblclick()  # a double click places one order
     expect(page.get_by_test_id("order-status")).to_have_text("paid")
+    shot(page, "order-paid")
 
     page.goto("/orders")
     expect(page.get_by_test_id("order-row")).to_have_count(1)
     page.get_by_test_id("cancel-order").click()
     expect(page.get_by_test_id("order-status")).to_have_text("cancelled")
     expect(page.get_by_test_id("payment-status")).to_contain_text("refunded")
+    shot(page, "order-refunded")
 
     # Log out revokes the refresh token; the pages forget the visitor.
     page.get_by_test_id("logout").click()
@@ -135,6 +149,7 @@ def test_declined_payment_is_explained(page: Page, live: LivePlatform) -> None:
     page.get_by_test_id("checkout").click()
     page.get_by_test_id("place-order").click()
     expect(page.get_by_test_id("error")).to_contain_text("declined")
+    shot(page, "checkout-declined")
 
 
 def test_state_changes_need_the_csrf_token(storefront: str) -> None:
@@ -197,6 +212,9 @@ def test_admin_creates_a_product_and_ships_an_order(page: Page, live: LivePlatfo
     row.get_by_role("button", name=f"Ship order {order_id}").click()
     row = page.get_by_test_id("order-row").filter(has_text=f"#{order_id}")
     expect(row.get_by_test_id("order-status")).to_have_text("shipped")
+    shot(page, "admin-orders")
+    page.goto("/admin")
+    shot(page, "admin-products")
 
 
 def test_admin_pages_refuse_customers(page: Page) -> None:

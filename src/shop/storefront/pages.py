@@ -28,6 +28,7 @@ PAGES_CSP = (
 )
 ACCESS, REFRESH, CSRF, CART = "shop_access", "shop_refresh", "shop_csrf", "shop_cart"
 PAGE_SIZE = 12
+DEMO_CATEGORIES = ("electronics", "grocery", "jewellery", "kitchen", "office", "sports")
 # Autoescape on for every template, whatever its name: a product called
 # `<img src=x onerror=alert(1)>` is text.
 templates = Jinja2Templates(
@@ -143,7 +144,7 @@ async def catalogue(request: Request, category: str | None = None, page: int = 1
         page=page,
         pages=pages,
         errors=errors,
-        categories=["electronics", "grocery", "kitchen", "sports", "office", "jewellery"],
+        categories=sorted({*DEMO_CATEGORIES, *([category] if category else [])}),
     )
 
 
