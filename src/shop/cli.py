@@ -177,8 +177,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         wait_ready(procs, timeout=60)
         print("\nshop is running:")
         for proc in procs:
-            where = f"{proc.url}/graphql" if proc.name == STOREFRONT else f"{proc.url}/docs"
-            print(f"  {proc.name:<9} {where}   (logs: {proc.log_path})")
+            where = f"{proc.url}/docs"
+            if proc.name == STOREFRONT:  # the shop's pages, the admin and GraphQL
+                where = f"{proc.url}/  (admin: /admin, GraphQL: /graphql)"
+            print(f"  {proc.name:<10} {where}   (logs: {proc.log_path})")
         if args.prometheus:
             prometheus = start_prometheus(ports, args.prometheus_port)
         print(
