@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt typecheck unit integration e2e bench tools images clean help
+.PHONY: run test lint fmt typecheck unit integration e2e bench tools images clean help screenshots
 
 help:
 	@echo "make run    - set up and serve the platform at http://127.0.0.1:8080 (Ctrl-C stops it)"
@@ -54,3 +54,8 @@ bench: $(STAMP) tools
 
 clean:
 	rm -rf $(VENV) .venv-tools .venv-checkov .shop .pytest_cache .mypy_cache .ruff_cache
+
+# The storefront's pages as docs/storefront/*.png (the browser journeys, at a phone's size).
+screenshots: $(STAMP)
+	mkdir -p docs/storefront
+	SHOP_SCREENSHOTS=docs/storefront $(BIN)/pytest tests/e2e/test_storefront_browser.py -q -p no:randomly

@@ -2,7 +2,8 @@
 
 shop run                 set up and start all four services behind the Envoy gateway
                          (what `make run` calls); --prometheus also starts Prometheus
-shop serve SERVICE       serve one service (what a container runs)
+shop serve SERVICE       serve one service (what a container runs), or the storefront
+shop export-schema       write the storefront's GraphQL schema to its schema.graphql
 shop migrate SERVICE     apply a service's migrations to its database
 shop seed                the bootstrap admin and a demo catalogue (idempotent)
 shop recover             drive unfinished orders to a final status, once
@@ -27,7 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shop.common.services import DEFAULT_PORTS, SERVICES
+from shop.common.services import DEFAULT_PORTS, PROCESSES, SERVICES
 from shop.ops.databases import SERVICE_DATABASES, Server
 
 # The development tools (an embedded PostgreSQL, process supervision, Prometheus) are imported
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from shop.devtools.prometheus import PrometheusProcess
 
 STATE_DIR = Path(os.environ.get("SHOP_STATE_DIR", ".shop"))
-FACTORIES = {name: f"shop.{name}.app:create_app" for name in SERVICES}
+FACTORIES = {name: f"shop.{name}.app:create_app" for name in PROCESSES}
 
 DEMO_CATALOGUE = [
     ("Mechanical keyboard", "Tactile switches, aluminium case.", "89.90", 120, "electronics"),
@@ -166,6 +167,7 @@ def run_cluster(
         secrets_dir=STATE_DIR / "secrets",
         admin_password=admin_password,
         service_token_secret=service_secret,
+        storefront=True,
     )
     stop = StopFlag()
     prometheus = None
@@ -178,11 +180,12 @@ def run_cluster(
         print(
             f"  gateway   access log {gateway.access_log} (JSON lines); admin {gateway.admin_url}"
         )
+        print(f"  storefront {gateway.url}/  (admin: {gateway.url}/admin, GraphQL: /graphql)")
         for name, replicas in cluster.replicas.items():
-            print(f"  {name:<9} " + " ".join(f"{p.url}/docs" for p in replicas))
+            print(f"  {name:<10} " + " ".join(f"{p.url}/docs" for p in replicas))
         if args.prometheus:  # scrapes the first replica of each service and the gateway
             prometheus = start_prometheus(
-                {name: procs[0].port for name, procs in cluster.replicas.items()},
+                {name: cluster.replicas[name][0].port for name in SERVICES},
                 args.prometheus_port,
                 gateway_admin_port=gateway.admin_port,
             )
@@ -294,6 +297,14 @@ def database_url_setting() -> str | None:
     return None
 
 
+def cmd_export_schema(args: argparse.Namespace) -> int:
+    from shop.storefront.graphql import schema
+
+    args.output.write_text(schema.as_str() + "\n")
+    print(f"GraphQL schema written to {args.output}")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from shop.common import migrations
 
@@ -366,11 +377,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--gateway-admin-port", type=int, default=9901, help="its admin/metrics")
     run.set_defaults(func=cmd_run)
     serve = sub.add_parser("serve", help="serve one service")
-    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument("service", choices=PROCESSES)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=int(os.environ.get("SHOP_WORKERS", "1")))
     serve.set_defaults(func=cmd_serve)
+    export = sub.add_parser("export-schema", help="write the GraphQL schema to schema.graphql")
+    export.add_argument(
+        "--output",
+        type=Path,
+        default=Path(__file__).parent / "storefront" / "schema.graphql",
+    )
+    export.set_defaults(func=cmd_export_schema)
     migrate = sub.add_parser("migrate", help="apply migrations")
     migrate.add_argument("service", choices=SERVICES)
     migrate.add_argument("--database-url")

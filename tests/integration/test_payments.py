@@ -196,3 +196,20 @@ async def test_a_slow_provider_does_not_hold_the_service(
         answers = await asyncio.gather(*charges)
     assert {(r.status_code, r.json()["status"]) for r in answers} == {(201, "completed")}
     assert provider.asked == 6
+
+
+async def test_batch_read_by_order_ids(platform: Platform) -> None:
+    mine = [await create(platform, order_id=i, user_id=5) for i in (11, 12)]
+    await create(platform, order_id=13, user_id=6)
+    url = "/api/v1/payments?order_ids=13,12,11,99"
+    own = (await platform.payments.get(url, headers=platform.token(5))).json()
+    # A customer gets only their own, in order-id order; orders without one are left out.
+    assert [p["payment_id"] for p in own["items"]] == [p["payment_id"] for p in mine]
+    every = (await platform.payments.get(url, headers=platform.admin)).json()
+    assert [p["order_id"] for p in every["items"]] == [11, 12, 13]
+    assert (await platform.payments.get(url)).status_code == 401
+    for bad in ("", "a", "0", ",".join(["1"] * 101)):
+        response = await platform.payments.get(
+            "/api/v1/payments", params={"order_ids": bad}, headers=platform.admin
+        )
+        assert response.status_code == 422, (bad, response.text)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -134,3 +136,17 @@ async def test_customers_cannot_reserve(platform: Platform, make_product) -> Non
         headers=platform.token(5),
     )
     assert response.status_code == 403
+
+
+async def test_batch_read_by_ids(platform: Platform, make_product: Callable[..., Any]) -> None:
+    a, b, c = [await make_product(name=n) for n in ("a", "b", "c")]
+    await platform.products.delete(f"/api/v1/products/{b['id']}", headers=platform.admin)
+    ids = f"{c['id']},{a['id']},{b['id']},999999,{a['id']}"
+    page = (await platform.products.get(f"/api/v1/products?ids={ids}")).json()
+    # Live products only, once each, in id order; unknown and deleted ids are left out.
+    assert [p["id"] for p in page["items"]] == [a["id"], c["id"]]
+    assert page["total"] == 2
+    for bad in ("", "1,,2", "0", "x", ",".join(["1"] * 101), "99999999999999999999"):
+        response = await platform.products.get("/api/v1/products", params={"ids": bad})
+        assert response.status_code == 422, (bad, response.text)
+        assert response.headers["content-type"] == "application/problem+json"

@@ -40,9 +40,17 @@ class RequestContextMiddleware:
     refuse bodies over the limit with 413; add security headers; turn anything unexpected into
     a 500 problem (logged once, never shown); write one access-log line."""
 
-    def __init__(self, app: Any, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: Any, *, max_body_bytes: int, content_security_policy: str | None = None
+    ) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        # APIs serve no documents: nothing may load. An app with pages passes its own policy.
+        self.csp = (
+            _API_CSP
+            if content_security_policy is None
+            else (_API_CSP[0], content_security_policy.encode())
+        )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -64,7 +72,7 @@ class RequestContextMiddleware:
         is_docs = scope["path"] in ("/docs", "/redoc") or scope["path"].startswith("/docs/")
         extra_headers = [(REQUEST_ID_HEADER, request_id.encode()), *SECURITY_HEADERS]
         if not is_docs:
-            extra_headers.append(_API_CSP)
+            extra_headers.append(self.csp)
 
         async def send_wrapper(message: dict[str, Any]) -> None:
             nonlocal status, response_started

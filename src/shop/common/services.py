@@ -3,5 +3,9 @@ run``, the tests and the image test (tests/images) read. A new service is added 
 
 from __future__ import annotations
 
-SERVICES = ("users", "products", "orders", "payments")
+SERVICES = ("users", "products", "orders", "payments")  # each with its own database
+# The backend-for-frontend (GraphQL and the storefront's pages): no database, it calls the four.
+STOREFRONT = "storefront"
+PROCESSES = (*SERVICES, STOREFRONT)
 DEFAULT_PORTS = {"users": 5000, "products": 5001, "orders": 5002, "payments": 5003}
+DEFAULT_PORTS[STOREFRONT] = 5004

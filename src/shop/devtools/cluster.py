@@ -4,7 +4,9 @@ Replica ``r`` of the service at index ``i`` listens on ``base_port + i + 10 * r`
 5010, ...). The order service and token verification reach the other services through the
 gateway's internal ports, as they would through Kubernetes Services, so losing one replica
 costs a retry, not an outage. The HA tests drive the same class: kill a replica, restart the
-replicas one by one.
+replicas one by one. With ``storefront=True`` (``shop run``) the storefront's replicas
+(``base_port + 4 + 10 * r``) join them behind the gateway's ``/``, ``/graphql`` and ``/admin``
+routes, calling the services through the same internal ports.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from shop.common.services import SERVICES
+from shop.common.services import SERVICES, STOREFRONT
 from shop.devtools.gateway import Gateway, Limits
-from shop.devtools.processes import ServiceProcess, platform_env, wait_ready
+from shop.devtools.processes import ServiceProcess, platform_env, storefront_env, wait_ready
 
 
 @dataclass
@@ -44,10 +46,11 @@ class Cluster:
         limits: Limits | None = None,
         tls_port: int | None = None,
         admin_port: int = 0,
+        storefront: bool = False,
     ) -> Cluster:
+        names = (*SERVICES, STOREFRONT) if storefront else SERVICES
         ports = {
-            name: [base_port + i + 10 * r for r in range(replicas)]
-            for i, name in enumerate(SERVICES)
+            name: [base_port + i + 10 * r for r in range(replicas)] for i, name in enumerate(names)
         }
         internal = {name: gateway_port + 1 + i for i, name in enumerate(SERVICES)}
         gateway = Gateway(
@@ -61,7 +64,7 @@ class Cluster:
         )
         envs = platform_env(
             database_urls=database_urls,
-            ports={name: p[0] for name, p in ports.items()},
+            ports={name: ports[name][0] for name in SERVICES},
             secrets_dir=secrets_dir,
             admin_password=admin_password,
             service_token_secret=service_token_secret,
@@ -69,6 +72,12 @@ class Cluster:
             extra=extra,
             peers={name: gateway.internal_url(name) for name in SERVICES},
         )
+        if storefront:
+            envs[STOREFRONT] = storefront_env(
+                services={name: gateway.internal_url(name) for name in SERVICES},
+                port=ports[STOREFRONT][0],
+                shared={"SHOP_ENV": env, "SHOP_SERVICE_TOKEN_SECRET": service_token_secret},
+            )
         logs = state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         procs = {
@@ -81,7 +90,7 @@ class Cluster:
                 )
                 for r, port in enumerate(ports[name])
             ]
-            for name in SERVICES
+            for name in names
         }
         return cls(envs, procs, gateway)
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shop.common.services import SERVICES
+from shop.common.services import SERVICES, STOREFRONT
 
 
 def stable_ports(offsets: list[int]) -> int:
@@ -156,3 +156,19 @@ def platform_env(
         }
     )
     return envs
+
+
+def storefront_env(
+    *, services: Mapping[str, str], port: int, shared: Mapping[str, str]
+) -> dict[str, str]:
+    """The storefront's environment: where the four services are (``services``: base URLs)."""
+    return {
+        **shared,
+        "SHOP_HOST": "127.0.0.1",
+        "SHOP_PORT": str(port),
+        "SHOP_USERS_URL": services["users"],
+        "SHOP_PRODUCTS_URL": services["products"],
+        "SHOP_ORDERS_URL": services["orders"],
+        "SHOP_PAYMENTS_URL": services["payments"],
+        "SHOP_JWKS_URL": f"{services['users']}/.well-known/jwks.json",
+    }

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from shop.common.auth import Principal
 from shop.common.deps import DbDep, IdempotencyKeyDep, PageDep, PrincipalDep, PrivilegedDep
-from shop.common.errors import NotFound
+from shop.common.errors import NotFound, Unprocessable
 from shop.common.idempotency import fingerprint, run_idempotent
 from shop.common.responses import json_response
 from shop.payments import service
+from shop.payments.db import PaymentRepository
 from shop.payments.provider import PaymentProvider
 from shop.payments.schemas import (
+    ORDER_ID_LIST_DESCRIPTION,
+    ORDER_ID_LIST_PATTERN,
     PaymentCreate,
     PaymentPage,
     PaymentProblem,
@@ -126,6 +129,32 @@ async def create_payment(
         request_fingerprint=fingerprint(payment_in.model_dump(mode="json")),
         handler=handler,
     )
+
+
+@router.get("", response_model=PaymentPage, summary="The payments of a batch of orders")
+async def payments_of_orders(
+    db: DbDep,
+    page: PageDep,
+    principal: PrincipalDep,
+    order_ids: Annotated[
+        str,
+        Query(
+            pattern=ORDER_ID_LIST_PATTERN,
+            description=ORDER_ID_LIST_DESCRIPTION,
+            examples=["1,2,3"],
+        ),
+    ],
+) -> Any:
+    wanted = sorted({int(i) for i in order_ids.split(",")})
+    if wanted[-1] > 2**63 - 1:
+        raise Unprocessable(
+            "The request is not valid.",
+            errors=[{"loc": ["query", "order_ids"], "msg": "out of range"}],
+        )
+    owner = None if principal.is_privileged else principal.user_id
+    async with db.acquire() as conn:
+        rows = await PaymentRepository(conn).by_orders(wanted, user_id=owner)
+    return page.response([_payment(r) for r in rows], len(rows))
 
 
 @router.get("/{payment_id}", response_model=PaymentRead, responses=NOT_FOUND)

@@ -166,6 +166,18 @@ class PaymentRepository:
             order_id,
         )
 
+    async def by_orders(self, order_ids: list[int], *, user_id: int | None) -> list[Any]:
+        """The payments of ``order_ids`` (one query for a batch); only ``user_id``'s if given."""
+        mine, args = (
+            ("", (order_ids,)) if user_id is None else (" AND user_id = $2", (order_ids, user_id))
+        )
+        rows: list[Any] = await self.conn.fetch(
+            f"SELECT {COLUMNS} FROM payments WHERE order_id = ANY($1::bigint[]){mine}"
+            " ORDER BY order_id",
+            *args,
+        )
+        return rows
+
     async def page_for_user(
         self, user_id: int, *, limit: int, offset: int
     ) -> tuple[list[Any], int]:

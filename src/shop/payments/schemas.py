@@ -57,3 +57,11 @@ class PaymentRead(BaseModel):
 
 
 PaymentPage = Page[PaymentRead]
+
+# Batch reads (`?order_ids=1,2,3`, for a client's dataloader): at most 100 ids at once.
+ORDER_ID_LIST_PATTERN = r"^[1-9][0-9]{0,18}(,[1-9][0-9]{0,18}){0,99}$"
+ORDER_ID_LIST_DESCRIPTION = (
+    "Comma-separated order ids (at most 100): the payments of those orders that the caller may"
+    " see (a customer's own; every one for admins and services), in order-id order. Orders"
+    " without a visible payment are left out."
+)

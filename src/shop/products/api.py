@@ -7,10 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 
 from shop.common.deps import AdminDep, DbDep, PageDep, PrivilegedDep
+from shop.common.errors import Unprocessable
 from shop.common.responses import json_response
 from shop.common.types import ProblemRead
 from shop.products import service
+from shop.products.db import ProductRepository
 from shop.products.schemas import (
+    ID_LIST_DESCRIPTION,
+    ID_LIST_PATTERN,
     ProductCreate,
     ProductPage,
     ProductRead,
@@ -55,11 +59,28 @@ async def list_products(
     db: DbDep,
     page: PageDep,
     category: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    ids: Annotated[
+        str | None,
+        Query(pattern=ID_LIST_PATTERN, description=ID_LIST_DESCRIPTION, examples=["1,2,3"]),
+    ] = None,
 ) -> Any:
+    if ids is not None:
+        return await _batch(db, page, ids)
     rows, total = await service.list_products(
         db=db, limit=page.limit, offset=page.offset, category=category
     )
     return page.response([_product(r) for r in rows], total)
+
+
+async def _batch(db: DbDep, page: PageDep, ids: str) -> Any:
+    wanted = sorted({int(i) for i in ids.split(",")})
+    if wanted[-1] > 2**63 - 1:
+        raise Unprocessable(
+            "The request is not valid.", errors=[{"loc": ["query", "ids"], "msg": "out of range"}]
+        )
+    async with db.acquire() as conn:
+        rows = await ProductRepository(conn).many(wanted)
+    return page.response([_product(r) for r in rows], len(rows))
 
 
 @router.get("/{product_id}", response_model=ProductRead, responses=NOT_FOUND)

@@ -73,6 +73,14 @@ class ProductRepository:
             product_id,
         )
 
+    async def many(self, product_ids: list[int]) -> list[Any]:
+        """The live products among ``product_ids``, in id order (one query for a batch)."""
+        rows: list[Any] = await self.conn.fetch(
+            f"SELECT {COLUMNS} FROM products WHERE id = ANY($1::bigint[]) AND {LIVE} ORDER BY id",
+            product_ids,
+        )
+        return rows
+
     async def exists(self, product_id: int) -> bool:
         return bool(
             await self.conn.fetchval(

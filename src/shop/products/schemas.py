@@ -56,6 +56,13 @@ class ProductRead(BaseModel):
 
 ProductPage = Page[ProductRead]
 
+# Batch reads (`?ids=1,2,3`, for a client's dataloader): at most 100 ids, one page, at once.
+ID_LIST_PATTERN = r"^[1-9][0-9]{0,18}(,[1-9][0-9]{0,18}){0,99}$"
+ID_LIST_DESCRIPTION = (
+    "Comma-separated product ids (at most 100): the live products among them, in id order;"
+    " unknown or deleted ids are left out. Paging and category do not apply."
+)
+
 
 class ReservationCreate(StrictModel):
     order_id: int = Field(ge=1, le=2**63 - 1)

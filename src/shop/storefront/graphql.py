@@ -1,0 +1,446 @@
+"""The GraphQL schema (API.md's minimum and the admin's operations), resolved over REST.
+
+Nested reads are batched per request by dataloaders over the services' batch endpoints
+(``GET /api/v1/products?ids=`` and ``GET /api/v1/payments?order_ids=``), so
+``me { orders(limit: 20) { items { product { name } payment { status } } } }`` costs four
+downstream calls (user, orders page, products, payments) whatever the page size.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.dataloader import DataLoader
+from strawberry.extensions import AddValidationRules, DisableIntrospection, QueryDepthLimiter
+from strawberry.fastapi import BaseContext
+from strawberry.types import Info
+
+from shop.common.auth import Principal, TokenVerifier
+from shop.common.errors import Unauthorized
+from shop.storefront.clients import ApiError, Backend
+from shop.storefront.limits import MAX_PAGE, cost_rule
+
+BATCH = 100  # the services' batch endpoints take at most this many ids
+
+
+class Context(BaseContext):
+    """Per request: the caller's token, who they are (verified once) and the dataloaders."""
+
+    def __init__(self, backend: Backend, verifier: TokenVerifier, token: str | None) -> None:
+        super().__init__()
+        self.backend, self.verifier, self.token = backend, verifier, token
+        self._principal: Principal | None = None
+        self.products = DataLoader(self._load_products, max_batch_size=BATCH)
+        self.payments = DataLoader(self._load_payments, max_batch_size=BATCH)
+
+    async def principal(self) -> Principal | None:
+        if self.token is None:
+            return None
+        if self._principal is None:
+            try:
+                self._principal = await self.verifier.verify(self.token)
+            except Unauthorized as exc:
+                raise ApiError("UNAUTHENTICATED", exc.detail) from None
+        return self._principal
+
+    async def user(self) -> Principal:
+        principal = await self.principal()
+        if principal is None or principal.user_id is None:
+            raise ApiError("UNAUTHENTICATED", "Log in first: send Authorization: Bearer <token>.")
+        return principal
+
+    async def admin(self) -> Principal:
+        principal = await self.user()
+        if not principal.is_admin:
+            raise ApiError("FORBIDDEN", "Only admins may do this.")
+        return principal
+
+    async def call(self, service: str, method: str, path: str, **kwargs: Any) -> Any:
+        return await self.backend.call(service, method, path, token=self.token, **kwargs)
+
+    async def _load_products(self, ids: Sequence[int]) -> list[dict[str, Any] | None]:
+        page = await self.call("products", "GET", "/api/v1/products", params={"ids": _csv(ids)})
+        found = {p["id"]: p for p in page["items"]}
+        return [found.get(i) for i in ids]
+
+    async def _load_payments(self, order_ids: Sequence[int]) -> list[dict[str, Any] | None]:
+        page = await self.call(
+            "payments", "GET", "/api/v1/payments", params={"order_ids": _csv(order_ids)}
+        )
+        found = {p["order_id"]: p for p in page["items"]}
+        return [found.get(i) for i in order_ids]
+
+
+def _csv(ids: Sequence[int]) -> str:
+    return ",".join(str(i) for i in ids)
+
+
+def _id(value: strawberry.ID, what: str = "id") -> int:
+    if not str(value).isdigit() or not 1 <= int(value) <= 2**63 - 1:
+        raise ApiError("BAD_USER_INPUT", f"{what} must be a positive integer.")
+    return int(value)
+
+
+def _page_args(limit: int, offset: int) -> dict[str, int]:
+    if not 1 <= limit <= MAX_PAGE or offset < 0:
+        raise ApiError("BAD_USER_INPUT", f"limit must be 1-{MAX_PAGE} and offset at least 0.")
+    return {"limit": limit, "offset": offset}
+
+
+def ctx(info: Info[Context, None]) -> Context:
+    return info.context
+
+
+@strawberry.enum
+class PaymentMethod(enum.Enum):
+    CARD = "card"
+    PAYPAL = "paypal"
+    BANK_TRANSFER = "bank_transfer"
+
+
+@strawberry.enum
+class OrderStatusChange(enum.Enum):
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+
+
+@strawberry.type
+class Product:
+    id: strawberry.ID
+    name: str
+    description: str | None
+    price: str
+    stock: int
+    category: str | None
+
+    @classmethod
+    def of(cls, p: dict[str, Any]) -> Product:
+        return cls(
+            id=strawberry.ID(str(p["id"])),
+            name=p["name"],
+            description=p["description"],
+            price=p["price"],
+            stock=p["stock"],
+            category=p["category"],
+        )
+
+
+@strawberry.type
+class Payment:
+    payment_id: str
+    status: str
+    amount: str
+    currency: str
+    payment_method: str
+    failure_reason: str | None
+
+    @classmethod
+    def of(cls, p: dict[str, Any]) -> Payment:
+        return cls(
+            payment_id=p["payment_id"],
+            status=p["status"],
+            amount=p["amount"],
+            currency=p["currency"],
+            payment_method=p["payment_method"],
+            failure_reason=p.get("failure_reason"),
+        )
+
+
+@strawberry.type
+class Order:
+    id: strawberry.ID
+    status: str
+    quantity: int
+    total_price: str
+    created_at: str
+    user_id: strawberry.ID
+    failure_reason: str | None
+    product_id: strawberry.Private[int]
+
+    @classmethod
+    def of(cls, o: dict[str, Any]) -> Order:
+        return cls(
+            id=strawberry.ID(str(o["id"])),
+            status=o["status"],
+            quantity=o["quantity"],
+            total_price=o["total_price"] or "0.00",
+            created_at=o["created_at"],
+            user_id=strawberry.ID(str(o["user_id"])),
+            failure_reason=o.get("failure_reason"),
+            product_id=o["product_id"],
+        )
+
+    @strawberry.field
+    async def product(self, info: Info[Context, None]) -> Product | None:
+        found = await ctx(info).products.load(self.product_id)
+        return None if found is None else Product.of(found)
+
+    @strawberry.field
+    async def payment(self, info: Info[Context, None]) -> Payment | None:
+        found = await ctx(info).payments.load(int(self.id))
+        return None if found is None else Payment.of(found)
+
+
+@strawberry.type
+class ProductPage:
+    items: list[Product]
+    total: int
+
+
+@strawberry.type
+class OrderPage:
+    items: list[Order]
+    total: int
+
+
+@strawberry.type
+class User:
+    id: strawberry.ID
+    username: str
+    email: str
+    role: str
+
+    @classmethod
+    def of(cls, u: dict[str, Any]) -> User:
+        return cls(
+            id=strawberry.ID(str(u["id"])), username=u["username"], email=u["email"], role=u["role"]
+        )
+
+    @strawberry.field
+    async def orders(
+        self, info: Info[Context, None], limit: int = 20, offset: int = 0
+    ) -> OrderPage:
+        page = await ctx(info).call(
+            "orders", "GET", f"/api/v1/orders/user/{self.id}", params=_page_args(limit, offset)
+        )
+        return OrderPage(items=[Order.of(o) for o in page["items"]], total=page["total"])
+
+
+@strawberry.type
+class UserPage:
+    items: list[User]
+    total: int
+
+
+@strawberry.type
+class Tokens:
+    access_token: str
+    expires_in: int
+    refresh_token: str | None
+
+
+@strawberry.input
+class ProductInput:
+    name: str
+    price: str
+    description: str = ""
+    category: str | None = None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def products(
+        self,
+        info: Info[Context, None],
+        limit: int = 20,
+        offset: int = 0,
+        category: str | None = None,
+    ) -> ProductPage:
+        params: dict[str, str | int] = {**_page_args(limit, offset)}
+        if category:
+            params["category"] = category
+        page = await ctx(info).call("products", "GET", "/api/v1/products", params=params)
+        return ProductPage(items=[Product.of(p) for p in page["items"]], total=page["total"])
+
+    @strawberry.field
+    async def product(self, info: Info[Context, None], id: strawberry.ID) -> Product | None:
+        found = await ctx(info).products.load(_id(id))
+        return None if found is None else Product.of(found)
+
+    @strawberry.field(description="The caller; null without a token.")
+    async def me(self, info: Info[Context, None]) -> User | None:
+        context = ctx(info)
+        principal = await context.principal()
+        if principal is None or principal.user_id is None:
+            return None
+        return User.of(await context.call("users", "GET", f"/api/v1/users/{principal.user_id}"))
+
+    @strawberry.field(description="An order of the caller's (any order, for admins).")
+    async def order(self, info: Info[Context, None], id: strawberry.ID) -> Order | None:
+        context = ctx(info)
+        await context.user()
+        try:
+            return Order.of(await context.call("orders", "GET", f"/api/v1/orders/{_id(id)}"))
+        except ApiError as exc:
+            if exc.code == "NOT_FOUND":
+                return None
+            raise
+
+    @strawberry.field(description="Every user (admins only), each with their orders.")
+    async def users(self, info: Info[Context, None], limit: int = 20, offset: int = 0) -> UserPage:
+        context = ctx(info)
+        await context.admin()
+        page = await context.call("users", "GET", "/api/v1/users", params=_page_args(limit, offset))
+        return UserPage(items=[User.of(u) for u in page["items"]], total=page["total"])
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def register(
+        self, info: Info[Context, None], username: str, email: str, password: str
+    ) -> User:
+        body = {"username": username, "email": email, "password": password}
+        return User.of(
+            await ctx(info).backend.call("users", "POST", "/api/v1/users/register", json=body)
+        )
+
+    @strawberry.mutation
+    async def login(self, info: Info[Context, None], username: str, password: str) -> Tokens:
+        body = {"username": username, "password": password}
+        tokens = await ctx(info).backend.call("users", "POST", "/api/v1/users/login", json=body)
+        return Tokens(
+            access_token=tokens["access_token"],
+            expires_in=tokens["expires_in"],
+            refresh_token=tokens.get("refresh_token"),
+        )
+
+    @strawberry.mutation(description="Revoke a login's refresh tokens.")
+    async def logout(self, info: Info[Context, None], refresh_token: str) -> bool:
+        body = {"refresh_token": refresh_token}
+        await ctx(info).backend.call("users", "POST", "/api/v1/users/logout", json=body)
+        return True
+
+    @strawberry.mutation(
+        description="Place an order; the same idempotencyKey again returns the same order."
+    )
+    async def place_order(
+        self,
+        info: Info[Context, None],
+        product_id: strawberry.ID,
+        quantity: int,
+        payment_method: PaymentMethod = PaymentMethod.CARD,
+        idempotency_key: str | None = None,
+    ) -> Order:
+        context = ctx(info)
+        await context.user()
+        body = {
+            "product_id": _id(product_id, "productId"),
+            "quantity": quantity,
+            "payment_method": payment_method.value,
+        }
+        order = await context.call(
+            "orders", "POST", "/api/v1/orders", json=body, idempotency_key=idempotency_key
+        )
+        return Order.of(order)
+
+    @strawberry.mutation
+    async def cancel_order(self, info: Info[Context, None], id: strawberry.ID) -> Order:
+        context = ctx(info)
+        await context.user()
+        return Order.of(await context.call("orders", "POST", f"/api/v1/orders/{_id(id)}/cancel"))
+
+    @strawberry.mutation(description="Admins: ship, deliver or cancel an order.")
+    async def change_order_status(
+        self, info: Info[Context, None], id: strawberry.ID, status: OrderStatusChange
+    ) -> Order:
+        context = ctx(info)
+        await context.admin()
+        order = await context.call(
+            "orders", "PATCH", f"/api/v1/orders/{_id(id)}/status", json={"status": status.value}
+        )
+        return Order.of(order)
+
+    @strawberry.mutation(description="Admins: add a product.")
+    async def create_product(
+        self, info: Info[Context, None], product: ProductInput, stock: int = 0
+    ) -> Product:
+        context = ctx(info)
+        await context.admin()
+        body = {**_product_body(product), "stock": stock}
+        return Product.of(await context.call("products", "POST", "/api/v1/products", json=body))
+
+    @strawberry.mutation(description="Admins: replace a product's editable fields.")
+    async def update_product(
+        self, info: Info[Context, None], id: strawberry.ID, product: ProductInput
+    ) -> Product:
+        context = ctx(info)
+        await context.admin()
+        path = f"/api/v1/products/{_id(id)}"
+        return Product.of(await context.call("products", "PUT", path, json=_product_body(product)))
+
+    @strawberry.mutation(description="Admins: set a product's stock.")
+    async def set_stock(self, info: Info[Context, None], id: strawberry.ID, stock: int) -> Product:
+        context = ctx(info)
+        await context.admin()
+        path = f"/api/v1/products/{_id(id)}/stock"
+        return Product.of(await context.call("products", "PATCH", path, json={"stock": stock}))
+
+    @strawberry.mutation(description="Admins: delete a product.")
+    async def delete_product(self, info: Info[Context, None], id: strawberry.ID) -> bool:
+        context = ctx(info)
+        await context.admin()
+        await context.call("products", "DELETE", f"/api/v1/products/{_id(id)}")
+        return True
+
+
+def _product_body(product: ProductInput) -> dict[str, Any]:
+    return {
+        "name": product.name,
+        "price": product.price,
+        "description": product.description,
+        "category": product.category or None,
+    }
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_depth: int = 8
+    max_cost: int = 5000
+    introspection: bool = True
+
+
+class ShopSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        # A refusal by a service or the limits is the caller's answer, not ours to log with a
+        # trace; anything else is a bug, logged in full (and masked in the response).
+        unexpected = [
+            e
+            for e in errors
+            if error_code(e) == "UNAVAILABLE" and not isinstance(e.original_error, ApiError)
+        ]
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
+def build_schema(limits: Limits = Limits()) -> strawberry.Schema:
+    rule = cost_rule(limits.max_cost)
+    extensions: list[Any] = [
+        lambda: QueryDepthLimiter(max_depth=limits.max_depth),
+        lambda: AddValidationRules([rule]),
+    ]
+    if not limits.introspection:
+        extensions.append(DisableIntrospection)
+    return ShopSchema(query=Query, mutation=Mutation, extensions=extensions)
+
+
+# The schema with its default limits: what schema.graphql is exported from.
+schema = build_schema()
+
+
+def error_code(error: GraphQLError) -> str:
+    """The API.md code of an error: the service's, BAD_USER_INPUT for a query the schema or the
+    limits refuse, and UNAVAILABLE (message masked) for anything unexpected."""
+    original = error.original_error
+    if isinstance(original, ApiError):
+        return original.code
+    if original is None:
+        return "BAD_USER_INPUT"
+    return "UNAVAILABLE"

@@ -1,0 +1,383 @@
+"""Server-rendered storefront pages, each built from one GraphQL operation run in-process.
+
+Safety, in one place: the tokens live in HttpOnly, SameSite=Lax cookies that only this
+process sets; every POST must carry the ``csrf_token`` form field equal to the ``shop_csrf``
+cookie (double submit: another site can make a browser send the cookie but cannot read it);
+Jinja2 escapes every value; the Content-Security-Policy (``PAGES_CSP``) allows scripts and
+styles from this origin only.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import jinja2
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from shop.storefront.graphql import Context
+
+PAGES_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+    " form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+ACCESS, REFRESH, CSRF, CART = "shop_access", "shop_refresh", "shop_csrf", "shop_cart"
+PAGE_SIZE = 12
+DEMO_CATEGORIES = ("electronics", "grocery", "jewellery", "kitchen", "office", "sports")
+# Autoescape on for every template, whatever its name: a product called
+# `<img src=x onerror=alert(1)>` is text.
+templates = Jinja2Templates(
+    env=jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True
+    )
+)
+router = APIRouter(include_in_schema=False)
+
+DECLINE_WORDS = (
+    "Your payment was declined, so you have not been charged and the order was not placed."
+    " Try another payment method or a smaller order."
+)
+
+
+class CsrfRejected(Exception):
+    """A state change without a matching CSRF token."""
+
+
+async def gql(request: Request, query: str, **variables: Any) -> tuple[Any, list[Any]]:
+    """Run one operation as the visitor; returns (data, errors as (code, message))."""
+    context = Context(
+        request.app.state.backend, request.app.state.verifier, request.cookies.get(ACCESS)
+    )
+    result = await request.app.state.schema.execute(
+        query, variable_values=variables, context_value=context
+    )
+    from shop.storefront.graphql import error_code
+
+    errors = [(error_code(e), e.message) for e in result.errors or []]
+    return result.data, errors
+
+
+def _csrf(request: Request) -> str:
+    token = request.cookies.get(CSRF) or getattr(request.state, "csrf", None)
+    if token is None:
+        token = request.state.csrf = secrets.token_urlsafe(24)
+    return token
+
+
+def check_csrf(request: Request, submitted: str | None) -> None:
+    cookie = request.cookies.get(CSRF)
+    if not cookie or not submitted or not secrets.compare_digest(cookie, submitted):
+        raise CsrfRejected
+
+
+def _cookie_args(request: Request) -> dict[str, Any]:
+    secure = request.app.state.settings.is_production
+    return {"httponly": True, "samesite": "lax", "secure": secure, "path": "/"}
+
+
+def render(request: Request, template: str, status: int = 200, **values: Any) -> Response:
+    token = _csrf(request)
+    values.setdefault("me", getattr(request.state, "me", None))
+    response: Response = templates.TemplateResponse(
+        request,
+        template,
+        {"csrf": token, "cart_count": sum(_cart(request).values()), **values},
+        status_code=status,
+    )
+    if request.cookies.get(CSRF) != token:
+        response.set_cookie(CSRF, token, **_cookie_args(request))
+    return response
+
+
+def redirect(to: str) -> RedirectResponse:
+    return RedirectResponse(to, status_code=303)
+
+
+def _cart(request: Request) -> dict[str, int]:
+    try:
+        raw = json.loads(request.cookies.get(CART) or "{}")
+        return {str(int(k)): max(1, min(int(v), 99)) for k, v in raw.items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}
+
+
+def _save_cart(request: Request, response: Response, cart: dict[str, int]) -> None:
+    response.set_cookie(CART, json.dumps(cart, separators=(",", ":")), **_cookie_args(request))
+
+
+async def current_user(request: Request) -> Any:
+    if ACCESS not in request.cookies:
+        return None
+    data, _ = await gql(request, "{ me { id username role } }")
+    request.state.me = (data or {}).get("me")
+    return request.state.me
+
+
+CsrfField = Annotated[str | None, Form()]
+
+
+@router.get("/", response_class=HTMLResponse)
+async def catalogue(request: Request, category: str | None = None, page: int = 1) -> Response:
+    await current_user(request)
+    page = max(1, min(page, 10_000))
+    data, errors = await gql(
+        request,
+        "query ($limit: Int!, $offset: Int!, $category: String)"
+        " { products(limit: $limit, offset: $offset, category: $category)"
+        " { total items { id name price stock category } } }",
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
+        category=category or None,
+    )
+    products = (data or {}).get("products") or {"items": [], "total": 0}
+    pages = max(1, -(-products["total"] // PAGE_SIZE))
+    return render(
+        request,
+        "catalogue.html",
+        products=products["items"],
+        category=category or "",
+        page=page,
+        pages=pages,
+        errors=errors,
+        categories=sorted({*DEMO_CATEGORIES, *([category] if category else [])}),
+    )
+
+
+@router.get("/products/{product_id}", response_class=HTMLResponse)
+async def product_page(request: Request, product_id: int) -> Response:
+    await current_user(request)
+    data, errors = await gql(
+        request,
+        "query ($id: ID!) { product(id: $id) { id name description price stock category } }",
+        id=str(product_id),
+    )
+    product = (data or {}).get("product")
+    if product is None:
+        return render(request, "message.html", 404, title="Not found", message="No such product.")
+    return render(request, "product.html", product=product, errors=errors)
+
+
+@router.post("/cart")
+async def add_to_cart(
+    request: Request,
+    product_id: Annotated[int, Form(ge=1)],
+    csrf_token: CsrfField = None,
+    quantity: Annotated[int, Form(ge=1, le=99)] = 1,
+) -> Response:
+    check_csrf(request, csrf_token)
+    cart = _cart(request)
+    cart[str(product_id)] = min(99, cart.get(str(product_id), 0) + quantity)
+    response = redirect("/cart")
+    _save_cart(request, response, cart)
+    return response
+
+
+@router.post("/cart/remove")
+async def remove_from_cart(
+    request: Request, product_id: Annotated[int, Form(ge=1)], csrf_token: CsrfField = None
+) -> Response:
+    check_csrf(request, csrf_token)
+    cart = _cart(request)
+    cart.pop(str(product_id), None)
+    response = redirect("/cart")
+    _save_cart(request, response, cart)
+    return response
+
+
+async def _cart_lines(request: Request) -> list[dict[str, Any]]:
+    cart = _cart(request)
+    if not cart:
+        return []
+    # One operation, one aliased field per line: the dataloader makes it one products call.
+    fields = " ".join(
+        f"p{product_id}: product(id: {product_id}) {{ id name price stock }}" for product_id in cart
+    )
+    data, _ = await gql(request, f"{{ {fields} }}")
+    return [
+        {"product": product, "quantity": quantity}
+        for product_id, quantity in cart.items()
+        if (product := (data or {}).get(f"p{product_id}"))
+    ]
+
+
+@router.get("/cart", response_class=HTMLResponse)
+async def cart_page(request: Request) -> Response:
+    await current_user(request)
+    return render(request, "cart.html", lines=await _cart_lines(request))
+
+
+@router.get("/checkout", response_class=HTMLResponse)
+async def checkout_page(request: Request) -> Response:
+    if await current_user(request) is None:
+        return redirect("/login?next=/checkout")
+    lines = await _cart_lines(request)
+    if not lines:
+        return redirect("/cart")
+    # One key per checkout: a second submit (double click, reload) places nothing new.
+    return render(request, "checkout.html", lines=lines, checkout_key=uuid.uuid4().hex)
+
+
+@router.post("/checkout")
+async def place_order(
+    request: Request,
+    checkout_key: Annotated[str, Form(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9]+$")],
+    payment_method: Annotated[str, Form(pattern=r"^(CARD|PAYPAL|BANK_TRANSFER)$")] = "CARD",
+    csrf_token: CsrfField = None,
+) -> Response:
+    check_csrf(request, csrf_token)
+    if await current_user(request) is None:
+        return redirect("/login?next=/checkout")
+    placed: list[str] = []
+    for line in await _cart_lines(request):
+        product_id = line["product"]["id"]
+        data, errors = await gql(
+            request,
+            "mutation ($p: ID!, $q: Int!, $m: PaymentMethod!, $k: String!)"
+            " { placeOrder(productId: $p, quantity: $q, paymentMethod: $m, idempotencyKey: $k)"
+            " { id } }",
+            p=product_id,
+            q=line["quantity"],
+            m=payment_method,
+            k=f"{checkout_key}-{product_id}",
+        )
+        if errors:
+            code, message = errors[0]
+            words = DECLINE_WORDS if code == "PAYMENT_DECLINED" else message
+            return render(
+                request, "checkout.html", 409, lines=[line], checkout_key=checkout_key, error=words
+            )
+        placed.append(data["placeOrder"]["id"])
+    response = redirect(f"/orders/{placed[0]}" if len(placed) == 1 else "/orders")
+    _save_cart(request, response, {})
+    return response
+
+
+@router.get("/orders", response_class=HTMLResponse)
+async def my_orders(request: Request) -> Response:
+    if await current_user(request) is None:
+        return redirect("/login?next=/orders")
+    data, errors = await gql(
+        request,
+        "{ me { orders(limit: 50) { total items { id status quantity totalPrice createdAt"
+        " product { name } payment { status } } } } }",
+    )
+    orders = ((data or {}).get("me") or {}).get("orders") or {"items": []}
+    return render(request, "orders.html", orders=orders["items"], errors=errors)
+
+
+@router.get("/orders/{order_id}", response_class=HTMLResponse)
+async def order_page(request: Request, order_id: int) -> Response:
+    if await current_user(request) is None:
+        return redirect(f"/login?next=/orders/{order_id}")
+    data, _ = await gql(
+        request,
+        "query ($id: ID!) { order(id: $id) { id status quantity totalPrice createdAt"
+        " failureReason product { id name } payment { status amount paymentMethod"
+        " failureReason } } }",
+        id=str(order_id),
+    )
+    order = (data or {}).get("order")
+    if order is None:
+        return render(request, "message.html", 404, title="Not found", message="No such order.")
+    declined = order["status"] == "failed"
+    return render(request, "order.html", order=order, declined=declined, decline=DECLINE_WORDS)
+
+
+@router.post("/orders/{order_id}/cancel")
+async def cancel(request: Request, order_id: int, csrf_token: CsrfField = None) -> Response:
+    check_csrf(request, csrf_token)
+    _, errors = await gql(
+        request, "mutation ($id: ID!) { cancelOrder(id: $id) { id } }", id=str(order_id)
+    )
+    if errors:
+        return render(request, "message.html", 409, title="Not cancelled", message=errors[0][1])
+    return redirect(f"/orders/{order_id}")
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, next: str = "/") -> Response:
+    return render(request, "login.html", next=_safe_next(next))
+
+
+def _safe_next(target: str) -> str:
+    # Only a path on this site: never an open redirect to another one.
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+async def _log_in(request: Request, username: str, password: str, target: str) -> Response:
+    data, errors = await gql(
+        request,
+        "mutation ($u: String!, $p: String!) { login(username: $u, password: $p)"
+        " { accessToken expiresIn refreshToken } }",
+        u=username,
+        p=password,
+    )
+    if errors:
+        message = (
+            "Wrong username or password." if errors[0][0] == "UNAUTHENTICATED" else errors[0][1]
+        )
+        return render(request, "login.html", 401, error=message, next=target)
+    tokens = data["login"]
+    response = redirect(target)
+    args = _cookie_args(request)
+    response.set_cookie(ACCESS, tokens["accessToken"], max_age=tokens["expiresIn"], **args)
+    if tokens["refreshToken"]:
+        response.set_cookie(REFRESH, tokens["refreshToken"], **args)
+    return response
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    username: Annotated[str, Form(max_length=254)],
+    password: Annotated[str, Form(max_length=256)],
+    csrf_token: CsrfField = None,
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    check_csrf(request, csrf_token)
+    return await _log_in(request, username, password, _safe_next(next))
+
+
+@router.get("/register", response_class=HTMLResponse)
+async def register_page(request: Request) -> Response:
+    return render(request, "register.html")
+
+
+@router.post("/register")
+async def register(
+    request: Request,
+    username: Annotated[str, Form(max_length=64)],
+    email: Annotated[str, Form(max_length=254)],
+    password: Annotated[str, Form(max_length=256)],
+    csrf_token: CsrfField = None,
+) -> Response:
+    check_csrf(request, csrf_token)
+    _, errors = await gql(
+        request,
+        "mutation ($u: String!, $e: String!, $p: String!)"
+        " { register(username: $u, email: $e, password: $p) { id } }",
+        u=username,
+        e=email,
+        p=password,
+    )
+    if errors:
+        return render(
+            request, "register.html", 422, error=errors[0][1], username=username, email=email
+        )
+    return await _log_in(request, username, password, "/")
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf_token: CsrfField = None) -> Response:
+    check_csrf(request, csrf_token)
+    if refresh := request.cookies.get(REFRESH):
+        await gql(request, "mutation ($r: String!) { logout(refreshToken: $r) }", r=refresh)
+    response = redirect("/")
+    for name in (ACCESS, REFRESH, CART):
+        response.delete_cookie(name, path="/")
+    return response
