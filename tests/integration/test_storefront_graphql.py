@@ -289,6 +289,16 @@ async def test_admin_manages_products_and_orders(
     )
     shipper = [u for u in everyone["data"]["users"]["items"] if u["username"] == "gql_shipper"]
     assert shipper[0]["orders"]["total"] == 1
+    newest = await bff.gql(
+        '{ orders(limit: 5, status: "shipped") { total items { id status product { name } } } }',
+        admin,
+    )
+    assert newest["data"]["orders"]["items"][0] == {
+        "id": order_id,
+        "status": "shipped",
+        "product": {"name": "Lamp"},
+    }
+    assert codes(await bff.gql("{ orders { total } }", token)) == ["FORBIDDEN"]
     deleted = await bff.gql(
         "mutation ($id: ID!) { deleteProduct(id: $id) }", admin, id=product["id"]
     )
