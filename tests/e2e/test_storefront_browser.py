@@ -207,10 +207,10 @@ def test_admin_creates_a_product_and_ships_an_order(page: Page, live: LivePlatfo
 
     order_id = _paid_order(live, product_id)
     page.goto("/admin/orders")
-    row = page.get_by_test_id("order-row").filter(has_text=f"#{order_id}")
+    row = page.locator(f'[data-testid="order-row"][data-order-id="{order_id}"]')
     expect(row.get_by_test_id("order-status")).to_have_text("paid")
     row.get_by_role("button", name=f"Ship order {order_id}").click()
-    row = page.get_by_test_id("order-row").filter(has_text=f"#{order_id}")
+    row = page.locator(f'[data-testid="order-row"][data-order-id="{order_id}"]')
     expect(row.get_by_test_id("order-status")).to_have_text("shipped")
     shot(page, "admin-orders")
     page.goto("/admin")

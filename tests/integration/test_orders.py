@@ -221,3 +221,37 @@ async def test_200_concurrent_orders_never_oversell(platform: Platform, make_pro
     )
     assert sorted(p["order_id"] for p in payments) == sorted(o["id"] for o in paid)
     assert sum(p["amount"] for p in payments) == sum(o["total_price"] for o in paid)
+
+
+async def test_admins_list_every_order_newest_first_and_by_status(
+    platform: Platform, make_product
+) -> None:
+    product = await make_product(price="5.00", stock=10)
+    first = (await place(platform, product["id"], user=31)).json()
+    second = (await place(platform, product["id"], user=32)).json()
+    cancel = await platform.orders.post(
+        f"/api/v1/orders/{first['id']}/cancel", headers=platform.token(31)
+    )
+    assert cancel.status_code == 200, cancel.text
+
+    every = await platform.orders.get("/api/v1/orders?limit=100", headers=platform.admin)
+    assert every.status_code == 200, every.text
+    ids = [o["id"] for o in every.json()["items"]]
+    assert ids == sorted(ids, reverse=True)
+    assert {first["id"], second["id"]} <= set(ids)
+    assert every.json()["total"] >= 2
+
+    paid = (
+        await platform.orders.get("/api/v1/orders?status=paid&limit=100", headers=platform.admin)
+    ).json()
+    assert {o["status"] for o in paid["items"]} == {"paid"}
+    assert second["id"] in [o["id"] for o in paid["items"]]
+    assert first["id"] not in [o["id"] for o in paid["items"]]
+
+    assert (
+        await platform.orders.get("/api/v1/orders", headers=platform.token(31))
+    ).status_code == 403
+    assert (await platform.orders.get("/api/v1/orders")).status_code == 401
+    bad = await platform.orders.get("/api/v1/orders?status=lost", headers=platform.admin)
+    assert bad.status_code == 422
+    assert bad.headers["content-type"].startswith("application/problem+json")

@@ -289,9 +289,48 @@ async def test_admin_manages_products_and_orders(
     )
     shipper = [u for u in everyone["data"]["users"]["items"] if u["username"] == "gql_shipper"]
     assert shipper[0]["orders"]["total"] == 1
+    newest = await bff.gql(
+        '{ orders(limit: 5, status: "shipped") { total items { id status product { name } } } }',
+        admin,
+    )
+    assert newest["data"]["orders"]["items"][0] == {
+        "id": order_id,
+        "status": "shipped",
+        "product": {"name": "Lamp"},
+    }
+    assert codes(await bff.gql("{ orders { total } }", token)) == ["FORBIDDEN"]
     deleted = await bff.gql(
         "mutation ($id: ID!) { deleteProduct(id: $id) }", admin, id=product["id"]
     )
     assert deleted["data"]["deleteProduct"] is True
     gone = await bff.gql("query ($id: ID!) { product(id: $id) { id } }", id=product["id"])
     assert gone["data"]["product"] is None
+
+
+async def test_an_expired_page_session_is_refreshed_once(bff: Storefront) -> None:
+    """The access cookie has expired (the browser dropped it); the refresh cookie is
+    traded for a new pair before the page runs, and the old refresh token is spent."""
+    await _customer(bff, "gql_sleeper")
+    login = await bff.gql(
+        'mutation { login(username: "gql_sleeper", password: "correct horse battery")'
+        " { refreshToken } }"
+    )
+    refresh = login["data"]["login"]["refreshToken"]
+
+    page = await bff.client.get("/orders", cookies={"shop_refresh": refresh})
+    assert page.status_code == 200, page.text
+    assert "gql_sleeper" in page.text  # logged in, not sent to /login
+    new = {c.name: c.value for c in bff.client.cookies.jar}
+    bff.client.cookies.clear()
+    assert new["shop_access"]
+    assert new["shop_refresh"] != refresh  # single use: a new one replaces it
+
+    again = await bff.client.get("/orders", cookies={"shop_refresh": refresh})
+    assert again.status_code in (303, 307) or "gql_sleeper" not in again.text
+    assert 'shop_refresh=""' in again.headers.get("set-cookie", "")  # the spent one is dropped
+    bff.client.cookies.clear()
+
+    # A refresh token used twice revokes its whole login (the user service's reuse rule), so
+    # whoever replayed it, the visitor or a thief, must log in again.
+    fresh = await bff.client.get("/orders", cookies={"shop_refresh": new["shop_refresh"]})
+    assert "gql_sleeper" not in fresh.text

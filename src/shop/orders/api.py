@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
-from shop.common.deps import DbDep, IdempotencyKeyDep, PageDep, PrincipalDep, PrivilegedDep
+from shop.common.deps import (
+    AdminDep,
+    DbDep,
+    IdempotencyKeyDep,
+    PageDep,
+    PrincipalDep,
+    PrivilegedDep,
+)
 from shop.common.errors import Forbidden, NotFound
 from shop.common.responses import json_response
 from shop.orders import service
@@ -77,6 +84,18 @@ async def place_order(
         currency=request.app.state.settings.currency,
     )
     return json_response(_order(order), 201)
+
+
+@router.get("", response_model=OrderPage, responses={403: {"description": "Admins only"}})
+async def all_orders(
+    db: DbDep,
+    page: PageDep,
+    _: AdminDep,
+    status: Annotated[OrderStatus | None, Query(description="only orders in this status")] = None,
+) -> Any:
+    """Every customer's orders, newest first (the admin's order list)."""
+    rows, total = await service.list_all(db=db, status=status, limit=page.limit, offset=page.offset)
+    return page.response([_order(r) for r in rows], total)
 
 
 @router.get(

@@ -139,6 +139,27 @@ class OrderRepository:
         )
         return [Order.from_record(r) for r in rows], total
 
+    async def page_all(
+        self, status: OrderStatus | None, *, limit: int, offset: int
+    ) -> tuple[list[Order], int]:
+        """Every order (or those in ``status``), newest first."""
+        wanted = None if status is None else status.value
+        rows = await self.conn.fetch(
+            f"SELECT {COLUMNS}, count(*) OVER () AS total FROM orders"
+            " WHERE $1::text IS NULL OR status = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
+            wanted,
+            limit,
+            offset,
+        )
+        total = (
+            rows[0]["total"]
+            if rows
+            else await self.conn.fetchval(
+                "SELECT count(*) FROM orders WHERE $1::text IS NULL OR status = $1", wanted
+            )
+        )
+        return [Order.from_record(r) for r in rows], total
+
     async def take_lease(
         self, order_id: int, lease: float, *, cancel: bool = False
     ) -> Order | None:

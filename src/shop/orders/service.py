@@ -271,6 +271,13 @@ async def list_for_user(
         return await OrderRepository(conn).page_for_user(user_id, limit=limit, offset=offset)
 
 
+async def list_all(
+    *, db: Database, status: OrderStatus | None, limit: int, offset: int
+) -> tuple[list[Order], int]:
+    async with db.acquire() as conn:
+        return await OrderRepository(conn).page_all(status, limit=limit, offset=offset)
+
+
 async def change_status(
     *, saga: Saga, order_id: int, status: OrderStatus, principal: Principal
 ) -> Order:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import Response
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLHTTPResponse
@@ -30,7 +31,7 @@ from shop.common.tracing import exporting, instrument_app, instrument_client
 from shop.storefront.admin import router as admin_router
 from shop.storefront.clients import Backend
 from shop.storefront.graphql import Context, Limits, build_schema, error_code
-from shop.storefront.pages import PAGES_CSP, CsrfRejected, render
+from shop.storefront.pages import PAGES_CSP, CsrfRejected, refresh_session, render
 from shop.storefront.pages import router as pages_router
 from shop.storefront.settings import StorefrontSettings
 
@@ -133,6 +134,7 @@ def create_app(
         return render(request, "message.html", 403, title="Refused", message=message)
 
     app.add_exception_handler(CsrfRejected, on_csrf)
+    app.add_middleware(BaseHTTPMiddleware, dispatch=refresh_session)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(
         RequestContextMiddleware,

@@ -283,6 +283,22 @@ class Query:
                 return None
             raise
 
+    @strawberry.field(description="Every customer's orders, newest first (admins only).")
+    async def orders(
+        self,
+        info: Info[Context, None],
+        limit: int = 20,
+        offset: int = 0,
+        status: str | None = None,
+    ) -> OrderPage:
+        context = ctx(info)
+        await context.admin()
+        params: dict[str, str | int] = {**_page_args(limit, offset)}
+        if status:
+            params["status"] = status
+        page = await context.call("orders", "GET", "/api/v1/orders", params=params)
+        return OrderPage(items=[Order.of(o) for o in page["items"]], total=page["total"])
+
     @strawberry.field(description="Every user (admins only), each with their orders.")
     async def users(self, info: Info[Context, None], limit: int = 20, offset: int = 0) -> UserPage:
         context = ctx(info)

@@ -4,7 +4,9 @@ Safety, in one place: the tokens live in HttpOnly, SameSite=Lax cookies that onl
 process sets; every POST must carry the ``csrf_token`` form field equal to the ``shop_csrf``
 cookie (double submit: another site can make a browser send the cookie but cannot read it);
 Jinja2 escapes every value; the Content-Security-Policy (``PAGES_CSP``) allows scripts and
-styles from this origin only.
+styles from this origin only. An access token lives 15 minutes; when its cookie has expired
+and the refresh cookie is there, ``refresh_session`` trades the (single-use) refresh token for a
+new pair before the page runs, so a visitor stays logged in as long as the refresh token lasts.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import jinja2
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.middleware.base import RequestResponseEndpoint
 
+from shop.storefront.clients import ApiError
 from shop.storefront.graphql import Context
 
 PAGES_CSP = (
@@ -50,9 +54,7 @@ class CsrfRejected(Exception):
 
 async def gql(request: Request, query: str, **variables: Any) -> tuple[Any, list[Any]]:
     """Run one operation as the visitor; returns (data, errors as (code, message))."""
-    context = Context(
-        request.app.state.backend, request.app.state.verifier, request.cookies.get(ACCESS)
-    )
+    context = Context(request.app.state.backend, request.app.state.verifier, access_token(request))
     result = await request.app.state.schema.execute(
         query, variable_values=variables, context_value=context
     )
@@ -110,8 +112,47 @@ def _save_cart(request: Request, response: Response, cart: dict[str, int]) -> No
     response.set_cookie(CART, json.dumps(cart, separators=(",", ":")), **_cookie_args(request))
 
 
+def access_token(request: Request) -> str | None:
+    """The visitor's access token: refreshed for this request, else its cookie's."""
+    refreshed: str | None = getattr(request.state, "access_token", None)
+    return refreshed or request.cookies.get(ACCESS)
+
+
+def _set_tokens(request: Request, response: Response, tokens: dict[str, Any]) -> None:
+    args = _cookie_args(request)
+    response.set_cookie(ACCESS, tokens["access_token"], max_age=tokens["expires_in"], **args)
+    if tokens.get("refresh_token"):
+        response.set_cookie(REFRESH, tokens["refresh_token"], **args)
+
+
+async def refresh_session(request: Request, call_next: RequestResponseEndpoint) -> Response:
+    """Middleware: an expired access cookie with a refresh cookie beside it gets a new pair
+    (the user service's /refresh); a refused refresh token logs the visitor out."""
+    refresh = request.cookies.get(REFRESH)
+    if ACCESS in request.cookies or not refresh or not _is_page(request.url.path):
+        return await call_next(request)
+    try:
+        tokens = await request.app.state.backend.call(
+            "users", "POST", "/api/v1/users/refresh", json={"refresh_token": refresh}
+        )
+    except ApiError as exc:
+        response = await call_next(request)
+        if exc.code in ("UNAUTHENTICATED", "BAD_USER_INPUT"):  # revoked, used or expired
+            response.delete_cookie(REFRESH, path="/")
+        return response
+    request.state.access_token = tokens["access_token"]
+    response = await call_next(request)
+    _set_tokens(request, response, tokens)
+    return response
+
+
+def _is_page(path: str) -> bool:
+    # Not the API, GraphQL (bearer tokens), static files or logout (which revokes the token).
+    return not path.startswith(("/graphql", "/static/", "/health", "/metrics", "/logout"))
+
+
 async def current_user(request: Request) -> Any:
-    if ACCESS not in request.cookies:
+    if access_token(request) is None:
         return None
     data, _ = await gql(request, "{ me { id username role } }")
     request.state.me = (data or {}).get("me")
@@ -324,10 +365,15 @@ async def _log_in(request: Request, username: str, password: str, target: str) -
         return render(request, "login.html", 401, error=message, next=target)
     tokens = data["login"]
     response = redirect(target)
-    args = _cookie_args(request)
-    response.set_cookie(ACCESS, tokens["accessToken"], max_age=tokens["expiresIn"], **args)
-    if tokens["refreshToken"]:
-        response.set_cookie(REFRESH, tokens["refreshToken"], **args)
+    _set_tokens(
+        request,
+        response,
+        {
+            "access_token": tokens["accessToken"],
+            "expires_in": tokens["expiresIn"],
+            "refresh_token": tokens["refreshToken"],
+        },
+    )
     return response
 
 
