@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shop.common.services import SERVICES, STOREFRONT
+from shop.common.services import SERVICES
 
 
 def stable_ports(offsets: list[int]) -> int:
