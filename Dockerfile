@@ -92,13 +92,13 @@ WORKDIR /tmp
 USER 10001:10001
 
 # Informational only (the port follows SHOP_PORT): users 5000, products 5001, orders 5002,
-# payments 5003.
-EXPOSE 5000 5001 5002 5003
+# payments 5003, storefront 5004.
+EXPOSE 5000 5001 5002 5003 5004
 
 # Kubernetes uses its own probes; this serves `docker run` and compose. Standard library
 # only. The port is SHOP_PORT, else the default of the service named in PID 1's arguments.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request as u; a = open('/proc/1/cmdline').read().split(chr(0)); d = {'users': '5000', 'products': '5001', 'orders': '5002', 'payments': '5003'}; p = os.environ.get('SHOP_PORT') or next((d[s] for s in a if s in d), '5000'); u.urlopen('http://127.0.0.1:' + p + '/health/live', timeout=2)"]
+    CMD ["python", "-c", "import os, urllib.request as u; a = open('/proc/1/cmdline').read().split(chr(0)); d = {'users': '5000', 'products': '5001', 'orders': '5002', 'payments': '5003', 'storefront': '5004'}; p = os.environ.get('SHOP_PORT') or next((d[s] for s in a if s in d), '5000'); u.urlopen('http://127.0.0.1:' + p + '/health/live', timeout=2)"]
 
 ENTRYPOINT ["shop"]
 CMD ["serve", "users"]

@@ -6,6 +6,8 @@ Output (committed, included by deploy/k8s/base/gateway/kustomization.yaml):
     shop-auth       login, register, refresh: public, with the tighter rate limit
     shop-public     the other routes' public methods (product reads, the JWKS, logout)
     shop-protected  everything else: a valid user token (SecurityPolicy shop-jwt)
+    shop-optional   the optional-token routes (the storefront's): a token, if sent, must be
+                    valid (SecurityPolicy shop-jwt-optional, jwt.optional), as locally
     shop-redirect   plain HTTP -> HTTPS
 
 Gateway API picks an exact path over a prefix and a match with a method over one without,
@@ -75,14 +77,29 @@ def _route(name: str, rules: list[dict[str, Any]], comment: str) -> tuple[str, d
 
 
 def render() -> str:
-    routes = [r for r in ROUTES if _present(r.service)]
+    present = [r for r in ROUTES if _present(r.service)]
+    routes = [r for r in present if not r.optional_token]
     auth = [_rule(r, r.public) for r in routes if r.limit == "auth" and r.public]
     public = [_rule(r, r.public) for r in routes if r.limit != "auth" and r.public]
     protected = [_rule(r, None) for r in routes]
+    # Every method of these routes: the local gateway's "optional" requirement covers both its
+    # public and its protected Envoy routes, so one route per path says the same here.
+    optional = [_rule(r, None) for r in present if r.optional_token]
     docs = [
         _route("shop-auth", auth, "Public, tighter rate limit (BackendTrafficPolicy shop-auth)."),
         _route("shop-public", public, "Public: no token needed."),
         _route("shop-protected", protected, "A valid user token (SecurityPolicy shop-jwt)."),
+        *(
+            [
+                _route(
+                    "shop-optional",
+                    optional,
+                    "A token if sent, and then a valid one (SecurityPolicy shop-jwt-optional).",
+                )
+            ]
+            if optional
+            else []
+        ),
         (
             "Plain HTTP answers only with a redirect to HTTPS.",
             {

@@ -87,11 +87,18 @@ for entry in $services; do
     token_policies="shop-$svc" token_ttl=1h token_max_ttl=4h \
     secret_id_ttl=720h token_num_uses=0 >/dev/null
 done
+# The storefront (deploy/k8s/base/storefront/): the internal secret only, no database.
+"$CLI" write auth/kubernetes/role/storefront \
+  bound_service_account_names=storefront bound_service_account_namespaces="$namespace" \
+  audience=vault token_policies=shop-storefront token_ttl=1h token_max_ttl=4h >/dev/null
+"$CLI" write auth/approle/role/storefront \
+  token_policies=shop-storefront token_ttl=1h token_max_ttl=4h \
+  secret_id_ttl=720h token_num_uses=0 >/dev/null
 # The backup CronJob (deploy/k8s/base/backup/): a database login for pg_dump, the raft snapshot.
 "$CLI" write auth/kubernetes/role/shop-backup \
   bound_service_account_names=shop-backup bound_service_account_namespaces="$namespace" \
   audience=vault token_policies=shop-backup token_ttl=1h token_max_ttl=2h >/dev/null
-say "auth roles written (kubernetes, approle): user-service product-service order-service payment-service; kubernetes: shop-backup"
+say "auth roles written (kubernetes, approle): user-service product-service order-service payment-service storefront; kubernetes: shop-backup"
 
 # --- database secrets engine: short-lived PostgreSQL logins per service -----------------------
 if [ -n "${SHOP_DB_HOST:-}" ]; then

@@ -29,6 +29,11 @@ SERVICES = {
     "order-service": ("orders", 5002, "orderdb"),
     "payment-service": ("payments", 5003, "paymentdb"),
 }
+# The storefront (GraphQL BFF and pages): a Deployment from the same image, no database.
+STOREFRONT = "storefront"
+STOREFRONT_PORT = 5004
+# Every Deployment of the platform and its port.
+WORKLOADS = {**{name: port for name, (_cli, port, _db) in SERVICES.items()}, STOREFRONT: 5004}
 GATEWAY_KINDS = {
     "Gateway",
     "HTTPRoute",

@@ -17,6 +17,9 @@ from .conftest import (
     GATEWAY_KINDS,
     ROOT,
     SERVICES,
+    STOREFRONT,
+    STOREFRONT_PORT,
+    WORKLOADS,
     by_kind,
     checkov_failures,
     describe_failures,
@@ -90,7 +93,7 @@ def pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_one_deployment_per_service_from_one_image(rendered, env):
     deployments = by_kind(rendered[env], "Deployment")
-    assert set(deployments) == set(SERVICES)
+    assert set(deployments) == set(WORKLOADS)
     images = set()
     for name, (cli, port, _db) in SERVICES.items():
         spec = pod_spec(deployments[name])
@@ -101,6 +104,12 @@ def test_one_deployment_per_service_from_one_image(rendered, env):
         assert migrate["args"] == ["migrate", cli]
         assert migrate["image"] == app["image"]
         images.add(app["image"])
+    storefront = pod_spec(deployments[STOREFRONT])
+    (app,) = storefront["containers"]
+    assert app["args"] == ["serve", "storefront"]
+    assert app["ports"] == [{"name": "http", "containerPort": STOREFRONT_PORT, "protocol": "TCP"}]
+    assert "initContainers" not in storefront  # no database, nothing to migrate
+    images.add(app["image"])
     (image,) = images
     repo, _, tag = image.rpartition(":")
     assert repo.endswith("/shop")
@@ -108,7 +117,7 @@ def test_one_deployment_per_service_from_one_image(rendered, env):
     assert tag != "latest"
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", WORKLOADS)
 def test_deployment_rollout_and_probes(prod, name):
     dep = by_kind(prod, "Deployment")[name]
     assert dep["spec"]["replicas"] == 2
@@ -130,7 +139,7 @@ def test_deployment_rollout_and_probes(prod, name):
         assert {"cpu", "memory"} <= set(app["resources"][key])
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", WORKLOADS)
 def test_pods_are_locked_down(prod, name):
     spec = pod_spec(by_kind(prod, "Deployment")[name])
     assert spec["automountServiceAccountToken"] is False
@@ -138,7 +147,7 @@ def test_pods_are_locked_down(prod, name):
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] == 10001
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    for container in spec["containers"] + spec["initContainers"]:
+    for container in spec["containers"] + spec.get("initContainers", []):
         sc = container["securityContext"]
         assert sc["runAsNonRoot"] is True
         assert sc["runAsUser"] == 10001
@@ -156,14 +165,14 @@ def test_pods_are_locked_down(prod, name):
 
 def test_service_accounts_mount_no_token(prod):
     accounts = by_kind(prod, "ServiceAccount")
-    assert set(accounts) == {*SERVICES, "shop-backup"}
+    assert set(accounts) == {*WORKLOADS, "shop-backup"}
     assert all(sa["automountServiceAccountToken"] is False for sa in accounts.values())
 
 
 def test_roles_only_read_the_own_configmap(prod):
     roles = by_kind(prod, "Role")
     configmaps = by_kind(prod, "ConfigMap")
-    assert set(roles) == set(SERVICES)
+    assert set(roles) == set(WORKLOADS)
     for name, role in roles.items():
         (rule,) = role["rules"]
         assert rule["verbs"] == ["get"]
@@ -202,6 +211,35 @@ def test_vault_agent_renders_the_secrets_as_files(prod, name):
         assert f"agent-inject-template-{key}" in " ".join(ann)
 
 
+def test_the_storefront_gets_only_the_internal_secret_from_vault(prod):
+    ann = by_kind(prod, "Deployment")[STOREFRONT]["spec"]["template"]["metadata"]["annotations"]
+    assert ann["vault.hashicorp.com/agent-inject"] == "true"
+    assert ann["vault.hashicorp.com/role"] == STOREFRONT
+    assert ann["vault.hashicorp.com/agent-service-account-token-volume-name"] == "vault-token"
+    prefix = "vault.hashicorp.com/agent-inject-secret-"
+    files = {k[len(prefix) :]: v for k, v in ann.items() if k.startswith(prefix)}
+    assert files == {"SHOP_SERVICE_TOKEN_SECRET": "secret/data/shop/internal"}
+    assert (
+        "SHOP_SERVICE_TOKEN_SECRET"
+        in ann["vault.hashicorp.com/agent-inject-template-SHOP_SERVICE_TOKEN_SECRET"]
+    )
+
+
+def test_the_storefront_calls_the_services_by_their_in_cluster_names(prod):
+    app = pod_spec(by_kind(prod, "Deployment")[STOREFRONT])["containers"][0]
+    (source,) = app["envFrom"]
+    data = by_kind(prod, "ConfigMap")[source["configMapRef"]["name"]]["data"]
+    assert data["SHOP_ENV"] == "production"
+    assert data["SHOP_PORT"] == str(STOREFRONT_PORT)
+    assert data["SHOP_SECRETS_DIR"] == "/vault/secrets"
+    assert data["SHOP_JWKS_URL"] == "http://user-service:5000/.well-known/jwks.json"
+    # Each setting of StorefrontSettings that names a service, at that service's Service.
+    for name, (cli, port, _db) in SERVICES.items():
+        assert data[f"SHOP_{cli.upper()}_URL"] == f"http://{name}:{port}"
+    assert "SHOP_DATABASE_URL" not in data
+    assert not {k for k in data if "PASSWORD" in k or ("SECRET" in k and k != "SHOP_SECRETS_DIR")}
+
+
 @pytest.mark.parametrize("name", SERVICES)
 def test_configuration_follows_the_env_contract(prod, name):
     dep = by_kind(prod, "Deployment")[name]
@@ -228,9 +266,9 @@ def test_configuration_follows_the_env_contract(prod, name):
     ]
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", WORKLOADS)
 def test_services_and_service_monitors(prod, name):
-    _cli, port, _db = SERVICES[name]
+    port = WORKLOADS[name]
     svc = by_kind(prod, "Service")[name]
     assert svc["spec"]["ports"] == [
         {"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}
@@ -249,7 +287,7 @@ def test_services_and_service_monitors(prod, name):
 def test_autoscaling_and_disruption_budgets(rendered, env):
     hpas = by_kind(rendered[env], "HorizontalPodAutoscaler")
     pdbs = by_kind(rendered[env], "PodDisruptionBudget")
-    assert set(hpas) == set(pdbs) == set(SERVICES)
+    assert set(hpas) == set(pdbs) == set(WORKLOADS)
     for name, hpa in hpas.items():
         spec = hpa["spec"]
         assert hpa["apiVersion"] == "autoscaling/v2"
@@ -342,12 +380,31 @@ def test_protected_routes_need_a_user_token_and_public_ones_do_not(prod):
     assert not any(backend in {"order-service", "payment-service"} for _p, _m, backend in public)
     assert all(method is not None for _p, method, _b in public)  # public by method, never all
     protected = _route_paths(routes["shop-protected"])
+    assert not any(b == STOREFRONT for _p, _m, b in public | protected)
     assert {(p, b) for p, _m, b in protected} >= {
         ("/api/v1/users", "user-service"),
         ("/api/v1/products", "product-service"),
         ("/api/v1/orders", "order-service"),
         ("/api/v1/payments", "payment-service"),
     }
+
+
+def test_storefront_routes_take_an_optional_token_as_the_local_gateway_does(prod):
+    routes = by_kind(prod, "HTTPRoute")
+    policies = by_kind(prod, "SecurityPolicy")
+    optional = _route_paths(routes["shop-optional"])
+    # Every method of each storefront prefix, the catch-all last (Gateway API prefers the
+    # longest prefix, so /api/v1/... still goes to the services).
+    assert optional == {
+        (path, None, STOREFRONT) for path in ("/graphql", "/static/", "/admin", "/")
+    }
+    policy = policies["shop-jwt-optional"]["spec"]
+    assert [t["name"] for t in policy["targetRefs"]] == ["shop-optional"]
+    # No token passes; a token that is sent is checked against the same provider.
+    assert policy["jwt"]["optional"] is True
+    assert policy["jwt"]["providers"] == policies["shop-jwt"]["spec"]["jwt"]["providers"]
+    assert "optional" not in policies["shop-jwt"]["spec"]["jwt"]
+    assert policy["cors"] == policies["shop-jwt"]["spec"]["cors"]
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -411,18 +468,20 @@ def test_default_deny_all(prod):
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", WORKLOADS)
 def test_ingress_only_from_the_gateway_monitoring_and_named_callers(prod, name):
     policies = by_kind(prod, "NetworkPolicy")
-    port = SERVICES[name][1]
+    port = WORKLOADS[name]
     peers = allowed(policies, name, "ingress")
     assert (namespace("envoy-gateway-system"), {port}) in peers
     assert (namespace("monitoring"), {port}) in peers
     callers = {
-        "user-service": {"product-service", "order-service", "payment-service"},  # JWKS
-        "product-service": {"order-service"},
-        "payment-service": {"order-service"},
-        "order-service": set(),
+        # JWKS; the storefront calls every service's API with its user's token.
+        "user-service": {"product-service", "order-service", "payment-service", STOREFRONT},
+        "product-service": {"order-service", STOREFRONT},
+        "payment-service": {"order-service", STOREFRONT},
+        "order-service": {STOREFRONT},
+        STOREFRONT: set(),  # the gateway's and Prometheus' only
     }[name]
     pod_peers = {
         p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
@@ -454,6 +513,21 @@ def test_egress_dns_vault_database_and_service_calls(prod, name):
     if name == "order-service":
         expected |= {"product-service": {5001}, "payment-service": {5003}}
     assert services == expected
+
+
+def test_storefront_egress_is_dns_vault_and_the_four_services_only(prod):
+    peers = allowed(by_kind(prod, "NetworkPolicy"), STOREFRONT, "egress")
+    dns = {**namespace("kube-system"), **pod("kube-dns")}
+    dns["podSelector"] = {"matchLabels": {"k8s-app": "kube-dns"}}
+    assert (dns, {53}) in peers
+    assert (namespace("vault"), {8200}) in peers  # Vault Agent
+    assert not any("ipBlock" in p for p, _ports in peers)  # no database
+    services = {
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: ports
+        for p, ports in peers
+        if "podSelector" in p and "namespaceSelector" not in p
+    }
+    assert services == {name: {port} for name, (_cli, port, _db) in SERVICES.items()}
 
 
 def cidrsubnet(prefix: str, newbits: int, netnum: int) -> str:

@@ -11,7 +11,17 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import CRD_KINDS, K8S, MESH_KINDS, SERVICES, by_kind, render, tools_python
+from .conftest import (
+    CRD_KINDS,
+    K8S,
+    MESH_KINDS,
+    SERVICES,
+    STOREFRONT,
+    WORKLOADS,
+    by_kind,
+    render,
+    tools_python,
+)
 
 HERE = Path(__file__).parent
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
@@ -56,7 +66,7 @@ def _allowed(policy: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 def test_each_service_allows_only_the_calls_the_platform_makes(mesh):
     policies = by_kind(mesh, "AuthorizationPolicy")
-    assert set(policies) == set(SERVICES)
+    assert set(policies) == set(WORKLOADS)
     for name, policy in policies.items():
         assert policy["spec"]["action"] == "ALLOW"
         assert policy["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": name}
@@ -66,14 +76,21 @@ def test_each_service_allows_only_the_calls_the_platform_makes(mesh):
         assert (
             callers
             == {
-                "user-service": {"product-service", "order-service", "payment-service"},
-                "product-service": {"order-service"},
-                "order-service": set(),
-                "payment-service": {"order-service"},
+                "user-service": {"product-service", "order-service", "payment-service", STOREFRONT},
+                "product-service": {"order-service", STOREFRONT},
+                "order-service": {STOREFRONT},
+                "payment-service": {"order-service", STOREFRONT},
+                STOREFRONT: set(),
             }[name]
         )
-        # The gateway reaches only the service's own public prefix (and the JWKS).
+        if name == STOREFRONT:  # its gateway routes end in the catch-all "/"
+            assert {p for w, _m, p in allowed if w == "envoy-gateway-system"} == {"/*"}
+            continue
+        # The gateway reaches only the service's own public prefix (and the JWKS); so does
+        # the storefront (the caller's token, the service's public API).
         prefix = "/api/v1/" + SERVICES[name][0]
+        storefront_paths = {p for w, _m, p in allowed if w == STOREFRONT}
+        assert all(p.startswith(prefix) or p == "/.well-known/jwks.json" for p in storefront_paths)
         gateway_paths = {p for who, _m, p in allowed if who == "envoy-gateway-system"}
         assert all(p.startswith(prefix) or p == "/.well-known/jwks.json" for p in gateway_paths)
     jwks_only = {p for w, _m, p in _allowed(policies["user-service"]) if w == "order-service"}
@@ -82,7 +99,8 @@ def test_each_service_allows_only_the_calls_the_platform_makes(mesh):
 
 def test_destination_rules_bound_pools_and_eject_failing_pods(mesh):
     rules = by_kind(mesh, "DestinationRule")
-    assert set(rules) == set(SERVICES)
+    assert set(rules) == set(WORKLOADS)
+    assert set(by_kind(mesh, "VirtualService")) == set(WORKLOADS)
     for name, rule in rules.items():
         policy = rule["spec"]["trafficPolicy"]
         assert rule["spec"]["host"] == f"{name}.shop.svc.cluster.local"

@@ -1,6 +1,8 @@
-"""The image runs: migrations and every process of the platform start from it as the non-root
-user with a read-only root filesystem against the host's PostgreSQL, the smoke test passes
-against the containers, and SIGTERM stops each one cleanly within its grace period."""
+"""The image runs: migrations and every process of the platform (the four services and the
+storefront) start from it as the non-root user with a read-only root filesystem against the
+host's PostgreSQL, the smoke test passes against the containers, the storefront serves its
+pages and static files from the installed package, and SIGTERM stops each one cleanly within
+its grace period."""
 
 from __future__ import annotations
 
@@ -10,15 +12,16 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shop.common.auth import generate_private_key_pem
-from shop.common.services import SERVICES
+from shop.common.services import PROCESSES, SERVICES, STOREFRONT
 from shop.devtools.postgres import SERVICE_DATABASES, Server, create_databases, drop_databases
-from shop.devtools.processes import free_port, platform_env
+from shop.devtools.processes import free_port, platform_env, storefront_env
 from tests.conftest import FAST_SERVICES, ROOT
 
 from .conftest import UID, Container, images, run_args, wait_http
@@ -61,25 +64,32 @@ def admin_password() -> str:
 def platform(
     engine, migrated, run_id, admin_password, tmp_path_factory
 ) -> Iterator[dict[str, Container]]:
-    """Every process of the platform, one container each, on free ports."""
+    """Every process of the platform, one container each, on free ports; the storefront calls
+    the four services' containers directly, as it calls their Services in the cluster."""
     secrets_dir = tmp_path_factory.mktemp("image-secrets")
     key = secrets_dir / "jwt-signing.pem"
     key.write_text(generate_private_key_pem())
     secrets_dir.chmod(0o755)  # readable by the container's user, uid 10001
     key.chmod(0o644)
-    ports = {svc: free_port() for svc in SERVICES}
+    ports = {name: free_port() for name in PROCESSES}
+    token_secret = secrets.token_urlsafe(32)
     envs = platform_env(
         database_urls=migrated,
         ports=ports,
         secrets_dir=Path(SECRETS_IN_CONTAINER),
         admin_password=admin_password,
-        service_token_secret=secrets.token_urlsafe(32),
+        service_token_secret=token_secret,
         env="test",
         extra=FAST_SERVICES,
     )
+    envs[STOREFRONT] = storefront_env(
+        services={svc: f"http://127.0.0.1:{ports[svc]}" for svc in SERVICES},
+        port=ports[STOREFRONT],
+        shared={"SHOP_ENV": "test", "SHOP_SERVICE_TOKEN_SECRET": token_secret},
+    )
     containers: dict[str, Container] = {}
     try:
-        for svc in SERVICES:
+        for svc in PROCESSES:
             name = f"shop-test-{run_id}-{svc}"
             args = run_args(name, envs[svc], {secrets_dir: SECRETS_IN_CONTAINER})
             engine.run(*args, "--detach", images.IMAGE, "serve", svc)
@@ -113,8 +123,8 @@ def test_the_image_carries_pg_dump_matching_the_rds_engine(platform):
 
 def test_smoke_test_passes_against_the_containers(platform, admin_password):
     urls = []
-    for svc, container in platform.items():
-        urls += [f"--{svc}-url", f"http://127.0.0.1:{container.port}"]
+    for svc in SERVICES:
+        urls += [f"--{svc}-url", f"http://127.0.0.1:{platform[svc].port}"]
     done = subprocess.run(
         [
             sys.executable,
@@ -131,6 +141,28 @@ def test_smoke_test_passes_against_the_containers(platform, admin_password):
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_storefront_serves_its_pages_and_files_from_the_installed_package(platform):
+    storefront = platform[STOREFRONT]
+    base = f"http://127.0.0.1:{storefront.port}"
+    # The catalogue page: a template rendered with the product service's answer.
+    with urllib.request.urlopen(base + "/", timeout=30) as resp:  # noqa: S310 - http only
+        assert resp.status == 200
+        assert resp.headers["content-type"].startswith("text/html")
+        page = resp.read().decode()
+    assert "/static/style.css" in page
+    with urllib.request.urlopen(base + "/static/style.css", timeout=30) as resp:  # noqa: S310
+        assert resp.status == 200
+        assert resp.headers["content-type"].startswith("text/css")
+    # The published schema ships in the package too (pyproject package-data).
+    check = (
+        "import pathlib, shop.storefront as s;"
+        " d = pathlib.Path(s.__file__).parent;"
+        " print((d / 'schema.graphql').read_text().count('type Query'))"
+    )
+    out = storefront.podman("exec", storefront.name, "python", "-c", check).stdout.strip()
+    assert out == "1"
 
 
 def test_sigterm_stops_each_process_cleanly_within_its_grace_period(platform):

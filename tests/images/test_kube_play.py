@@ -1,7 +1,8 @@
 """The Deployments run: ``podman kube play --network host`` starts the rendered Deployments of
 the dev overlay with the built image and a local Secret in place of Vault Agent's files, and
 each container answers its manifest's probe paths on its manifest's port, as the user and with
-the read-only root filesystem the manifest sets; the migration initContainers run first.
+the read-only root filesystem the manifest sets; the migration initContainers run first; the
+storefront's Deployment (no database) serves its catalogue from the product service's pod.
 
 What podman does not cover (docs/deploy.md): Services, HPAs, PDBs, NetworkPolicies, RBAC and
 the ServiceMonitors are ignored; readiness probes are not evaluated (this test calls them);
@@ -231,11 +232,17 @@ def _wait_answers(engine, want: dict, timeout: float = 180.0) -> None:
 
 
 def test_every_deployment_answers_its_probe_paths_on_its_port(played):
-    assert set(played) >= set(SERVICE_OF)
+    # Every Deployment of the overlay: the four services and the storefront (no database).
+    assert set(played) == {*SERVICE_OF, "storefront"}
     for name, want in played.items():
         assert want["paths"], f"{name} has no HTTP probes"
         for path in want["paths"]:
             assert _get(want["port"], path) == 200, (name, path)
+
+
+def test_the_storefront_pod_serves_its_catalogue_from_the_product_pod(played):
+    # Its ConfigMap names the services by their Service names (here the other pods' ports).
+    assert _get(played["storefront"]["port"], "/") == 200
 
 
 def test_containers_run_as_the_manifest_user_on_a_read_only_root(engine, played):

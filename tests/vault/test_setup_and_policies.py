@@ -78,6 +78,24 @@ def test_the_backup_may_snapshot_but_neither_restore_nor_read_secrets(
         assert _status(bao, token, "GET", path) == 403, path
 
 
+def test_the_storefront_reads_the_internal_secret_and_nothing_else(
+    configured: Configured,
+) -> None:
+    """deploy/k8s/base/storefront's Vault Agent logs in as role storefront for one file."""
+    bao = configured.bao
+    with bao.client() as c:
+        k8s = c.get("auth/kubernetes/role/storefront").json()["data"]
+        approle = c.get("auth/approle/role/storefront").json()["data"]
+    assert k8s["bound_service_account_names"] == ["storefront"]
+    assert k8s["bound_service_account_namespaces"] == ["shop"]
+    assert k8s["audience"] == "vault"
+    assert k8s["token_policies"] == approle["token_policies"] == ["shop-storefront"]
+    token = bao.token_for("shop-storefront")
+    assert _status(bao, token, "GET", "secret/data/shop/internal") == 200
+    for path in ("secret/data/shop/users", *(f"database/creds/{s}" for s in SERVICES)):
+        assert _status(bao, token, "GET", path) == 403, path
+
+
 @pytest.mark.parametrize("svc", list(SERVICES))
 def test_each_policy_is_least_privilege(configured: Configured, svc: str) -> None:
     bao = configured.bao
