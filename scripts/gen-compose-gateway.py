@@ -63,7 +63,7 @@ def gateway(
         admin_port=admin_port,
         upstreams=upstream,
         hosts={service: service for service in upstream},
-        listen_address="0.0.0.0",  # noqa: S104 - inside the container, published on loopback
+        listen_address="0.0.0.0",  # inside the container; compose publishes it on loopback
         log_path=Path("/dev/stdout"),
         limits=Limits(enabled=rate_limiting),
     )

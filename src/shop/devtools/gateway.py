@@ -31,6 +31,9 @@ One internal listener per service stands in for its Kubernetes Service: the orde
 token verification call the others through it (no edge checks there: those calls carry
 service tokens). Replicas are EDS endpoints read from a file, so a rolling restart can take
 one out of rotation without restarting Envoy.
+
+compose.yaml's gateway is this configuration too (scripts/gen-compose-gateway.py renders it
+into deploy/compose/): there ``hosts`` names the upstreams by DNS, as STRICT_DNS clusters.
 """
 
 from __future__ import annotations
@@ -532,12 +535,14 @@ class Gateway:
 
     def render(self) -> dict[str, Any]:
         """The bootstrap configuration (Envoy's JSON), regenerated on every start."""
-        listeners = [_listener(
+        listeners = [
+            _listener(
                 "public_http",
                 self.port,
                 self._public_hcm("public_http"),
                 host=self.listen_address,
-            )]
+            )
+        ]
         if self.tls_port is not None:
             tls = self.state_dir / "tls"
             listener = _listener(
@@ -637,7 +642,6 @@ class Gateway:
             return {
                 "type": "STRICT_DNS",
                 "dns_refresh_rate": "5s",
-                "respect_dns_ttl": True,
                 "load_assignment": {
                     "cluster_name": service,
                     "endpoints": [{"lb_endpoints": endpoints}],
@@ -883,9 +887,7 @@ def _hcm(
     }
 
 
-def _listener(
-    name: str, port: int, hcm: dict[str, Any], host: str = "127.0.0.1"
-) -> dict[str, Any]:
+def _listener(name: str, port: int, hcm: dict[str, Any], host: str = "127.0.0.1") -> dict[str, Any]:
     return {
         "name": name,
         "address": _address(port, host),
