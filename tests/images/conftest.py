@@ -8,8 +8,10 @@ and stopped from the image here too.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
+import secrets
 import shutil
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from types import ModuleType
 
 import pytest
 
+from shop.devtools.postgres import SERVICE_DATABASES, Server, create_databases, drop_databases
 from tests.conftest import ROOT
 
 UID = 10001  # the Dockerfile's USER and the manifests' runAsUser
@@ -109,8 +112,18 @@ def wait_http(url: str, container: Container, timeout: float = 180.0) -> None:
         time.sleep(0.5)
 
 
-@pytest.fixture(scope="session")
-def run_id() -> Iterator[str]:
-    import secrets
+@pytest.fixture(scope="module")
+def image_databases(pg_server: Server) -> Iterator[dict[str, str]]:
+    """Four empty databases: the image's own migration job creates the schema."""
+    if not pg_server.url.startswith("postgresql://") or "@127.0.0.1" not in pg_server.url:
+        pytest.skip(f"containers reach PostgreSQL over TCP on the host; have {pg_server.source}")
+    prefix = f"img{secrets.token_hex(3)}_"
+    names = [prefix + db for db in SERVICE_DATABASES.values()]
+    asyncio.run(create_databases(pg_server, names))
+    yield {svc: pg_server.database_url(prefix + db) for svc, db in SERVICE_DATABASES.items()}
+    asyncio.run(drop_databases(pg_server, names))
 
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
     return secrets.token_hex(3)

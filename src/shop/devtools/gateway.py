@@ -31,6 +31,9 @@ One internal listener per service stands in for its Kubernetes Service: the orde
 token verification call the others through it (no edge checks there: those calls carry
 service tokens). Replicas are EDS endpoints read from a file, so a rolling restart can take
 one out of rotation without restarting Envoy.
+
+compose.yaml's gateway is this configuration too (scripts/gen-compose-gateway.py renders it
+into deploy/compose/): there ``hosts`` names the upstreams by DNS, as STRICT_DNS clusters.
 """
 
 from __future__ import annotations
@@ -247,6 +250,13 @@ class Gateway:
     jwt_audience: str = "shop"
     envoy: str | None = None
     drained: set[int] = field(default_factory=set)
+    # Compose's render mode (scripts/gen-compose-gateway.py): services named here are reached
+    # by DNS name (``users`` -> users:5000, every address the name resolves to, so a scaled
+    # service is balanced), as STRICT_DNS clusters instead of EDS files; the public listeners
+    # bind ``listen_address``; the access log goes to ``log_path`` (a container's stdout).
+    hosts: Mapping[str, str] = field(default_factory=dict)
+    listen_address: str = "127.0.0.1"
+    log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -273,7 +283,7 @@ class Gateway:
 
     @property
     def access_log(self) -> Path:
-        return self.state_dir / "access.log"
+        return self.log_path or self.state_dir / "access.log"
 
     @property
     def config_path(self) -> Path:
@@ -525,10 +535,22 @@ class Gateway:
 
     def render(self) -> dict[str, Any]:
         """The bootstrap configuration (Envoy's JSON), regenerated on every start."""
-        listeners = [_listener("public_http", self.port, self._public_hcm("public_http"))]
+        listeners = [
+            _listener(
+                "public_http",
+                self.port,
+                self._public_hcm("public_http"),
+                host=self.listen_address,
+            )
+        ]
         if self.tls_port is not None:
             tls = self.state_dir / "tls"
-            listener = _listener("public_https", self.tls_port, self._public_hcm("public_https"))
+            listener = _listener(
+                "public_https",
+                self.tls_port,
+                self._public_hcm("public_https"),
+                host=self.listen_address,
+            )
             listener["filter_chains"][0]["transport_socket"] = {
                 "name": "envoy.transport_sockets.tls",
                 "typed_config": {
@@ -610,9 +632,22 @@ class Gateway:
             },
         }
 
-    def _cluster(self, service: str) -> dict[str, Any]:
+    def _discovery(self, service: str) -> dict[str, Any]:
+        """How the cluster finds its replicas: by DNS name, or from its EDS file."""
+        if service in self.hosts:
+            endpoints = [
+                {"endpoint": {"address": _address(port, self.hosts[service])}}
+                for port in self.upstreams[service]
+            ]
+            return {
+                "type": "STRICT_DNS",
+                "dns_refresh_rate": "5s",
+                "load_assignment": {
+                    "cluster_name": service,
+                    "endpoints": [{"lb_endpoints": endpoints}],
+                },
+            }
         return {
-            "name": service,
             "type": "EDS",
             "eds_cluster_config": {
                 "service_name": service,
@@ -624,6 +659,12 @@ class Gateway:
                     },
                 },
             },
+        }
+
+    def _cluster(self, service: str) -> dict[str, Any]:
+        return {
+            "name": service,
+            **self._discovery(service),
             "connect_timeout": "2s",
             "lb_policy": "LEAST_REQUEST",
             "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
@@ -677,7 +718,8 @@ class Gateway:
 
             ensure_dev_certificate(self.state_dir / "tls")
         for service in self.upstreams:
-            self._write_eds(service)
+            if service not in self.hosts:
+                self._write_eds(service)
         self.config_path.write_text(json.dumps(self.render(), indent=1))
         return self.config_path
 
@@ -785,8 +827,8 @@ class Gateway:
             self.process.wait(5)
 
 
-def _address(port: int) -> dict[str, Any]:
-    return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+def _address(port: int, host: str = "127.0.0.1") -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
 
 
 def _router() -> dict[str, Any]:
@@ -845,10 +887,10 @@ def _hcm(
     }
 
 
-def _listener(name: str, port: int, hcm: dict[str, Any]) -> dict[str, Any]:
+def _listener(name: str, port: int, hcm: dict[str, Any], host: str = "127.0.0.1") -> dict[str, Any]:
     return {
         "name": name,
-        "address": _address(port),
+        "address": _address(port, host),
         "per_connection_buffer_limit_bytes": 1_048_576,
         "filter_chains": [{"filters": [hcm]}],
     }
