@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian tools the monitoring checks, HA tests, load tests, browser tests and image
 # builds use:
-#   prometheus (/usr/bin/prometheus, /usr/bin/promtool), nginx, wrk, redis-server (the shared
+#   prometheus (/usr/bin/prometheus, /usr/bin/promtool), wrk, redis-server (the shared
 #   rate limiter's tests start their own on a free port), chromium (the storefront's browser
 #   tests, driven by Playwright), and podman with buildah, runc and debootstrap (images built
 #   and run without a Docker daemon; see docs/deploy.md).
@@ -9,7 +9,7 @@
 # Idempotent: when every tool is already present it exits at once, without
 # touching apt. Otherwise it runs `apt-get update` once and installs only the
 # missing packages, with a policy-rc.d that forbids postinst scripts from
-# starting daemons (Debian's prometheus and nginx packages try to), then stops
+# starting daemons (Debian's prometheus package tries to), then stops
 # any such daemon that was started anyway. Exits non-zero on any failure.
 #
 # Usage: sudo scripts/install-apt-tools.sh   (or as root)
@@ -18,7 +18,6 @@ set -euo pipefail
 # package -> a file the package provides; the file's presence means "installed".
 declare -A PROBE=(
   [prometheus]=/usr/bin/promtool
-  [nginx]=/usr/sbin/nginx
   [wrk]=/usr/bin/wrk
   [redis-server]=/usr/bin/redis-server
   [chromium]=/usr/bin/chromium
@@ -33,10 +32,10 @@ declare -A PROBE=(
   [uidmap]=/usr/bin/newuidmap
   [catatonit]=/usr/bin/catatonit
 )
-PACKAGES=(prometheus nginx wrk redis-server chromium podman buildah runc debootstrap
+PACKAGES=(prometheus wrk redis-server chromium podman buildah runc debootstrap
   fuse-overlayfs netavark containernetworking-plugins slirp4netns uidmap catatonit)
 # Daemons the packages may start, by service name.
-DAEMONS=(prometheus prometheus-node-exporter nginx redis-server)
+DAEMONS=(prometheus prometheus-node-exporter redis-server)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -81,7 +80,7 @@ chmod 0755 "$POLICY"
 daemon_pids() {
   local bin
   local pattern
-  for pattern in '^/usr/bin/prometheus( |$)' '^/usr/bin/prometheus-node-exporter( |$)' '^nginx: master process' '^/usr/bin/redis-server'; do
+  for pattern in '^/usr/bin/prometheus( |$)' '^/usr/bin/prometheus-node-exporter( |$)' '^/usr/bin/redis-server'; do
     pgrep -f "$pattern" 2>/dev/null || true
   done | sort -u | tr '\n' ' '
 }

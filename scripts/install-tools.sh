@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything the tests need beyond the Python packages: Debian packages (promtool, nginx, wrk)
+# Everything the tests need beyond the Python packages: Debian packages (promtool, wrk, Chromium, Podman)
 # and the deployment validators in their own virtual environments. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
