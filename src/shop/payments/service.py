@@ -16,6 +16,7 @@ A payment is unique per order id; a create (or create-and-confirm) for an order 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable
 from typing import Any
 
 from shop.common.db import Database
@@ -24,7 +25,7 @@ from shop.common.idempotency import ensure_same_request, fingerprint, in_progres
 from shop.common.logging import get_logger
 from shop.common.metrics import PAYMENT_AMOUNT, PAYMENTS, REFUNDS
 from shop.payments.db import PaymentRepository
-from shop.payments.provider import PaymentProvider
+from shop.payments.provider import PaymentProvider, ProviderResult
 from shop.payments.schemas import PaymentCreate, PaymentVoid
 
 log = get_logger("shop.payments")
@@ -92,21 +93,33 @@ def _charge_outcome(payment: Any) -> Any:
     return payment
 
 
-async def _charge(db: Database, provider: PaymentProvider, claimed: Any) -> Any:
-    """Ask the provider about a claimed (processing) payment and record its answer."""
-    payment_id = claimed["payment_id"]
+async def _ask_provider(
+    db: Database, payment_id: str, answer: Awaitable[ProviderResult]
+) -> ProviderResult:
+    """The provider's answer to a claimed payment; if none comes, the claim is handed back
+    (the payment leaves processing/refunding) and the caller gets a 503 to retry."""
     try:
-        result = await provider.charge(
-            payment_id=payment_id,
-            amount=claimed["amount"],
-            currency=claimed["currency"],
-            method=claimed["payment_method"],
-        )
+        return await answer
     except Exception:
         log.exception("the provider did not answer", payment_id=payment_id)
         async with db.acquire() as conn:
             await PaymentRepository(conn).unclaim(payment_id)
         raise ServiceUnavailable("The payment provider did not answer; try again.") from None
+
+
+async def _charge(db: Database, provider: PaymentProvider, claimed: Any) -> Any:
+    """Ask the provider about a claimed (processing) payment and record its answer."""
+    payment_id = claimed["payment_id"]
+    result = await _ask_provider(
+        db,
+        payment_id,
+        provider.charge(
+            payment_id=payment_id,
+            amount=claimed["amount"],
+            currency=claimed["currency"],
+            method=claimed["payment_method"],
+        ),
+    )
     async with db.acquire() as conn:
         payments = PaymentRepository(conn)
         settled = await payments.settle(
@@ -213,18 +226,16 @@ async def refund_payment(
                 payment,
                 f"Only a completed payment can be refunded; this one is {payment['status']}.",
             )
-    try:
-        result = await provider.refund(
+    result = await _ask_provider(
+        db,
+        payment_id,
+        provider.refund(
             payment_id=payment_id,
             transaction_id=claimed["transaction_id"],
             amount=claimed["amount"],
             currency=claimed["currency"],
-        )
-    except Exception:
-        log.exception("the provider did not answer", payment_id=payment_id)
-        async with db.acquire() as conn:
-            await PaymentRepository(conn).unclaim(payment_id)
-        raise ServiceUnavailable("The payment provider did not answer; try again.") from None
+        ),
+    )
     async with db.acquire() as conn:
         payments = PaymentRepository(conn)
         settled = await payments.settle_refund(
