@@ -44,7 +44,7 @@ async def _provider(request: Request) -> PaymentProvider:
 ProviderDep = Annotated[PaymentProvider, Depends(_provider)]
 
 
-def _lease(request: Request) -> float:
+async def _lease(request: Request) -> float:
     lease: float = request.app.state.settings.processing_lease_seconds
     return lease
 
