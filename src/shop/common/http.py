@@ -1,7 +1,7 @@
 """Calls to other services: timeouts, service token, request-id propagation, retries, breaker,
 bulkhead.
 
-A call either returns an ``httpx.Response`` with a status below 500 for the caller to
+A call either returns a ``Reply`` (status and body) with a status below 500 for the caller to
 interpret, or raises ``DownstreamUnavailable`` (timeout, connection refused, 5xx, circuit
 open). Only calls the caller marks ``idempotent`` are retried: with exponential backoff and
 jitter, within an overall deadline, so a retry never doubles a side effect.
@@ -14,10 +14,13 @@ import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
+import orjson
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -30,7 +33,7 @@ from shop.common.auth import ServiceTokens
 from shop.common.context import request_id_var
 from shop.common.errors import ServiceUnavailable
 from shop.common.metrics import OUTBOUND_DURATION, OUTBOUND_REQUESTS
-from shop.common.tracing import instrument_client
+from shop.common.tracing import instrument_client, tracing_enabled
 
 
 class DownstreamUnavailable(ServiceUnavailable):
@@ -211,7 +214,35 @@ def asyncio_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
     return transport
 
 
+# What a failed connection raises, from either client (timeouts are caught before these).
+_UNAVAILABLE: tuple[type[Exception], ...] = (
+    httpx.TransportError,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ConnectionNotAvailable,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A downstream answer with a status below 500: its status and its body, read in full."""
+
+    status_code: int
+    content: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.content)
+
+
 class ServiceClient:
+    """Calls to one service. By default straight on httpcore's connection pool (on
+    ``AsyncioBackend``): the order profile spent about as much CPU in httpx's client layer
+    (URL merging, cookies, auth and redirect hooks, response streams) as in the HTTP work
+    itself (docs/performance.md). With a ``transport`` (tests: httpx's ASGI transport) or with
+    tracing on (OpenTelemetry's httpx instrumentation makes the span and ``traceparent``), the
+    call goes through an ``httpx.AsyncClient``; both answer the same ``Reply``."""
+
     def __init__(
         self,
         *,
@@ -228,19 +259,39 @@ class ServiceClient:
         self._tokens = tokens
         self._deadline = retry_deadline
         self._breaker = breaker or CircuitBreaker()
-        limits = httpx.Limits(max_connections=max_connections)
-        # Traced (a span and a traceparent header per call) when tracing is on.
-        self._client = instrument_client(
-            httpx.AsyncClient(
-                base_url=base_url,
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-                transport=transport or asyncio_transport(limits),
-                limits=limits,
+        connect = min(timeout, 2.0)
+        self._timeouts = {"connect": connect, "read": timeout, "write": timeout, "pool": timeout}
+        url = urlsplit(base_url)
+        scheme = (url.scheme or "http").encode()
+        port = url.port or (443 if scheme == b"https" else 80)
+        self._origin = (scheme, (url.hostname or "localhost").encode(), port)
+        self._host = url.netloc.encode()
+        self._prefix = url.path.rstrip("/")
+        self._pool: httpcore.AsyncConnectionPool | None = None
+        self._client: httpx.AsyncClient | None = None
+        if transport is None and not tracing_enabled():
+            self._pool = httpcore.AsyncConnectionPool(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=5.0,
+                network_backend=AsyncioBackend(),
             )
-        )
+        else:
+            limits = httpx.Limits(max_connections=max_connections)
+            self._client = instrument_client(
+                httpx.AsyncClient(
+                    base_url=base_url,
+                    timeout=httpx.Timeout(timeout, connect=connect),
+                    transport=transport or asyncio_transport(limits),
+                    limits=limits,
+                )
+            )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def request(
         self,
@@ -250,14 +301,17 @@ class ServiceClient:
         json: Any = None,
         idempotency_key: str | None = None,
         idempotent: bool = False,
-    ) -> httpx.Response:
+    ) -> Reply:
         headers = {"Authorization": f"Bearer {self._tokens.token()}"}
         if request_id := request_id_var.get():
             headers["X-Request-ID"] = request_id
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
+        body = None if json is None else orjson.dumps(json)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         if not idempotent:
-            return await self._send(method, path, json, headers)
+            return await self._send(method, path, body, headers)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(DownstreamUnavailable),
             stop=stop_after_attempt(5) | stop_after_delay(self._deadline),
@@ -265,23 +319,44 @@ class ServiceClient:
             reraise=True,
         ):
             with attempt:
-                return await self._send(method, path, json, headers)
+                return await self._send(method, path, body, headers)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _exchange(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> Reply:
+        if self._client is not None:
+            response = await self._client.request(method, path, content=body, headers=headers)
+            return Reply(response.status_code, response.content)
+        assert self._pool is not None
+        scheme, host, port = self._origin
+        wire = [(b"Host", self._host), *((k.encode(), v.encode()) for k, v in headers.items())]
+        wire.append((b"Content-Length", str(len(body or b"")).encode()))
+        answer = await self._pool.request(
+            method.encode(),
+            httpcore.URL(
+                scheme=scheme, host=host, port=port, target=(self._prefix + path).encode()
+            ),
+            headers=wire,
+            content=body or b"",
+            extensions={"timeout": self._timeouts},
+        )
+        return Reply(answer.status, answer.content)
+
     async def _send(
-        self, method: str, path: str, json: Any, headers: dict[str, str]
-    ) -> httpx.Response:
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> Reply:
         if not self._breaker.allow():
             OUTBOUND_REQUESTS.labels(self.target, "circuit_open").inc()
             raise DownstreamUnavailable(self.target, "circuit open")
         started = time.perf_counter()
         outcome = "success"
         try:
-            response = await self._client.request(method, path, json=json, headers=headers)
-        except httpx.TimeoutException:
+            response = await self._exchange(method, path, body, headers)
+        except (httpx.TimeoutException, httpcore.TimeoutException):
             outcome = "timeout"
             raise DownstreamUnavailable(self.target, "timed out") from None
-        except httpx.TransportError:
+        except _UNAVAILABLE:
             outcome = "unavailable"
             raise DownstreamUnavailable(self.target, "unreachable") from None
         finally:

@@ -129,6 +129,11 @@ def instrument_app(app: FastAPI, settings: ServiceSettings) -> None:
     app.state.tracer_provider = provider
 
 
+def tracing_enabled() -> bool:
+    """Whether this process traces (``instrument_app`` found an OTLP endpoint)."""
+    return _provider is not None
+
+
 def instrument_client(client: _Client) -> _Client:
     """Give a client's calls a span each and a ``traceparent`` header, if tracing is on."""
     if _provider is not None:
