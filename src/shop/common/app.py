@@ -26,7 +26,7 @@ from shop.common.errors import (
     problem_body,
 )
 from shop.common.logging import configure_logging, get_logger
-from shop.common.metrics import MetricsMiddleware, render_metrics
+from shop.common.metrics import render_metrics
 from shop.common.middleware import RequestContextMiddleware
 from shop.common.responses import JSONResponse, problem_response
 from shop.common.settings import ServiceSettings
@@ -216,7 +216,6 @@ def create_service_app(
     install_problem_handlers(app)
     if settings.fault_injection:  # tests only: the settings refuse it in production
         faults.install(app)
-    app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     instrument_app(app, settings)  # outermost: only when an OTLP endpoint is configured
 

@@ -7,9 +7,6 @@ several workers), values go to shared files and ``/metrics`` aggregates them.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -99,39 +96,12 @@ def render_metrics() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
-ASGIApp = Callable[
-    [dict[str, Any], Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]], Awaitable[None]
-]
+_UNTIMED_ROUTES = frozenset({"/metrics", "/health/live", "/health/ready"})
 
 
-class MetricsMiddleware:
-    """Counts and times every HTTP request by its route template, never the raw path."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"]
-        status = 500
-        started = time.perf_counter()
-
-        async def send_wrapper(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        in_progress = HTTP_IN_PROGRESS.labels(method)
-        in_progress.inc()
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            in_progress.dec()
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
-            if path not in ("/metrics", "/health/live", "/health/ready"):
-                HTTP_DURATION.labels(method, path).observe(time.perf_counter() - started)
-            HTTP_REQUESTS.labels(method, path, status_class(status)).inc()
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count and time one HTTP request by its route template, never the raw path (the
+    request middleware, ``shop.common.middleware``, calls this once per request)."""
+    if route not in _UNTIMED_ROUTES:
+        HTTP_DURATION.labels(method, route).observe(seconds)
+    HTTP_REQUESTS.labels(method, route, status_class(status)).inc()

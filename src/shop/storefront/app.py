@@ -24,7 +24,7 @@ from strawberry.types import ExecutionResult
 from shop.common.app import DRAINING, build_verifier, install_problem_handlers
 from shop.common.errors import ServiceUnavailable
 from shop.common.logging import configure_logging, get_logger
-from shop.common.metrics import MetricsMiddleware, render_metrics
+from shop.common.metrics import render_metrics
 from shop.common.middleware import RequestContextMiddleware
 from shop.common.responses import JSONResponse
 from shop.common.tracing import exporting, instrument_app, instrument_client
@@ -135,7 +135,6 @@ def create_app(
 
     app.add_exception_handler(CsrfRejected, on_csrf)
     app.add_middleware(BaseHTTPMiddleware, dispatch=refresh_session)
-    app.add_middleware(MetricsMiddleware)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
