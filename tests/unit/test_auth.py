@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import time
 
 import jwt
@@ -138,3 +139,31 @@ def test_previous_keys_stay_in_the_jwks() -> None:
         SigningKeys(new).kid,
         SigningKeys(old).kid,
     ]
+
+
+async def test_a_remembered_token_still_expires(keys, verifier) -> None:
+    expires = int(time.time()) + 1
+    signed = token(keys, exp=expires)
+    assert (await verifier.verify(signed)).user_id == 5  # verified, then remembered
+    await asyncio.sleep(max(0.0, expires - time.time()) + 0.05)  # past exp (leeway 0)
+    with pytest.raises(Unauthorized):
+        await verifier.verify(signed)
+
+
+async def test_a_remembered_user_token_fails_once_its_key_is_gone(keys) -> None:
+    key_set = KeySet(keys.jwks())
+    verifier = TokenVerifier(
+        key_set, issuer="shop-users", audience="shop", service_secret=SECRET, leeway=0
+    )
+    signed = token(keys)
+    assert (await verifier.verify(signed)).user_id == 5
+    key_set.load(SigningKeys(generate_private_key_pem()).jwks())  # rotated: the old key left
+    with pytest.raises(Unauthorized):
+        await verifier.verify(signed)
+
+
+async def test_a_refused_token_is_not_remembered(keys, verifier) -> None:
+    forged = token(keys)[:-4] + "AAAA"
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            await verifier.verify(forged)
