@@ -15,7 +15,7 @@ import orjson
 
 from shop.common.context import request_id_var, user_id_var
 from shop.common.errors import PROBLEM_CONTENT_TYPE, problem_body
-from shop.common.logging import get_logger
+from shop.common.logging import access_log, get_logger
 from shop.common.metrics import HTTP_EXCEPTIONS, HTTP_IN_PROGRESS, observe_request
 from shop.common.tracing import record_exception
 
@@ -136,8 +136,7 @@ class RequestContextMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             observe_request(method, route, status, elapsed)
             if scope["path"] not in _QUIET_PATHS:
-                log.info(
-                    "request handled",
+                access_log(
                     method=method,
                     path=scope["path"],
                     status=status,
