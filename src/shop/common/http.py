@@ -273,7 +273,9 @@ class ServiceClient:
             self._pool = httpcore.AsyncConnectionPool(
                 max_connections=max_connections,
                 max_keepalive_connections=max_connections,
-                keepalive_expiry=5.0,
+                # Under uvicorn's 5 s keep-alive: an idle connection is dropped here first,
+                # not reused just as the server closes it.
+                keepalive_expiry=4.0,
                 network_backend=AsyncioBackend(),
             )
         else:
