@@ -249,6 +249,9 @@ async def test_etag_and_304_on_catalogue_reads(
         stale = await client.get(path, headers={"If-None-Match": '"not-this-one"'})
         assert stale.status_code == 200
         assert stale.json() == first.json()
+        # Served from the near cache's fast path or not, the platform's headers are there.
+        assert stale.headers["x-request-id"]
+        assert stale.headers["content-type"] == "application/json"
 
     path = f"/api/v1/products/{product['id']}"
     etag = (await client.get(path)).headers["etag"]

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from shop.common.app import create_service_app
 from shop.products.api import router
 from shop.products.cache import CatalogueCache
+from shop.products.fastpath import CachedProductRoute
 from shop.products.settings import ProductsSettings
 
 
@@ -35,10 +36,15 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
             app.state.catalogue_cache = cache
             yield
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="shop product service",
         description="The product catalogue and its stock.",
         routers=[router],
         extensions=[catalogue_cache],
     )
+    # First in line: answers near-cache hits of a product read, and matches nothing else.
+    app.router.routes.insert(
+        0, CachedProductRoute(max_age_seconds=settings.catalogue_max_age_seconds)
+    )
+    return app

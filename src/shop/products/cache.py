@@ -12,7 +12,7 @@ Contract, as every replica sees it:
   in Redis and in the near cache of **every replica**: the writer deletes the Redis keys and
   publishes on the channel ``<prefix>invalidate``; each replica's subscriber drops its near
   entries on receipt (milliseconds on one network).
-* **Bound**: a product page is at most ``ttl`` (``SHOP_CATALOGUE_CACHE_TTL_SECONDS``, 30 s)
+* **Bound**: a product page is at most ``ttl`` (``SHOP_CATALOGUE_CACHE_TTL_SECONDS``, 60 s)
   stale even if a message is lost, and in normal operation is stale only for the time a
   pub/sub message takes. While a replica is not subscribed (Redis down, reconnecting) it does
   not use its near cache, and it empties it when it subscribes again. List pages carry stock,
@@ -98,7 +98,7 @@ class CatalogueCache:
         client: Redis,
         *,
         prefix: str = "shop:catalogue:",
-        ttl: float = 30.0,
+        ttl: float = 60.0,
         list_ttl: float = 5.0,
         near_entries: int = 20_000,
         retry_seconds: float = 1.0,
@@ -172,6 +172,17 @@ class CatalogueCache:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     # --- reads -----------------------------------------------------------------------------
+
+    def near_product(self, product_id: int) -> CachedBody | None:
+        """The product's page if this replica's near cache holds it fresh (no I/O, counted
+        as a hit); None otherwise, including while invalidations cannot be received."""
+        if not self._subscribed.is_set():
+            return None
+        entry = self._near.get(f"p:{product_id}")
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        CATALOGUE_CACHE_HITS.labels("near").inc()
+        return entry[1]
 
     async def product(self, product_id: int, load: Loader) -> CachedBody:
         """The product's page: near cache, else Redis, else ``load()`` (stored in both)."""
