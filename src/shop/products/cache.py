@@ -12,7 +12,7 @@ Contract, as every replica sees it:
   in Redis and in the near cache of **every replica**: the writer deletes the Redis keys and
   publishes on the channel ``<prefix>invalidate``; each replica's subscriber drops its near
   entries on receipt (milliseconds on one network).
-* **Bound**: a product page is at most ``ttl`` (``SHOP_CATALOGUE_CACHE_TTL_SECONDS``, 60 s)
+* **Bound**: a product page is at most ``ttl`` (``SHOP_CATALOGUE_CACHE_TTL_SECONDS``, 300 s)
   stale even if a message is lost, and in normal operation is stale only for the time a
   pub/sub message takes. While a replica is not subscribed (Redis down, reconnecting) it does
   not use its near cache, and it empties it when it subscribes again. List pages carry stock,
@@ -98,7 +98,7 @@ class CatalogueCache:
         client: Redis,
         *,
         prefix: str = "shop:catalogue:",
-        ttl: float = 60.0,
+        ttl: float = 300.0,
         list_ttl: float = 5.0,
         near_entries: int = 20_000,
         retry_seconds: float = 1.0,

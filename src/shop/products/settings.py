@@ -16,7 +16,7 @@ class ProductsSettings(ServiceSettings):
     redis_url: str | None = None
     catalogue_cache: bool = True
     catalogue_cache_prefix: str = "shop:catalogue:"
-    catalogue_cache_ttl_seconds: float = Field(default=60.0, gt=0)
+    catalogue_cache_ttl_seconds: float = Field(default=300.0, gt=0)
     catalogue_list_ttl_seconds: float = Field(default=5.0, gt=0)
     catalogue_near_entries: int = Field(default=20_000, ge=0)
     # HTTP caching of catalogue reads: clients and proxies may reuse a body this long, then
