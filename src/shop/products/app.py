@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from shop.common.app import create_service_app
 from shop.products.api import router
 from shop.products.cache import CatalogueCache
-from shop.products.fastpath import CachedProductRoute
+from shop.products.fastpath import CachedPageRoute, CachedProductRoute
 from shop.products.settings import ProductsSettings
 
 
@@ -43,8 +43,10 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
         routers=[router],
         extensions=[catalogue_cache],
     )
-    # First in line: answers near-cache hits of a product read, and matches nothing else.
-    app.router.routes.insert(
-        0, CachedProductRoute(max_age_seconds=settings.catalogue_max_age_seconds)
-    )
+    # First in line: answer near-cache hits of the two catalogue reads, and match nothing else.
+    max_age = settings.catalogue_max_age_seconds
+    app.router.routes[:0] = [
+        CachedProductRoute(max_age_seconds=max_age),
+        CachedPageRoute(max_age_seconds=max_age),
+    ]
     return app

@@ -184,6 +184,16 @@ class CatalogueCache:
         CATALOGUE_CACHE_HITS.labels("near").inc()
         return entry[1]
 
+    def near_page(self, query: str) -> CachedBody | None:
+        """A list page if this replica's near cache holds it fresh (see ``near_product``)."""
+        if not self._subscribed.is_set() or self._list_generation is None:
+            return None
+        entry = self._near.get(f"l:{query}")
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        CATALOGUE_CACHE_HITS.labels("near").inc()
+        return entry[1]
+
     async def product(self, product_id: int, load: Loader) -> CachedBody:
         """The product's page: near cache, else Redis, else ``load()`` (stored in both)."""
         return await self._read(f"p:{product_id}", None, self._ttl, self._ttl_ms, load)
