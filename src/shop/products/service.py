@@ -130,6 +130,17 @@ async def reserve_stock(
     *, db: Database, cache: CatalogueCache | None, product_id: int, order_id: int, quantity: int
 ) -> tuple[Any, bool]:
     """Take stock for an order, once. Returns the reservation and whether it is new."""
+    reservation, created = await _reserve(
+        db=db, product_id=product_id, order_id=order_id, quantity=quantity
+    )
+    if created:  # after the connection is back in the pool: Redis calls do not hold it
+        await _changed(cache, product_id, lists=False)
+    return reservation, created
+
+
+async def _reserve(
+    *, db: Database, product_id: int, order_id: int, quantity: int
+) -> tuple[Any, bool]:
     async with db.acquire() as conn:
         products, reservations = ProductRepository(conn), ReservationRepository(conn)
         try:
@@ -139,7 +150,6 @@ async def reserve_stock(
         except asyncpg.UniqueViolationError:
             reservation = None  # a concurrent call for this order won: answer with its result
         if reservation is not None:
-            await _changed(cache, product_id, lists=False)
             return reservation, True
         existing = await reservations.get(order_id)
         if existing is None:
