@@ -51,7 +51,7 @@ def fill_sql() -> dict[str, list[str]]:
         "users": [
             "INSERT INTO users (username, email, password_hash)"
             " SELECT 'user' || i, 'user' || i || '@example.com',"
-            " '$argon2id$v=19$m=65536,t=3,p=4$' || md5(i::text) || md5((-i)::text)"
+            " '$argon2id$v=19$m=19456,t=2,p=1$' || md5(i::text) || md5((-i)::text)"
             " FROM generate_series(1, $2::int) i WHERE $1::int > 0",
         ],
         "products": [

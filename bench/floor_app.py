@@ -65,3 +65,31 @@ app = Starlette(
     routes=[Route("/api/v1/products/{product_id:int}", product)],
     lifespan=lifespan,
 )
+
+
+# The floor of a cache hit: the same route answering pre-serialised bytes from memory, no
+# database at all (``uvicorn bench.floor_app:json_app``). A cached product read can at best
+# approach this; the catalogue cache's near layer serves bytes the same way.
+_BODIES = [
+    orjson.dumps(
+        {
+            "id": i,
+            "name": f"Product {i:05d} oak",
+            "description": "A floor item. " * 12,
+            "price": "19.99",
+            "stock": 5000,
+            "category": "category-01",
+            "created_at": "2026-12-01T00:00:00+00:00",
+            "updated_at": "2026-12-01T00:00:00+00:00",
+        }
+    )
+    for i in range(1, 1001)
+]
+
+
+async def product_json(request: Request) -> Response:
+    body = _BODIES[int(request.path_params["product_id"]) % len(_BODIES)]
+    return Response(body, media_type="application/json")
+
+
+json_app = Starlette(routes=[Route("/api/v1/products/{product_id:int}", product_json)])

@@ -26,6 +26,7 @@ import httpx
 from shop.devtools.gateway import Gateway, Limits
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases, find_server
 from shop.devtools.processes import SERVICES, ServiceProcess, free_port, platform_env, wait_ready
+from shop.devtools.redis import find_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-password-123"  # noqa: S105 - every loaded customer's; a benchmark fixture
@@ -43,6 +44,7 @@ class Platform:
     workers: int = 1
     procs: dict[str, ServiceProcess] = field(default_factory=dict)
     gateway: Gateway | None = None
+    redis_url: str | None = None
 
     def url(self, service: str, *, via_gateway: bool = False) -> str:
         """Where a client reaches ``service``: its own process, or the gateway in front."""
@@ -176,16 +178,38 @@ def running_platform(
             service_token_secret=secrets.token_urlsafe(32),
             extra=service_env(workers),
         )
+        # The catalogue cache: Redis found as PostgreSQL is (SHOP_REDIS_URL, else the local one,
+        # else a private redis-server), under this run's own key prefix. A second product
+        # process with the cache off serves the *_nocache scenarios.
+        redis_url = find_redis()
+        cache_env = (
+            {"SHOP_REDIS_URL": redis_url, "SHOP_CATALOGUE_CACHE_PREFIX": f"{prefix}catalogue:"}
+            if redis_url
+            else {}
+        )
+        envs["products"] = {**envs["products"], **cache_env}
+        ports["products_nocache"] = free_port()
+        envs["products_nocache"] = {
+            **envs["products"],
+            "SHOP_PORT": str(ports["products_nocache"]),
+            "SHOP_CATALOGUE_CACHE": "false",
+        }
         platform = Platform(server, prefix, urls, workdir, products, users, workers)
-        for name in SERVICES:
-            proc = ServiceProcess(name, ports[name], envs[name], workdir / f"{name}.log")
+        platform.redis_url = redis_url
+        for name in [*SERVICES, "products_nocache"]:
+            proc = ServiceProcess(
+                name if name in SERVICES else "products",
+                ports[name],
+                envs[name],
+                workdir / f"{name}.log",
+            )
             platform.procs[name] = proc
             proc.start()
         wait_ready(list(platform.procs.values()), timeout=120)
         platform.gateway = Gateway(
             state_dir=workdir / "gateway",
             port=free_port(),
-            upstreams={name: [port] for name, port in ports.items()},
+            upstreams={name: [ports[name]] for name in SERVICES},
             limits=Limits(enabled=False),
         )
         platform.gateway.start()

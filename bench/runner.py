@@ -83,15 +83,16 @@ def measure(
 
 
 @contextmanager
-def floor_service(database_url: str) -> Any:
-    """bench/floor_app.py under uvicorn, one process, as `shop serve` runs the services."""
+def floor_service(database_url: str, app: str = "bench.floor_app:app") -> Any:
+    """bench/floor_app.py under uvicorn, one process, as `shop serve` runs the services
+    (``app``: the asyncpg floor, or ``bench.floor_app:json_app``, the no-database floor)."""
     port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
-            "bench.floor_app:app",
+            app,
             "--host=127.0.0.1",
             f"--port={port}",
             "--log-level=warning",
@@ -116,6 +117,46 @@ def floor_service(database_url: str) -> Any:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def warm_cache(platform: Platform, connections: int) -> None:
+    """Walk the catalogue once so the cache-on scenarios measure a warm cache (a shop's steady
+    state); the hit ratio each scenario reports says how warm it stayed."""
+    seconds = min(15.0, max(2.0, platform.products / 1000))
+    _log(f"warming the catalogue cache ({seconds:g} s)")
+    job = Job(
+        "warm",
+        platform.url("products"),
+        "warm_products.lua",
+        connections,
+        {"products": str(platform.products)},
+    )
+    run_jobs([job], seconds)
+
+
+def cache_counts(platform: Platform) -> dict[str, float]:
+    """The product service's catalogue-cache counters (hits by layer, misses), from /metrics."""
+    counts: dict[str, float] = {}
+    try:
+        with urllib.request.urlopen(f"{platform.url('products')}/metrics", timeout=5) as r:  # noqa: S310
+            text = r.read().decode()
+    except OSError:
+        return counts
+    for line in text.splitlines():
+        if line.startswith("shop_catalogue_cache_hits_total{"):
+            layer = line.split('layer="', 1)[1].split('"', 1)[0]
+            counts[f"hits_{layer}"] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("shop_catalogue_cache_misses_total "):
+            counts["misses"] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def cache_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Hits and misses between two readings, and the hit ratio (None: no cached reads)."""
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    hits = sum(v for k, v in delta.items() if k.startswith("hits_"))
+    total = hits + delta.get("misses", 0.0)
+    return {**delta, "hit_ratio": round(hits / total, 4) if total else None}
 
 
 async def _stock(url: str) -> dict[int, int]:
@@ -250,6 +291,22 @@ def run(
             result["baselines"]["floor"] = measure(
                 [floor_job], duration=duration, pids={"floor": pid}, backends=None, warmup=warmup
             )
+        _log(f"baseline: raw Starlette JSON, no database ({options.connections} connections)")
+        with floor_service(platform.urls["products"], "bench.floor_app:json_app") as (url, pid):
+            json_job = Job(
+                "floor_json",
+                url,
+                "product_by_id.lua",
+                options.connections,
+                {"products": str(platform.products)},
+            )
+            result["baselines"]["floor_json"] = measure(
+                [json_job],
+                duration=duration,
+                pids={"floor_json": pid},
+                backends=None,
+                warmup=warmup,
+            )
         _log("baseline: pgbench select-only, 8 clients")
         result["baselines"]["pgbench"] = pgbench.run(
             pgbench_database(platform), duration=duration, clients=8, scale=pgbench_scale
@@ -259,18 +316,25 @@ def run(
     stock_before = asyncio.run(_stock(platform.urls["products"]))
     closed_loop = {
         "product_by_id": options.connections,
+        "product_by_id_nocache": options.connections,
+        "product_list_nocache": options.connections,
         "product_by_id_gateway": options.connections,
         "product_list": options.connections,
         "login": options.login_connections,
         "order": options.order_connections,
         "flash_sale": options.order_connections,
     }
+    cached_reads = {"product_by_id", "product_list", "mixed"} & set(selected)
+    if cached_reads and platform.redis_url:
+        warm_cache(platform, options.connections)
     for name in [s for s in selected if s != "mixed"]:
         _log(f"scenario {name} ({closed_loop[name]} connections, {duration:g} s)")
         jobs = [scenarios.job(name, platform, tokens_file, connections=closed_loop[name])]
+        before = cache_counts(platform)
         result["scenarios"][name] = measure(
             jobs, duration=duration, pids=pids, backends=backends, warmup=warmup
         )
+        result["scenarios"][name]["cache"] = cache_delta(before, cache_counts(platform))
         if name in LATENCY_AT_HALF_LOAD:
             result["scenarios"][name]["at_half_load"] = half_load(
                 name, result["scenarios"][name]["rps"], platform, tokens_file, duration, pids
@@ -334,7 +398,9 @@ def run_mixed(
         rate = max(10.0, round(estimate * factor, -1))
         _log(f"scenario mixed at {rate:g} req/s ({factor:g} x the estimate {estimate:.0f})")
         jobs = scenarios.mixed_jobs(platform, tokens_file, rate, mix)
+        before = cache_counts(platform)
         step = measure(jobs, duration=options.duration, pids=pids, backends=backends)
+        step["cache"] = cache_delta(before, cache_counts(platform))
         step["target_rps"] = rate
         step["sustained"] = (
             step["latency_ms"]["p95"] < P95_TARGET_MS

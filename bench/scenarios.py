@@ -13,8 +13,10 @@ from bench.wrk import Job
 MIX = {"product_by_id": 0.75, "product_list": 0.20, "order": 0.04, "login": 0.01}
 ALL = (
     "product_by_id",
+    "product_by_id_nocache",
     "product_by_id_gateway",
     "product_list",
+    "product_list_nocache",
     "login",
     "order",
     "flash_sale",
@@ -26,6 +28,8 @@ FLASH_STOCK = 10_000_000  # its stock for the run: the sale never sells out
 # The scenarios measured through the Envoy gateway (the rest go to the service directly):
 # the gateway's cost per request is product_by_id_gateway against product_by_id.
 VIA_GATEWAY = "_gateway"
+# The same catalogue reads against a second product process with the catalogue cache off.
+NO_CACHE = "_nocache"
 
 
 @dataclass
@@ -47,6 +51,10 @@ def job(
 ) -> Job:
     """The wrk job of one request kind against the service that answers it (or the gateway:
     also when the name ends in ``_gateway``)."""
+    if name.endswith(NO_CACHE):
+        inner = job(name.removesuffix(NO_CACHE), platform, tokens_file, connections=connections)
+        url = platform.url("products_nocache")
+        return Job(name, url, inner.script, inner.connections, inner.args, rate)
     if name.endswith(VIA_GATEWAY):
         kind = name.removesuffix(VIA_GATEWAY)
         inner = job(

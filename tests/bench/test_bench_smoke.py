@@ -32,7 +32,7 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
             "-m",
             "bench",
             "--duration=1",
-            "--scenarios=product_by_id,order",
+            "--scenarios=product_by_id,product_by_id_nocache,login,order",
             "--products=200",
             "--users=3",
             "--pgbench-scale=1",
@@ -49,6 +49,19 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
     result = json.loads(output.read_text())
 
     assert result["baselines"]["floor"]["requests"] > 0
+    assert result["baselines"]["floor_json"]["requests"] > 0
+    # The cache-on process answers from its cache; the no-cache process counts no hits.
+    assert result["scenarios"]["product_by_id"]["cache"]["hit_ratio"] > 0
+    assert (
+        result["scenarios"]["product_by_id_nocache"]["processes"]["products_nocache"]["cpu_seconds"]
+        > 0
+    )
+    targets = {t["target"] for t in result["targets"]}
+    assert {
+        "product_by_id >= 1.0 x raw floor",
+        "product_by_id_nocache >= 0.6 x raw floor",
+        "login CPU <= 40 ms per login (user service)",
+    } <= targets
     assert "rps" in result["baselines"]["pgbench"] or "skipped" in result["baselines"]["pgbench"]
     for name in ("product_by_id", "order"):
         scenario = result["scenarios"][name]
@@ -59,7 +72,7 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
     # Correctness, not speed: no order may oversell, and the databases must agree.
     assert result["integrity"]["ok"], result["integrity"]
     assert {t["target"] for t in result["targets"]} >= {
-        "product by id >= 0.8 x raw floor",
+        "product_by_id >= 1.0 x raw floor",
         "zero oversell, databases consistent",
     }
     assert "targets:" in run.stdout

@@ -1,74 +1,27 @@
 """Rate limits shared by every replica through a real Redis (`SHOP_REDIS_URL`).
 
-The test starts its own redis-server (Debian's, installed by `make tools`) on a free port, so it
-neither needs nor touches a Redis the machine may run.
+The test starts its own redis-server (Debian's, installed by `make tools`) on a free port
+(``shop.devtools.redis.RedisServer``), so it neither needs nor touches a Redis the machine may
+run.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
 
 from shop.common.errors import RateLimited
 from shop.common.ratelimit import Limit, RedisRateLimiter
 from shop.common.settings import Environment
-from shop.devtools.processes import stable_ports
+from shop.devtools.redis import RedisServer
 from shop.users.limits import AuthLimits
 from shop.users.settings import UsersSettings
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server is not installed"
 )
-
-
-class RedisServer:
-    def __init__(self) -> None:
-        self.port = stable_ports([0])
-        self.folder = Path(tempfile.mkdtemp(prefix="shop-redis-"))
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if redis.Redis(port=self.port, socket_timeout=1).ping():
-                    return
-            except redis.RedisError:
-                pass
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(30)
 
 
 @pytest.fixture
@@ -79,7 +32,6 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
-        shutil.rmtree(server.folder, ignore_errors=True)
 
 
 async def test_two_replicas_share_one_budget_per_key(redis_server: RedisServer) -> None:

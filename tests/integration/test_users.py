@@ -129,3 +129,41 @@ async def test_jwks_publishes_the_signing_key(platform: Platform) -> None:
     jwks = (await platform.users.get("/.well-known/jwks.json")).json()
     assert jwks["keys"][0]["kty"] == "OKP"
     assert "d" not in jwks["keys"][0]
+
+
+async def test_login_upgrades_a_hash_of_other_parameters(platform: Platform) -> None:
+    """A hash made with other argon2 parameters is rewritten at the service's on the next
+    successful login (check_needs_rehash); a failed login leaves it alone."""
+    from argon2 import PasswordHasher
+
+    user = await register(platform, "old_hash_user")
+    old = PasswordHasher(time_cost=1, memory_cost=2048, parallelism=2).hash("correct horse battery")
+    await platform.sql(
+        "users", "UPDATE users SET password_hash = $2 WHERE id = $1", user["id"], old
+    )
+    wrong = await platform.users.post(
+        "/api/v1/users/login", json={"username": "old_hash_user", "password": "not the one"}
+    )
+    assert wrong.status_code == 401
+    stored = await platform.sql(
+        "users", "SELECT password_hash FROM users WHERE id = $1", user["id"]
+    )
+    assert stored[0]["password_hash"] == old
+
+    ok = await platform.users.post(
+        "/api/v1/users/login",
+        json={"username": "old_hash_user", "password": "correct horse battery"},
+    )
+    assert ok.status_code == 200, ok.text
+    stored = await platform.sql(
+        "users", "SELECT password_hash FROM users WHERE id = $1", user["id"]
+    )
+    new = stored[0]["password_hash"]
+    assert new != old
+    assert new.startswith("$argon2id$v=19$m=1024,t=1,p=1$")  # the platform fixture's costs
+    assert PasswordHasher().verify(new, "correct horse battery")
+    again = await platform.users.post(
+        "/api/v1/users/login",
+        json={"username": "old_hash_user", "password": "correct horse battery"},
+    )
+    assert again.status_code == 200

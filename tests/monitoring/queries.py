@@ -78,6 +78,10 @@ SERVICE_METRICS = frozenset(
         "shop_stock_outs_total",
         "shop_saga_recovery_backlog",
         "shop_saga_recovered_total",
+        "shop_catalogue_cache_hits_total",
+        "shop_catalogue_cache_misses_total",
+        "shop_catalogue_cache_invalidations_total",
+        "shop_catalogue_cache_errors_total",
     }
     | {f"{name}_{suffix}" for name in _HISTOGRAMS for suffix in ("bucket", "sum", "count")}
 )

@@ -81,6 +81,18 @@ SAGA_BACKLOG = Gauge(
     "Orders stuck mid-saga, waiting for recovery.",
     multiprocess_mode="max",
 )
+CATALOGUE_CACHE_HITS = Counter(
+    "shop_catalogue_cache_hits", "Catalogue reads answered from the cache.", ["layer"]
+)
+CATALOGUE_CACHE_MISSES = Counter(
+    "shop_catalogue_cache_misses", "Catalogue reads the cache sent to PostgreSQL."
+)
+CATALOGUE_CACHE_INVALIDATIONS = Counter(
+    "shop_catalogue_cache_invalidations", "Catalogue cache invalidations issued.", ["scope"]
+)
+CATALOGUE_CACHE_ERRORS = Counter(
+    "shop_catalogue_cache_errors", "Redis calls of the catalogue cache that failed."
+)
 SAGA_RECOVERED = Counter("shop_saga_recovered", "Orders finished by recovery.", ["outcome"])
 
 

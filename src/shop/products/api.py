@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from shop.common.deps import AdminDep, DbDep, PageDep, PrivilegedDep
 from shop.common.errors import Unprocessable
 from shop.common.responses import json_response
 from shop.common.types import ProblemRead
 from shop.products import service
+from shop.products.cache import CachedBody, CatalogueCache
 from shop.products.db import ProductRepository
 from shop.products.schemas import (
     ID_LIST_DESCRIPTION,
@@ -22,25 +23,54 @@ from shop.products.schemas import (
     ReservationCreate,
     ReservationRead,
     StockUpdate,
+    product_dict,
 )
 
 router = APIRouter(prefix="/api/v1/products", tags=["products"])
 ProductId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 OrderId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such product"}}
+_CACHE_HEADERS = {
+    "ETag": {
+        "description": "A strong validator of this body: send it back in If-None-Match.",
+        "schema": {"type": "string"},
+    },
+    "Cache-Control": {
+        "description": "public, max-age=N (SHOP_CATALOGUE_MAX_AGE_SECONDS): stock shown may"
+        " lag by that much; placing an order always checks real stock.",
+        "schema": {"type": "string"},
+    },
+}
+CACHED_READ: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Successful Response", "headers": _CACHE_HEADERS},
+    304: {
+        "description": "Not modified: the If-None-Match tag is current",
+        "headers": _CACHE_HEADERS,
+    },
+}
+IfNoneMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-None-Match",
+        description="ETags of a body the client holds: 304 with no body when one is current.",
+    ),
+]
 
 
-def _product(row: Any) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "description": row["description"],
-        "price": f"{row['price']:.2f}",
-        "stock": row["stock"],
-        "category": row["category"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-    }
+async def get_cache(request: Request) -> CatalogueCache | None:
+    cache: CatalogueCache | None = request.app.state.catalogue_cache
+    return cache
+
+
+CacheDep = Annotated[CatalogueCache | None, Depends(get_cache)]
+
+
+def _cached_response(request: Request, cached: CachedBody, if_none_match: str | None) -> Response:
+    max_age = request.app.state.settings.catalogue_max_age_seconds
+    headers = {"etag": cached.etag, "cache-control": f"public, max-age={max_age}"}
+    if cached.matches(if_none_match):
+        return Response(status_code=304, headers=headers)
+    return Response(cached.body, media_type="application/json", headers=headers)
 
 
 def _reservation(row: Any) -> dict[str, Any]:
@@ -54,22 +84,25 @@ def _reservation(row: Any) -> dict[str, Any]:
     }
 
 
-@router.get("", response_model=ProductPage)
+@router.get("", response_model=ProductPage, responses=CACHED_READ)
 async def list_products(
+    request: Request,
     db: DbDep,
+    cache: CacheDep,
     page: PageDep,
     category: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     ids: Annotated[
         str | None,
         Query(pattern=ID_LIST_PATTERN, description=ID_LIST_DESCRIPTION, examples=["1,2,3"]),
     ] = None,
+    if_none_match: IfNoneMatch = None,
 ) -> Any:
     if ids is not None:
         return await _batch(db, page, ids)
-    rows, total = await service.list_products(
-        db=db, limit=page.limit, offset=page.offset, category=category
+    cached = await service.page_body(
+        db=db, cache=cache, limit=page.limit, offset=page.offset, category=category
     )
-    return page.response([_product(r) for r in rows], total)
+    return _cached_response(request, cached, if_none_match)
 
 
 async def _batch(db: DbDep, page: PageDep, ids: str) -> Any:
@@ -80,30 +113,42 @@ async def _batch(db: DbDep, page: PageDep, ids: str) -> Any:
         )
     async with db.acquire() as conn:
         rows = await ProductRepository(conn).many(wanted)
-    return page.response([_product(r) for r in rows], len(rows))
+    return page.response([product_dict(r) for r in rows], len(rows))
 
 
-@router.get("/{product_id}", response_model=ProductRead, responses=NOT_FOUND)
-async def get_product(product_id: ProductId, db: DbDep) -> Any:
-    return json_response(_product(await service.get_product(db=db, product_id=product_id)))
+@router.get("/{product_id}", response_model=ProductRead, responses={**NOT_FOUND, **CACHED_READ})
+async def get_product(
+    request: Request,
+    product_id: ProductId,
+    db: DbDep,
+    cache: CacheDep,
+    if_none_match: IfNoneMatch = None,
+) -> Any:
+    cached = await service.product_body(db=db, cache=cache, product_id=product_id)
+    return _cached_response(request, cached, if_none_match)
 
 
 @router.post("", status_code=201, response_model=ProductRead)
-async def create_product(product_in: ProductCreate, db: DbDep, _: AdminDep) -> Any:
-    return json_response(_product(await service.create_product(db=db, product_in=product_in)), 201)
+async def create_product(product_in: ProductCreate, db: DbDep, cache: CacheDep, _: AdminDep) -> Any:
+    product = await service.create_product(db=db, cache=cache, product_in=product_in)
+    return json_response(product_dict(product), 201)
 
 
 @router.put("/{product_id}", response_model=ProductRead, responses=NOT_FOUND)
 async def update_product(
-    product_id: ProductId, product_in: ProductUpdate, db: DbDep, _: AdminDep
+    product_id: ProductId, product_in: ProductUpdate, db: DbDep, cache: CacheDep, _: AdminDep
 ) -> Any:
-    product = await service.update_product(db=db, product_id=product_id, product_in=product_in)
-    return json_response(_product(product))
+    product = await service.update_product(
+        db=db, cache=cache, product_id=product_id, product_in=product_in
+    )
+    return json_response(product_dict(product))
 
 
 @router.delete("/{product_id}", status_code=204, responses=NOT_FOUND)
-async def delete_product(product_id: ProductId, db: DbDep, _: AdminDep) -> Response:
-    await service.delete_product(db=db, product_id=product_id)
+async def delete_product(
+    product_id: ProductId, db: DbDep, cache: CacheDep, _: AdminDep
+) -> Response:
+    await service.delete_product(db=db, cache=cache, product_id=product_id)
     return Response(status_code=204)
 
 
@@ -112,9 +157,11 @@ async def delete_product(product_id: ProductId, db: DbDep, _: AdminDep) -> Respo
     response_model=ProductRead,
     responses={**NOT_FOUND, 409: {"description": "Stock would go below zero"}},
 )
-async def update_stock(product_id: ProductId, change: StockUpdate, db: DbDep, _: AdminDep) -> Any:
-    product = await service.update_stock(db=db, product_id=product_id, change=change)
-    return json_response(_product(product))
+async def update_stock(
+    product_id: ProductId, change: StockUpdate, db: DbDep, cache: CacheDep, _: AdminDep
+) -> Any:
+    product = await service.update_stock(db=db, cache=cache, product_id=product_id, change=change)
+    return json_response(product_dict(product))
 
 
 @router.post(
@@ -133,10 +180,10 @@ async def update_stock(product_id: ProductId, change: StockUpdate, db: DbDep, _:
     },
 )
 async def reserve(
-    product_id: ProductId, body: ReservationCreate, db: DbDep, _: PrivilegedDep
+    product_id: ProductId, body: ReservationCreate, db: DbDep, cache: CacheDep, _: PrivilegedDep
 ) -> Any:
     reservation, created = await service.reserve_stock(
-        db=db, product_id=product_id, order_id=body.order_id, quantity=body.quantity
+        db=db, cache=cache, product_id=product_id, order_id=body.order_id, quantity=body.quantity
     )
     return json_response(_reservation(reservation), 201 if created else 200)
 
@@ -146,6 +193,10 @@ async def reserve(
     response_model=ReservationRead,
     summary="Release an order's stock (internal; idempotent: restores once)",
 )
-async def release(product_id: ProductId, order_id: OrderId, db: DbDep, _: PrivilegedDep) -> Any:
-    reservation = await service.release_stock(db=db, product_id=product_id, order_id=order_id)
+async def release(
+    product_id: ProductId, order_id: OrderId, db: DbDep, cache: CacheDep, _: PrivilegedDep
+) -> Any:
+    reservation = await service.release_stock(
+        db=db, cache=cache, product_id=product_id, order_id=order_id
+    )
     return json_response(_reservation(reservation))

@@ -2,17 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from shop.common.app import create_service_app
 from shop.products.api import router
+from shop.products.cache import CatalogueCache
+from shop.products.fastpath import CachedPageRoute, CachedProductRoute
 from shop.products.settings import ProductsSettings
 
 
 def create_app(settings: ProductsSettings | None = None) -> FastAPI:
-    return create_service_app(
-        settings or ProductsSettings(),
+    settings = settings or ProductsSettings()
+
+    @asynccontextmanager
+    async def catalogue_cache(app: FastAPI) -> AsyncIterator[None]:
+        """The cache when a Redis is configured (and the cache is on); else reads go to
+        PostgreSQL every time (``app.state.catalogue_cache`` is None)."""
+        app.state.catalogue_cache = None
+        if not (settings.catalogue_cache and settings.redis_url):
+            yield
+            return
+        cache = CatalogueCache.from_url(
+            settings.redis_url,
+            prefix=settings.catalogue_cache_prefix,
+            ttl=settings.catalogue_cache_ttl_seconds,
+            list_ttl=settings.catalogue_list_ttl_seconds,
+            near_entries=settings.catalogue_near_entries,
+        )
+        async with cache.running():
+            app.state.catalogue_cache = cache
+            yield
+
+    app = create_service_app(
+        settings,
         title="shop product service",
         description="The product catalogue and its stock.",
         routers=[router],
+        extensions=[catalogue_cache],
     )
+    # First in line: answer near-cache hits of the two catalogue reads, and match nothing else.
+    max_age = settings.catalogue_max_age_seconds
+    app.router.routes[:0] = [
+        CachedProductRoute(max_age_seconds=max_age),
+        CachedPageRoute(max_age_seconds=max_age),
+    ]
+    return app

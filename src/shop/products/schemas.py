@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
+import orjson
 from pydantic import BaseModel, Field, model_validator
 
 from shop.common.types import Money, Page, PositiveMoney, StrictModel
@@ -75,3 +76,28 @@ class ReservationRead(BaseModel):
     quantity: int
     unit_price: Money | None
     status: Literal["reserved", "released"]
+
+
+# The wire form of a product, serialised once from the repository's row (the shape of
+# ProductRead): these bytes are what the catalogue cache stores and every read sends.
+def product_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "description": row["description"],
+        "price": f"{row['price']:.2f}",
+        "stock": row["stock"],
+        "category": row["category"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }
+
+
+def product_json(row: Any) -> bytes:
+    return orjson.dumps(product_dict(row))
+
+
+def page_json(rows: list[Any], *, total: int, limit: int, offset: int) -> bytes:
+    """The contract's list shape (ProductPage): ``{"items", "total", "limit", "offset"}``."""
+    items = [product_dict(r) for r in rows]
+    return orjson.dumps({"items": items, "total": total, "limit": limit, "offset": offset})

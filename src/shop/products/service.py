@@ -1,4 +1,9 @@
-"""Use cases of the product service."""
+"""Use cases of the product service.
+
+Catalogue reads go through the catalogue cache when there is one (``cache`` is None when it
+is off); every write invalidates what it changed after it committed (see shop.products.cache
+for the bound). Reservations read and change stock in PostgreSQL only, never from the cache.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,15 @@ import asyncpg
 from shop.common.db import Database
 from shop.common.errors import Conflict, NotFound
 from shop.common.metrics import STOCK_OUTS
+from shop.products.cache import CachedBody, CatalogueCache
 from shop.products.db import ProductRepository, ReservationRepository
-from shop.products.schemas import ProductCreate, ProductUpdate, StockUpdate
+from shop.products.schemas import (
+    ProductCreate,
+    ProductUpdate,
+    StockUpdate,
+    page_json,
+    product_json,
+)
 
 
 def _missing(product_id: int) -> NotFound:
@@ -25,6 +37,40 @@ async def get_product(*, db: Database, product_id: int) -> Any:
     return product
 
 
+async def product_body(
+    *, db: Database, cache: CatalogueCache | None, product_id: int
+) -> CachedBody:
+    """A product's page as sent (JSON bytes and ETag); NotFound if there is no such product."""
+
+    async def load() -> bytes:
+        return product_json(await get_product(db=db, product_id=product_id))
+
+    if cache is None:
+        return CachedBody.of(await load())
+    return await cache.product(product_id, load)
+
+
+async def page_body(
+    *, db: Database, cache: CatalogueCache | None, limit: int, offset: int, category: str | None
+) -> CachedBody:
+    """A list page as sent (JSON bytes and ETag)."""
+
+    async def load() -> bytes:
+        rows, total = await list_products(db=db, limit=limit, offset=offset, category=category)
+        return page_json(rows, total=total, limit=limit, offset=offset)
+
+    if cache is None:
+        return CachedBody.of(await load())
+    return await cache.page(f"{limit}:{offset}:{category or ''}", load)
+
+
+async def _changed(cache: CatalogueCache | None, product_id: int, *, lists: bool) -> None:
+    if cache is not None:
+        await cache.invalidate(product_id)
+        if lists:
+            await cache.invalidate(None)
+
+
 async def list_products(
     *, db: Database, limit: int, offset: int, category: str | None
 ) -> tuple[list[Any], int]:
@@ -32,26 +78,36 @@ async def list_products(
         return await ProductRepository(conn).page(limit=limit, offset=offset, category=category)
 
 
-async def create_product(*, db: Database, product_in: ProductCreate) -> Any:
+async def create_product(
+    *, db: Database, cache: CatalogueCache | None, product_in: ProductCreate
+) -> Any:
     async with db.acquire() as conn:
-        return await ProductRepository(conn).add(**product_in.model_dump())
+        product = await ProductRepository(conn).add(**product_in.model_dump())
+    await _changed(cache, product["id"], lists=True)
+    return product
 
 
-async def update_product(*, db: Database, product_id: int, product_in: ProductUpdate) -> Any:
+async def update_product(
+    *, db: Database, cache: CatalogueCache | None, product_id: int, product_in: ProductUpdate
+) -> Any:
     async with db.acquire() as conn:
         product = await ProductRepository(conn).update(product_id, **product_in.model_dump())
     if product is None:
         raise _missing(product_id)
+    await _changed(cache, product_id, lists=True)
     return product
 
 
-async def delete_product(*, db: Database, product_id: int) -> None:
+async def delete_product(*, db: Database, cache: CatalogueCache | None, product_id: int) -> None:
     async with db.acquire() as conn:
         if not await ProductRepository(conn).delete(product_id):
             raise _missing(product_id)
+    await _changed(cache, product_id, lists=True)
 
 
-async def update_stock(*, db: Database, product_id: int, change: StockUpdate) -> Any:
+async def update_stock(
+    *, db: Database, cache: CatalogueCache | None, product_id: int, change: StockUpdate
+) -> Any:
     async with db.acquire() as conn:
         products = ProductRepository(conn)
         if change.stock is not None:
@@ -66,13 +122,25 @@ async def update_stock(*, db: Database, product_id: int, change: StockUpdate) ->
                 )
     if product is None:
         raise _missing(product_id)
+    await _changed(cache, product_id, lists=True)
     return product
 
 
 async def reserve_stock(
-    *, db: Database, product_id: int, order_id: int, quantity: int
+    *, db: Database, cache: CatalogueCache | None, product_id: int, order_id: int, quantity: int
 ) -> tuple[Any, bool]:
     """Take stock for an order, once. Returns the reservation and whether it is new."""
+    reservation, created = await _reserve(
+        db=db, product_id=product_id, order_id=order_id, quantity=quantity
+    )
+    if created:  # after the connection is back in the pool: Redis calls do not hold it
+        await _changed(cache, product_id, lists=False)
+    return reservation, created
+
+
+async def _reserve(
+    *, db: Database, product_id: int, order_id: int, quantity: int
+) -> tuple[Any, bool]:
     async with db.acquire() as conn:
         products, reservations = ProductRepository(conn), ReservationRepository(conn)
         try:
@@ -102,18 +170,27 @@ async def reserve_stock(
     return existing, False
 
 
-async def release_stock(*, db: Database, product_id: int, order_id: int) -> Any:
+async def release_stock(
+    *, db: Database, cache: CatalogueCache | None, product_id: int, order_id: int
+) -> Any:
     """Give an order's stock back, once; leave a tombstone if nothing was reserved yet."""
+    reservation, restocked = await _release(db=db, product_id=product_id, order_id=order_id)
+    if restocked:
+        await _changed(cache, product_id, lists=False)
+    return reservation
+
+
+async def _release(*, db: Database, product_id: int, order_id: int) -> tuple[Any, bool]:
     async with db.acquire() as conn, conn.transaction():
         products, reservations = ProductRepository(conn), ReservationRepository(conn)
         reservation = await reservations.get(order_id, lock=True)
         if reservation is None:
             if await reservations.tombstone(order_id=order_id, product_id=product_id):
-                return await reservations.get(order_id)
+                return await reservations.get(order_id), False
             reservation = await reservations.get(order_id, lock=True)  # lost a race: re-read
         if reservation["product_id"] != product_id:
             raise NotFound(f"Order {order_id} has no reservation of product {product_id}.")
         if reservation["status"] == "reserved":
             await products.return_stock(product_id, reservation["quantity"])
-            reservation = await reservations.mark_released(order_id)
-        return reservation
+            return await reservations.mark_released(order_id), True
+        return reservation, False

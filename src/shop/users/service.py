@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import hashlib
 import os
 import secrets
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from starlette.concurrency import run_in_threadpool
 
 from shop.common.auth import SigningKeys, issue_access_token
 from shop.common.db import Connection, Database
@@ -22,13 +24,33 @@ from shop.users.limits import AuthLimits
 from shop.users.schemas import TokenResponse, UserCreate
 from shop.users.settings import UsersSettings
 
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def _return_large_blocks_to_the_system() -> None:
+    """Make glibc serve blocks of 1 MiB and more with mmap, always (freed at once).
+
+    By default glibc raises its mmap threshold to the largest block freed (up to 32 MiB), so
+    after the first hash each argon2 buffer comes from a thread's malloc arena and stays in
+    it: with a thread per arena that took the user service to 187 MB RSS under logins
+    (bench, 19 MiB hashes). A fixed threshold returns every buffer when the hash ends.
+    """
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return
+    libc = ctypes.CDLL(libc_name)
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is not None:  # glibc; musl has no mallopt and returns large blocks anyway
+        mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
+
 
 class Passwords:
     """argon2id hashing off the event loop; unknown users cost the same as wrong passwords.
 
-    Hashes run a few at a time (one per ``parallelism`` cores): each one already keeps that
-    many cores busy, so more at once adds no throughput, only ``argon2_memory_kib`` each; with
-    no bound, 8 concurrent logins took the process to 615 MB (bench/, docs/performance.md).
+    Hashes run a few at a time (one per ``parallelism`` cores), on threads of their own: each
+    one already keeps that many cores busy, so more at once adds no throughput, only
+    ``argon2_memory_kib`` each; with no bound, 8 concurrent logins took the process to 615 MB
+    (bench/, docs/performance.md).
     """
 
     def __init__(self, settings: UsersSettings) -> None:
@@ -38,13 +60,14 @@ class Passwords:
             parallelism=settings.argon2_parallelism,
         )
         self._dummy_hash = self._hasher.hash("not-a-real-password")
-        self._slots = asyncio.Semaphore(
-            max(1, (os.cpu_count() or 1) // settings.argon2_parallelism)
-        )
+        slots = max(1, (os.cpu_count() or 1) // settings.argon2_parallelism)
+        _return_large_blocks_to_the_system()
+        self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="argon2")
 
     async def hash(self, password: str) -> str:
-        async with self._slots:
-            return await run_in_threadpool(self._hasher.hash, password)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._hasher.hash, password
+        )
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         def check() -> bool:
@@ -55,8 +78,7 @@ class Passwords:
             except (VerificationError, InvalidHashError):
                 return False
 
-        async with self._slots:
-            return await run_in_threadpool(check)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, check)
 
     def needs_rehash(self, password_hash: str) -> bool:
         return self._hasher.check_needs_rehash(password_hash)

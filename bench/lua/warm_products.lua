@@ -1,0 +1,19 @@
+-- GET /api/v1/products/{id} walking the catalogue in order (each thread from its own
+-- offset): fills the catalogue cache before the cache-on scenarios are measured.
+package.path = os.getenv("BENCH_LUA_DIR") .. "/?.lua;" .. package.path
+local lib = require("lib")
+local products
+local next_id
+
+function init(args)
+  local opts = lib.init(args)
+  products = tonumber(opts.products)
+  next_id = math.random(1, products)
+end
+
+function request()
+  next_id = next_id % products + 1
+  return wrk.format("GET", "/api/v1/products/" .. next_id)
+end
+
+done = lib.done

@@ -1,0 +1,290 @@
+"""The catalogue cache: product pages and list pages served as pre-serialised JSON bytes.
+
+Two layers, both holding the exact response body and its ``ETag``:
+
+* a **near cache** in each process (a bounded dict): a hit costs no I/O at all, which is what
+  lets a cached read approach a raw Starlette endpoint (docs/performance.md);
+* a **shared Redis** (``SHOP_REDIS_URL``): a replica's near miss is another replica's fill.
+
+Contract, as every replica sees it:
+
+* ``invalidate(product_id)`` drops that product's page, ``invalidate(None)`` every list page,
+  in Redis and in the near cache of **every replica**: the writer deletes the Redis keys and
+  publishes on the channel ``<prefix>invalidate``; each replica's subscriber drops its near
+  entries on receipt (milliseconds on one network).
+* **Bound**: a product page is at most ``ttl`` (``SHOP_CATALOGUE_CACHE_TTL_SECONDS``, 300 s)
+  stale even if a message is lost, and in normal operation is stale only for the time a
+  pub/sub message takes. While a replica is not subscribed (Redis down, reconnecting) it does
+  not use its near cache, and it empties it when it subscribes again. List pages carry stock,
+  which every order changes: catalogue edits (create, update, delete, an admin's stock change)
+  invalidate them at once; reservations and releases only the product's page, so stock on a
+  list page lags by at most ``list_ttl`` (5 s). Placing an order always checks real stock in
+  PostgreSQL, never the cache.
+* A fill that raced an invalidation (read from PostgreSQL before the write, stored after the
+  invalidation) is bounded by the same TTLs; the near cache refuses such fills outright.
+* **Redis down**: every Redis call is bounded by a short socket timeout and, after a failure,
+  skipped for ``retry_seconds``; reads then go to PostgreSQL and answer as usual (no error).
+
+Chosen: redis-py's asyncio client (already the rate limiter's), no other cache library: the
+near cache is a dict because its entries must be dropped by key on a pub/sub message, which
+is all it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shop.common.logging import get_logger
+from shop.common.metrics import (
+    CATALOGUE_CACHE_ERRORS,
+    CATALOGUE_CACHE_HITS,
+    CATALOGUE_CACHE_INVALIDATIONS,
+    CATALOGUE_CACHE_MISSES,
+)
+
+log = get_logger("shop.products.cache")
+
+_LISTS = "lists"
+_ETAG_SEPARATOR = b"\n"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedBody:
+    """A response body as sent, and its strong ETag (a hash of the bytes)."""
+
+    body: bytes
+    etag: str
+
+    @classmethod
+    def of(cls, body: bytes) -> CachedBody:
+        return cls(body, f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"')
+
+    def matches(self, if_none_match: str | None) -> bool:
+        """Whether an ``If-None-Match`` header names this body (weak comparison, RFC 9110)."""
+        if not if_none_match:
+            return False
+        for tag in if_none_match.split(","):
+            tag = tag.strip()
+            if tag == "*" or tag.removeprefix("W/") == self.etag:
+                return True
+        return False
+
+    def packed(self) -> bytes:
+        return self.etag.encode() + _ETAG_SEPARATOR + self.body
+
+    @classmethod
+    def unpacked(cls, raw: bytes) -> CachedBody:
+        etag, _, body = raw.partition(_ETAG_SEPARATOR)
+        return cls(body, etag.decode())
+
+
+Loader = Callable[[], Awaitable[bytes]]
+
+
+class CatalogueCache:
+    """Read-through cache of catalogue responses; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "shop:catalogue:",
+        ttl: float = 300.0,
+        list_ttl: float = 5.0,
+        near_entries: int = 20_000,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._channel = f"{prefix}invalidate"
+        self._ttl_ms, self._list_ttl_ms = int(ttl * 1000), int(list_ttl * 1000)
+        self._ttl, self._list_ttl = ttl, list_ttl
+        self._near: dict[str, tuple[float, CachedBody]] = {}
+        self._near_entries = near_entries
+        self._retry_seconds = retry_seconds
+        self._redis_down_until = 0.0
+        self._subscribed = asyncio.Event()
+        self._epoch = 0  # bumped by every invalidation this process learns of
+        self._list_generation: int | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> CatalogueCache:
+        client = Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
+        return cls(client, **options)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[CatalogueCache]:
+        """Subscribe to invalidations for as long as the block runs, then close the client."""
+        self._listener = asyncio.create_task(self._listen(), name="catalogue-cache-listener")
+        # Give the subscription a moment so a fresh replica uses its near cache from the start.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout=1.0)
+        try:
+            yield self
+        finally:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            await self._redis.aclose()
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether this replica receives invalidations now (and so uses its near cache)."""
+        return self._subscribed.is_set()
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                self._forget_all()  # messages may have been missed while unsubscribed
+                self._subscribed.set()
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is None:
+                        await pubsub.ping()  # notice a dead connection within a second
+                        continue
+                    data = message.get("data")
+                    if message.get("type") == "message" and isinstance(data, bytes):
+                        self._apply(data.decode())
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                if self._subscribed.is_set():
+                    log.warning("catalogue cache: invalidations lost", error=type(exc).__name__)
+                self._subscribed.clear()
+                self._forget_all()
+                await asyncio.sleep(self._retry_seconds)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def near_product(self, product_id: int) -> CachedBody | None:
+        """The product's page if this replica's near cache holds it fresh (no I/O, counted
+        as a hit); None otherwise, including while invalidations cannot be received."""
+        if not self._subscribed.is_set():
+            return None
+        entry = self._near.get(f"p:{product_id}")
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        CATALOGUE_CACHE_HITS.labels("near").inc()
+        return entry[1]
+
+    def near_page(self, query: str) -> CachedBody | None:
+        """A list page if this replica's near cache holds it fresh (see ``near_product``)."""
+        if not self._subscribed.is_set() or self._list_generation is None:
+            return None
+        entry = self._near.get(f"l:{query}")
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        CATALOGUE_CACHE_HITS.labels("near").inc()
+        return entry[1]
+
+    async def product(self, product_id: int, load: Loader) -> CachedBody:
+        """The product's page: near cache, else Redis, else ``load()`` (stored in both)."""
+        return await self._read(f"p:{product_id}", None, self._ttl, self._ttl_ms, load)
+
+    async def page(self, query: str, load: Loader) -> CachedBody:
+        """A list page, keyed by its normalised query (category, limit, offset)."""
+        return await self._read(
+            f"l:{query}", await self._generation(), self._list_ttl, self._list_ttl_ms, load
+        )
+
+    async def _read(
+        self, key: str, generation: int | None, ttl: float, ttl_ms: int, load: Loader
+    ) -> CachedBody:
+        near_ok = self._subscribed.is_set()
+        now = time.monotonic()
+        if near_ok:
+            entry = self._near.get(key)
+            if entry is not None and entry[0] > now:
+                CATALOGUE_CACHE_HITS.labels("near").inc()
+                return entry[1]
+        epoch = self._epoch
+        redis_key = self._prefix + (key if generation is None else f"{key}:g{generation}")
+        raw = await self._redis_call(self._redis.get(redis_key))
+        if isinstance(raw, bytes):
+            CATALOGUE_CACHE_HITS.labels("redis").inc()
+            cached = CachedBody.unpacked(raw)
+        else:
+            CATALOGUE_CACHE_MISSES.inc()
+            cached = CachedBody.of(await load())
+            if epoch == self._epoch:
+                await self._redis_call(self._redis.set(redis_key, cached.packed(), px=ttl_ms))
+        if near_ok and epoch == self._epoch and self._subscribed.is_set():
+            if len(self._near) >= self._near_entries:
+                self._near.pop(next(iter(self._near)))  # the oldest fill
+            self._near[key] = (now + ttl, cached)
+        return cached
+
+    async def _generation(self) -> int:
+        """The list pages' generation: a counter in Redis that ``invalidate(None)`` bumps, so
+        every old list key is dead at once; kept locally while subscribed (the message says)."""
+        if self._list_generation is not None and self._subscribed.is_set():
+            return self._list_generation
+        raw = await self._redis_call(self._redis.get(self._prefix + "lists:generation"))
+        generation = int(raw) if isinstance(raw, bytes) else 0
+        if self._subscribed.is_set():
+            self._list_generation = generation
+        return generation
+
+    # --- invalidation ----------------------------------------------------------------------
+
+    async def invalidate(self, product_id: int | None) -> None:
+        """Drop a product's page (``None``: every list page) here, in Redis and on every
+        replica. Never raises: with Redis down the TTLs bound what other replicas serve."""
+        CATALOGUE_CACHE_INVALIDATIONS.labels("lists" if product_id is None else "product").inc()
+        if product_id is None:
+            message = _LISTS
+            generation = await self._redis_call(self._redis.incr(self._prefix + "lists:generation"))
+            if isinstance(generation, int):
+                message = f"{_LISTS}:{generation}"
+        else:
+            message = f"p:{product_id}"
+            await self._redis_call(self._redis.delete(self._prefix + message))
+        self._apply(message)
+        await self._redis_call(self._redis.publish(self._channel, message))
+
+    def _apply(self, message: str) -> None:
+        self._epoch += 1
+        if message.startswith(_LISTS):
+            _, _, generation = message.partition(":")
+            self._list_generation = int(generation) if generation.isdigit() else None
+            for key in [k for k in self._near if k.startswith("l:")]:
+                self._near.pop(key, None)
+        else:
+            self._near.pop(message, None)
+
+    def _forget_all(self) -> None:
+        self._epoch += 1
+        self._near.clear()
+        self._list_generation = None
+
+    async def _redis_call(self, call: Awaitable[Any]) -> Any:
+        """Run one Redis command; None if Redis is down (and skip it for a while after)."""
+        if time.monotonic() < self._redis_down_until:
+            if asyncio.iscoroutine(call):
+                call.close()
+            return None
+        try:
+            return await call
+        except (RedisError, OSError) as exc:
+            CATALOGUE_CACHE_ERRORS.inc()
+            if self._redis_down_until == 0.0 or time.monotonic() > self._redis_down_until + 5:
+                log.warning("catalogue cache: Redis unavailable", error=type(exc).__name__)
+            self._redis_down_until = time.monotonic() + self._retry_seconds
+            return None

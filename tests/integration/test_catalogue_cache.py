@@ -1,0 +1,272 @@
+"""The catalogue cache against a real Redis: invalidation across two replicas, Redis down, 304.
+
+Two product apps (two replicas: each its own near cache and subscriber) share the product
+database and one Redis under a key prefix of this test's own. Their TTLs are set far above
+the test's waits, so only a pub/sub invalidation can explain a replica seeing a change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+
+from shop.common.settings import Environment
+from shop.devtools.redis import RedisServer, find_redis
+from shop.products.app import create_app
+from shop.products.settings import ProductsSettings
+from tests.integration.conftest import SERVICE_SECRET, Platform
+
+pytestmark = pytest.mark.asyncio
+LONG_TTL = 600.0
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> str:
+    url = find_redis()
+    if url is None:
+        pytest.skip("no Redis and no redis-server to start")
+    return url
+
+
+@pytest.fixture
+def keys_file(platform: Platform, tmp_path: Path) -> Path:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(platform.keys.jwks()))
+    return path
+
+
+@pytest.fixture
+async def replicas(
+    database_urls: dict[str, str], keys_file: Path
+) -> AsyncIterator[Callable[..., Awaitable[list[httpx.AsyncClient]]]]:
+    """``await replicas(n, redis_url=...)``: n product apps, running, one client each."""
+    async with AsyncExitStack() as stack:
+
+        async def start(n: int, *, redis_url: str | None, prefix: str) -> list[httpx.AsyncClient]:
+            clients = []
+            for i in range(n):
+                app = create_app(
+                    ProductsSettings(
+                        env=Environment.TEST,
+                        database_url=database_urls["products"],
+                        service_token_secret=SERVICE_SECRET,
+                        jwt_public_keys_file=keys_file,
+                        db_pool_min=1,
+                        db_pool_max=4,
+                        db_command_timeout=30,
+                        redis_url=redis_url,
+                        catalogue_cache_prefix=prefix,
+                        catalogue_cache_ttl_seconds=LONG_TTL,
+                        catalogue_list_ttl_seconds=LONG_TTL,
+                    )
+                )
+                await stack.enter_async_context(app.router.lifespan_context(app))
+                clients.append(
+                    await stack.enter_async_context(
+                        httpx.AsyncClient(
+                            transport=httpx.ASGITransport(app), base_url=f"http://replica{i}"
+                        )
+                    )
+                )
+            return clients
+
+        yield start
+
+
+def _prefix() -> str:
+    return f"test-catalogue-{uuid.uuid4().hex[:12]}:"
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> bool:
+    """Poll until ``check`` holds; False if it never did within the deadline (not a timing
+    claim: the deadline only stops a broken invalidation from hanging the test)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def _new_product(client: httpx.AsyncClient, admin: dict[str, str], **body: Any) -> Any:
+    payload = {"name": "Cached widget", "price": "10.00", "stock": 5, **body}
+    response = await client.post("/api/v1/products", json=payload, headers=admin)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_a_write_on_one_replica_invalidates_the_other(
+    platform: Platform, replicas: Any, redis_url: str
+) -> None:
+    a, b = await replicas(2, redis_url=redis_url, prefix=_prefix())
+    product = await _new_product(a, platform.admin)
+    path = f"/api/v1/products/{product['id']}"
+    assert (await b.get(path)).json()["name"] == "Cached widget"
+    first_page = (await b.get("/api/v1/products?limit=5")).json()
+    assert [p["name"] for p in first_page["items"]] == ["Cached widget"]
+    # The create's own invalidations may still be on their way to B, and B refuses a fill
+    # that raced one: read until B answers from its near cache.
+    assert await _eventually(lambda: _served_from_near(b, path))
+
+    # Behind the cache's back: B keeps serving what it cached (so it is caching).
+    await platform.sql(
+        "products", "UPDATE products SET name = 'Changed in SQL' WHERE id = $1", product["id"]
+    )
+    assert (await b.get(path)).json()["name"] == "Cached widget"
+
+    # Through the API on A: B sees the change, and the list pages too.
+    body = {"name": "Renamed on A", "price": "12.00", "description": "", "category": None}
+    assert (await a.put(path, json=body, headers=platform.admin)).status_code == 200
+
+    async def b_sees_rename() -> bool:
+        return (await b.get(path)).json()["name"] == "Renamed on A"
+
+    async def b_list_sees_rename() -> bool:
+        items = (await b.get("/api/v1/products?limit=5")).json()["items"]
+        return [p["name"] for p in items] == ["Renamed on A"]
+
+    assert await _eventually(b_sees_rename)
+    assert await _eventually(b_list_sees_rename)
+
+    # A reservation (the order path) on A: B's product page shows the new stock.
+    reserve = await a.post(
+        f"{path}/reservations",
+        json={"order_id": 4242, "quantity": 2},
+        headers=platform.service_token(),
+    )
+    assert reserve.status_code == 201, reserve.text
+
+    async def b_sees_stock(stock: int) -> bool:
+        return bool((await b.get(path)).json()["stock"] == stock)
+
+    assert await _eventually(lambda: b_sees_stock(3))
+    release = await b.delete(f"{path}/reservations/4242", headers=platform.service_token())
+    assert release.status_code == 200
+    assert await _eventually(lambda: _same_stock(a, path, 5))
+
+    # A delete on B: A answers 404.
+    assert (await b.delete(path, headers=platform.admin)).status_code == 204
+
+    async def a_sees_delete() -> bool:
+        return (await a.get(path)).status_code == 404
+
+    assert await _eventually(a_sees_delete)
+
+
+async def _served_from_near(client: httpx.AsyncClient, path: str) -> bool:
+    before = _near_hits()
+    assert (await client.get(path)).status_code == 200
+    return _near_hits() > before
+
+
+def _near_hits() -> float:
+    return REGISTRY.get_sample_value("shop_catalogue_cache_hits_total", {"layer": "near"}) or 0.0
+
+
+async def _same_stock(client: httpx.AsyncClient, path: str, stock: int) -> bool:
+    return bool((await client.get(path)).json()["stock"] == stock)
+
+
+async def test_reads_fall_back_to_postgresql_while_redis_is_down(
+    platform: Platform, replicas: Any
+) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer()
+    server.start()
+    try:
+        (client,) = await replicas(1, redis_url=server.url, prefix=_prefix())
+        product = await _new_product(client, platform.admin)
+        path = f"/api/v1/products/{product['id']}"
+        assert (await client.get(path)).status_code == 200
+        server.stop()
+
+        # No error on reads or writes, and a write is seen by the next read.
+        for _ in range(3):
+            response = await client.get(path)
+            assert response.status_code == 200
+            assert response.json()["name"] == "Cached widget"
+        change = await client.patch(f"{path}/stock", json={"stock": 9}, headers=platform.admin)
+        assert change.status_code == 200
+        assert (await client.get(path)).json()["stock"] == 9
+        listing = await client.get("/api/v1/products?limit=5")
+        assert listing.status_code == 200
+        assert listing.json()["items"][0]["stock"] == 9
+
+        # A change made while the replica cannot hear invalidations is not hidden by it.
+        await platform.sql("products", "UPDATE products SET stock = 7 WHERE id = $1", product["id"])
+
+        async def sees_seven() -> bool:
+            return bool((await client.get(path)).json()["stock"] == 7)
+
+        assert await _eventually(sees_seven)
+    finally:
+        server.stop()
+
+
+async def test_a_replica_starts_and_serves_with_no_redis_at_all(
+    platform: Platform, replicas: Any
+) -> None:
+    closed = RedisServer()  # a free port nothing listens on
+    closed.stop()
+    (client,) = await replicas(1, redis_url=closed.url, prefix=_prefix())
+    product = await _new_product(client, platform.admin)
+    response = await client.get(f"/api/v1/products/{product['id']}")
+    assert response.status_code == 200
+    assert response.json()["id"] == product["id"]
+    assert (await client.get("/api/v1/products")).status_code == 200
+
+
+@pytest.mark.parametrize("cache", ["on", "off"])
+async def test_etag_and_304_on_catalogue_reads(
+    platform: Platform, replicas: Any, redis_url: str, cache: str
+) -> None:
+    (client,) = await replicas(1, redis_url=redis_url if cache == "on" else None, prefix=_prefix())
+    product = await _new_product(client, platform.admin)
+    for path in (f"/api/v1/products/{product['id']}", "/api/v1/products?limit=3"):
+        first = await client.get(path)
+        assert first.status_code == 200
+        etag = first.headers["etag"]
+        assert etag.startswith('"')
+        assert "public, max-age=" in first.headers["cache-control"]
+        again = await client.get(path, headers={"If-None-Match": etag})
+        assert again.status_code == 304
+        assert again.content == b""
+        assert again.headers["etag"] == etag
+        weak_list = await client.get(path, headers={"If-None-Match": f'"other", W/{etag}'})
+        assert weak_list.status_code == 304
+        stale = await client.get(path, headers={"If-None-Match": '"not-this-one"'})
+        assert stale.status_code == 200
+        assert stale.json() == first.json()
+        # Served from the near cache's fast path or not, the platform's headers are there.
+        assert stale.headers["x-request-id"]
+        assert stale.headers["content-type"] == "application/json"
+
+    path = f"/api/v1/products/{product['id']}"
+    etag = (await client.get(path)).headers["etag"]
+    await client.patch(f"{path}/stock", json={"delta": 1}, headers=platform.admin)
+    changed = await client.get(path, headers={"If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.headers["etag"] != etag
+    assert changed.json()["stock"] == 6
+
+
+async def test_openapi_declares_the_cache_headers_and_304(replicas: Any, redis_url: str) -> None:
+    (client,) = await replicas(1, redis_url=redis_url, prefix=_prefix())
+    spec = (await client.get("/openapi.json")).json()
+    for path in ("/api/v1/products/{product_id}", "/api/v1/products"):
+        get = spec["paths"][path]["get"]
+        assert {"ETag", "Cache-Control"} <= set(get["responses"]["200"]["headers"])
+        assert "304" in get["responses"]
+        assert any(p["name"] == "If-None-Match" for p in get["parameters"])
