@@ -8,8 +8,9 @@ from fastapi import APIRouter, Path, Query, Response
 
 from shop.common.deps import AdminDep, DbDep, PageDep, PrivilegedDep
 from shop.common.errors import Unprocessable
+from shop.common.openapi import problems
 from shop.common.responses import json_response
-from shop.common.types import ProblemRead
+from shop.common.types import MAX_ID, NO_NUL, ProblemRead
 from shop.products import service
 from shop.products.db import ProductRepository
 from shop.products.schemas import (
@@ -25,9 +26,12 @@ from shop.products.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1/products", tags=["products"])
-ProductId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-OrderId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such product"}}
+ProductId = Annotated[int, Path(ge=1, le=MAX_ID)]
+OrderId = Annotated[int, Path(ge=1, le=MAX_ID)]
+NOT_FOUND = problems(404, descriptions={404: "No such product"})
+ADMIN = problems(401, 403)
+# Reservations are for services (the order saga) and admins.
+PRIVILEGED = problems(401, 403, descriptions={403: "Not an admin or a service"})
 
 
 def _product(row: Any) -> dict[str, Any]:
@@ -58,7 +62,7 @@ def _reservation(row: Any) -> dict[str, Any]:
 async def list_products(
     db: DbDep,
     page: PageDep,
-    category: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    category: Annotated[str | None, Query(min_length=1, max_length=100, pattern=NO_NUL)] = None,
     ids: Annotated[
         str | None,
         Query(pattern=ID_LIST_PATTERN, description=ID_LIST_DESCRIPTION, examples=["1,2,3"]),
@@ -83,17 +87,17 @@ async def _batch(db: DbDep, page: PageDep, ids: str) -> Any:
     return page.response([_product(r) for r in rows], len(rows))
 
 
-@router.get("/{product_id}", response_model=ProductRead, responses=NOT_FOUND)
+@router.get("/{product_id:int}", response_model=ProductRead, responses=NOT_FOUND)
 async def get_product(product_id: ProductId, db: DbDep) -> Any:
     return json_response(_product(await service.get_product(db=db, product_id=product_id)))
 
 
-@router.post("", status_code=201, response_model=ProductRead)
+@router.post("", status_code=201, response_model=ProductRead, responses=ADMIN)
 async def create_product(product_in: ProductCreate, db: DbDep, _: AdminDep) -> Any:
     return json_response(_product(await service.create_product(db=db, product_in=product_in)), 201)
 
 
-@router.put("/{product_id}", response_model=ProductRead, responses=NOT_FOUND)
+@router.put("/{product_id:int}", response_model=ProductRead, responses={**NOT_FOUND, **ADMIN})
 async def update_product(
     product_id: ProductId, product_in: ProductUpdate, db: DbDep, _: AdminDep
 ) -> Any:
@@ -101,16 +105,20 @@ async def update_product(
     return json_response(_product(product))
 
 
-@router.delete("/{product_id}", status_code=204, responses=NOT_FOUND)
+@router.delete("/{product_id:int}", status_code=204, responses={**NOT_FOUND, **ADMIN})
 async def delete_product(product_id: ProductId, db: DbDep, _: AdminDep) -> Response:
     await service.delete_product(db=db, product_id=product_id)
     return Response(status_code=204)
 
 
 @router.patch(
-    "/{product_id}/stock",
+    "/{product_id:int}/stock",
     response_model=ProductRead,
-    responses={**NOT_FOUND, 409: {"description": "Stock would go below zero"}},
+    responses={
+        **NOT_FOUND,
+        **ADMIN,
+        **problems(409, descriptions={409: "Stock would go below zero"}),
+    },
 )
 async def update_stock(product_id: ProductId, change: StockUpdate, db: DbDep, _: AdminDep) -> Any:
     product = await service.update_stock(db=db, product_id=product_id, change=change)
@@ -118,18 +126,22 @@ async def update_stock(product_id: ProductId, change: StockUpdate, db: DbDep, _:
 
 
 @router.post(
-    "/{product_id}/reservations",
+    "/{product_id:int}/reservations",
     status_code=201,
     response_model=ReservationRead,
     summary="Reserve stock for an order (internal; idempotent by order id)",
     responses={
         200: {"description": "Already reserved for this order", "model": ReservationRead},
-        409: {
-            "description": "Insufficient stock (code insufficient_stock), or the reservation"
-            " was released (reservation_released)",
-            "model": ProblemRead,
-        },
+        **problems(
+            409,
+            model=ProblemRead,
+            descriptions={
+                409: "Insufficient stock (code insufficient_stock), the reservation was"
+                " released (reservation_released), or the order reserved other terms"
+            },
+        ),
         **NOT_FOUND,
+        **PRIVILEGED,
     },
 )
 async def reserve(
@@ -142,9 +154,13 @@ async def reserve(
 
 
 @router.delete(
-    "/{product_id}/reservations/{order_id}",
+    "/{product_id:int}/reservations/{order_id:int}",
     response_model=ReservationRead,
     summary="Release an order's stock (internal; idempotent: restores once)",
+    responses={
+        **problems(404, descriptions={404: "The order has no reservation of this product"}),
+        **PRIVILEGED,
+    },
 )
 async def release(product_id: ProductId, order_id: OrderId, db: DbDep, _: PrivilegedDep) -> Any:
     reservation = await service.release_stock(db=db, product_id=product_id, order_id=order_id)
