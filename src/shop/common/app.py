@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -35,6 +35,8 @@ from shop.common.openapi import (
     ReadinessRead,
     allowed_methods,
     problems,
+    publish,
+    refuse_unknown_query,
 )
 from shop.common.responses import JSONResponse, problem_response
 from shop.common.settings import ServiceSettings
@@ -213,8 +215,10 @@ def create_service_app(
         lifespan=lifespan,
         default_response_class=JSONResponse,
         responses=DEFAULT_PROBLEMS,
+        dependencies=[Depends(refuse_unknown_query)],
     )
     app.state.settings = settings
+    publish(app)
     install_problem_handlers(app)
     if settings.fault_injection:  # tests only: the settings refuse it in production
         faults.install(app)

@@ -17,10 +17,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import Scope
 
-from shop.common.errors import PROBLEM_CONTENT_TYPE
+from shop.common.errors import PROBLEM_CONTENT_TYPE, Unprocessable
 
 Responses = dict[int | str, dict[str, Any]]
 
@@ -152,3 +153,61 @@ def allowed_methods(routes: list[Any], scope: Scope) -> list[str]:
         methods.add("HEAD")
     order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
     return sorted(methods, key=lambda m: order.index(m) if m in order else len(order))
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant: Any) -> frozenset[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
+
+
+async def refuse_unknown_query(request: Request) -> None:
+    """The query parameters a route declares are all it takes: an unknown one is a 422, as an
+    unknown body field is (a typo such as ``?limt=5`` is not silently ignored)."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _QUERY_NAMES.get(id(route))
+    if known is None:
+        known = _QUERY_NAMES[id(route)] = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise Unprocessable(
+            "The request is not valid.",
+            errors=[{"loc": ["query", name], "msg": "Unknown query parameter"} for name in unknown],
+        )
+
+
+def _share_problem_schemas(spec: dict[str, Any]) -> dict[str, Any]:
+    """Each problem body once, under ``components.schemas`` by its title, referenced from the
+    responses (a generated client then has one ``Problem`` type, not one per operation)."""
+    shared = spec.setdefault("components", {}).setdefault("schemas", {})
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                media = response.get("content", {}).get(PROBLEM_CONTENT_TYPE)
+                schema = media and media.get("schema")
+                if schema and "title" in schema:
+                    shared.setdefault(schema["title"], schema)
+                    media["schema"] = {"$ref": f"#/components/schemas/{schema['title']}"}
+    return spec
+
+
+def publish(app: Any) -> None:
+    """Serve the app's OpenAPI with the problem bodies shared (built once, on first request)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _share_problem_schemas(build())
+        schema: dict[str, Any] = app.openapi_schema
+        return schema
+
+    app.openapi = openapi

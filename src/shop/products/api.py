@@ -117,7 +117,7 @@ async def delete_product(product_id: ProductId, db: DbDep, _: AdminDep) -> Respo
     responses={
         **NOT_FOUND,
         **ADMIN,
-        **problems(409, descriptions={409: "Stock would go below zero"}),
+        **problems(409, descriptions={409: "Stock would go below zero or above 1000000000"}),
     },
 )
 async def update_stock(product_id: ProductId, change: StockUpdate, db: DbDep, _: AdminDep) -> Any:
