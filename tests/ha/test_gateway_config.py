@@ -7,6 +7,7 @@ bootstrap the way a starting Envoy would, without listening.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,27 @@ def test_shop_rate_limiting_false_turns_the_limits_off(
 ) -> None:
     monkeypatch.setenv("SHOP_RATE_LIMITING", value)
     assert Limits.from_env().enabled is enabled
+
+
+def test_the_platform_openapi_is_served_by_the_gateway_itself(tmp_path: Path) -> None:
+    from shop.devtools.contract import platform_openapi, routed_service
+
+    document = platform_openapi()
+    gateway = _gateway(tmp_path, SERVICES, openapi=document)
+    gateway.validate()  # Envoy accepts the direct response at its size
+    (route, *_rest) = [r for r in _routes(gateway) if r["name"] == "gateway:openapi"]
+    assert json.loads(route["direct_response"]["body"]["inline_string"]) == document
+    # Every operation the gateway routes, each under the service it routes it to.
+    assert "/api/v1/orders/{order_id}/cancel" in document["paths"]
+    assert "/.well-known/jwks.json" in document["paths"]
+    assert "/health/live" not in document["paths"]  # each service's own, not routed
+    assert {routed_service(p) for p in document["paths"]} == set(SERVICES)
+    # ... with the gateway's own answers.
+    orders = document["paths"]["/api/v1/orders"]["post"]["responses"]
+    assert {"401", "429"} <= set(orders)
+    assert "401" not in document["paths"]["/api/v1/products"]["get"]["responses"]
+    # Every $ref resolves in the one document.
+    text = json.dumps(document)
+    for name in set(re.findall(r'"#/components/schemas/([^"]+)"', text)):
+        assert name in document["components"]["schemas"], name
+    assert _gateway(tmp_path, SERVICES).openapi is None  # nothing served unless given
