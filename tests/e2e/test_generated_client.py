@@ -84,10 +84,8 @@ def test_a_generated_client_drives_a_customer_journey(generated: dict[str, Gener
     users, products = generated["users"], generated["products"]
     orders, payments = generated["orders"], generated["payments"]
     users_models = users.module("models")
-    login = importlib.import_module(f"{users.package}.api.users.login_api_v1_users_login_post")
-    register = importlib.import_module(
-        f"{users.package}.api.users.register_api_v1_users_register_post"
-    )
+    login = importlib.import_module(f"{users.package}.api.users.login")
+    register = importlib.import_module(f"{users.package}.api.users.register")
 
     # The admin stocks a product (the generated products client, as the admin).
     admin = login.sync(
@@ -95,7 +93,7 @@ def test_a_generated_client_drives_a_customer_journey(generated: dict[str, Gener
         body=users_models.LoginRequest(username="admin", password=ADMIN_PASSWORD),
     )
     assert isinstance(admin, users_models.TokenResponse), admin
-    create_product = products.module("api.products.create_product_api_v1_products_post")
+    create_product = products.module("api.products.create_product")
     product = create_product.sync(
         client=products.client(admin.access_token),
         body=products.module("models").ProductCreate(
@@ -124,7 +122,7 @@ def test_a_generated_client_drives_a_customer_journey(generated: dict[str, Gener
     me = tokens.access_token
 
     # ... orders two, with an Idempotency-Key: paid.
-    place = orders.module("api.orders.place_order_api_v1_orders_post")
+    place = orders.module("api.orders.place_order")
     order_models = orders.module("models")
     order = place.sync(
         client=orders.client(me),
@@ -141,7 +139,7 @@ def test_a_generated_client_drives_a_customer_journey(generated: dict[str, Gener
     assert order.user_id == user.id
 
     # ... reads the order's payment.
-    of_order = payments.module("api.payments.payment_of_order_api_v1_payments_order_order_id_get")
+    of_order = payments.module("api.payments.payment_of_order")
     payment = of_order.sync(order.id, client=payments.client(me))
     assert isinstance(payment, payments.module("models").PaymentRead), payment
     assert payment.status.value == "completed"
@@ -149,17 +147,17 @@ def test_a_generated_client_drives_a_customer_journey(generated: dict[str, Gener
     assert payment.payment_id == order.payment_id
 
     # ... and cancels: refunded, and the stock is back.
-    cancel = orders.module("api.orders.cancel_order_api_v1_orders_order_id_cancel_post")
+    cancel = orders.module("api.orders.cancel_order")
     cancelled = cancel.sync(order.id, client=orders.client(me))
     assert isinstance(cancelled, order_models.OrderRead), cancelled
     assert cancelled.status.value == "cancelled"
     refunded = of_order.sync(order.id, client=payments.client(me))
     assert refunded.status.value == "refunded"
-    get_product = products.module("api.products.get_product_api_v1_products_product_id_get")
+    get_product = products.module("api.products.get_product")
     assert get_product.sync(product.id, client=products.client()).stock == 5
 
     # A problem is a typed answer too: another customer's order is not found.
-    get_order = orders.module("api.orders.get_order_api_v1_orders_order_id_get")
+    get_order = orders.module("api.orders.get_order")
     missing = get_order.sync_detailed(order.id + 10_000, client=orders.client(me))
     assert missing.status_code == 404
     assert isinstance(missing.parsed, order_models.Problem)

@@ -34,6 +34,7 @@ from shop.common.openapi import (
     HealthRead,
     ReadinessRead,
     allowed_methods,
+    operation_id,
     problems,
     publish,
     refuse_unknown_query,
@@ -216,6 +217,7 @@ def create_service_app(
         default_response_class=JSONResponse,
         responses=DEFAULT_PROBLEMS,
         dependencies=[Depends(refuse_unknown_query)],
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     publish(app)

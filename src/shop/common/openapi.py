@@ -140,11 +140,21 @@ METRICS_RESPONSE: Responses = {
 }
 
 
+def _flatten(routes: list[Any]) -> list[Any]:
+    # FastAPI keeps an included router as one entry whose candidates are its routes with the
+    # prefix applied (tests/integration/test_bad_input.py notices if that ever changes).
+    out: list[Any] = []
+    for route in routes:
+        candidates = getattr(route, "effective_candidates", None)
+        out.extend(_flatten(candidates()) if callable(candidates) else [route])
+    return out
+
+
 def allowed_methods(routes: list[Any], scope: Scope) -> list[str]:
     """Every method some route serves at this path (Starlette's own 405 lists only the first
     matching route's), with HEAD wherever GET is: the ``Allow`` header of a 405."""
     methods: set[str] = set()
-    for route in routes:
+    for route in _flatten(routes):
         route_methods = getattr(route, "methods", None)
         # FULL: path and method match; PARTIAL: the path matches, the method does not.
         if route_methods and route.matches(scope)[0] != Match.NONE:
@@ -198,6 +208,22 @@ def _share_problem_schemas(spec: dict[str, Any]) -> dict[str, Any]:
                     shared.setdefault(schema["title"], schema)
                     media["schema"] = {"$ref": f"#/components/schemas/{schema['title']}"}
     return spec
+
+
+def operation_id(route: Any) -> str:
+    """An operation's id is its handler's name (``place_order``): unique across the platform,
+    and the name of its function in a generated client."""
+    name: str = route.name
+    return name
+
+
+def order_links(**operations: str) -> dict[str, Any]:
+    """OpenAPI links from a response with an order's ``id`` to operations taking it as
+    ``order_id`` (what a client, and schemathesis's stateful phase, do next)."""
+    return {
+        name: {"operationId": op, "parameters": {"order_id": "$response.body#/id"}}
+        for name, op in operations.items()
+    }
 
 
 def publish(app: Any) -> None:

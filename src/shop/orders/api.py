@@ -15,7 +15,7 @@ from shop.common.deps import (
     PrivilegedDep,
 )
 from shop.common.errors import Forbidden, NotFound
-from shop.common.openapi import problems
+from shop.common.openapi import order_links, problems
 from shop.common.responses import json_response
 from shop.common.types import MAX_ID
 from shop.orders import service
@@ -57,24 +57,32 @@ def _order(order: Order) -> dict[str, Any]:
     "",
     status_code=201,
     response_model=OrderRead,
-    responses=problems(
-        401,
-        402,
-        403,
-        404,
-        409,
-        422,
-        503,
-        descriptions={
-            402: "Payment declined: the order is kept as failed, stock released",
-            403: "Not a user's token (orders are placed by users)",
-            404: "No such product",
-            409: "Insufficient stock (nothing charged), or the key's order is still being"
-            " placed (with Retry-After)",
-            422: "Invalid body, or an Idempotency-Key reused with another body",
-            503: "A dependency is unavailable; retry with the same Idempotency-Key",
+    responses={
+        201: {
+            "description": "Placed (paid), or the key's order as it is now",
+            "links": order_links(
+                GetOrder="get_order", CancelOrder="cancel_order", ChangeStatus="change_status"
+            ),
         },
-    ),
+        **problems(
+            401,
+            402,
+            403,
+            404,
+            409,
+            422,
+            503,
+            descriptions={
+                402: "Payment declined: the order is kept as failed, stock released",
+                403: "Not a user's token (orders are placed by users)",
+                404: "No such product",
+                409: "Insufficient stock (nothing charged), or the key's order is still being"
+                " placed (with Retry-After)",
+                422: "Invalid body, or an Idempotency-Key reused with another body",
+                503: "A dependency is unavailable; retry with the same Idempotency-Key",
+            },
+        ),
+    },
 )
 async def place_order(
     order_in: OrderCreate,
