@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import re
 from typing import Any
 
 from shop.common.services import SERVICES
@@ -56,6 +57,22 @@ def _rename(spec: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
     return renamed
 
 
+_REF = re.compile(r'"#/components/schemas/([^"]+)"')
+
+
+def _referenced(paths: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """The schemas the paths use, directly or through other schemas (the services' health
+    bodies, not routed by the gateway, are left out)."""
+    wanted = set(_REF.findall(json.dumps(paths)))
+    todo = list(wanted)
+    while todo:
+        for name in _REF.findall(json.dumps(schemas[todo.pop()])):
+            if name not in wanted:
+                wanted.add(name)
+                todo.append(name)
+    return {name: schemas[name] for name in wanted}
+
+
 def combine(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One document from each service's (``{service: openapi}``), as the gateway routes them."""
     paths: dict[str, Any] = {}
@@ -91,7 +108,10 @@ def combine(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             " /openapi.json.",
         },
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": dict(sorted(schemas.items())), "securitySchemes": security},
+        "components": {
+            "schemas": dict(sorted(_referenced(paths, schemas).items())),
+            "securitySchemes": security,
+        },
     }
     if tags:
         document["tags"] = list(tags.values())
