@@ -63,14 +63,17 @@ async def test_out_of_range_quantities_are_422(platform: Platform, quantity: int
     assert await platform.sql("orders", "SELECT 1 FROM orders") == []
 
 
-@pytest.mark.parametrize("path", ["/api/v1/products/0", "/api/v1/products/99999999999999999999999"])
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/products/0", "/api/v1/products/abc", "/api/v1/products/99999999999999999999999"],
+)
 async def test_bad_ids_are_422(platform: Platform, path: str) -> None:
     assert_problem(await platform.products.get(path), 422)
 
 
-async def test_a_path_that_is_not_an_id_is_no_resource(platform: Platform) -> None:
-    # Id path parameters are typed in the route (`{product_id:int}`): "abc" names nothing.
-    assert_problem(await platform.products.get("/api/v1/products/abc"), 404)
+async def test_a_user_path_that_is_not_an_id_is_no_resource(platform: Platform) -> None:
+    # The user id is typed in the route (`{user_id:int}`): "abc" names nothing.
+    assert_problem(await platform.users.get("/api/v1/users/abc", headers=platform.admin), 404)
 
 
 async def test_an_undeclared_method_is_405_with_every_allowed_method(platform: Platform) -> None:

@@ -121,7 +121,7 @@ async def all_orders(
 
 
 @router.get(
-    "/{order_id:int}",
+    "/{order_id}",
     response_model=OrderRead,
     responses=problems(401, 404, descriptions={404: "No such order (or not yours)"}),
 )
@@ -132,7 +132,7 @@ async def get_order(order_id: Id, db: DbDep, principal: PrincipalDep) -> Any:
 
 
 @router.get(
-    "/user/{user_id:int}",
+    "/user/{user_id}",
     response_model=OrderPage,
     responses=problems(401, 404, descriptions={404: "Not this caller's user id"}),
 )
@@ -146,7 +146,7 @@ async def orders_of_user(user_id: Id, db: DbDep, page: PageDep, principal: Princ
 
 
 @router.patch(
-    "/{order_id:int}/status",
+    "/{order_id}/status",
     response_model=OrderRead,
     responses=problems(
         401,
@@ -170,7 +170,7 @@ async def change_status(
 
 
 @router.post(
-    "/{order_id:int}/cancel",
+    "/{order_id}/cancel",
     response_model=OrderRead,
     responses=problems(
         401,

@@ -263,7 +263,7 @@ async def void_payment(
 
 
 @router.post(
-    "/order/{order_id:int}/void",
+    "/order/{order_id}/void",
     response_model=PaymentRead,
     summary="Void an order's payment, or record it voided if it has none (internal)",
     responses={
@@ -289,7 +289,7 @@ async def void_order_payment(
 
 
 @router.get(
-    "/user/{user_id:int}",
+    "/user/{user_id}",
     response_model=PaymentPage,
     responses=problems(401, 404, descriptions={404: "Not this caller's user id"}),
 )
@@ -303,7 +303,7 @@ async def payments_of_user(user_id: Id, db: DbDep, page: PageDep, principal: Pri
 
 
 @router.get(
-    "/order/{order_id:int}",
+    "/order/{order_id}",
     response_model=PaymentRead,
     responses=problems(401, 404, descriptions={404: "The order has no payment (or not yours)"}),
 )

@@ -87,7 +87,7 @@ async def _batch(db: DbDep, page: PageDep, ids: str) -> Any:
     return page.response([_product(r) for r in rows], len(rows))
 
 
-@router.get("/{product_id:int}", response_model=ProductRead, responses=NOT_FOUND)
+@router.get("/{product_id}", response_model=ProductRead, responses=NOT_FOUND)
 async def get_product(product_id: ProductId, db: DbDep) -> Any:
     return json_response(_product(await service.get_product(db=db, product_id=product_id)))
 
@@ -97,7 +97,7 @@ async def create_product(product_in: ProductCreate, db: DbDep, _: AdminDep) -> A
     return json_response(_product(await service.create_product(db=db, product_in=product_in)), 201)
 
 
-@router.put("/{product_id:int}", response_model=ProductRead, responses={**NOT_FOUND, **ADMIN})
+@router.put("/{product_id}", response_model=ProductRead, responses={**NOT_FOUND, **ADMIN})
 async def update_product(
     product_id: ProductId, product_in: ProductUpdate, db: DbDep, _: AdminDep
 ) -> Any:
@@ -105,14 +105,14 @@ async def update_product(
     return json_response(_product(product))
 
 
-@router.delete("/{product_id:int}", status_code=204, responses={**NOT_FOUND, **ADMIN})
+@router.delete("/{product_id}", status_code=204, responses={**NOT_FOUND, **ADMIN})
 async def delete_product(product_id: ProductId, db: DbDep, _: AdminDep) -> Response:
     await service.delete_product(db=db, product_id=product_id)
     return Response(status_code=204)
 
 
 @router.patch(
-    "/{product_id:int}/stock",
+    "/{product_id}/stock",
     response_model=ProductRead,
     responses={
         **NOT_FOUND,
@@ -126,7 +126,7 @@ async def update_stock(product_id: ProductId, change: StockUpdate, db: DbDep, _:
 
 
 @router.post(
-    "/{product_id:int}/reservations",
+    "/{product_id}/reservations",
     status_code=201,
     response_model=ReservationRead,
     summary="Reserve stock for an order (internal; idempotent by order id)",
@@ -154,7 +154,7 @@ async def reserve(
 
 
 @router.delete(
-    "/{product_id:int}/reservations/{order_id:int}",
+    "/{product_id}/reservations/{order_id}",
     response_model=ReservationRead,
     summary="Release an order's stock (internal; idempotent: restores once)",
     responses={

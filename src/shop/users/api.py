@@ -143,7 +143,8 @@ async def list_users(db: DbDep, page: PageDep, _: AdminDep) -> Any:
 
 
 # `:int`: only digits reach this route, so /users/login is never read as a user id (a GET of
-# it answers 405 with Allow: POST).
+# it answers 405 with Allow: POST). The only path with literal siblings; the route's label in
+# metrics and traces is "/api/v1/users/{user_id:int}" (FastAPI's route.path).
 @router.get("/{user_id:int}", response_model=UserRead, responses=problems(401, 404))
 async def get_user(user_id: UserId, db: DbDep, principal: PrincipalDep) -> Any:
     if not principal.may_access_user(user_id):
