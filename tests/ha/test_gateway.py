@@ -79,6 +79,16 @@ def test_every_route_of_the_table_answers(cluster: Cluster) -> None:
     assert unknown.json()["status"] == 404
 
 
+def test_the_gateway_serves_the_platform_openapi(cluster: Cluster) -> None:
+    served = httpx.get(f"{cluster.gateway.url}/openapi.json")
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "application/json"
+    document = served.json()
+    assert document["info"]["title"] == "shop platform"
+    assert "/api/v1/users/login" in document["paths"]
+    assert "/api/v1/payments/{payment_id}/refund" in document["paths"]
+
+
 @pytest.mark.parametrize(
     "token",
     ["", "not-a-jwt", "expired", "wrong-audience", "tampered"],

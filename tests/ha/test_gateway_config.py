@@ -7,6 +7,10 @@ bootstrap the way a starting Envoy would, without listening.
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +110,43 @@ def test_shop_rate_limiting_false_turns_the_limits_off(
 ) -> None:
     monkeypatch.setenv("SHOP_RATE_LIMITING", value)
     assert Limits.from_env().enabled is enabled
+
+
+def test_the_platform_openapi_is_served_by_the_gateway_itself(tmp_path: Path) -> None:
+    from shop.devtools.contract import platform_openapi, routed_service
+
+    document = platform_openapi()
+    gateway = _gateway(tmp_path, SERVICES, openapi=document)
+    gateway.validate()  # Envoy accepts the direct response at its size
+    (route, *_rest) = [r for r in _routes(gateway) if r["name"] == "gateway:openapi"]
+    assert json.loads(route["direct_response"]["body"]["inline_string"]) == document
+    # Every operation the gateway routes, each under the service it routes it to.
+    assert "/api/v1/orders/{order_id}/cancel" in document["paths"]
+    assert "/.well-known/jwks.json" in document["paths"]
+    assert "/health/live" not in document["paths"]  # each service's own, not routed
+    assert {routed_service(p) for p in document["paths"]} == set(SERVICES)
+    # ... with the gateway's own answers.
+    orders = document["paths"]["/api/v1/orders"]["post"]["responses"]
+    assert {"401", "429"} <= set(orders)
+    assert "401" not in document["paths"]["/api/v1/products"]["get"]["responses"]
+    # Every $ref resolves in the one document.
+    text = json.dumps(document)
+    for name in set(re.findall(r'"#/components/schemas/([^"]+)"', text)):
+        assert name in document["components"]["schemas"], name
+    assert "HealthRead" not in document["components"]["schemas"]  # not routed, not kept
+    assert _gateway(tmp_path, SERVICES).openapi is None  # nothing served unless given
+    # A client can be generated from the one document too.
+    (tmp_path / "platform.json").write_text(json.dumps(document))
+    generator = Path(sys.executable).with_name("openapi-python-client")
+    args = ["generate", "--path", str(tmp_path / "platform.json")]
+    args += ["--output-path", str(tmp_path / "client"), "--meta", "none", "--fail-on-warning"]
+    generated = subprocess.run(
+        [str(generator), *args],
+        capture_output=True,
+        text=True,
+        # It formats its output with ruff when it finds one: the venv's.
+        env={**os.environ, "PATH": f"{generator.parent}{os.pathsep}{os.environ['PATH']}"},
+        check=False,
+    )
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    assert (tmp_path / "client/api/orders/place_order.py").exists()

@@ -71,6 +71,48 @@ async def test_bad_ids_are_422(platform: Platform, path: str) -> None:
     assert_problem(await platform.products.get(path), 422)
 
 
+async def test_a_user_path_that_is_not_an_id_is_no_resource(platform: Platform) -> None:
+    # The user id is typed in the route (`{user_id:int}`): "abc" names nothing.
+    assert_problem(await platform.users.get("/api/v1/users/abc", headers=platform.admin), 404)
+
+
+async def test_an_undeclared_method_is_405_with_every_allowed_method(platform: Platform) -> None:
+    # /users/login is not read as a user id; and Allow lists every route's methods of a path.
+    login = await platform.users.get("/api/v1/users/login")
+    assert_problem(login, 405)
+    assert login.headers["allow"] == "POST"
+    products = await platform.products.request("OPTIONS", "/api/v1/products")
+    assert_problem(products, 405)
+    assert products.headers["allow"] == "GET, HEAD, POST"
+    one = await platform.products.patch("/api/v1/products/1")
+    assert one.headers["allow"] == "GET, HEAD, PUT, DELETE"
+
+
+async def test_unknown_query_parameters_are_422(platform: Platform) -> None:
+    response = await platform.products.get("/api/v1/products?limt=5")
+    assert_problem(response, 422)
+    assert response.json()["errors"] == [
+        {"loc": ["query", "limt"], "msg": "Unknown query parameter"}
+    ]
+
+
+async def test_stock_stays_within_its_bound(platform: Platform) -> None:
+    created = await platform.products.post(
+        "/api/v1/products",
+        json={"name": "Bounded", "price": "1.00", "stock": 1_000_000_000},
+        headers=platform.admin,
+    )
+    pid = created.json()["id"]
+    more = await platform.products.patch(
+        f"/api/v1/products/{pid}/stock", json={"delta": 1}, headers=platform.admin
+    )
+    assert_problem(more, 409)
+    both = await platform.products.patch(
+        f"/api/v1/products/{pid}/stock", json={"delta": 1, "stock": 1}, headers=platform.admin
+    )
+    assert_problem(both, 422)
+
+
 async def test_unknown_ids_and_routes_are_404(platform: Platform) -> None:
     assert_problem(await platform.products.get("/api/v1/products/123456"), 404)
     assert_problem(await platform.products.get("/no/such/route"), 404)

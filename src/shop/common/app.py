@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -28,6 +28,17 @@ from shop.common.errors import (
 from shop.common.logging import configure_logging, get_logger
 from shop.common.metrics import render_metrics
 from shop.common.middleware import RequestContextMiddleware
+from shop.common.openapi import (
+    DEFAULT_PROBLEMS,
+    METRICS_RESPONSE,
+    HealthRead,
+    ReadinessRead,
+    allowed_methods,
+    operation_id,
+    problems,
+    publish,
+    refuse_unknown_query,
+)
 from shop.common.responses import JSONResponse, problem_response
 from shop.common.settings import ServiceSettings
 from shop.common.tracing import exporting, instrument_app, instrument_client
@@ -53,16 +64,6 @@ DATABASE_DOWN: tuple[type[Exception], ...] = (
 ReadyCheck = Callable[[FastAPI], Awaitable[bool]]
 Extension = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"description": title, "content": {"application/problem+json": {}}}
-    for status, title in [
-        (400, "Malformed JSON"),
-        (401, "Missing or invalid token"),
-        (413, "Body too large"),
-        (422, "Validation error"),
-    ]
-}
-
 
 def _validation_problem(exc: RequestValidationError) -> Problem:
     errors = exc.errors()
@@ -86,14 +87,18 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return problem_response(_validation_problem(exc))
 
-    async def on_http(_: Request, exc: Exception) -> Response:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         body = problem_body(exc.status_code, _reason(exc.status_code), str(exc.detail))
+        headers = exc.headers
+        if exc.status_code == 405:  # Allow: every method of the path, not the first route's
+            methods = allowed_methods(request.app.router.routes, request.scope)
+            headers = {**(headers or {}), "Allow": ", ".join(methods)}
         return JSONResponse(
             body,
             status_code=exc.status_code,
             media_type="application/problem+json",
-            headers=exc.headers,
+            headers=headers,
         )
 
     async def on_bad_data(_: Request, exc: Exception) -> Response:
@@ -210,9 +215,12 @@ def create_service_app(
         version="1.0.0",
         lifespan=lifespan,
         default_response_class=JSONResponse,
-        responses=PROBLEM_RESPONSES,
+        responses=DEFAULT_PROBLEMS,
+        dependencies=[Depends(refuse_unknown_query)],
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
+    publish(app)
     install_problem_handlers(app)
     if settings.fault_injection:  # tests only: the settings refuse it in production
         faults.install(app)
@@ -221,14 +229,15 @@ def create_service_app(
 
     health = APIRouter(tags=["operations"])
 
-    @health.get("/health/live", summary="The process is up")
+    @health.get("/health/live", summary="The process is up", response_model=HealthRead)
     async def live() -> dict[str, str]:
         return {"status": "ok"}
 
     @health.get(
         "/health/ready",
         summary="The service can serve: its database (and dependencies) are reachable",
-        responses={503: {"description": "Not ready", "content": {"application/problem+json": {}}}},
+        response_model=ReadinessRead,
+        responses=problems(503, descriptions={503: "Not ready (checks says which failed)"}),
     )
     async def ready(request: Request) -> dict[str, Any]:
         if request.app.state.shutting_down or DRAINING.is_set():
@@ -240,7 +249,12 @@ def create_service_app(
             raise ServiceUnavailable("Not ready.", extra={"checks": checks})
         return {"status": "ok", "checks": checks}
 
-    @health.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @health.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses=METRICS_RESPONSE,
+    )
     async def metrics(request: Request) -> Response:
         request.app.state.db.observe_pool()
         payload, content_type = render_metrics()

@@ -76,6 +76,7 @@ IdempotencyKeyDep = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,
         max_length=255,
         description="Repeat a request safely: the same key and body return the first result.",
     ),

@@ -5,7 +5,15 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    WithJsonSchema,
+)
 
 MAX_MONEY = Decimal("9999999999.99")  # NUMERIC(12, 2)
 CENT = Decimal("0.01")
@@ -39,7 +47,15 @@ Money = Annotated[
     PlainSerializer(format_money, return_type=str, when_used="json"),
     WithJsonSchema(
         {
-            "anyOf": [{"type": "string", "pattern": _MONEY_PATTERN}, {"type": "number"}],
+            "anyOf": [
+                {"type": "string", "pattern": _MONEY_PATTERN},
+                {
+                    "type": "number",
+                    "minimum": -float(MAX_MONEY),
+                    "maximum": float(MAX_MONEY),
+                    "multipleOf": 0.01,
+                },
+            ],
             "examples": ["19.99"],
         },
         mode="validation",
@@ -48,8 +64,85 @@ Money = Annotated[
         {"type": "string", "pattern": _MONEY_PATTERN, "examples": ["19.99"]}, mode="serialization"
     ),
 ]
-PositiveMoney = Annotated[Money, Field(gt=0)]
+# Above zero, as the schema says too: a string with a non-zero digit, or a number of cents.
+_POSITIVE_PATTERN = r"^(0{0,9}[1-9]\d{0,9}(\.\d{1,2})?|0{1,10}\.(0[1-9]|[1-9]\d?))$"
+PositiveMoney = Annotated[
+    Money,
+    Field(gt=0),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": _POSITIVE_PATTERN},
+                {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": float(MAX_MONEY),
+                    "multipleOf": 0.01,
+                },
+            ],
+            "examples": ["19.99"],
+        },
+        mode="validation",
+    ),
+]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["USD"])]
+
+# Ids in bodies and paths: at most 2**53 - 1, the largest integer every JSON client (and
+# JSON Schema validators that compare as doubles) holds exactly; sequences never get near.
+MAX_ID = 2**53 - 1
+
+
+def _json_int(value: Any) -> Any:
+    # JSON's integers: 3 and 3.0 (JSON Schema's "integer"), never true or "3".
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_json_int)]
+
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_json_int)]
+Bool = StrictBool  # true or false only (not 0, 1, "yes")
+
+# Whitespace as request bodies trim it (pydantic's str_strip_whitespace: Unicode White_Space).
+_WS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_NUL = r"^[^\x00]*$"
+
+
+def text(min_length: int, max_length: int, *, chars: str | None = None, **kw: Any) -> Any:
+    """A trimmed string field whose schema says exactly what is accepted: after trimming,
+    ``min_length``..``max_length`` characters (of ``chars``, a regex class body, if given),
+    never NUL (PostgreSQL text cannot hold it). The schema states it as one pattern over the
+    untrimmed string, since a validator sees the string as sent."""
+    edge = f"[{chars}]" if chars else f"[^\\x00{_WS}]"
+    middle = f"[{chars}]" if chars else "[^\\x00]"
+    if min_length >= 2:
+        core = f"{edge}{middle}{{{min_length - 2},{max_length - 2}}}{edge}"
+    else:
+        core = f"{edge}(?:{middle}{{0,{max_length - 2}}}{edge})?"
+        if min_length == 0:
+            core = f"(?:{core})?"
+    pattern = f"^[{_WS}]*{core}[{_WS}]*$"
+    return Field(
+        min_length=min_length,
+        max_length=max_length,
+        json_schema_extra=_replace_length(pattern),
+        pattern=f"^[{chars}]*$" if chars else NO_NUL,
+        **kw,
+    )
+
+
+def _replace_length(pattern: str) -> Any:
+    def fix(schema: dict[str, Any]) -> None:
+        for part in schema.get("anyOf", [schema]):
+            if part.get("type") == "string":
+                part.pop("minLength", None)
+                part.pop("maxLength", None)
+                part["pattern"] = pattern
+
+    return fix
+
 
 T = TypeVar("T")
 

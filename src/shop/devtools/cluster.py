@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shop.common.services import SERVICES, STOREFRONT
+from shop.devtools.contract import platform_openapi
 from shop.devtools.gateway import Gateway, Limits
 from shop.devtools.processes import ServiceProcess, platform_env, storefront_env, wait_ready
 
@@ -61,6 +62,7 @@ class Cluster:
             tls_port=tls_port,
             admin_port=admin_port,
             limits=limits or Limits.from_env(),
+            openapi=platform_openapi(),
         )
         envs = platform_env(
             database_urls=database_urls,

@@ -257,6 +257,8 @@ class Gateway:
     hosts: Mapping[str, str] = field(default_factory=dict)
     listen_address: str = "127.0.0.1"
     log_path: Path | None = None
+    # The platform's combined OpenAPI (shop.devtools.contract), served at /openapi.json.
+    openapi: Mapping[str, Any] | None = field(default=None, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -489,6 +491,30 @@ class Gateway:
             mappers.append(mapper)
         return {"mappers": mappers}
 
+    def _openapi_route(self) -> list[dict[str, Any]]:
+        """``GET /openapi.json``: the platform's one document, answered by Envoy itself."""
+        if self.openapi is None:
+            return []
+        return [
+            {
+                "name": "gateway:openapi",
+                "match": {"path": "/openapi.json", "headers": [_method_match(READS)]},
+                "direct_response": {
+                    "status": 200,
+                    "body": {"inline_string": json.dumps(self.openapi, separators=(",", ":"))},
+                },
+                "response_headers_to_add": [
+                    {"header": {"key": "content-type", "value": "application/json"}}
+                ],
+                "typed_per_filter_config": {
+                    "envoy.filters.http.jwt_authn": {
+                        "@type": EXT + "filters.http.jwt_authn.v3.PerRouteConfig",
+                        "disabled": True,
+                    }
+                },
+            }
+        ]
+
     def _public_hcm(self, stat_prefix: str) -> dict[str, Any]:
         virtual_host: dict[str, Any] = {
             "name": "shop",
@@ -511,6 +537,7 @@ class Gateway:
                         }
                     },
                 },
+                *self._openapi_route(),
                 *self._envoy_routes(),
             ],
             "typed_per_filter_config": {
@@ -525,9 +552,13 @@ class Gateway:
                 }
             },
         }
+        route_config: dict[str, Any] = {"virtual_hosts": [virtual_host]}
+        if self.openapi is not None:  # Envoy's default cap on a direct response is 4 KiB
+            size = len(json.dumps(self.openapi, separators=(",", ":")).encode())
+            route_config["max_direct_response_body_size_bytes"] = size + 1024
         return _hcm(
             stat_prefix,
-            {"virtual_hosts": [virtual_host]},
+            route_config,
             self._http_filters(),
             access_log=self.access_log,
             local_reply=self._local_reply_config(),

@@ -15,14 +15,16 @@ from shop.common.deps import (
     PrivilegedDep,
 )
 from shop.common.errors import Forbidden, NotFound
+from shop.common.openapi import order_links, problems
 from shop.common.responses import json_response
+from shop.common.types import MAX_ID
 from shop.orders import service
 from shop.orders.saga import Order, OrderStatus
 from shop.orders.schemas import OrderCreate, OrderPage, OrderRead, StatusChange
 from shop.orders.service import Saga
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
-Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 async def _saga(request: Request) -> Saga:
@@ -56,14 +58,30 @@ def _order(order: Order) -> dict[str, Any]:
     status_code=201,
     response_model=OrderRead,
     responses={
-        402: {"description": "Payment declined: the order is kept as failed, stock released"},
-        404: {"description": "No such product"},
-        409: {
-            "description": "Insufficient stock (nothing charged), or the key's order is still"
-            " being placed (with Retry-After)"
+        201: {
+            "description": "Placed (paid), or the key's order as it is now",
+            "links": order_links(
+                GetOrder="get_order", CancelOrder="cancel_order", ChangeStatus="change_status"
+            ),
         },
-        422: {"description": "Invalid body, or an Idempotency-Key reused with another body"},
-        503: {"description": "A dependency is unavailable; retry with the same Idempotency-Key"},
+        **problems(
+            401,
+            402,
+            403,
+            404,
+            409,
+            422,
+            503,
+            descriptions={
+                402: "Payment declined: the order is kept as failed, stock released",
+                403: "Not a user's token (orders are placed by users)",
+                404: "No such product",
+                409: "Insufficient stock (nothing charged), or the key's order is still being"
+                " placed (with Retry-After)",
+                422: "Invalid body, or an Idempotency-Key reused with another body",
+                503: "A dependency is unavailable; retry with the same Idempotency-Key",
+            },
+        ),
     },
 )
 async def place_order(
@@ -86,7 +104,11 @@ async def place_order(
     return json_response(_order(order), 201)
 
 
-@router.get("", response_model=OrderPage, responses={403: {"description": "Admins only"}})
+@router.get(
+    "",
+    response_model=OrderPage,
+    responses=problems(401, 403, descriptions={403: "Admins only"}),
+)
 async def all_orders(
     db: DbDep,
     page: PageDep,
@@ -99,7 +121,9 @@ async def all_orders(
 
 
 @router.get(
-    "/{order_id}", response_model=OrderRead, responses={404: {"description": "No such order"}}
+    "/{order_id}",
+    response_model=OrderRead,
+    responses=problems(401, 404, descriptions={404: "No such order (or not yours)"}),
 )
 async def get_order(order_id: Id, db: DbDep, principal: PrincipalDep) -> Any:
     return json_response(
@@ -107,7 +131,11 @@ async def get_order(order_id: Id, db: DbDep, principal: PrincipalDep) -> Any:
     )
 
 
-@router.get("/user/{user_id}", response_model=OrderPage)
+@router.get(
+    "/user/{user_id}",
+    response_model=OrderPage,
+    responses=problems(401, 404, descriptions={404: "Not this caller's user id"}),
+)
 async def orders_of_user(user_id: Id, db: DbDep, page: PageDep, principal: PrincipalDep) -> Any:
     if not principal.may_access_user(user_id):
         raise NotFound(f"User {user_id} does not exist.")
@@ -120,7 +148,17 @@ async def orders_of_user(user_id: Id, db: DbDep, page: PageDep, principal: Princ
 @router.patch(
     "/{order_id}/status",
     response_model=OrderRead,
-    responses={409: {"description": "Not an allowed transition"}},
+    responses=problems(
+        401,
+        403,
+        404,
+        409,
+        descriptions={
+            403: "Not an admin or a service",
+            404: "No such order",
+            409: "Not an allowed transition",
+        },
+    ),
 )
 async def change_status(
     order_id: Id, change: StatusChange, saga: SagaDep, principal: PrivilegedDep
@@ -134,7 +172,15 @@ async def change_status(
 @router.post(
     "/{order_id}/cancel",
     response_model=OrderRead,
-    responses={409: {"description": "Shipped, delivered, failed or already cancelled"}},
+    responses=problems(
+        401,
+        404,
+        409,
+        descriptions={
+            404: "No such order (or not yours)",
+            409: "Shipped, delivered, failed or already cancelled",
+        },
+    ),
 )
 async def cancel_order(order_id: Id, saga: SagaDep, principal: PrincipalDep) -> Any:
     return json_response(_order(await saga.cancel(order_id=order_id, principal=principal)))

@@ -5,15 +5,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shop.common.types import Money, Page, StrictModel
+from shop.common.types import Id, Int, Money, Page, StrictModel
 
 OrderStatus = Literal["pending", "paid", "shipped", "delivered", "failed", "cancelled"]
 PaymentMethod = Literal["card", "paypal", "bank_transfer"]
 
 
 class OrderCreate(StrictModel):
-    product_id: int = Field(ge=1, le=2**63 - 1)
-    quantity: int = Field(ge=1, le=10_000)
+    product_id: Id
+    quantity: Int = Field(ge=1, le=10_000)
     payment_method: PaymentMethod = "card"
 
 

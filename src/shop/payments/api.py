@@ -16,7 +16,9 @@ from shop.common.auth import Principal
 from shop.common.deps import DbDep, IdempotencyKeyDep, PageDep, PrincipalDep, PrivilegedDep
 from shop.common.errors import NotFound, Unprocessable
 from shop.common.idempotency import fingerprint, run_idempotent
+from shop.common.openapi import Responses, problems
 from shop.common.responses import json_response
+from shop.common.types import MAX_ID
 from shop.payments import service
 from shop.payments.db import PaymentRepository
 from shop.payments.provider import PaymentProvider
@@ -32,8 +34,9 @@ from shop.payments.schemas import (
 
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
 PaymentId = Annotated[str, Path(min_length=5, max_length=40, pattern=r"^pay_[A-Za-z0-9_-]+$")]
-Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such payment"}}
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+NOT_FOUND = problems(404, descriptions={404: "No such payment (or not yours)"})
+PRIVILEGED = problems(401, 403, descriptions={403: "Not an admin or a service"})
 
 
 async def _provider(request: Request) -> PaymentProvider:
@@ -52,8 +55,8 @@ async def _lease(request: Request) -> float:
 LeaseDep = Annotated[float, Depends(_lease)]
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "model": PaymentProblem}
+def _problem(status: int, description: str) -> Responses:
+    return problems(status, model=PaymentProblem, descriptions={status: description})
 
 
 def _payment(row: Any) -> dict[str, Any]:
@@ -93,12 +96,19 @@ def _scope(principal: Principal, action: str) -> str:
             "description": "The order's existing payment (with confirm: its outcome)",
             "model": PaymentRead,
         },
-        402: _problem("With confirm: declined (the payment is failed)"),
-        409: _problem(
+        **_problem(402, "With confirm: declined (the payment is failed)"),
+        **_problem(
+            409,
             "With confirm: refunded already, or the provider is still being asked"
-            " (payment_status processing, with Retry-After)"
+            " (payment_status processing, with Retry-After); or the Idempotency-Key's first"
+            " request is still running",
         ),
-        422: _problem("The order already has a payment with other terms"),
+        **_problem(
+            422,
+            "Invalid body, the order already has a payment with other terms, or an"
+            " Idempotency-Key reused with another body",
+        ),
+        **PRIVILEGED,
     },
 )
 async def create_payment(
@@ -131,7 +141,12 @@ async def create_payment(
     )
 
 
-@router.get("", response_model=PaymentPage, summary="The payments of a batch of orders")
+@router.get(
+    "",
+    response_model=PaymentPage,
+    summary="The payments of a batch of orders",
+    responses=problems(401),
+)
 async def payments_of_orders(
     db: DbDep,
     page: PageDep,
@@ -157,7 +172,7 @@ async def payments_of_orders(
     return page.response([_payment(r) for r in rows], len(rows))
 
 
-@router.get("/{payment_id}", response_model=PaymentRead, responses=NOT_FOUND)
+@router.get("/{payment_id}", response_model=PaymentRead, responses={**NOT_FOUND, **problems(401)})
 async def get_payment(payment_id: PaymentId, db: DbDep, principal: PrincipalDep) -> Any:
     payment = await service.get_payment(db=db, payment_id=payment_id)
     return json_response(_payment(_visible(principal, payment)))
@@ -168,8 +183,9 @@ async def get_payment(payment_id: PaymentId, db: DbDep, principal: PrincipalDep)
     response_model=PaymentRead,
     responses={
         **NOT_FOUND,
-        402: _problem("Declined"),
-        409: _problem("Already refunded, or still being processed (with Retry-After)"),
+        **PRIVILEGED,
+        **_problem(402, "Declined (or voided: a voided payment is never charged)"),
+        **_problem(409, "Already refunded, or still being processed (with Retry-After)"),
     },
 )
 async def process_payment(
@@ -200,8 +216,9 @@ async def process_payment(
     response_model=PaymentRead,
     responses={
         **NOT_FOUND,
-        409: _problem(
-            "Not a completed payment (refunded already, too), or being refunded (Retry-After)"
+        **PRIVILEGED,
+        **_problem(
+            409, "Not a completed payment (refunded already, too), or being refunded (Retry-After)"
         ),
     },
 )
@@ -232,7 +249,11 @@ async def refund_payment(
     "/{payment_id}/void",
     response_model=PaymentRead,
     summary="Fail a pending payment without charging it (internal)",
-    responses={**NOT_FOUND, 409: _problem("Already completed or refunded, or processing")},
+    responses={
+        **NOT_FOUND,
+        **PRIVILEGED,
+        **_problem(409, "Already completed or refunded, or processing"),
+    },
 )
 async def void_payment(
     payment_id: PaymentId, db: DbDep, provider: ProviderDep, lease: LeaseDep, _: PrivilegedDep
@@ -246,9 +267,11 @@ async def void_payment(
     response_model=PaymentRead,
     summary="Void an order's payment, or record it voided if it has none (internal)",
     responses={
-        409: _problem(
-            "Completed or refunded (payment_status says which), or processing (Retry-After)"
-        )
+        **PRIVILEGED,
+        **problems(404, descriptions={404: "No such path (the order id is not a number)"}),
+        **_problem(
+            409, "Completed or refunded (payment_status says which), or processing (Retry-After)"
+        ),
     },
 )
 async def void_order_payment(
@@ -265,7 +288,11 @@ async def void_order_payment(
     return json_response(_payment(payment))
 
 
-@router.get("/user/{user_id}", response_model=PaymentPage)
+@router.get(
+    "/user/{user_id}",
+    response_model=PaymentPage,
+    responses=problems(401, 404, descriptions={404: "Not this caller's user id"}),
+)
 async def payments_of_user(user_id: Id, db: DbDep, page: PageDep, principal: PrincipalDep) -> Any:
     if not principal.may_access_user(user_id):
         raise NotFound(f"User {user_id} does not exist.")
@@ -278,7 +305,7 @@ async def payments_of_user(user_id: Id, db: DbDep, page: PageDep, principal: Pri
 @router.get(
     "/order/{order_id}",
     response_model=PaymentRead,
-    responses={404: {"description": "The order has no payment"}},
+    responses=problems(401, 404, descriptions={404: "The order has no payment (or not yours)"}),
 )
 async def payment_of_order(order_id: Id, db: DbDep, principal: PrincipalDep) -> Any:
     payment = await service.payment_for_order(db=db, order_id=order_id)

@@ -5,19 +5,28 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shop.common.types import Currency, Money, Page, PositiveMoney, ProblemRead, StrictModel
+from shop.common.types import (
+    Bool,
+    Currency,
+    Id,
+    Money,
+    Page,
+    PositiveMoney,
+    ProblemRead,
+    StrictModel,
+)
 
 PaymentMethod = Literal["card", "paypal", "bank_transfer"]
 PaymentStatus = Literal["pending", "processing", "completed", "failed", "refunding", "refunded"]
 
 
 class PaymentCreate(StrictModel):
-    order_id: int = Field(ge=1, le=2**63 - 1)
-    user_id: int = Field(ge=1, le=2**63 - 1, description="Whose payment it is.")
+    order_id: Id
+    user_id: Id = Field(description="Whose payment it is.")
     amount: PositiveMoney
     currency: Currency = "USD"
     payment_method: PaymentMethod
-    confirm: bool = Field(
+    confirm: Bool = Field(
         default=False,
         description="Create and charge in one call, idempotent by order id: a repeat answers"
         " with the payment's outcome (402 if it was declined; 409 with Retry-After while the"
@@ -28,7 +37,7 @@ class PaymentCreate(StrictModel):
 class PaymentVoid(StrictModel):
     """What a voided payment records if the order never got one (so a late charge is refused)."""
 
-    user_id: int = Field(ge=1, le=2**63 - 1)
+    user_id: Id
     amount: PositiveMoney
     currency: Currency = "USD"
     payment_method: PaymentMethod
@@ -59,7 +68,7 @@ class PaymentRead(BaseModel):
 PaymentPage = Page[PaymentRead]
 
 # Batch reads (`?order_ids=1,2,3`, for a client's dataloader): at most 100 ids at once.
-ORDER_ID_LIST_PATTERN = r"^[1-9][0-9]{0,18}(,[1-9][0-9]{0,18}){0,99}$"
+ORDER_ID_LIST_PATTERN = r"^[1-9][0-9]{0,14}(,[1-9][0-9]{0,14}){0,99}$"  # below 2**53
 ORDER_ID_LIST_DESCRIPTION = (
     "Comma-separated order ids (at most 100): the payments of those orders that the caller may"
     " see (a customer's own; every one for admins and services), in order-id order. Orders"

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from shop.common.deps import AdminDep, DbDep, PageDep, PrivilegedDep
 from shop.common.errors import Unprocessable
+from shop.common.openapi import problems
 from shop.common.responses import json_response
-from shop.common.types import ProblemRead
+from shop.common.types import MAX_ID, NO_NUL, ProblemRead
 from shop.products import service
 from shop.products.cache import CachedBody, CatalogueCache
 from shop.products.db import ProductRepository
@@ -27,9 +28,12 @@ from shop.products.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1/products", tags=["products"])
-ProductId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-OrderId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such product"}}
+ProductId = Annotated[int, Path(ge=1, le=MAX_ID)]
+OrderId = Annotated[int, Path(ge=1, le=MAX_ID)]
+NOT_FOUND = problems(404, descriptions={404: "No such product"})
+ADMIN = problems(401, 403)
+# Reservations are for services (the order saga) and admins.
+PRIVILEGED = problems(401, 403, descriptions={403: "Not an admin or a service"})
 _CACHE_HEADERS = {
     "ETag": {
         "description": "A strong validator of this body: send it back in If-None-Match.",
@@ -90,7 +94,7 @@ async def list_products(
     db: DbDep,
     cache: CacheDep,
     page: PageDep,
-    category: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    category: Annotated[str | None, Query(min_length=1, max_length=100, pattern=NO_NUL)] = None,
     ids: Annotated[
         str | None,
         Query(pattern=ID_LIST_PATTERN, description=ID_LIST_DESCRIPTION, examples=["1,2,3"]),
@@ -128,13 +132,13 @@ async def get_product(
     return _cached_response(request, cached, if_none_match)
 
 
-@router.post("", status_code=201, response_model=ProductRead)
+@router.post("", status_code=201, response_model=ProductRead, responses=ADMIN)
 async def create_product(product_in: ProductCreate, db: DbDep, cache: CacheDep, _: AdminDep) -> Any:
     product = await service.create_product(db=db, cache=cache, product_in=product_in)
     return json_response(product_dict(product), 201)
 
 
-@router.put("/{product_id}", response_model=ProductRead, responses=NOT_FOUND)
+@router.put("/{product_id}", response_model=ProductRead, responses={**NOT_FOUND, **ADMIN})
 async def update_product(
     product_id: ProductId, product_in: ProductUpdate, db: DbDep, cache: CacheDep, _: AdminDep
 ) -> Any:
@@ -144,7 +148,7 @@ async def update_product(
     return json_response(product_dict(product))
 
 
-@router.delete("/{product_id}", status_code=204, responses=NOT_FOUND)
+@router.delete("/{product_id}", status_code=204, responses={**NOT_FOUND, **ADMIN})
 async def delete_product(
     product_id: ProductId, db: DbDep, cache: CacheDep, _: AdminDep
 ) -> Response:
@@ -155,7 +159,11 @@ async def delete_product(
 @router.patch(
     "/{product_id}/stock",
     response_model=ProductRead,
-    responses={**NOT_FOUND, 409: {"description": "Stock would go below zero"}},
+    responses={
+        **NOT_FOUND,
+        **ADMIN,
+        **problems(409, descriptions={409: "Stock would go below zero or above 1000000000"}),
+    },
 )
 async def update_stock(
     product_id: ProductId, change: StockUpdate, db: DbDep, cache: CacheDep, _: AdminDep
@@ -171,12 +179,16 @@ async def update_stock(
     summary="Reserve stock for an order (internal; idempotent by order id)",
     responses={
         200: {"description": "Already reserved for this order", "model": ReservationRead},
-        409: {
-            "description": "Insufficient stock (code insufficient_stock), or the reservation"
-            " was released (reservation_released)",
-            "model": ProblemRead,
-        },
+        **problems(
+            409,
+            model=ProblemRead,
+            descriptions={
+                409: "Insufficient stock (code insufficient_stock), the reservation was"
+                " released (reservation_released), or the order reserved other terms"
+            },
+        ),
         **NOT_FOUND,
+        **PRIVILEGED,
     },
 )
 async def reserve(
@@ -192,6 +204,10 @@ async def reserve(
     "/{product_id}/reservations/{order_id}",
     response_model=ReservationRead,
     summary="Release an order's stock (internal; idempotent: restores once)",
+    responses={
+        **problems(404, descriptions={404: "The order has no reservation of this product"}),
+        **PRIVILEGED,
+    },
 )
 async def release(
     product_id: ProductId, order_id: OrderId, db: DbDep, cache: CacheDep, _: PrivilegedDep

@@ -63,6 +63,9 @@ COLUMNS = "id, name, description, price, stock, category, created_at, updated_at
 LIVE = "deleted_at IS NULL"
 
 
+MAX_STOCK = 1_000_000_000  # schemas.Stock
+
+
 class ProductRepository:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -141,10 +144,12 @@ class ProductRepository:
         )
 
     async def add_stock(self, product_id: int, delta: int) -> Any:
-        """Atomically add ``delta`` (may be negative); None if it would go below zero."""
+        """Atomically add ``delta`` (may be negative); None if the stock would leave
+        0..MAX_STOCK (the bound a product's stock is created and set with)."""
         return await self.conn.fetchrow(
             f"UPDATE products SET stock = stock + $2, updated_at = now()"
-            f" WHERE id = $1 AND {LIVE} AND stock + $2 >= 0 RETURNING {COLUMNS}",
+            f" WHERE id = $1 AND {LIVE} AND stock::bigint + $2 BETWEEN 0 AND {MAX_STOCK}"
+            f" RETURNING {COLUMNS}",
             product_id,
             delta,
         )

@@ -4,13 +4,14 @@ from datetime import datetime
 from typing import Any, Literal, Self
 
 import orjson
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
-from shop.common.types import Money, Page, PositiveMoney, StrictModel
+from shop.common.types import Id, Int, Money, Page, PositiveMoney, StrictModel, text
 
-Name = Field(min_length=1, max_length=200, examples=["Mechanical keyboard"])
-Category = Field(default=None, min_length=1, max_length=100, examples=["electronics"])
-Description = Field(default="", max_length=10_000)
+Name = text(1, 200, examples=["Mechanical keyboard"])
+Category = text(1, 100, default=None, examples=["electronics"])
+Description = text(0, 10_000, default="")
 Stock = Field(ge=0, le=1_000_000_000)
 
 
@@ -18,7 +19,7 @@ class ProductCreate(StrictModel):
     name: str = Name
     description: str = Description
     price: PositiveMoney
-    stock: int = Field(default=0, ge=0, le=1_000_000_000)
+    stock: Int = Field(default=0, ge=0, le=1_000_000_000)
     category: str | None = Category
 
 
@@ -31,11 +32,31 @@ class ProductUpdate(StrictModel):
     category: str | None = Category
 
 
+DELTA: JsonDict = {"type": "integer", "minimum": -1_000_000_000, "maximum": 1_000_000_000}
+STOCK: JsonDict = {"type": "integer", "minimum": 0, "maximum": 1_000_000_000}
+
+
 class StockUpdate(StrictModel):
     """Exactly one of: ``delta`` (atomic add/remove) or ``stock`` (set)."""
 
-    delta: int | None = Field(default=None, ge=-1_000_000_000, le=1_000_000_000)
-    stock: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    # The schema says "exactly one" too: one of the two is a number, the other absent or null.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["delta"],
+                    "properties": {"delta": DELTA, "stock": {"type": "null"}},
+                },
+                {
+                    "required": ["stock"],
+                    "properties": {"stock": STOCK, "delta": {"type": "null"}},
+                },
+            ]
+        }
+    )
+
+    delta: Int | None = Field(default=None, ge=-1_000_000_000, le=1_000_000_000)
+    stock: Int | None = Field(default=None, ge=0, le=1_000_000_000)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -58,7 +79,7 @@ class ProductRead(BaseModel):
 ProductPage = Page[ProductRead]
 
 # Batch reads (`?ids=1,2,3`, for a client's dataloader): at most 100 ids, one page, at once.
-ID_LIST_PATTERN = r"^[1-9][0-9]{0,18}(,[1-9][0-9]{0,18}){0,99}$"
+ID_LIST_PATTERN = r"^[1-9][0-9]{0,14}(,[1-9][0-9]{0,14}){0,99}$"  # ids below 2**53
 ID_LIST_DESCRIPTION = (
     "Comma-separated product ids (at most 100): the live products among them, in id order;"
     " unknown or deleted ids are left out. Paging and category do not apply."
@@ -66,8 +87,8 @@ ID_LIST_DESCRIPTION = (
 
 
 class ReservationCreate(StrictModel):
-    order_id: int = Field(ge=1, le=2**63 - 1)
-    quantity: int = Field(ge=1, le=10_000)
+    order_id: Id
+    quantity: Int = Field(ge=1, le=10_000)
 
 
 class ReservationRead(BaseModel):

@@ -117,7 +117,7 @@ async def update_stock(
             product = await products.add_stock(product_id, change.delta)
             if product is None and await products.exists(product_id):
                 raise Conflict(
-                    "Stock cannot go below zero; nothing was changed.",
+                    "Stock must stay between 0 and 1000000000; nothing was changed.",
                     extra={"code": "insufficient_stock"},
                 )
     if product is None:

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from shop.common.auth import SigningKeys
 from shop.common.deps import AdminDep, DbDep, PageDep, PrincipalDep
 from shop.common.errors import NotFound
+from shop.common.openapi import JwksRead, problems
 from shop.common.responses import json_response
+from shop.common.types import MAX_ID
 from shop.users import service
 from shop.users.limits import AuthLimits
 from shop.users.schemas import (
@@ -25,12 +27,9 @@ from shop.users.settings import UsersSettings
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 keys_router = APIRouter(tags=["keys"])
-RATE_LIMITED: dict[int | str, dict[str, Any]] = {
-    429: {
-        "description": "Too many attempts from this client or for this account (Retry-After)",
-        "content": {"application/problem+json": {}},
-    }
-}
+RATE_LIMITED = problems(
+    429, descriptions={429: "Too many attempts from this client or for this account (Retry-After)"}
+)
 
 
 def _passwords(request: Request) -> Passwords:
@@ -64,7 +63,7 @@ LimitsDep = Annotated[AuthLimits, Depends(_limits)]
 ClientDep = Annotated[str, Depends(_client)]
 KeysDep = Annotated[SigningKeys, Depends(_keys)]
 SettingsDep = Annotated[UsersSettings, Depends(_settings)]
-UserId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def _user(row: Any) -> dict[str, Any]:
@@ -75,7 +74,7 @@ def _user(row: Any) -> dict[str, Any]:
     "/register",
     status_code=201,
     response_model=UserRead,
-    responses={409: {"description": "Username or email taken"}, **RATE_LIMITED},
+    responses={**problems(409, descriptions={409: "Username or email taken"}), **RATE_LIMITED},
 )
 async def register(
     user_in: UserCreate, db: DbDep, passwords: PasswordsDep, limits: LimitsDep, client: ClientDep
@@ -89,7 +88,7 @@ async def register(
 @router.post(
     "/login",
     response_model=TokenResponse,
-    responses={401: {"description": "Wrong username or password"}, **RATE_LIMITED},
+    responses={**problems(401, descriptions={401: "Wrong username or password"}), **RATE_LIMITED},
 )
 async def login(
     body: LoginRequest,
@@ -116,7 +115,7 @@ async def login(
     "/refresh",
     response_model=TokenResponse,
     summary="New tokens for a refresh token (which is then used up)",
-    responses={401: {"description": "Invalid, expired, used or revoked refresh token"}},
+    responses=problems(401, descriptions={401: "Invalid, expired, used or revoked refresh token"}),
 )
 async def refresh(
     body: RefreshRequest, db: DbDep, keys: KeysDep, settings: SettingsDep
@@ -137,19 +136,24 @@ async def logout(body: RefreshRequest, db: DbDep) -> Response:
     return Response(status_code=204)
 
 
-@router.get("", response_model=UserPage, summary="List users (admin)")
+@router.get("", response_model=UserPage, summary="List users (admin)", responses=problems(401, 403))
 async def list_users(db: DbDep, page: PageDep, _: AdminDep) -> Any:
     rows, total = await service.list_users(db=db, limit=page.limit, offset=page.offset)
     return page.response([_user(r) for r in rows], total)
 
 
-@router.get("/{user_id}", response_model=UserRead, responses={404: {"description": "Not found"}})
+# `:int`: only digits reach this route, so /users/login is never read as a user id (a GET of
+# it answers 405 with Allow: POST). The only path with literal siblings; the route's label in
+# metrics and traces is "/api/v1/users/{user_id:int}" (FastAPI's route.path).
+@router.get("/{user_id:int}", response_model=UserRead, responses=problems(401, 404))
 async def get_user(user_id: UserId, db: DbDep, principal: PrincipalDep) -> Any:
     if not principal.may_access_user(user_id):
         raise NotFound(f"User {user_id} does not exist.")  # do not reveal other users
     return json_response(_user(await service.get_user(db=db, user_id=user_id)))
 
 
-@keys_router.get("/.well-known/jwks.json", summary="Public keys that verify user tokens")
+@keys_router.get(
+    "/.well-known/jwks.json", summary="Public keys that verify user tokens", response_model=JwksRead
+)
 async def jwks(keys: KeysDep) -> dict[str, Any]:
     return keys.jwks()

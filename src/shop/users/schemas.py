@@ -1,19 +1,48 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, EmailStr, Field
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
-from shop.common.types import Page, StrictModel
+from shop.common.types import Page, StrictModel, text
+
+
+def _email(value: str) -> str:
+    """An address as email-validator (pydantic's EmailStr) checks it, normalised; whether mail
+    arrives is not checked."""
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"value is not a valid email address: {exc}") from None
+
+
+def _any_case(name: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in name)
+
+
+# Names reserved for special use (RFC 6761: .local, .test, ...) are refused, and the schema
+# says so (format email alone allows them).
+_SPECIAL_USE = "|".join(_any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES)
+Email = Annotated[
+    str,
+    AfterValidator(_email),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "email",
+            "maxLength": 254,
+            "not": {"pattern": f"[@.](?:{_SPECIAL_USE})\\.?$"},
+        }
+    ),
+]
 
 
 class UserCreate(StrictModel):
-    username: str = Field(
-        min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$", examples=["john_doe"]
-    )
-    email: EmailStr = Field(max_length=254, examples=["john@example.com"])
-    password: str = Field(min_length=8, max_length=256, examples=["correct horse battery"])
+    username: str = text(3, 32, chars="A-Za-z0-9_.-", examples=["john_doe"])
+    email: Email = Field(max_length=254, examples=["john@example.com"])
+    password: str = text(8, 256, examples=["correct horse battery"])
 
 
 class UserRead(BaseModel):
@@ -25,8 +54,8 @@ class UserRead(BaseModel):
 
 
 class LoginRequest(StrictModel):
-    username: str = Field(min_length=1, max_length=254, description="Username or email.")
-    password: str = Field(min_length=1, max_length=256)
+    username: str = text(1, 254, description="Username or email.")
+    password: str = text(1, 256)
 
 
 class TokenResponse(BaseModel):
@@ -41,7 +70,7 @@ class TokenResponse(BaseModel):
 
 
 class RefreshRequest(StrictModel):
-    refresh_token: str = Field(min_length=16, max_length=256)
+    refresh_token: str = text(16, 256)
 
 
 UserPage = Page[UserRead]
