@@ -25,9 +25,10 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
     (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
 ]
+# Responses are private unless the route says otherwise (the catalogue's public, max-age=N).
+_NO_STORE = (b"cache-control", b"no-store")
 _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 _QUIET_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
@@ -83,7 +84,10 @@ class RequestContextMiddleware:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status, response_started = message["status"], True
-                message["headers"] = [*message.get("headers", []), *extra_headers]
+                headers = [*message.get("headers", []), *extra_headers]
+                if not any(name == b"cache-control" for name, _ in headers):
+                    headers.append(_NO_STORE)
+                message["headers"] = headers
             await send(message)
 
         received = 0
