@@ -146,6 +146,9 @@ def deploy_values(result: dict[str, Any], *, source: str, rps: float) -> dict[st
         "nodes_at_target": m["nodes"],
         "nodes_with_spare": m["nodes_n_plus_one"],
         "pods_at_hpa_max": max_pods,
+        # The four services at their HPA maximums, before the storefront and Redis: what the
+        # EKS node group's maximum must allow for the maximums to be reachable.
+        "nodes_at_hpa_max": math.ceil(max_pods / m["pods_per_node"]),
         "services": services,
         "rds": rds,
         "redis": {
