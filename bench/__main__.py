@@ -3,6 +3,7 @@
 python -m bench [run] [--duration S] [--scenarios a,b] [--connections N] ...
 python -m bench profile [--duration S] [--scenarios order]   py-spy profile of one scenario
 python -m bench capacity RESULT.json      the capacity model (docs/performance.md) from a run
+    [--write-deploy deploy/capacity.json]  ... and the deploy values deploy/ follows
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="another mix than the seed's, e.g. product_by_id=0.76,product_list=0.2,order=0.04",
     )
     parser.add_argument("--rps", type=float, default=10_000, help="capacity: the target rate")
+    parser.add_argument(
+        "--write-deploy",
+        type=Path,
+        help="capacity: also write the deploy values (deploy/capacity.json) from this run",
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
     parser.add_argument(
         "--scenarios",
@@ -76,6 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         if mix:
             result["options"]["mix"] = mix
         print(capacity.render(capacity.model(result, rps=args.rps)))
+        if args.write_deploy:
+            from bench import sizing
+
+            if mix:
+                raise SystemExit("--write-deploy takes the run's own mix (no --mix)")
+            source = args.result.resolve().relative_to(Path.cwd().resolve()).as_posix()
+            sizing.write(
+                sizing.deploy_values(result, source=source, rps=args.rps), args.write_deploy
+            )
+            print(f"wrote {args.write_deploy}")
         return 0
     selected = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(selected) - set(scenarios.ALL)

@@ -1,4 +1,5 @@
-# The shop platform on AWS: network, EKS and RDS PostgreSQL for one environment, and the
+# The shop platform on AWS: network, EKS, RDS PostgreSQL and ElastiCache Redis for one
+# environment, and the
 # backup bucket with its copies in a second region (modules/backups).
 #   terraform init -backend-config=environments/<env>/backend.hcl
 #   terraform plan -var-file=environments/<env>/terraform.tfvars
@@ -54,6 +55,18 @@ module "database" {
   backup_retention_days = var.db_backup_retention_days
   deletion_protection   = var.db_deletion_protection
   tags                  = local.tags
+}
+
+# The catalogue cache's Redis (ElastiCache); its node type is deploy/capacity.json's.
+module "cache" {
+  source = "./modules/cache"
+
+  name                = local.name
+  vpc_id              = module.network.vpc_id
+  subnet_ids          = module.network.database_subnet_ids
+  allowed_cidr_blocks = module.network.app_subnet_cidrs
+  node_type           = var.redis_node_type
+  tags                = local.tags
 }
 
 module "backups" {

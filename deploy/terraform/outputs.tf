@@ -67,3 +67,13 @@ output "replicated_automated_backups_arn" {
   description = "RDS automated backups in the DR region, for a PITR there."
   value       = module.backups.replicated_automated_backups_arn
 }
+
+output "redis_primary_address" {
+  description = "The catalogue cache's ElastiCache primary (SHOP_REDIS_URL=rediss://:<token>@<this>:6379/0)."
+  value       = module.cache.primary_endpoint_address
+}
+
+output "redis_auth_token_secret_arn" {
+  description = "Secrets Manager secret holding the ElastiCache AUTH token."
+  value       = module.cache.auth_token_secret_arn
+}

@@ -68,9 +68,15 @@ variable "cluster_endpoint_public_access_cidrs" {
 }
 
 variable "db_instance_class" {
-  description = "RDS instance class (primary and replica)."
+  description = "RDS instance class (primary and replica): deploy/capacity.json's rds.instance_class."
   type        = string
-  default     = "db.t3.medium"
+  default     = "db.m6i.large"
+}
+
+variable "redis_node_type" {
+  description = "ElastiCache node type of the catalogue cache: deploy/capacity.json's redis.elasticache_node_type."
+  type        = string
+  default     = "cache.m6g.large"
 }
 
 variable "db_engine_version" {

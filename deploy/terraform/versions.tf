@@ -10,6 +10,11 @@ terraform {
       source  = "hashicorp/tls"
       version = "~> 4.0"
     }
+    # The ElastiCache AUTH token (modules/cache).
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.6"
+    }
   }
 
   # Partial configuration: bucket, key, region and lock table come from

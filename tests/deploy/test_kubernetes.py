@@ -60,7 +60,7 @@ def test_every_kind_is_known(rendered, env):
     assert kinds == {
         "Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Service",
         "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
-        "ServiceMonitor", "PrometheusRule", "CronJob", *GATEWAY_KINDS,
+        "ServiceMonitor", "PrometheusRule", "CronJob", "StatefulSet", *GATEWAY_KINDS,
     }  # fmt: skip
     for doc in rendered[env]:
         if doc["kind"] != "Namespace":
@@ -165,7 +165,7 @@ def test_pods_are_locked_down(prod, name):
 
 def test_service_accounts_mount_no_token(prod):
     accounts = by_kind(prod, "ServiceAccount")
-    assert set(accounts) == {*WORKLOADS, "shop-backup"}
+    assert set(accounts) == {*WORKLOADS, "shop-backup", "redis"}
     assert all(sa["automountServiceAccountToken"] is False for sa in accounts.values())
 
 
@@ -297,7 +297,14 @@ def test_autoscaling_and_disruption_budgets(rendered, env):
             "name": name,
         }
         assert spec["minReplicas"] == 2
-        assert spec["maxReplicas"] == (10 if env == "prod" else 4)
+        # prod: the capacity model's bounds for the four services (test_capacity.py), the
+        # storefront's own; dev: a lower ceiling for all.
+        if env == "dev":
+            assert spec["maxReplicas"] == 4
+        elif name == STOREFRONT:
+            assert spec["maxReplicas"] == 10
+        else:
+            assert spec["maxReplicas"] >= spec["minReplicas"]
         targets = {
             m["resource"]["name"]: m["resource"]["target"]["averageUtilization"]
             for m in spec["metrics"]
@@ -312,7 +319,13 @@ def test_prod_is_stricter_than_dev(rendered):
         dep = by_kind(rendered[env], "Deployment")["order-service"]
         return pod_spec(dep)["containers"][0]["resources"]["requests"]["memory"]
 
-    assert (requests("dev"), requests("prod")) == ("192Mi", "384Mi")
+    def cpu(env):
+        dep = by_kind(rendered[env], "Deployment")["order-service"]
+        return pod_spec(dep)["containers"][0]["resources"]["requests"]["cpu"]
+
+    # prod's are the capacity model's (test_capacity.py); dev's are smaller.
+    assert requests("dev") == "192Mi"
+    assert (cpu("dev"), cpu("prod")) == ("50m", "800m")
     prod_spread = pod_spec(by_kind(rendered["prod"], "Deployment")["order-service"])
     assert prod_spread["topologySpreadConstraints"][0]["whenUnsatisfiable"] == "DoNotSchedule"
     rps = {
@@ -512,6 +525,8 @@ def test_egress_dns_vault_database_and_service_calls(prod, name):
         expected["user-service"] = {5000}
     if name == "order-service":
         expected |= {"product-service": {5001}, "payment-service": {5003}}
+    if name == "product-service":
+        expected["redis"] = {6379}  # the catalogue cache
     assert services == expected
 
 

@@ -164,7 +164,9 @@ def test_rds_primary(hcl, env):
 
     assert db["engine"] == "postgres"
     assert value("engine_version") == "15.4"
-    assert value("instance_class") == "db.t3.medium"
+    # prod: the capacity model's class (tests/deploy/test_capacity.py); dev: its tfvars'.
+    expected = hcl[f"environments/{env}/terraform.tfvars"]["db_instance_class"]
+    assert value("instance_class") == expected
     assert value("multi_az") is True
     assert value("backup_retention_period") == 7
     assert value("allocated_storage") == 100
@@ -180,7 +182,9 @@ def test_rds_primary(hcl, env):
 def test_rds_read_replica(hcl, env):
     replica = resource(hcl, "database", "aws_db_instance.replica")
     assert replica["replicate_source_db"] == "${aws_db_instance.primary.identifier}"
-    assert resolve(hcl, "database", replica["instance_class"], env) == "db.t3.medium"
+    assert resolve(hcl, "database", replica["instance_class"], env) == resolve(
+        hcl, "database", resource(hcl, "database", "aws_db_instance.primary")["instance_class"], env
+    )
     assert replica["storage_encrypted"] is True
     assert replica["kms_key_id"] == "${aws_kms_key.rds.arn}"
     assert replica["publicly_accessible"] is False

@@ -22,5 +22,9 @@ db_multi_az              = true
 db_backup_retention_days = 7
 db_deletion_protection   = false
 
+# dev is not sized by the capacity model (deploy/capacity.json is production's): the
+# smallest node type.
+redis_node_type = "cache.t4g.small"
+
 github_repository           = "shop/shop"
 create_github_oidc_provider = true

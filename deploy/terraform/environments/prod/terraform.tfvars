@@ -15,12 +15,15 @@ node_max_size       = 10
 cluster_endpoint_public_access_cidrs = ["198.51.100.0/24"]
 
 db_engine_version        = "15.4"
-db_instance_class        = "db.t3.medium"
+db_instance_class        = "db.m6i.large" # deploy/capacity.json (python -m bench capacity ... --write-deploy)
 db_allocated_storage     = 100
 db_max_allocated_storage = 500
 db_multi_az              = true
 db_backup_retention_days = 7
 db_deletion_protection   = true
+
+# deploy/capacity.json (python -m bench capacity ... --write-deploy)
+redis_node_type = "cache.m6g.large"
 
 github_repository = "shop/shop"
 # dev and prod may share an AWS account; the provider exists once per account.
