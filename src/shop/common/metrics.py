@@ -135,3 +135,26 @@ class MetricsMiddleware:
             if path not in ("/metrics", "/health/live", "/health/ready"):
                 HTTP_DURATION.labels(method, path).observe(time.perf_counter() - started)
             HTTP_REQUESTS.labels(method, path, status_class(status)).inc()
+
+
+# --- events (shop.common.events) -----------------------------------------------------------
+OUTBOX_BACKLOG = Gauge(
+    "shop_outbox_backlog", "Events written but not yet published.", multiprocess_mode="max"
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "shop_outbox_oldest_unsent_age_seconds",
+    "Age of the oldest unpublished event (0 when none).",
+    multiprocess_mode="max",
+)
+EVENTS_PUBLISHED = Counter("shop_events_published_total", "Events published, confirmed.", ["type"])
+EVENTS_CONSUMED = Counter(
+    "shop_events_consumed_total",
+    "Events a consumer took from its queue, by outcome (handled, duplicate).",
+    ["consumer", "outcome"],
+)
+EVENTS_RETRIED = Counter(
+    "shop_events_retried_total", "Events sent back for a later attempt.", ["consumer"]
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "shop_events_dead_lettered_total", "Events moved to a consumer's DLQ.", ["consumer"]
+)

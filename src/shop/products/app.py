@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from shop.common.app import create_service_app
+from shop.common.events.relay import relay_extension, render_as
 from shop.products.api import router
+from shop.products.schemas import ProductRead
 from shop.products.settings import ProductsSettings
 
 
@@ -15,4 +17,5 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
         title="shop product service",
         description="The product catalogue and its stock.",
         routers=[router],
+        extensions=[relay_extension("products", render_as(ProductRead))],
     )
