@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
@@ -33,6 +33,13 @@ RENDER = {
     "orders": OrderRead,
     "payments": PaymentRead,
 }
+
+
+async def until(done: Callable[[], bool], within: float = 30.0) -> None:
+    """Wait for state that another task or process changes (no timing asserted)."""
+    async with asyncio.timeout(within):
+        while not done():  # noqa: ASYNC110 - the state lives in the broker's callbacks
+            await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -93,10 +100,8 @@ class Spy:
         bodies = [orjson.loads(m.body) for m in self.messages]
         return [b for b in bodies if type_ is None or b["type"] == type_]
 
-    async def wait_for(self, *types: str, timeout: float = 30) -> None:
-        async with asyncio.timeout(timeout):
-            while not all(self.events(t) for t in types):
-                await asyncio.sleep(0.05)
+    async def wait_for(self, *types: str) -> None:
+        await until(lambda: all(self.events(t) for t in types))
 
 
 def same_instants(data: dict[str, Any]) -> dict[str, Any]:
@@ -239,12 +244,7 @@ async def test_an_admin_refund_cancels_the_order_and_restocks_once(
                 routing_key="shop.payment.refunded",
             )
         inbox = "SELECT count(*) AS n FROM inbox WHERE consumer = 'orders'"
-        async with asyncio.timeout(30):
-            while True:
-                consumed = consumer_counts(CONSUMER)
-                if consumed.get("duplicate", 0) >= 1:
-                    break
-                await asyncio.sleep(0.05)
+        await until(lambda: consumer_counts(CONSUMER).get("duplicate", 0) >= 1)
         assert (await platform.sql("orders", inbox))[0]["n"] == 1
     assert await stock_of(platform, product["id"]) == 5
     assert len(spy.events("shop.order.cancelled")) == 1
@@ -321,9 +321,7 @@ async def test_a_poison_message_goes_to_the_dlq_and_does_not_block(
             exchange = await topology.declare_exchange(channel)
             for body in (event("poison"), b"not json at all", event("fine")):
                 await exchange.publish(aio_pika.Message(body), routing_key="shop.test.x")
-            async with asyncio.timeout(30):
-                while "fine" not in seen:
-                    await asyncio.sleep(0.05)
+            await until(lambda: "fine" in seen)
             dlq = await channel.declare_queue(f"{consumer.queue_name}.dlq", durable=True)
             dead: list[aio_pika.abc.AbstractIncomingMessage] = []
             async with asyncio.timeout(30):
@@ -341,3 +339,44 @@ async def test_a_poison_message_goes_to_the_dlq_and_does_not_block(
     poison = next(m for m in dead if m.body != b"not json at all")
     assert poison.headers["x-attempt"] == 3
     assert seen == ["fine"]
+
+
+class RecordingCache:
+    """A catalogue cache that remembers what it was told to forget."""
+
+    def __init__(self) -> None:
+        self.invalidated: list[int | None] = []
+
+    async def invalidate(self, product_id: int | None) -> None:
+        self.invalidated.append(product_id)
+
+
+async def test_a_catalogue_write_invalidates_the_cache_of_every_replica(
+    platform: Platform, make_product: Any, topology: Topology
+) -> None:
+    from shop.products.events import invalidating
+
+    replicas = [RecordingCache(), RecordingCache()]
+    consumers = [
+        Consumer(
+            name="products.cache",
+            keys=["shop.product.*"],
+            handler=invalidating(cache),
+            topology=topology,
+            exclusive=True,
+        )
+        for cache in replicas
+    ]
+    async with background(*relays(platform, topology), *(c.run() for c in consumers)):
+        for consumer in consumers:
+            await asyncio.wait_for(consumer.ready.wait(), 30)
+        product = await make_product()
+        response = await platform.products.put(
+            f"/api/v1/products/{product['id']}",
+            json={"name": "Renamed", "price": "11.00"},
+            headers=platform.admin,
+        )
+        assert response.status_code == 200, response.text
+        await until(lambda: all(len(c.invalidated) >= 4 for c in replicas))
+    for cache in replicas:  # created, then updated: the product and the list pages each time
+        assert cache.invalidated == [product["id"], None, product["id"], None]
