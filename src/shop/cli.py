@@ -143,11 +143,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     admin_password, service_secret = local_secrets()
     added = asyncio.run(seed_catalogue(urls["products"]))
     print(f"Demo catalogue: {added} products added")
-    return run_cluster(args, urls, admin_password, service_secret)
+    return run_cluster(args, urls, admin_password, service_secret, amqp_url=find_amqp())
+
+
+def find_amqp() -> str | None:
+    """RabbitMQ as PostgreSQL is found (shop.devtools.broker); None: the outboxes keep events."""
+    from shop.devtools.broker import find_broker
+
+    broker = find_broker(STATE_DIR)
+    if broker is None:
+        print(
+            "RabbitMQ: none (set SHOP_AMQP_URL or install rabbitmq-server): the services run,"
+            " and their outboxes keep every event until a broker is there"
+        )
+        return None
+    print(f"RabbitMQ: {broker.kind} ({_redact(broker.url)}), exchange shop.events")
+    return broker.url
 
 
 def run_cluster(
-    args: argparse.Namespace, urls: dict[str, str], admin_password: str, service_secret: str
+    args: argparse.Namespace,
+    urls: dict[str, str],
+    admin_password: str,
+    service_secret: str,
+    *,
+    amqp_url: str | None = None,
 ) -> int:
     """N replicas per service (default 1) behind the Envoy gateway; a replica that dies is
     started again, as a Kubernetes ReplicaSet would."""
@@ -168,12 +188,24 @@ def run_cluster(
         admin_password=admin_password,
         service_token_secret=service_secret,
         storefront=True,
+        extra={"SHOP_AMQP_URL": amqp_url} if amqp_url else None,
     )
     stop = StopFlag()
     prometheus = None
+    events = None
     gateway = cluster.gateway
     try:
         cluster.start()
+        if amqp_url:
+            from shop.devtools.events import EventProcesses
+
+            events = EventProcesses(
+                STATE_DIR,
+                amqp_url,
+                users_url=gateway.internal_url("users"),
+                service_token_secret=service_secret,
+            )
+            events.start()
         cluster.wait_ready()
         print(f"\nshop is running at {gateway.url}  (and {gateway.tls_url})")
         print(f"  TLS: a development certificate; trust {gateway.ca_path} (curl --cacert)")
@@ -193,6 +225,11 @@ def run_cluster(
             f"\nAdmin login: username 'admin', password '{admin_password}'"
             f" (kept in {STATE_DIR}/secrets/admin-password)"
         )
+        if events is not None:
+            print(
+                f"  events    shop.events on RabbitMQ; mail to customers lands in"
+                f" {events.mail_dir}/*.eml (SMTP sink :{events.smtp_port})"
+            )
         print("Try it: see README.md, 'Call the API'. Stop with Ctrl-C.\n")
         while not stop.is_set:
             if gateway.process is not None and gateway.process.poll() is not None:
@@ -209,6 +246,8 @@ def run_cluster(
     finally:
         if prometheus is not None:
             prometheus.stop()
+        if events is not None:
+            events.stop()
         print("stopping replicas and the gateway...")
         cluster.stop()
         print("stopped.")

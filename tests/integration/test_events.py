@@ -380,3 +380,69 @@ async def test_a_catalogue_write_invalidates_the_cache_of_every_replica(
         await until(lambda: all(len(c.invalidated) >= 4 for c in replicas))
     for cache in replicas:  # created, then updated: the product and the list pages each time
         assert cache.invalidated == [product["id"], None, product["id"], None]
+
+
+async def test_the_customer_gets_an_email_for_registration_and_payment(
+    platform: Platform, make_product: Any, topology: Topology, tmp_path: Any
+) -> None:
+    import email
+    from email import policy
+
+    import httpx
+
+    from shop.common.auth import ServiceTokens
+    from shop.common.http import ServiceClient
+    from shop.devtools import mailsink
+    from shop.devtools.processes import free_port
+    from shop.notifications.service import KEYS as MAIL_KEYS
+    from shop.notifications.service import Notifier
+    from shop.notifications.settings import NotificationsSettings
+    from tests.integration.conftest import SERVICE_SECRET
+
+    port = free_port()
+    sink = mailsink.start(tmp_path / "mail", port=port)
+    settings = NotificationsSettings(smtp_port=port, service_token_secret=SERVICE_SECRET)
+    users = ServiceClient(
+        target="user-service",
+        base_url="http://users",
+        tokens=ServiceTokens("notification-service", SERVICE_SECRET),
+        timeout=10,
+        transport=httpx.ASGITransport(platform.apps["users"]),
+    )
+    consumer = Consumer(
+        name="notifications",
+        keys=MAIL_KEYS,
+        handler=Notifier(settings, users),
+        topology=topology,
+        retry_base=0.1,
+    )
+    try:
+        async with background(*relays(platform, topology), consumer.run()):
+            await asyncio.wait_for(consumer.ready.wait(), 30)
+            registered = await platform.users.post(
+                "/api/v1/users/register",
+                json={"username": "mia", "email": "mia@example.com", "password": "y" * 12},
+            )
+            assert registered.status_code == 201, registered.text
+            user_id = registered.json()["id"]
+            product = await make_product(price="3.00")
+            response = await platform.orders.post(
+                "/api/v1/orders",
+                json={"product_id": product["id"], "quantity": 2, "payment_method": "card"},
+                headers=platform.token(user_id),
+            )
+            assert response.status_code == 201, response.text
+            await until(lambda: len(list((tmp_path / "mail").glob("*.eml"))) >= 2)
+    finally:
+        sink.stop()
+        await users.aclose()
+    mails = [
+        email.message_from_bytes(p.read_bytes(), policy=policy.default)
+        for p in sorted((tmp_path / "mail").glob("*.eml"))
+    ]
+    by_event = {m["X-Shop-Event"]: m for m in mails}
+    assert set(by_event) == {"shop.user.registered", "shop.order.paid"}
+    paid = by_event["shop.order.paid"]
+    assert paid["To"] == "mia@example.com"
+    assert paid["Subject"] == f"Order {response.json()['id']} is paid"
+    assert "6.00 USD" in paid.get_content()
