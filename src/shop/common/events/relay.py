@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -92,6 +94,9 @@ class Relay:
         self.db, self.topology, self.service, self.render = db, topology, service, render
         self.batch, self.poll, self.retention = batch, poll_seconds, retention_seconds
         self._last_cleanup = 0.0
+        # Fault injection (tests/eventfaults): SIGKILL this process after publishing a batch,
+        # before marking it sent. Only settable where the settings allow fault injection.
+        self.crash_after_publish = False
 
     async def publish_once(self, exchange: AbstractExchange) -> int:
         """One round: publish what can be published now. Returns how many were sent."""
@@ -113,6 +118,8 @@ class Relay:
                     mandatory=False,
                 )
                 EVENTS_PUBLISHED.labels(row["type"]).inc()
+            if rows and self.crash_after_publish:
+                os.kill(os.getpid(), signal.SIGKILL)
             if rows:
                 await conn.execute(
                     "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
@@ -202,6 +209,9 @@ def relay_extension(service: str, render: Render) -> Callable[[Any], Any]:
             log.warning("no broker configured (SHOP_AMQP_URL): events are kept in the outbox")
             yield
             return
+        relay.crash_after_publish = settings.fault_injection and bool(
+            os.environ.get("SHOP_FAULT_RELAY_CRASH_AFTER_PUBLISH")
+        )
         async with running(relay.run(), f"{service}-relay"):
             yield
 
