@@ -78,6 +78,12 @@ SERVICE_METRICS = frozenset(
         "shop_stock_outs_total",
         "shop_saga_recovery_backlog",
         "shop_saga_recovered_total",
+        "shop_outbox_backlog",
+        "shop_outbox_oldest_unsent_age_seconds",
+        "shop_events_published_total",
+        "shop_events_consumed_total",
+        "shop_events_retried_total",
+        "shop_events_dead_lettered_total",
     }
     | {f"{name}_{suffix}" for name in _HISTOGRAMS for suffix in ("bucket", "sum", "count")}
 )
