@@ -6,6 +6,7 @@ shop serve SERVICE       serve one service (what a container runs), or the store
 shop export-schema       write the storefront's GraphQL schema to its schema.graphql
 shop migrate SERVICE     apply a service's migrations to its database
 shop seed                the bootstrap admin and a demo catalogue (idempotent)
+shop notifications       the notification worker: emails customers about their events
 shop recover             drive unfinished orders to a final status, once
 shop rotate-keys         rotate the JWT signing keys kept in Vault (the user service follows)
 shop backup              dump the four databases with a manifest (--keep N prunes)
@@ -363,6 +364,13 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notifications(_: argparse.Namespace) -> int:
+    from shop.notifications.app import main
+
+    main()
+    return 0
+
+
 def cmd_recover(_: argparse.Namespace) -> int:
     from shop.orders.recovery import recover_once
 
@@ -435,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     seed = sub.add_parser("seed", help="add the demo catalogue (idempotent)")
     seed.add_argument("--database-url")
     seed.set_defaults(func=cmd_seed)
+    notify = sub.add_parser("notifications", help="run the notification worker (emails)")
+    notify.set_defaults(func=cmd_notifications)
     recover = sub.add_parser("recover", help="finish unfinished orders once")
     recover.set_defaults(func=cmd_recover)
     rotate = sub.add_parser("rotate-keys", help="rotate the JWT signing keys in Vault")

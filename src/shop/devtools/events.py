@@ -48,7 +48,7 @@ class EventProcesses:
             {},
         )
         self._spawn(
-            ["-m", "shop.notifications"],
+            ["-m", "shop.cli", "notifications"],
             "notifications.log",
             {
                 "SHOP_ENV": self.env,
