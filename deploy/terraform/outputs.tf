@@ -67,3 +67,8 @@ output "replicated_automated_backups_arn" {
   description = "RDS automated backups in the DR region, for a PITR there."
   value       = module.backups.replicated_automated_backups_arn
 }
+
+output "mq_amqp_endpoint" {
+  description = "Amazon MQ's amqps:// endpoint; SHOP_AMQP_URL in Vault is built from it."
+  value       = module.mq.amqp_endpoint
+}

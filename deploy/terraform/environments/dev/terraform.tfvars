@@ -24,3 +24,6 @@ db_deletion_protection   = false
 
 github_repository           = "shop/shop"
 create_github_oidc_provider = true
+# One broker instead of a cluster (Amazon MQ's smallest RabbitMQ size).
+mq_instance_type = "mq.t3.micro"
+mq_multi_az      = false
