@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -74,6 +75,7 @@ class PrivateNode:
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(plugins),
             "RABBITMQ_CONFIG_FILE": str(self.data_dir / "rabbitmq"),
         }
+        _hand_to_broker_user(self.data_dir)
         log = (self.data_dir / "server.log").open("ab")
         self.process = subprocess.Popen(
             ["rabbitmq-server"],
@@ -98,6 +100,23 @@ class PrivateNode:
                 os.killpg(self.process.pid, 9)
                 self.process.wait(10)
         self.process = None
+
+
+def _hand_to_broker_user(folder: Path) -> None:
+    """Debian's wrapper runs the node as the ``rabbitmq`` user when started by root: that user
+    must own the node's folder (and reach it)."""
+    if os.geteuid() != 0:
+        return
+    try:
+        entry = pwd.getpwnam("rabbitmq")
+    except KeyError:
+        return
+    for path in (folder, *folder.rglob("*")):
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    folder.chmod(0o755)
+    for parent in folder.parents:  # traversable, as pgserver's folders must be too
+        if parent.stat().st_mode & 0o001 == 0:
+            parent.chmod(parent.stat().st_mode | 0o001)
 
 
 def start_private(data_dir: Path) -> Broker | None:
