@@ -104,3 +104,52 @@ def test_a_redelivered_event_makes_the_same_message_id() -> None:
     assert first is not None
     assert second is not None
     assert first["Message-ID"] == second["Message-ID"] == f"<{event.id}@shop.events>"
+
+
+class _Message:
+    """What the consumer reads of an AMQP delivery."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.headers, self.acked = body, {}, False
+
+    async def ack(self) -> None:
+        self.acked = True
+
+
+async def test_the_consumers_work_continues_the_trace_of_the_request() -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from shop.common.events.broker import Topology
+    from shop.common.events.consumer import Consumer
+    from shop.common.events.outbox import traceparent
+
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("POST /api/v1/orders") as request_span:
+        written = traceparent()  # what the outbox row records
+    assert written is not None
+    trace_id = request_span.get_span_context().trace_id
+    assert written.split("-")[1] == f"{trace_id:032x}"
+    seen: list[int] = []
+
+    async def handler(event: Event, _conn: object) -> None:
+        seen.append(trace.get_current_span().get_span_context().trace_id)
+
+    consumer = Consumer("t", ["#"], handler, Topology("amqp://unused"))
+    row = {
+        "event_id": uuid4(),
+        "type": "shop.order.paid",
+        "subject": "1",
+        "created_at": datetime(2026, 12, 1, tzinfo=UTC),
+        "traceparent": written,
+    }
+    message = _Message(orjson.dumps(cloudevent("orders", row, {})))
+    await consumer.on_message(message)  # type: ignore[arg-type]
+    assert message.acked
+    assert seen == [trace_id]
+
+
+def test_no_trace_no_traceparent() -> None:
+    from shop.common.events.outbox import traceparent
+
+    assert traceparent() is None
