@@ -158,7 +158,8 @@ def find_amqp() -> str | None:
             " and their outboxes keep every event until a broker is there"
         )
         return None
-    print(f"RabbitMQ: {broker.kind} ({_redact(broker.url)}), exchange shop.events")
+    exchange = os.environ.get("SHOP_AMQP_EXCHANGE", "shop.events")
+    print(f"RabbitMQ: {broker.kind} ({_redact(broker.url)}), exchange {exchange}")
     return broker.url
 
 
@@ -228,7 +229,8 @@ def run_cluster(
         )
         if events is not None:
             print(
-                f"  events    shop.events on RabbitMQ; mail to customers lands in"
+                f"  events    {os.environ.get('SHOP_AMQP_EXCHANGE', 'shop.events')} on RabbitMQ;"
+                " mail to customers lands in"
                 f" {events.mail_dir}/*.eml (SMTP sink :{events.smtp_port})"
             )
         print("Try it: see README.md, 'Call the API'. Stop with Ctrl-C.\n")

@@ -23,7 +23,7 @@ import orjson
 import pytest
 
 from shop.common.auth import SigningKeys, issue_access_token
-from shop.common.events.broker import Topology
+from shop.common.events.broker import Topology, delete_topology
 from shop.devtools.processes import SERVICES, ServiceProcess, stable_ports, wait_ready
 from tests.conftest import process_envs
 from tests.eventfaults.proxy import Proxy
@@ -155,6 +155,7 @@ def event_platform(
         for proc in platform.procs.values():
             proc.stop(timeout=5)
         proxy.close()
+        asyncio.run(delete_topology(platform.topology, ["orders"]))  # leave nothing behind
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import aio_pika
 import orjson
 import pytest
 
-from shop.common.events.broker import Topology
+from shop.common.events.broker import Topology, delete_topology
 from shop.common.events.catalogue import CONTENT_TYPE, EVENT_TYPES
 from shop.common.events.consumer import Consumer, Event
 from shop.common.events.relay import Relay, render_as
@@ -43,8 +43,10 @@ async def until(done: Callable[[], bool], within: float = 30.0) -> None:
 
 
 @pytest.fixture
-def topology(amqp_url: str, amqp_names: dict[str, str]) -> Topology:
-    return Topology(amqp_url, amqp_names["amqp_exchange"], amqp_names["amqp_queue_prefix"])
+async def topology(amqp_url: str, amqp_names: dict[str, str]) -> AsyncIterator[Topology]:
+    topology = Topology(amqp_url, amqp_names["amqp_exchange"], amqp_names["amqp_queue_prefix"])
+    yield topology
+    await delete_topology(topology, ["orders", "notifications", "poison"])  # leave nothing
 
 
 @contextlib.asynccontextmanager
@@ -332,8 +334,6 @@ async def test_a_poison_message_goes_to_the_dlq_and_does_not_block(
                         continue
                     dead.append(message)
                     await message.ack()
-            for name in ("", ".retry", ".dlq"):
-                await channel.queue_delete(f"{consumer.queue_name}{name}")
     bodies = sorted(m.body for m in dead)
     assert b"not json at all" in bodies
     poison = next(m for m in dead if m.body != b"not json at all")

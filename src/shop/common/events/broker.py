@@ -49,3 +49,14 @@ class Topology:
         return await channel.declare_exchange(
             self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
+
+
+async def delete_topology(topology: Topology, consumers: list[str]) -> None:
+    """Remove the exchange and the consumers' queues (tests' own names; never production)."""
+    connection = await topology.connect()
+    async with connection:
+        channel = await connection.channel()
+        for consumer in consumers:
+            for suffix in ("", ".retry", ".dlq"):
+                await channel.queue_delete(f"{topology.queue(consumer)}{suffix}")
+        await channel.exchange_delete(topology.exchange)
