@@ -446,3 +446,25 @@ async def test_the_customer_gets_an_email_for_registration_and_payment(
     assert paid["To"] == "mia@example.com"
     assert paid["Subject"] == f"Order {response.json()['id']} is paid"
     assert "6.00 USD" in paid.get_content()
+
+
+async def test_two_relays_share_one_outbox_without_doubles_and_in_order(
+    platform: Platform, make_product: Any, topology: Topology
+) -> None:
+    product = await make_product(stock=0)
+    for _ in range(40):  # written while no relay runs: a backlog of one resource's changes
+        response = await platform.products.patch(
+            f"/api/v1/products/{product['id']}/stock", json={"delta": 1}, headers=platform.admin
+        )
+        assert response.status_code == 200, response.text
+    db = platform.apps["products"].state.db
+    replicas = [
+        Relay(db, topology, service="products", render=render_as(ProductRead), batch=7).run()
+        for _ in range(2)
+    ]
+    async with Spy(topology) as spy, background(*replicas):
+        await until(lambda: len(spy.events("shop.product.stock_changed")) >= 40)
+        await asyncio.sleep(0.5)  # a double, if any, would arrive by now
+    changes = spy.events("shop.product.stock_changed")
+    assert len({e["id"] for e in changes}) == len(changes) == 40
+    assert [e["data"]["stock"] for e in changes] == list(range(1, 41))
