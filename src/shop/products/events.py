@@ -5,7 +5,7 @@ Each replica of the product service consumes on an exclusive, auto-delete queue 
 invalidates the cache of all of them. The cache is anything with ``invalidate`` (the capacity
 work's ``shop.products.cache``); the app passes its cache in as ``app.state.catalogue_cache``.
 A cache needs no inbox: invalidating twice is harmless. While the broker is away, entries live
-until their own TTL, which bounds staleness without events.
+until their own expiry (if the cache has one), which then bounds staleness without events.
 """
 
 from __future__ import annotations
