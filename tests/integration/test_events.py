@@ -468,3 +468,116 @@ async def test_two_relays_share_one_outbox_without_doubles_and_in_order(
     changes = spy.events("shop.product.stock_changed")
     assert len({e["id"] for e in changes}) == len(changes) == 40
     assert [e["data"]["stock"] for e in changes] == list(range(1, 41))
+
+
+@pytest.fixture
+async def redis_inbox() -> AsyncIterator[Any]:
+    """A ``RedisInbox`` on a real Redis under a key prefix of the test's own: the machine's
+    (``SHOP_REDIS_URL``, else 127.0.0.1:6379), else a redis-server of the test's own."""
+    import os
+    import shutil
+
+    import redis
+
+    from shop.common.events.inbox import RedisInbox
+
+    url, server = os.environ.get("SHOP_REDIS_URL", "redis://127.0.0.1:6379/0"), None
+    try:
+        redis.Redis.from_url(url, socket_timeout=1).ping()
+    except redis.RedisError:
+        if shutil.which("redis-server") is None:
+            pytest.skip("no Redis reachable and redis-server is not installed")
+        from tests.integration.test_shared_rate_limits import RedisServer
+
+        server = RedisServer()
+        server.start()
+        url = server.url
+    prefix = f"test:inbox:{uuid.uuid4().hex}:"
+    inbox = RedisInbox.from_url(url, retention_seconds=600, prefix=prefix)
+    try:
+        yield inbox
+    finally:
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        await inbox.aclose()
+        if server is not None:
+            server.stop()
+
+
+async def test_the_notification_inbox_sends_one_email_per_event(
+    topology: Topology, redis_inbox: Any, tmp_path: Any
+) -> None:
+    """Redelivered: one email. A failed send (the SMTP relay down) releases the claim, so the
+    redelivery after it sends the email, once."""
+    from shop.common.auth import ServiceTokens
+    from shop.common.http import ServiceClient
+    from shop.devtools import mailsink
+    from shop.devtools.processes import free_port
+    from shop.notifications.service import KEYS as MAIL_KEYS
+    from shop.notifications.service import Notifier
+    from shop.notifications.settings import NotificationsSettings
+
+    port = free_port()
+    settings = NotificationsSettings(smtp_port=port, smtp_timeout_seconds=2)
+    users = ServiceClient(  # never called: a registration carries the customer's address
+        target="user-service", base_url="http://users", tokens=ServiceTokens("n", "s"), timeout=1
+    )
+    notifier = Notifier(settings, users)
+    outcomes: list[str] = []
+
+    async def handler(event: Event, conn: Any) -> None:
+        try:
+            await notifier(event, conn)
+        except Exception:
+            outcomes.append("failed")
+            raise
+        outcomes.append("sent")
+
+    consumer = Consumer(
+        name="notifications",
+        keys=MAIL_KEYS,
+        handler=handler,
+        topology=topology,
+        inbox=redis_inbox,
+        retry_base=3600,  # no retry of its own within the test: redeliveries are ours
+    )
+
+    def registered(username: str) -> aio_pika.Message:
+        body = {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "/shop/user-service",
+            "type": "shop.user.registered",
+            "subject": "users/1",
+            "time": "2026-01-01T00:00:00Z",
+            "datacontenttype": "application/json",
+            "data": {"id": 1, "username": username, "email": f"{username}@example.com"},
+        }
+        return aio_pika.Message(orjson.dumps(body), content_type=CONTENT_TYPE)
+
+    mail = tmp_path / "mail"
+    sink = None
+    connection = await topology.connect()
+    try:
+        async with connection, background(consumer.run()):
+            await asyncio.wait_for(consumer.ready.wait(), 30)
+            exchange = await topology.declare_exchange(await connection.channel())
+            # The SMTP relay is down: the first delivery fails and must not keep its claim.
+            failed = registered("ada")
+            await exchange.publish(failed, routing_key="shop.user.registered")
+            await until(lambda: outcomes == ["failed"])
+            sink = mailsink.start(mail, port=port)
+            twice = registered("bob")
+            for message in (failed, twice, twice, failed):  # redeliveries
+                await exchange.publish(message, routing_key="shop.user.registered")
+            await until(lambda: len(list(mail.glob("*.eml"))) >= 2)
+            await asyncio.sleep(0.5)  # a second email, if any, would be written by now
+    finally:
+        if sink is not None:
+            sink.stop()
+        await users.aclose()
+    assert outcomes == ["failed", "sent", "sent"]
+    recipients = sorted(p.read_text().split("To: ")[1].split("\n")[0] for p in mail.glob("*.eml"))
+    assert recipients == ["ada@example.com", "bob@example.com"]

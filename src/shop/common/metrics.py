@@ -158,3 +158,9 @@ EVENTS_RETRIED = Counter(
 EVENTS_DEAD_LETTERED = Counter(
     "shop_events_dead_lettered_total", "Events moved to a consumer's DLQ.", ["consumer"]
 )
+EVENTS_INBOX_UP = Gauge(
+    "shop_events_inbox_up",
+    "1 while a consumer's Redis inbox answers; 0 while it handles events at least once.",
+    ["consumer"],
+    multiprocess_mode="min",
+)

@@ -58,6 +58,8 @@ class EventProcesses:
                 "SHOP_SMTP_PORT": str(self.smtp_port),
                 "SHOP_PORT": str(self.metrics_port),
                 "SHOP_HOST": "127.0.0.1",
+                # The inbox: the machine's Redis (unreachable: mail goes out at least once).
+                "SHOP_REDIS_URL": os.environ.get("SHOP_REDIS_URL", "redis://127.0.0.1:6379/0"),
             },
         )
 

@@ -18,3 +18,8 @@ class NotificationsSettings(ServiceSettings):
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     mail_from: str = "shop <no-reply@shop.local>"
+    # The inbox (handled event ids, so a redelivered event sends no second email): a Redis.
+    # Unset or unreachable: every event is still mailed, at least once (docs/events.md).
+    redis_url: str | None = None
+    inbox_key_prefix: str = "shop:inbox:"
+    inbox_retention_hours: int = Field(default=168, ge=1)

@@ -6,7 +6,9 @@ message, in one database transaction: insert ``(consumer, event id)`` into the i
 was already there the event was handled and is only acked; else the handler runs on the same
 connection, and the commit makes its database effects and the inbox row one. Only then is the
 message acked, so a consumer killed mid-handling leaves the message to be redelivered and the
-rolled-back transaction to be done again, once.
+rolled-back transaction to be done again, once. A consumer without a database gets its
+inbox from an ``Inbox`` (``RedisInbox``, events/inbox.py): a claim before the handler, released
+if the handler fails.
 
 A failing handler's message is republished (confirmed) to ``shop.<name>.retry`` with a TTL of
 ``retry_base * 2**attempt`` seconds and an ``x-attempt`` header, from where it dead-letters
@@ -21,7 +23,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aio_pika
 import orjson
@@ -79,6 +81,16 @@ AfterCommit = Callable[[], Awaitable[None]]
 Handler = Callable[[Event, Connection | None], Awaitable[AfterCommit | None]]
 
 
+class Inbox(Protocol):
+    """The record of handled event ids for a consumer without a database (events/inbox.py)."""
+
+    async def claim(self, consumer: str, event_id: str) -> bool:
+        """True if the event is to be handled now; False if it was handled already."""
+
+    async def release(self, consumer: str, event_id: str) -> None:
+        """Forget a claim whose handler failed, so that the retry handles the event."""
+
+
 class PermanentError(Exception):
     """The handler can never succeed for this event: to the DLQ without more attempts."""
 
@@ -90,6 +102,7 @@ class Consumer:
     handler: Handler
     topology: Topology
     db: Database | None = None
+    inbox: Inbox | None = None  # used only without ``db`` (whose inbox is a table)
     exclusive: bool = False
     prefetch: int = 16
     max_attempts: int = 5
@@ -182,7 +195,14 @@ class Consumer:
     async def handle(self, event: Event) -> str:
         """Run the handler once per event id; returns ``handled`` or ``duplicate``."""
         if self.db is None:
-            after = await self.handler(event, None)
+            if self.inbox is not None and not await self.inbox.claim(self.name, event.id):
+                return "duplicate"
+            try:
+                after = await self.handler(event, None)
+            except BaseException:
+                if self.inbox is not None:
+                    await self.inbox.release(self.name, event.id)
+                raise
         else:
             async with self.db.acquire() as conn, conn.transaction():
                 first = await conn.fetchval(
