@@ -151,6 +151,11 @@ async def test_a_relay_killed_after_publishing_republishes_and_the_consumer_abso
 ) -> None:
     product = await make_product(event_platform, stock=4)
     order = await place(event_platform, product["id"], quantity=2)
+
+    async def completed_published() -> bool:  # the order's own events are out, not the crash's
+        return await _has(spy, "shop.payment.completed", order["payment_id"])
+
+    await until(completed_published)
     # The payment service's relay dies (SIGKILL) after publishing, before marking sent.
     event_platform.restart("payments", SHOP_FAULT_RELAY_CRASH_AFTER_PUBLISH="1")
     with contextlib.suppress(Exception):  # the process may die before it answers

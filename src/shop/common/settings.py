@@ -105,6 +105,7 @@ class ServiceSettings(BaseSettings):
     event_max_attempts: int = Field(default=5, ge=1)
     event_retry_base_seconds: float = Field(default=1.0, gt=0)
     relay_poll_seconds: float = Field(default=0.2, gt=0)
+    relay_idle_poll_seconds: float = Field(default=1.0, gt=0)  # the wait grows to it while idle
     relay_batch: int = Field(default=200, ge=1)
     outbox_retention_hours: float = Field(default=24.0, ge=0)
 
