@@ -4,7 +4,9 @@
 #   prometheus (/usr/bin/prometheus, /usr/bin/promtool), wrk, redis-server (the shared
 #   rate limiter's tests start their own on a free port), chromium (the storefront's browser
 #   tests, driven by Playwright), and podman with buildah, runc and debootstrap (images built
-#   and run without a Docker daemon; see docs/deploy.md).
+#   and run without a Docker daemon; see docs/deploy.md), and rabbitmq-server (the events'
+#   broker: `make run`/`make test` start a private node of it on free ports when no broker
+#   answers on 127.0.0.1:5672, see src/shop/devtools/broker.py).
 #
 # Idempotent: when every tool is already present it exits at once, without
 # touching apt. Otherwise it runs `apt-get update` once and installs only the
@@ -31,9 +33,10 @@ declare -A PROBE=(
   [slirp4netns]=/usr/bin/slirp4netns
   [uidmap]=/usr/bin/newuidmap
   [catatonit]=/usr/bin/catatonit
+  [rabbitmq-server]=/usr/sbin/rabbitmq-server
 )
 PACKAGES=(prometheus wrk redis-server chromium podman buildah runc debootstrap
-  fuse-overlayfs netavark containernetworking-plugins slirp4netns uidmap catatonit)
+  fuse-overlayfs netavark containernetworking-plugins slirp4netns uidmap catatonit rabbitmq-server)
 # Daemons the packages may start, by service name.
 DAEMONS=(prometheus prometheus-node-exporter redis-server)
 

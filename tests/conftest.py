@@ -97,3 +97,21 @@ def database_urls(pg_server: Server) -> Iterator[dict[str, str]]:
 def e2e_database_urls(pg_server: Server) -> Iterator[dict[str, str]]:
     """Another four, for the services run as processes."""
     yield from _databases(pg_server)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """A real RabbitMQ: SHOP_AMQP_URL, the local one, or a private node started for the run."""
+    from shop.devtools.broker import find_broker
+
+    broker = find_broker(ROOT / ".shop" / "rabbitmq-test")
+    if broker is None:
+        pytest.fail("no RabbitMQ: set SHOP_AMQP_URL or install rabbitmq-server (make tools)")
+    return broker.url
+
+
+@pytest.fixture
+def amqp_names() -> dict[str, str]:
+    """Exchange and queue names of this test alone, so runs on one broker never meet."""
+    run = secrets.token_hex(4)
+    return {"amqp_exchange": f"shop.events.t{run}", "amqp_queue_prefix": f"shop.t{run}."}

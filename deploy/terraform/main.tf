@@ -69,6 +69,19 @@ module "cache" {
   tags                = local.tags
 }
 
+# The events broker (docs/events.md): Amazon MQ for RabbitMQ in the database subnets.
+module "mq" {
+  source = "./modules/mq"
+
+  name                = local.name
+  vpc_id              = module.network.vpc_id
+  subnet_ids          = module.network.database_subnet_ids
+  allowed_cidr_blocks = module.network.app_subnet_cidrs
+  instance_type       = var.mq_instance_type
+  multi_az            = var.mq_multi_az
+  tags                = local.tags
+}
+
 module "backups" {
   source = "./modules/backups"
   providers = {

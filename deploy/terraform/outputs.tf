@@ -77,3 +77,8 @@ output "redis_auth_token_secret_arn" {
   description = "Secrets Manager secret holding the ElastiCache AUTH token."
   value       = module.cache.auth_token_secret_arn
 }
+
+output "mq_amqp_endpoint" {
+  description = "Amazon MQ's amqps:// endpoint; SHOP_AMQP_URL in Vault is built from it."
+  value       = module.mq.amqp_endpoint
+}

@@ -125,3 +125,15 @@ variable "create_github_oidc_provider" {
   type        = bool
   default     = true
 }
+
+variable "mq_instance_type" {
+  description = "Amazon MQ (RabbitMQ) broker instance type."
+  type        = string
+  default     = "mq.m5.large"
+}
+
+variable "mq_multi_az" {
+  description = "Amazon MQ as a three-node cluster across zones (production) or one broker."
+  type        = bool
+  default     = true
+}

@@ -6,6 +6,7 @@ shop serve SERVICE       serve one service (what a container runs), or the store
 shop export-schema       write the storefront's GraphQL schema to its schema.graphql
 shop migrate SERVICE     apply a service's migrations to its database
 shop seed                the bootstrap admin and a demo catalogue (idempotent)
+shop notifications       the notification worker: emails customers about their events
 shop recover             drive unfinished orders to a final status, once
 shop rotate-keys         rotate the JWT signing keys kept in Vault (the user service follows)
 shop backup              dump the four databases with a manifest (--keep N prunes)
@@ -143,11 +144,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     admin_password, service_secret = local_secrets()
     added = asyncio.run(seed_catalogue(urls["products"]))
     print(f"Demo catalogue: {added} products added")
-    return run_cluster(args, urls, admin_password, service_secret)
+    return run_cluster(args, urls, admin_password, service_secret, amqp_url=find_amqp())
+
+
+def find_amqp() -> str | None:
+    """RabbitMQ as PostgreSQL is found (shop.devtools.broker); None: the outboxes keep events."""
+    from shop.devtools.broker import find_broker
+
+    broker = find_broker(STATE_DIR)
+    if broker is None:
+        print(
+            "RabbitMQ: none (set SHOP_AMQP_URL or install rabbitmq-server): the services run,"
+            " and their outboxes keep every event until a broker is there"
+        )
+        return None
+    exchange = os.environ.get("SHOP_AMQP_EXCHANGE", "shop.events")
+    print(f"RabbitMQ: {broker.kind} ({_redact(broker.url)}), exchange {exchange}")
+    return broker.url
 
 
 def run_cluster(
-    args: argparse.Namespace, urls: dict[str, str], admin_password: str, service_secret: str
+    args: argparse.Namespace,
+    urls: dict[str, str],
+    admin_password: str,
+    service_secret: str,
+    *,
+    amqp_url: str | None = None,
 ) -> int:
     """N replicas per service (default 1) behind the Envoy gateway; a replica that dies is
     started again, as a Kubernetes ReplicaSet would."""
@@ -168,12 +190,24 @@ def run_cluster(
         admin_password=admin_password,
         service_token_secret=service_secret,
         storefront=True,
+        extra={"SHOP_AMQP_URL": amqp_url} if amqp_url else None,
     )
     stop = StopFlag()
     prometheus = None
+    events = None
     gateway = cluster.gateway
     try:
         cluster.start()
+        if amqp_url:
+            from shop.devtools.events import EventProcesses
+
+            events = EventProcesses(
+                STATE_DIR,
+                amqp_url,
+                users_url=gateway.internal_url("users"),
+                service_token_secret=service_secret,
+            )
+            events.start()
         cluster.wait_ready()
         print(f"\nshop is running at {gateway.url}  (and {gateway.tls_url})")
         print(f"  TLS: a development certificate; trust {gateway.ca_path} (curl --cacert)")
@@ -193,6 +227,12 @@ def run_cluster(
             f"\nAdmin login: username 'admin', password '{admin_password}'"
             f" (kept in {STATE_DIR}/secrets/admin-password)"
         )
+        if events is not None:
+            print(
+                f"  events    {os.environ.get('SHOP_AMQP_EXCHANGE', 'shop.events')} on RabbitMQ;"
+                " mail to customers lands in"
+                f" {events.mail_dir}/*.eml (SMTP sink :{events.smtp_port})"
+            )
         print("Try it: see README.md, 'Call the API'. Stop with Ctrl-C.\n")
         while not stop.is_set:
             if gateway.process is not None and gateway.process.poll() is not None:
@@ -209,6 +249,8 @@ def run_cluster(
     finally:
         if prometheus is not None:
             prometheus.stop()
+        if events is not None:
+            events.stop()
         print("stopping replicas and the gateway...")
         cluster.stop()
         print("stopped.")
@@ -324,6 +366,13 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notifications(_: argparse.Namespace) -> int:
+    from shop.notifications.app import main
+
+    main()
+    return 0
+
+
 def cmd_recover(_: argparse.Namespace) -> int:
     from shop.orders.recovery import recover_once
 
@@ -396,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     seed = sub.add_parser("seed", help="add the demo catalogue (idempotent)")
     seed.add_argument("--database-url")
     seed.set_defaults(func=cmd_seed)
+    notify = sub.add_parser("notifications", help="run the notification worker (emails)")
+    notify.set_defaults(func=cmd_notifications)
     recover = sub.add_parser("recover", help="finish unfinished orders once")
     recover.set_defaults(func=cmd_recover)
     rotate = sub.add_parser("rotate-keys", help="rotate the JWT signing keys in Vault")

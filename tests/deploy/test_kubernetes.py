@@ -29,6 +29,7 @@ from .conftest import (
 )
 
 HERE = Path(__file__).parent
+NOTIFICATIONS = "notifications"  # the email worker's Deployment (docs/events.md)
 
 
 # --- schema validation -------------------------------------------------------------------
@@ -93,7 +94,7 @@ def pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_one_deployment_per_service_from_one_image(rendered, env):
     deployments = by_kind(rendered[env], "Deployment")
-    assert set(deployments) == set(WORKLOADS)
+    assert set(deployments) == {*WORKLOADS, NOTIFICATIONS}
     images = set()
     for name, (cli, port, _db) in SERVICES.items():
         spec = pod_spec(deployments[name])
@@ -165,7 +166,7 @@ def test_pods_are_locked_down(prod, name):
 
 def test_service_accounts_mount_no_token(prod):
     accounts = by_kind(prod, "ServiceAccount")
-    assert set(accounts) == {*WORKLOADS, "shop-backup", "redis"}
+    assert set(accounts) == {*WORKLOADS, "shop-backup", "redis", NOTIFICATIONS, "rabbitmq"}
     assert all(sa["automountServiceAccountToken"] is False for sa in accounts.values())
 
 
@@ -198,7 +199,7 @@ def test_vault_agent_renders_the_secrets_as_files(prod, name):
     assert ann["vault.hashicorp.com/agent-service-account-token-volume-name"] == "vault-token"
     prefix = "vault.hashicorp.com/agent-inject-secret-"
     files = {k[len(prefix) :]: v for k, v in ann.items() if k.startswith(prefix)}
-    expected = {"SHOP_DATABASE_URL", "SHOP_SERVICE_TOKEN_SECRET"}
+    expected = {"SHOP_DATABASE_URL", "SHOP_SERVICE_TOKEN_SECRET", "SHOP_AMQP_URL"}
     if cli == "users":
         expected |= {"SHOP_JWT_PRIVATE_KEY", "SHOP_ADMIN_PASSWORD"}
     assert set(files) == expected
@@ -287,7 +288,10 @@ def test_services_and_service_monitors(prod, name):
 def test_autoscaling_and_disruption_budgets(rendered, env):
     hpas = by_kind(rendered[env], "HorizontalPodAutoscaler")
     pdbs = by_kind(rendered[env], "PodDisruptionBudget")
-    assert set(hpas) == set(pdbs) == set(WORKLOADS)
+    assert set(hpas) == set(WORKLOADS)
+    # The email worker and the broker keep a budget too; the broker: one node at a time.
+    assert set(pdbs) == {*WORKLOADS, NOTIFICATIONS, "rabbitmq"}
+    assert pdbs["rabbitmq"]["spec"]["maxUnavailable"] == 1
     for name, hpa in hpas.items():
         spec = hpa["spec"]
         assert hpa["apiVersion"] == "autoscaling/v2"
@@ -490,7 +494,13 @@ def test_ingress_only_from_the_gateway_monitoring_and_named_callers(prod, name):
     assert (namespace("monitoring"), {port}) in peers
     callers = {
         # JWKS; the storefront calls every service's API with its user's token.
-        "user-service": {"product-service", "order-service", "payment-service", STOREFRONT},
+        "user-service": {
+            "product-service",
+            "order-service",
+            "payment-service",
+            STOREFRONT,
+            NOTIFICATIONS,  # a customer's address for an email
+        },
         "product-service": {"order-service", STOREFRONT},
         "payment-service": {"order-service", STOREFRONT},
         "order-service": {STOREFRONT},
@@ -520,7 +530,7 @@ def test_egress_dns_vault_database_and_service_calls(prod, name):
         for p, ports in peers
         if "podSelector" in p and "namespaceSelector" not in p
     }
-    expected = {}
+    expected = {"rabbitmq": {5672}}  # events (docs/events.md)
     if name != "user-service":
         expected["user-service"] = {5000}
     if name == "order-service":
@@ -592,3 +602,44 @@ def test_grafana_dashboards_are_configmaps(prod):
         for key, value in cm["data"].items()
     }
     assert dashboards == {f.name: json.loads(f.read_text(encoding="utf-8")) for f in files}
+
+
+# --- events (docs/events.md) -----------------------------------------------------------------
+
+
+def test_rabbitmq_is_a_three_node_statefulset_reached_only_by_the_event_clients(prod):
+    sts = by_kind(prod, "StatefulSet")["rabbitmq"]
+    assert sts["spec"]["replicas"] == 3
+    assert sts["spec"]["serviceName"] == "rabbitmq-nodes"
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"]
+    policies = by_kind(prod, "NetworkPolicy")
+    peers = allowed(policies, "rabbitmq", "ingress")
+    clients = {*SERVICES, NOTIFICATIONS}
+    amqp = [p for p, ports in peers if ports == {5672}]
+    (rule,) = amqp
+    (expr,) = rule["podSelector"]["matchExpressions"]
+    assert set(expr["values"]) == clients
+    assert (namespace("monitoring"), {15692}) in peers
+    assert all(ports <= {5672, 15692, 4369, 25672} for _p, ports in peers)
+
+
+def test_the_notification_worker_reaches_only_the_broker_users_and_smtp(prod):
+    dep = by_kind(prod, "Deployment")[NOTIFICATIONS]
+    app = pod_spec(dep)["containers"][0]
+    assert app["args"] == ["notifications"]
+    (source,) = app["envFrom"]
+    data = by_kind(prod, "ConfigMap")[source["configMapRef"]["name"]]["data"]
+    assert data["SHOP_SMTP_PORT"] == "587"
+    assert data["SHOP_SMTP_STARTTLS"] == "true"
+    assert data["SHOP_USERS_URL"] == "http://user-service:5000"
+    peers = allowed(by_kind(prod, "NetworkPolicy"), NOTIFICATIONS, "egress")
+    pods = {
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: ports
+        for p, ports in peers
+        if "podSelector" in p and "namespaceSelector" not in p
+    }
+    assert pods == {"user-service": {5000}, "rabbitmq": {5672}}
+    assert ({"ipBlock": {"cidr": "0.0.0.0/0"}}, {587}) in peers
+    ingress = allowed(by_kind(prod, "NetworkPolicy"), NOTIFICATIONS, "ingress")
+    assert ingress == [(namespace("monitoring"), {5005})]

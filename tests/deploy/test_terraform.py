@@ -292,3 +292,25 @@ def test_backup_bucket_is_the_one_the_cronjob_uploads_to(hcl, rendered, env):
         if name.startswith("shop-backup-config")  # kustomize appends a content hash
     )
     assert config["BACKUP_BUCKET"].startswith(f"shop-{env}-backups-")
+
+
+# --- events: Amazon MQ for RabbitMQ (docs/events.md) ----------------------------------------
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_amazon_mq_is_private_encrypted_and_a_cluster_in_prod(hcl, env):
+    broker = resource(hcl, "mq", "aws_mq_broker.this")
+    assert broker["engine_type"] == "RabbitMQ"
+    assert broker["publicly_accessible"] is False
+    (encryption,) = broker["encryption_options"]
+    assert encryption["use_aws_owned_key"] is False
+    (logs,) = broker["logs"]
+    assert logs["general"] is True
+    multi_az = resolve(hcl, "mq", "${var.multi_az}", env)
+    assert multi_az is (env == "prod")
+    sg = resource(hcl, "mq", "aws_security_group.mq")
+    (rule,) = sg["ingress"]
+    assert (rule["from_port"], rule["to_port"]) == (5671, 5671)
+    assert rule["cidr_blocks"] == "${var.allowed_cidr_blocks}"
+    assert module_call(hcl, "mq")["allowed_cidr_blocks"] == "${module.network.app_subnet_cidrs}"
+    assert "egress" not in sg

@@ -39,10 +39,10 @@ from shop.users.settings import UsersSettings
 SERVICE_SECRET = "integration-test-service-secret-32-bytes-plus"
 ADMIN_PASSWORD = "admin-password-for-tests"
 TABLES = {
-    "users": ["users"],
-    "products": ["products", "stock_reservations"],
-    "orders": ["orders"],
-    "payments": ["payments", "idempotency_keys"],
+    "users": ["users", "outbox", "inbox"],
+    "products": ["products", "stock_reservations", "outbox", "inbox"],
+    "orders": ["orders", "outbox", "inbox"],
+    "payments": ["payments", "idempotency_keys", "outbox", "inbox"],
 }
 
 
@@ -176,7 +176,8 @@ async def clean(platform: Platform) -> AsyncIterator[None]:
     for service, tables in TABLES.items():
         keep = " WHERE role <> 'admin'" if service == "users" else ""
         for table in tables:
-            await platform.sql(service, f"DELETE FROM {table}{keep}")
+            where = keep if table == "users" else ""
+            await platform.sql(service, f"DELETE FROM {table}{where}")
     platform.products_link.down = platform.payments_link.down = False
     for app in platform.apps.values():
         saga = getattr(app.state, "saga", None)

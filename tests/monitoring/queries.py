@@ -82,6 +82,12 @@ SERVICE_METRICS = frozenset(
         "shop_catalogue_cache_misses_total",
         "shop_catalogue_cache_invalidations_total",
         "shop_catalogue_cache_errors_total",
+        "shop_outbox_backlog",
+        "shop_outbox_oldest_unsent_age_seconds",
+        "shop_events_published_total",
+        "shop_events_consumed_total",
+        "shop_events_retried_total",
+        "shop_events_dead_lettered_total",
     }
     | {f"{name}_{suffix}" for name in _HISTOGRAMS for suffix in ("bucket", "sum", "count")}
 )

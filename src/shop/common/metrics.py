@@ -117,3 +117,32 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     if route not in _UNTIMED_ROUTES:
         HTTP_DURATION.labels(method, route).observe(seconds)
     HTTP_REQUESTS.labels(method, route, status_class(status)).inc()
+
+
+# --- events (shop.common.events) -----------------------------------------------------------
+OUTBOX_BACKLOG = Gauge(
+    "shop_outbox_backlog", "Events written but not yet published.", multiprocess_mode="max"
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "shop_outbox_oldest_unsent_age_seconds",
+    "Age of the oldest unpublished event (0 when none).",
+    multiprocess_mode="max",
+)
+EVENTS_PUBLISHED = Counter("shop_events_published_total", "Events published, confirmed.", ["type"])
+EVENTS_CONSUMED = Counter(
+    "shop_events_consumed_total",
+    "Events a consumer took from its queue, by outcome (handled, duplicate).",
+    ["consumer", "outcome"],
+)
+EVENTS_RETRIED = Counter(
+    "shop_events_retried_total", "Events sent back for a later attempt.", ["consumer"]
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "shop_events_dead_lettered_total", "Events moved to a consumer's DLQ.", ["consumer"]
+)
+EVENTS_INBOX_UP = Gauge(
+    "shop_events_inbox_up",
+    "1 while a consumer's Redis inbox answers; 0 while it handles events at least once.",
+    ["consumer"],
+    multiprocess_mode="min",
+)

@@ -95,6 +95,20 @@ class ServiceSettings(BaseSettings):
     vault_database_role: str | None = None
     vault_database_mount: str = "database"
 
+    # Events (shop.common.events, docs/events.md): the RabbitMQ URL; unset = no broker, the
+    # outbox keeps every event until one is configured. Exchange and queue names are
+    # settings only so that test runs can keep to their own; production uses the defaults.
+    amqp_url: SecretStr | None = None
+    amqp_exchange: str = "shop.events"
+    amqp_queue_prefix: str = "shop."
+    amqp_prefetch: int = Field(default=16, ge=1, le=1000)
+    event_max_attempts: int = Field(default=5, ge=1)
+    event_retry_base_seconds: float = Field(default=1.0, gt=0)
+    relay_poll_seconds: float = Field(default=0.2, gt=0)
+    relay_idle_poll_seconds: float = Field(default=1.0, gt=0)  # the wait grows to it while idle
+    relay_batch: int = Field(default=200, ge=1)
+    outbox_retention_hours: float = Field(default=24.0, ge=0)
+
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     http_timeout_seconds: float = Field(default=5.0, gt=0)
     # Testing aid for fault injection (issue: crash/timeout proofs); refused in production.

@@ -11,8 +11,11 @@ import httpx
 from fastapi import FastAPI
 
 from shop.common.app import create_service_app
+from shop.common.events.relay import relay_extension, render_as
 from shop.orders.api import router
+from shop.orders.events import build_consumer
 from shop.orders.recovery import recovery_loop
+from shop.orders.schemas import OrderRead
 from shop.orders.service import build_saga
 from shop.orders.settings import OrdersSettings
 
@@ -37,9 +40,15 @@ def create_app(
         worker = None
         if settings.recovery_enabled:
             worker = asyncio.create_task(recovery_loop(saga, settings.recovery_interval_seconds))
+        refunds = build_consumer(settings, saga)  # the order follows its payment (events.py)
+        consumer = None if refunds is None else asyncio.create_task(refunds.run())
         try:
             yield
         finally:
+            if consumer is not None:
+                consumer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await consumer
             if worker is not None:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -52,5 +61,5 @@ def create_app(
         title="shop order service",
         description="Orders, placed by a saga across the product and payment services.",
         routers=[router],
-        extensions=[orders_runtime],
+        extensions=[orders_runtime, relay_extension("orders", render_as(OrderRead))],
     )

@@ -13,6 +13,7 @@ from decimal import Decimal
 import asyncpg
 import sqlalchemy as sa
 
+from shop.common.events.outbox import define_tables, traceparent, with_event
 from shop.orders.saga import CANCELLABLE, Order, OrderStatus, SagaStep
 
 # The one definition of an unfinished order (in SQL, where the partial index needs it): what
@@ -21,6 +22,7 @@ UNFINISHED = "status = 'pending' OR saga_step = 'cancelling'"
 EXPIRED = "(lease_until IS NULL OR lease_until < now())"
 
 metadata = sa.MetaData()
+outbox, inbox = define_tables(metadata)
 
 orders = sa.Table(
     "orders",
@@ -68,6 +70,8 @@ COLUMNS = (
     " payment_method, saga_step, failure_reason, request_fingerprint, created_at, updated_at"
 )
 LEASE = "make_interval(secs => $2)"
+# Each status transition is the event of its name (shop.order.paid, ...).
+STATUS_EVENT = "'shop.order.' || status"
 
 
 class OrderRepository:
@@ -93,10 +97,15 @@ class OrderRepository:
         """A new pending order leased to its creator; None if the key already made one."""
         return self._order(
             await self.conn.fetchrow(
-                f"INSERT INTO orders (user_id, product_id, quantity, currency, payment_method,"
-                f" idempotency_key, request_fingerprint, lease_until)"
-                f" VALUES ($1, $3, $4, $5, $6, $7, $8, now() + {LEASE})"
-                f" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}",
+                with_event(
+                    "INSERT INTO orders (user_id, product_id, quantity, currency, payment_method,"
+                    " idempotency_key, request_fingerprint, lease_until)"
+                    f" VALUES ($1, $3, $4, $5, $6, $7, $8, now() + {LEASE})"
+                    f" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}",
+                    type_sql="'shop.order.placed'",
+                    stream="order",
+                    traceparent_param=9,
+                ),
                 user_id,
                 lease,
                 product_id,
@@ -105,6 +114,7 @@ class OrderRepository:
                 payment_method,
                 idempotency_key,
                 request_fingerprint,
+                traceparent(),
             )
         )
 
@@ -209,16 +219,23 @@ class OrderRepository:
         None if someone else finished it first."""
         return self._order(
             await self.conn.fetchrow(
-                "UPDATE orders SET status = $2, saga_step = 'done', failure_reason = $3,"
-                " payment_id = COALESCE($4, payment_id),"
-                " total_price = COALESCE($5, total_price), lease_until = NULL, updated_at = now()"
-                f" WHERE id = $1 AND status = ANY($6::text[]) RETURNING {COLUMNS}",
+                with_event(
+                    "UPDATE orders SET status = $2, saga_step = 'done', failure_reason = $3,"
+                    " payment_id = COALESCE($4, payment_id),"
+                    " total_price = COALESCE($5, total_price), lease_until = NULL,"
+                    f" updated_at = now() WHERE id = $1 AND status = ANY($6::text[])"
+                    f" RETURNING {COLUMNS}",
+                    type_sql=STATUS_EVENT,
+                    stream="order",
+                    traceparent_param=7,
+                ),
                 order_id,
                 status.value,
                 reason,
                 payment_id,
                 total_price,
                 [s.value for s in CANCELLABLE],
+                traceparent(),
             )
         )
 
@@ -233,11 +250,17 @@ class OrderRepository:
     ) -> Order | None:
         return self._order(
             await self.conn.fetchrow(
-                "UPDATE orders SET status = $2, updated_at = now()"
-                f" WHERE id = $1 AND status = $3 RETURNING {COLUMNS}",
+                with_event(
+                    "UPDATE orders SET status = $2, updated_at = now()"
+                    f" WHERE id = $1 AND status = $3 RETURNING {COLUMNS}",
+                    type_sql=STATUS_EVENT,
+                    stream="order",
+                    traceparent_param=4,
+                ),
                 order_id,
                 status.value,
                 from_status.value,
+                traceparent(),
             )
         )
 

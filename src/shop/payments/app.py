@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from shop.common.app import create_service_app
+from shop.common.events.relay import relay_extension, render_as
 from shop.payments.api import router
 from shop.payments.provider import PaymentProvider, SimulatedProvider
+from shop.payments.schemas import PaymentRead
 from shop.payments.settings import PaymentsSettings
 
 
@@ -28,5 +30,5 @@ def create_app(
         title="shop payment service",
         description="Payments through a provider interface; refunds.",
         routers=[router],
-        extensions=[payments_runtime],
+        extensions=[payments_runtime, relay_extension("payments", render_as(PaymentRead))],
     )

@@ -12,9 +12,11 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 
+from shop.common.events.outbox import define_tables, traceparent, with_event
 from shop.common.idempotency import define_table
 
 metadata = sa.MetaData()
+outbox, inbox = define_tables(metadata)
 
 payments = sa.Table(
     "payments",
@@ -56,6 +58,22 @@ COLUMNS = (
 )
 
 
+def _evented(
+    statement: str,
+    traceparent_param: int,
+    where: str = "status IN ('completed', 'failed', 'refunded')",
+) -> str:
+    """``statement`` plus the event of the status it leaves (completed, failed, refunded)."""
+    return with_event(
+        statement,
+        type_sql="'shop.payment.' || status",
+        stream="payment",
+        subject="payment_id",
+        where=where,
+        traceparent_param=traceparent_param,
+    )
+
+
 class PaymentRepository:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -71,10 +89,13 @@ class PaymentRepository:
         """Insert a payment (``processing`` with a lease, to charge it now); None if the
         order already has one."""
         return await self.conn.fetchrow(
-            "INSERT INTO payments (payment_id, order_id, user_id, amount, currency,"
-            " payment_method, status, failure_reason, processing_until)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))"
-            f" ON CONFLICT (order_id) DO NOTHING RETURNING {COLUMNS}",
+            _evented(
+                "INSERT INTO payments (payment_id, order_id, user_id, amount, currency,"
+                " payment_method, status, failure_reason, processing_until)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))"
+                f" ON CONFLICT (order_id) DO NOTHING RETURNING {COLUMNS}",
+                10,
+            ),
             v["payment_id"],
             v["order_id"],
             v["user_id"],
@@ -84,6 +105,7 @@ class PaymentRepository:
             status,
             reason,
             lease,
+            traceparent(),
         )
 
     async def claim(self, payment_id: str, lease: float) -> Any:
@@ -103,13 +125,17 @@ class PaymentRepository:
     ) -> Any:
         """Record the provider's answer on a processing payment; None if it was settled."""
         return await self.conn.fetchrow(
-            "UPDATE payments SET status = $2, transaction_id = $3, failure_reason = $4,"
-            " processing_until = NULL, updated_at = now()"
-            f" WHERE payment_id = $1 AND status = 'processing' RETURNING {COLUMNS}",
+            _evented(
+                "UPDATE payments SET status = $2, transaction_id = $3, failure_reason = $4,"
+                " processing_until = NULL, updated_at = now()"
+                f" WHERE payment_id = $1 AND status = 'processing' RETURNING {COLUMNS}",
+                5,
+            ),
             payment_id,
             status,
             transaction_id,
             reason,
+            traceparent(),
         )
 
     async def unclaim(self, payment_id: str) -> None:
@@ -137,20 +163,29 @@ class PaymentRepository:
         refused it and the payment is completed again."""
         status = "refunded" if refund_id else "completed"
         return await self.conn.fetchrow(
-            "UPDATE payments SET status = $2, refund_id = $3, processing_until = NULL,"
-            " updated_at = now()"
-            f" WHERE payment_id = $1 AND status = 'refunding' RETURNING {COLUMNS}",
+            _evented(
+                "UPDATE payments SET status = $2, refund_id = $3, processing_until = NULL,"
+                " updated_at = now()"
+                f" WHERE payment_id = $1 AND status = 'refunding' RETURNING {COLUMNS}",
+                4,
+                where="status = 'refunded'",  # a refused refund is completed again: no event
+            ),
             payment_id,
             status,
             refund_id,
+            traceparent(),
         )
 
     async def void(self, payment_id: str, reason: str) -> Any:
         return await self.conn.fetchrow(
-            "UPDATE payments SET status = 'failed', failure_reason = $2, updated_at = now()"
-            f" WHERE payment_id = $1 AND status = 'pending' RETURNING {COLUMNS}",
+            _evented(
+                "UPDATE payments SET status = 'failed', failure_reason = $2, updated_at = now()"
+                f" WHERE payment_id = $1 AND status = 'pending' RETURNING {COLUMNS}",
+                3,
+            ),
             payment_id,
             reason,
+            traceparent(),
         )
 
     async def get(self, payment_id: str, *, lock: bool = False) -> Any:
@@ -207,12 +242,16 @@ class PaymentRepository:
         reason: str | None = None,
     ) -> Any:
         return await self.conn.fetchrow(
-            f"UPDATE payments SET status = $2,"
-            " transaction_id = COALESCE($3, transaction_id), refund_id = COALESCE($4, refund_id),"
-            f" failure_reason = $5, updated_at = now() WHERE payment_id = $1 RETURNING {COLUMNS}",
+            _evented(
+                "UPDATE payments SET status = $2, transaction_id = COALESCE($3, transaction_id),"
+                " refund_id = COALESCE($4, refund_id), failure_reason = $5, updated_at = now()"
+                f" WHERE payment_id = $1 RETURNING {COLUMNS}",
+                6,
+            ),
             payment_id,
             status,
             transaction_id,
             refund_id,
             reason,
+            traceparent(),
         )

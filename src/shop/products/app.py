@@ -8,9 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from shop.common.app import create_service_app
+from shop.common.events.relay import relay_extension, render_as
 from shop.products.api import router
 from shop.products.cache import CatalogueCache
+from shop.products.events import follow_catalogue
 from shop.products.fastpath import CachedPageRoute, CachedProductRoute
+from shop.products.schemas import ProductRead
 from shop.products.settings import ProductsSettings
 
 
@@ -41,7 +44,12 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
         title="shop product service",
         description="The product catalogue and its stock.",
         routers=[router],
-        extensions=[catalogue_cache],
+        # The cache must be on app.state before follow_catalogue runs.
+        extensions=[
+            catalogue_cache,
+            relay_extension("products", render_as(ProductRead)),
+            follow_catalogue,
+        ],
     )
     # First in line: answer near-cache hits of the two catalogue reads, and match nothing else.
     max_age = settings.catalogue_max_age_seconds

@@ -12,7 +12,10 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 
+from shop.common.events.outbox import define_tables, traceparent, with_event
+
 metadata = sa.MetaData()
+outbox, inbox = define_tables(metadata)
 
 products = sa.Table(
     "products",
@@ -61,6 +64,7 @@ stock_reservations = sa.Table(
 
 COLUMNS = "id, name, description, price, stock, category, created_at, updated_at"
 LIVE = "deleted_at IS NULL"
+STOCK_CHANGED = "'shop.product.stock_changed'"
 
 
 MAX_STOCK = 1_000_000_000  # schemas.Stock
@@ -114,32 +118,50 @@ class ProductRepository:
 
     async def add(self, **values: Any) -> Any:
         return await self.conn.fetchrow(
-            f"INSERT INTO products (name, description, price, stock, category)"
-            f" VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}",
+            with_event(
+                "INSERT INTO products (name, description, price, stock, category)"
+                f" VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}",
+                type_sql="'shop.product.created'",
+                stream="product",
+                traceparent_param=6,
+            ),
             values["name"],
             values["description"],
             values["price"],
             values["stock"],
             values["category"],
+            traceparent(),
         )
 
     async def update(self, product_id: int, **values: Any) -> Any:
         return await self.conn.fetchrow(
-            f"UPDATE products SET name = $2, description = $3, price = $4, category = $5,"
-            f" updated_at = now() WHERE id = $1 AND {LIVE} RETURNING {COLUMNS}",
+            with_event(
+                "UPDATE products SET name = $2, description = $3, price = $4, category = $5,"
+                f" updated_at = now() WHERE id = $1 AND {LIVE} RETURNING {COLUMNS}",
+                type_sql="'shop.product.updated'",
+                stream="product",
+                traceparent_param=6,
+            ),
             product_id,
             values["name"],
             values["description"],
             values["price"],
             values["category"],
+            traceparent(),
         )
 
     async def delete(self, product_id: int) -> bool:
         return bool(
             await self.conn.fetchval(
-                f"UPDATE products SET deleted_at = now(), updated_at = now()"
-                f" WHERE id = $1 AND {LIVE} RETURNING true",
+                with_event(
+                    "UPDATE products SET deleted_at = now(), updated_at = now()"
+                    f" WHERE id = $1 AND {LIVE} RETURNING {COLUMNS}",
+                    type_sql="'shop.product.deleted'",
+                    stream="product",
+                    traceparent_param=2,
+                ),
                 product_id,
+                traceparent(),
             )
         )
 
@@ -147,27 +169,46 @@ class ProductRepository:
         """Atomically add ``delta`` (may be negative); None if the stock would leave
         0..MAX_STOCK (the bound a product's stock is created and set with)."""
         return await self.conn.fetchrow(
-            f"UPDATE products SET stock = stock + $2, updated_at = now()"
-            f" WHERE id = $1 AND {LIVE} AND stock::bigint + $2 BETWEEN 0 AND {MAX_STOCK}"
-            f" RETURNING {COLUMNS}",
+            with_event(
+                "UPDATE products SET stock = stock + $2, updated_at = now()"
+                f" WHERE id = $1 AND {LIVE} AND stock::bigint + $2 BETWEEN 0 AND {MAX_STOCK}"
+                f" RETURNING {COLUMNS}",
+                type_sql=STOCK_CHANGED,
+                stream="product",
+                traceparent_param=3,
+            ),
             product_id,
             delta,
+            traceparent(),
         )
 
     async def set_stock(self, product_id: int, stock: int) -> Any:
         return await self.conn.fetchrow(
-            f"UPDATE products SET stock = $2, updated_at = now()"
-            f" WHERE id = $1 AND {LIVE} RETURNING {COLUMNS}",
+            with_event(
+                "UPDATE products SET stock = $2, updated_at = now()"
+                f" WHERE id = $1 AND {LIVE} RETURNING {COLUMNS}",
+                type_sql=STOCK_CHANGED,
+                stream="product",
+                traceparent_param=3,
+            ),
             product_id,
             stock,
+            traceparent(),
         )
 
     async def return_stock(self, product_id: int, quantity: int) -> None:
         # Restocks a deleted product too: the row is kept (soft delete) for this.
         await self.conn.execute(
-            "UPDATE products SET stock = stock + $2, updated_at = now() WHERE id = $1",
+            with_event(
+                "UPDATE products SET stock = stock + $2, updated_at = now() WHERE id = $1"
+                f" RETURNING {COLUMNS}",
+                type_sql=STOCK_CHANGED,
+                stream="product",
+                traceparent_param=3,
+            ),
             product_id,
             quantity,
+            traceparent(),
         )
 
 
@@ -188,7 +229,11 @@ class ReservationRepository:
                 UPDATE products SET stock = stock - $3, updated_at = now()
                 WHERE id = $2 AND deleted_at IS NULL AND stock >= $3
                   AND NOT EXISTS (SELECT 1 FROM stock_reservations WHERE order_id = $1)
-                RETURNING price
+                RETURNING id, name, description, price, stock, category, created_at, updated_at
+            ), event AS (
+                INSERT INTO outbox (type, subject, stream, data, traceparent)
+                SELECT 'shop.product.stock_changed', id::text, 'product:' || id, to_jsonb(take), $4
+                FROM take
             )
             INSERT INTO stock_reservations (order_id, product_id, quantity, unit_price, status)
             SELECT $1, $2, $3, price, 'reserved' FROM take
@@ -197,6 +242,7 @@ class ReservationRepository:
             order_id,
             product_id,
             quantity,
+            traceparent(),
         )
 
     async def get(self, order_id: int, *, lock: bool = False) -> Any:

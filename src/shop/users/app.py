@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from shop.common.app import create_service_app
 from shop.common.auth import KeySet, TokenVerifier, generate_private_key_pem
+from shop.common.events.relay import relay_extension, render_as
 from shop.common.logging import get_logger
 from shop.common.secrets import VaultSecretSource
 from shop.common.vault import Vault
@@ -20,6 +21,7 @@ from shop.users import service
 from shop.users.api import keys_router, router
 from shop.users.keys import KeyRing, KeyRingMissing, KeyStore
 from shop.users.limits import AuthLimits
+from shop.users.schemas import UserRead
 from shop.users.settings import UsersSettings
 
 log = get_logger("shop.users")
@@ -129,5 +131,5 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
         title="shop user service",
         description="Registration, login and user records. Issues the platform's JWTs.",
         routers=[router, keys_router],
-        extensions=[users_runtime],
+        extensions=[users_runtime, relay_extension("users", render_as(UserRead))],
     )

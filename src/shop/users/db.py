@@ -8,7 +8,10 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 
+from shop.common.events.outbox import define_tables, traceparent, with_event
+
 metadata = sa.MetaData()
+outbox, inbox = define_tables(metadata)
 
 users = sa.Table(
     "users",
@@ -63,13 +66,20 @@ class UserRepository:
 
     async def add(self, *, username: str, email: str, password_hash: str, role: str) -> Any:
         try:
+            # The event's data is the RETURNING columns: never the password hash.
             return await self.conn.fetchrow(
-                f"INSERT INTO users (username, email, password_hash, role)"
-                f" VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}",
+                with_event(
+                    "INSERT INTO users (username, email, password_hash, role)"
+                    f" VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}",
+                    type_sql="'shop.user.registered'",
+                    stream="user",
+                    traceparent_param=5,
+                ),
                 username,
                 email,
                 password_hash,
                 role,
+                traceparent(),
             )
         except asyncpg.UniqueViolationError as exc:
             raise UserExists(

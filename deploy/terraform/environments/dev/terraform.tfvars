@@ -28,3 +28,6 @@ redis_node_type = "cache.t4g.small"
 
 github_repository           = "shop/shop"
 create_github_oidc_provider = true
+# One broker instead of a cluster (Amazon MQ's smallest RabbitMQ size).
+mq_instance_type = "mq.t3.micro"
+mq_multi_az      = false

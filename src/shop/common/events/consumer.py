@@ -1,0 +1,261 @@
+"""Idempotent consumers: manual acks, bounded prefetch, retries with backoff, a DLQ each.
+
+A ``Consumer`` owns a durable queue ``shop.<name>`` bound to its routing keys (or, with
+``exclusive``, an exclusive auto-delete queue for this replica alone, for caches). For each
+message, in one database transaction: insert ``(consumer, event id)`` into the inbox; if it
+was already there the event was handled and is only acked; else the handler runs on the same
+connection, and the commit makes its database effects and the inbox row one. Only then is the
+message acked, so a consumer killed mid-handling leaves the message to be redelivered and the
+rolled-back transaction to be done again, once. A consumer without a database gets its
+inbox from an ``Inbox`` (``RedisInbox``, events/inbox.py): a claim before the handler, released
+if the handler fails.
+
+A failing handler's message is republished (confirmed) to ``shop.<name>.retry`` with a TTL of
+``retry_base * 2**attempt`` seconds and an ``x-attempt`` header, from where it dead-letters
+back into the queue; after ``max_attempts`` it goes to ``shop.<name>.dlq``, as does a message
+that is not a CloudEvent at all. Either way the original is acked: a poison message never
+blocks its queue, and nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aio_pika
+import orjson
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from shop.common.db import Connection, Database
+from shop.common.events.broker import BROKER_DOWN, Topology
+from shop.common.logging import get_logger
+from shop.common.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_RETRIED
+
+log = get_logger("shop.events.consumer")
+tracer = trace.get_tracer("shop.events")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A received CloudEvent (EVENTS.md)."""
+
+    id: str
+    type: str
+    source: str
+    subject: str
+    time: str
+    data: dict[str, Any]
+    traceparent: str | None = None
+
+    @classmethod
+    def parse(cls, body: bytes) -> Event:
+        """Raises ValueError (or KeyError/TypeError) for anything that is not one."""
+        raw = orjson.loads(body)
+        if not isinstance(raw, dict) or raw.get("specversion") != "1.0":
+            raise ValueError("not a CloudEvent 1.0")
+        data = raw["data"]
+        if not isinstance(data, dict):
+            raise ValueError("data is not an object")
+        return cls(
+            id=str(raw["id"]),
+            type=str(raw["type"]),
+            source=str(raw["source"]),
+            subject=str(raw["subject"]),
+            time=str(raw["time"]),
+            data=data,
+            traceparent=raw.get("traceparent"),
+        )
+
+
+# Work a handler leaves for after its transaction commits (calls to other services): it runs
+# once the inbox row is committed, before the ack; if it fails, the handler's committed state
+# must let someone finish it (the orders consumer leaves a saga lease for recovery).
+AfterCommit = Callable[[], Awaitable[None]]
+# The handler gets the event and the open transaction's connection (None without a database).
+Handler = Callable[[Event, Connection | None], Awaitable[AfterCommit | None]]
+
+
+class Inbox(Protocol):
+    """The record of handled event ids for a consumer without a database (events/inbox.py)."""
+
+    async def claim(self, consumer: str, event_id: str) -> bool:
+        """True if the event is to be handled now; False if it was handled already."""
+
+    async def release(self, consumer: str, event_id: str) -> None:
+        """Forget a claim whose handler failed, so that the retry handles the event."""
+
+
+class PermanentError(Exception):
+    """The handler can never succeed for this event: to the DLQ without more attempts."""
+
+
+@dataclass
+class Consumer:
+    name: str
+    keys: Sequence[str]
+    handler: Handler
+    topology: Topology
+    db: Database | None = None
+    inbox: Inbox | None = None  # used only without ``db`` (whose inbox is a table)
+    exclusive: bool = False
+    prefetch: int = 16
+    max_attempts: int = 5
+    retry_base: float = 1.0
+    _channel: AbstractChannel | None = field(default=None, init=False, repr=False)
+    ready: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+
+    @property
+    def queue_name(self) -> str:
+        return self.topology.queue(self.name)
+
+    async def declare(self, channel: AbstractChannel) -> AbstractQueue:
+        exchange = await self.topology.declare_exchange(channel)
+        if self.exclusive:  # one per replica, gone with it; the broker names it
+            queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+        else:
+            await channel.declare_queue(f"{self.queue_name}.dlq", durable=True)
+            await channel.declare_queue(
+                f"{self.queue_name}.retry",
+                durable=True,
+                arguments={
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": self.queue_name,
+                },
+            )
+            queue = await channel.declare_queue(
+                self.queue_name,
+                durable=True,
+                arguments={
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": f"{self.queue_name}.dlq",
+                },
+            )
+        for key in self.keys:
+            await queue.bind(exchange, routing_key=key)
+        return queue
+
+    async def run(self) -> None:
+        """Consume until cancelled, reconnecting with backoff while the broker is away."""
+        delay = 0.5
+        while True:
+            try:
+                connection = await self.topology.connect()
+                async with connection:
+                    channel = await connection.channel(publisher_confirms=True)
+                    await channel.set_qos(prefetch_count=self.prefetch)
+                    self._channel = channel
+                    queue = await self.declare(channel)
+                    log.info("consumer started", consumer=self.name, queue=queue.name)
+                    delay = 0.5
+                    self.ready.set()
+                    async with queue.iterator() as messages:
+                        async for message in messages:
+                            await self.on_message(message)
+            except asyncio.CancelledError:
+                raise
+            except BROKER_DOWN as exc:
+                log.warning("broker unavailable", consumer=self.name, error=repr(exc))
+            except Exception as exc:  # the database away: the unacked message comes back
+                log.warning("consumer failed", consumer=self.name, error=repr(exc))
+            self.ready.clear()
+            await asyncio.sleep(delay * (1 + random.random() / 2))  # noqa: S311 - jitter
+            delay = min(delay * 2, 30.0)
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            event = Event.parse(message.body)
+        except (ValueError, KeyError, TypeError):
+            log.warning("not a CloudEvent: dead-lettered", consumer=self.name)
+            EVENTS_DEAD_LETTERED.labels(self.name).inc()
+            await message.reject(requeue=False)  # the queue's dead-letter target: the DLQ
+            return
+        parent = TraceContextTextMapPropagator().extract(
+            {"traceparent": event.traceparent} if event.traceparent else {}
+        )
+        token = otel_context.attach(parent)
+        try:
+            with tracer.start_as_current_span(
+                f"{self.name} {event.type}", kind=trace.SpanKind.CONSUMER
+            ):
+                outcome = await self.handle(event)
+        except Exception as exc:
+            await self.retry_or_dead_letter(message, event, exc)
+            return
+        finally:
+            otel_context.detach(token)
+        EVENTS_CONSUMED.labels(self.name, outcome).inc()
+        await message.ack()
+
+    async def handle(self, event: Event) -> str:
+        """Run the handler once per event id; returns ``handled`` or ``duplicate``."""
+        if self.db is None:
+            if self.inbox is not None and not await self.inbox.claim(self.name, event.id):
+                return "duplicate"
+            try:
+                after = await self.handler(event, None)
+            except BaseException:
+                if self.inbox is not None:
+                    await self.inbox.release(self.name, event.id)
+                raise
+        else:
+            async with self.db.acquire() as conn, conn.transaction():
+                first = await conn.fetchval(
+                    "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2::uuid)"
+                    " ON CONFLICT DO NOTHING RETURNING true",
+                    self.name,
+                    event.id,
+                )
+                if not first:
+                    return "duplicate"
+                after = await self.handler(event, conn)
+        if after is not None:
+            try:
+                await after()
+            except Exception as exc:  # committed already: retrying the event would do nothing
+                log.warning("after-commit work failed", consumer=self.name, error=repr(exc))
+        return "handled"
+
+    async def retry_or_dead_letter(
+        self, message: AbstractIncomingMessage, event: Event, exc: Exception
+    ) -> None:
+        previous = (message.headers or {}).get("x-attempt", 0)
+        attempt = (previous if isinstance(previous, int) else 0) + 1
+        channel = self._channel
+        assert channel is not None
+        permanent = isinstance(exc, PermanentError)
+        if self.exclusive or permanent or attempt >= self.max_attempts:
+            log.warning(
+                "event dead-lettered", consumer=self.name, event_id=event.id, error=repr(exc)
+            )
+            EVENTS_DEAD_LETTERED.labels(self.name).inc()
+            if self.exclusive:  # a cache's queue has no DLQ: the next event fixes it
+                await message.ack()
+                return
+            target, expiration = f"{self.queue_name}.dlq", None
+        else:
+            log.info("event retried", consumer=self.name, event_id=event.id, attempt=attempt)
+            EVENTS_RETRIED.labels(self.name).inc()
+            target, expiration = f"{self.queue_name}.retry", self.retry_base * 2 ** (attempt - 1)
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                message.body,
+                message_id=message.message_id,
+                content_type=message.content_type,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                type=message.type,
+                headers={
+                    **(message.headers or {}),
+                    "x-attempt": attempt,
+                    "x-error": repr(exc)[:500],
+                },
+                expiration=expiration,
+            ),
+            routing_key=target,
+        )
+        await message.ack()

@@ -1,0 +1,81 @@
+"""Inboxes for consumers without a database: the record of handled event ids in Redis.
+
+A consumer with a database keeps its inbox in that database, in the handler's transaction
+(``Consumer.handle``). One without (the notification worker, whose effect is an email) claims
+the event id in Redis before the handler runs: ``SET <prefix><consumer>:<id> 1 NX EX
+<retention>``. A claim that exists already means the event was handled (or is being handled by
+another replica) and the delivery is only acked. A handler that fails releases its claim (DEL)
+so the retry can run it; one that succeeds keeps it for ``retention`` seconds.
+
+The guarantee, per event id, for redeliveries within ``retention`` while Redis keeps its keys:
+the handler's effect happens once. A worker killed after sending and before the ack leaves its
+claim, so the redelivery does nothing. A worker killed after claiming and before the send
+completes also leaves its claim: that event's email is lost (the one gap, bounded to such a
+crash). Where Redis cannot be reached, ``claim`` says yes: the worker still handles every event,
+at least once (a redelivery may send again), and the ``shop_events_inbox_up`` gauge is 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shop.common.logging import get_logger
+from shop.common.metrics import EVENTS_INBOX_UP
+
+log = get_logger("shop.events.inbox")
+
+
+class RedisInbox:
+    """Claims of handled event ids in Redis, one key per (consumer, event id)."""
+
+    def __init__(
+        self, client: Redis, *, retention_seconds: int, prefix: str = "shop:inbox:"
+    ) -> None:
+        self._redis, self._retention, self._prefix = client, retention_seconds, prefix
+
+    @classmethod
+    def from_url(cls, url: str, *, retention_seconds: int, prefix: str) -> RedisInbox:
+        client = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        return cls(client, retention_seconds=retention_seconds, prefix=prefix)
+
+    def key(self, consumer: str, event_id: str) -> str:
+        return f"{self._prefix}{consumer}:{event_id}"
+
+    async def available(self, consumer: str) -> bool:
+        """Whether Redis answers now (for the start-up log); sets the gauge."""
+        try:
+            await self._redis.ping()
+        except RedisError:
+            EVENTS_INBOX_UP.labels(consumer).set(0)
+            return False
+        EVENTS_INBOX_UP.labels(consumer).set(1)
+        return True
+
+    async def claim(self, consumer: str, event_id: str) -> bool:
+        """True if the event is to be handled now: claimed, or Redis unreachable."""
+        try:
+            claimed = await self._redis.set(
+                self.key(consumer, event_id), b"1", nx=True, ex=self._retention
+            )
+        except RedisError as exc:
+            EVENTS_INBOX_UP.labels(consumer).set(0)
+            log.warning(
+                "inbox unreachable: handling anyway (at least once)",
+                consumer=consumer,
+                event_id=event_id,
+                error=repr(exc),
+            )
+            return True
+        EVENTS_INBOX_UP.labels(consumer).set(1)
+        return bool(claimed)
+
+    async def release(self, consumer: str, event_id: str) -> None:
+        """Forget a claim whose handler failed, so that the retry handles the event."""
+        with contextlib.suppress(RedisError):
+            await self._redis.delete(self.key(consumer, event_id))
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,263 @@
+"""The outbox relay: publishes committed events to ``shop.events`` and marks them sent.
+
+Each round claims up to ``batch`` unsent rows with ``FOR UPDATE SKIP LOCKED`` (so replicas
+relaying side by side never take the same row), leaves out any row whose stream has an earlier
+unsent event outside the claim (held by another replica: order per resource wins), publishes
+the rest on a confirming channel, and marks them sent in the same transaction once the broker
+has confirmed every one. The publishes of a round start together, in ``id`` order, and their
+confirms are awaited together (one round trip per round, not per event): aiormq numbers and
+writes them under the channel's FIFO lock in the order they start, and RabbitMQ routes the
+messages of one channel in the order it receives them, so order per resource holds. A crash
+between publish and commit publishes those events again: at least once; consumers deduplicate
+on the CloudEvent ``id``. While the broker is away the relay retries with capped exponential
+backoff and the rows wait. Sent rows are deleted after
+``retention`` (settings ``outbox_retention_hours``, 24 h by default).
+
+A round that finds nothing doubles the wait before the next, from ``poll_seconds`` (0.2 s) up
+to ``idle_poll_seconds`` (1 s), and the first event sent resets it: an idle replica costs one
+claim transaction a second per service instead of five, and an event written after a quiet
+spell waits at most ``idle_poll_seconds`` for its relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import orjson
+from aio_pika.abc import AbstractExchange
+from pydantic import BaseModel
+
+from shop.common.db import Database
+from shop.common.events.broker import BROKER_DOWN, Topology
+from shop.common.events.catalogue import CONTENT_TYPE, source
+from shop.common.logging import get_logger
+from shop.common.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
+from shop.common.settings import ServiceSettings
+
+log = get_logger("shop.events.relay")
+
+# (type, data as stored: JSON text or its object) -> the JSON of data in the resource's REST shape.
+Render = Callable[[str, str | dict[str, Any]], bytes]
+
+CLAIM = """
+WITH claim AS (
+    SELECT id FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+SELECT o.id, o.event_id, o.type, o.subject, o.data, o.traceparent, o.created_at
+FROM outbox o JOIN claim USING (id)
+WHERE NOT EXISTS (
+    SELECT 1 FROM outbox p
+    WHERE p.stream = o.stream AND p.sent_at IS NULL AND p.id < o.id
+      AND p.id NOT IN (SELECT id FROM claim)
+)
+ORDER BY o.id
+"""
+BACKLOG = (
+    "SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM outbox WHERE sent_at IS NULL"
+)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def cloudevent(service: str, row: Any, data: dict[str, Any] | orjson.Fragment) -> dict[str, Any]:
+    """The structured-mode CloudEvent 1.0 of an outbox row (EVENTS.md); ``data`` as an object
+    or as its JSON already made (``orjson.Fragment``)."""
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": str(row["event_id"]),
+        "source": source(service),
+        "type": row["type"],
+        "subject": row["subject"],
+        "time": _iso(row["created_at"]),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    if row["traceparent"]:
+        event["traceparent"] = row["traceparent"]
+    return event
+
+
+class Relay:
+    def __init__(
+        self,
+        db: Database,
+        topology: Topology,
+        *,
+        service: str,
+        render: Render,
+        batch: int = 200,
+        poll_seconds: float = 0.2,
+        idle_poll_seconds: float = 1.0,
+        retention_seconds: float = 86400.0,
+    ) -> None:
+        self.db, self.topology, self.service, self.render = db, topology, service, render
+        self.batch, self.poll, self.retention = batch, poll_seconds, retention_seconds
+        self.idle_poll = max(idle_poll_seconds, poll_seconds)
+        self._last_cleanup = 0.0
+        # Fault injection (tests/eventfaults): SIGKILL this process after publishing a batch,
+        # before marking it sent. Only settable where the settings allow fault injection.
+        self.crash_after_publish = False
+
+    def message(self, row: Any) -> aio_pika.Message:
+        data = orjson.Fragment(self.render(row["type"], row["data"]))
+        return aio_pika.Message(
+            orjson.dumps(cloudevent(self.service, row, data)),
+            message_id=str(row["event_id"]),
+            content_type=CONTENT_TYPE,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            type=row["type"],
+            app_id=self.service,
+        )
+
+    async def publish_once(self, exchange: AbstractExchange) -> int:
+        """One round: publish what can be published now. Returns how many were sent."""
+        async with self.db.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(CLAIM, self.batch)
+            if not rows:
+                return 0
+            messages = [self.message(row) for row in rows]  # a row that cannot render: none
+            # Started in id order (gather wraps them in tasks in this order, and each reaches
+            # the channel's lock before the next starts); then every confirm is awaited.
+            results = await asyncio.gather(
+                *(
+                    exchange.publish(message, routing_key=row["type"], mandatory=False)
+                    for row, message in zip(rows, messages, strict=True)
+                ),
+                return_exceptions=True,
+            )
+            for result in results:  # any unconfirmed: roll back, all of the claim is retried
+                if isinstance(result, BaseException):
+                    raise result
+            for row in rows:
+                EVENTS_PUBLISHED.labels(row["type"]).inc()
+            if self.crash_after_publish:
+                os.kill(os.getpid(), signal.SIGKILL)
+            await conn.execute(
+                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
+                [r["id"] for r in rows],
+            )
+        return len(rows)
+
+    async def observe(self) -> None:
+        """Backlog gauges; and, at most hourly, delete rows sent longer ago than retention."""
+        async with self.db.acquire() as conn:
+            count, age = await conn.fetchrow(BACKLOG)
+            OUTBOX_BACKLOG.set(count)
+            OUTBOX_OLDEST_AGE.set(float(age or 0))
+            if time.monotonic() - self._last_cleanup > 3600:
+                self._last_cleanup = time.monotonic()
+                await conn.execute(
+                    "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)",
+                    self.retention,
+                )
+
+    async def run(self) -> None:
+        """Relay until cancelled, reconnecting with backoff while the broker is away."""
+        delay = 0.5
+        while True:
+            try:
+                connection = await self.topology.connect()
+                async with connection:
+                    channel = await connection.channel(publisher_confirms=True)
+                    exchange = await self.topology.declare_exchange(channel)
+                    log.info("relay connected", exchange=self.topology.exchange)
+                    delay = 0.5
+                    next_observe, wait = 0.0, self.poll
+                    while True:
+                        sent = await self.publish_once(exchange)
+                        if time.monotonic() >= next_observe:
+                            await self.observe()
+                            next_observe = time.monotonic() + 5
+                        wait = self.poll if sent else min(wait * 2, self.idle_poll)
+                        if sent < self.batch:
+                            await asyncio.sleep(wait)
+            except asyncio.CancelledError:
+                raise
+            except BROKER_DOWN as exc:
+                log.warning("broker unavailable; events wait in the outbox", error=repr(exc))
+            except Exception as exc:  # the database away, or a bug: keep the relay alive
+                log.warning("relay round failed", error=repr(exc))
+            with contextlib.suppress(Exception):
+                await self.observe()
+            await asyncio.sleep(delay * (1 + random.random() / 2))  # noqa: S311 - jitter
+            delay = min(delay * 2, 30.0)
+
+
+def build_relay(
+    settings: ServiceSettings, db: Database, render: Render, *, service: str
+) -> Relay | None:
+    topology = Topology.from_settings(settings)
+    if topology is None:
+        return None
+    return Relay(
+        db,
+        topology,
+        service=service,
+        render=render,
+        batch=settings.relay_batch,
+        poll_seconds=settings.relay_poll_seconds,
+        idle_poll_seconds=settings.relay_idle_poll_seconds,
+        retention_seconds=settings.outbox_retention_hours * 3600,
+    )
+
+
+def render_as(model: type[BaseModel]) -> Render:
+    """A renderer that gives every event's data the REST shape of ``model`` (XRead): the
+    model's own validator and serializer (pydantic-core), straight from the stored JSON text
+    to the JSON of the REST resource, without Python dicts or a model instance between."""
+    validator, serializer = model.__pydantic_validator__, model.__pydantic_serializer__
+
+    def render(_type: str, data: str | dict[str, Any]) -> bytes:
+        value = (
+            validator.validate_json(data)
+            if isinstance(data, str)
+            else validator.validate_python(data)
+        )
+        return serializer.to_json(value)
+
+    return render
+
+
+def relay_extension(service: str, render: Render) -> Callable[[Any], Any]:
+    """An app extension (``create_service_app(extensions=...)``) that relays the service's
+    outbox for the app's lifetime; without a broker it says so once and keeps the events."""
+
+    @asynccontextmanager
+    async def extension(app: Any) -> AsyncIterator[None]:
+        settings: ServiceSettings = app.state.settings
+        relay = build_relay(settings, app.state.db, render, service=service)
+        if relay is None:
+            log.warning("no broker configured (SHOP_AMQP_URL): events are kept in the outbox")
+            yield
+            return
+        relay.crash_after_publish = settings.fault_injection and bool(
+            os.environ.get("SHOP_FAULT_RELAY_CRASH_AFTER_PUBLISH")
+        )
+        async with running(relay.run(), f"{service}-relay"):
+            yield
+
+    return extension
+
+
+@asynccontextmanager
+async def running(task_body: Any, name: str) -> AsyncIterator[None]:
+    """Run a background coroutine (a relay or a consumer) for the lifetime of the block."""
+    task = asyncio.create_task(task_body, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

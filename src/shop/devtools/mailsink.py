@@ -1,0 +1,56 @@
+"""The local SMTP sink of ``make run``: every message it receives becomes one ``.eml`` file
+under ``.shop/mail/`` (aiosmtpd from PyPI), so a developer can read what customers are sent.
+
+    python -m shop.devtools.mailsink .shop/mail --port 8025
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+class MaildirHandler:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        path = self.folder / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(envelope.original_content or envelope.content)
+        tmp.rename(path)  # a reader never sees half a message
+        return "250 Message accepted for delivery"
+
+
+def start(folder: Path, host: str = "127.0.0.1", port: int = 8025) -> Controller:
+    controller = Controller(MaildirHandler(folder), hostname=host, port=port)
+    controller.start()
+    return controller
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8025)
+    args = parser.parse_args()
+    controller = start(args.folder, args.host, args.port)
+    print(f"SMTP sink on {args.host}:{args.port}, writing {args.folder}/*.eml", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        controller.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from shop.notifications.app import main
+
+main()

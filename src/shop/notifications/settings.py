@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from shop.common.settings import ServiceSettings
+
+
+class NotificationsSettings(ServiceSettings):
+    service_name: str = "notification-service"
+    port: int = 5005  # /metrics and liveness only
+    users_url: str = "http://127.0.0.1:5000"
+    # Where mail goes: `make run`'s local sink by default; in Kubernetes an SMTP relay from
+    # configuration (Amazon SES's SMTP endpoint, port 587 with STARTTLS and SMTP credentials).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=8025, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    mail_from: str = "shop <no-reply@shop.local>"
+    # The inbox (handled event ids, so a redelivered event sends no second email): a Redis.
+    # Unset or unreachable: every event is still mailed, at least once (docs/events.md).
+    redis_url: str | None = None
+    inbox_key_prefix: str = "shop:inbox:"
+    inbox_retention_hours: int = Field(default=168, ge=1)

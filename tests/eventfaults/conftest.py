@@ -1,0 +1,187 @@
+"""The four services as real processes relaying through RabbitMQ, with a proxy the test cuts.
+
+The services reach the broker only through ``tests.eventfaults.proxy.Proxy``, so "the broker is
+stopped" is the proxy going down: the machine's broker, which others share, is never touched.
+A spy queue, connected straight to the broker, records everything published on the run's own
+exchange (``amqp_names``), so runs never meet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import asyncpg
+import httpx
+import orjson
+import pytest
+
+from shop.common.auth import SigningKeys, issue_access_token
+from shop.common.events.broker import Topology, delete_topology
+from shop.devtools.processes import SERVICES, ServiceProcess, stable_ports, wait_ready
+from tests.conftest import process_envs
+from tests.eventfaults.proxy import Proxy
+
+ADMIN_PASSWORD = "eventfaults-admin-password"
+SERVICE_SECRET = secrets.token_urlsafe(32)
+READY_TIMEOUT = 300.0
+
+
+@dataclass
+class EventPlatform:
+    procs: dict[str, ServiceProcess]
+    envs: dict[str, dict[str, str]]
+    urls: dict[str, str]
+    proxy: Proxy
+    topology: Topology  # straight to the broker (the spy's)
+    _conns: dict[str, asyncpg.Connection] = field(default_factory=dict)
+
+    def client(self, service: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.procs[service].url, timeout=60)
+
+    async def sql(self, service: str, query: str, *args: Any) -> list[asyncpg.Record]:
+        conn = self._conns.get(service)
+        if conn is None or conn.is_closed():
+            conn = self._conns[service] = await asyncpg.connect(self.urls[service])
+        return await conn.fetch(query, *args)
+
+    def kill(self, service: str) -> None:
+        proc = self.procs[service].process
+        assert proc is not None
+        assert proc.poll() is None
+        proc.kill()
+        proc.wait(30)
+
+    def restart(self, service: str, **env: str) -> None:
+        old = self.procs[service]
+        old.stop()
+        self.procs[service] = ServiceProcess(
+            service, old.port, {**self.envs[service], **env}, old.log_path
+        )
+        self.procs[service].start()
+        wait_ready([self.procs[service]], timeout=READY_TIMEOUT)
+
+
+class Spy:
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.bodies: list[dict[str, Any]] = []
+
+    async def start(self) -> None:
+        self.connection = await self.topology.connect()
+        channel = await self.connection.channel()
+        exchange = await self.topology.declare_exchange(channel)
+        queue = await channel.declare_queue("", exclusive=True)
+        await queue.bind(exchange, routing_key="#")
+        await queue.consume(self._on)
+
+    async def _on(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self.bodies.append(orjson.loads(message.body))
+        await message.ack()
+
+    async def stop(self) -> None:
+        await self.connection.close()
+
+    def of(self, type_: str) -> list[dict[str, Any]]:
+        return [b for b in self.bodies if b["type"] == type_]
+
+
+def _via(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{port}"
+    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+
+@pytest.fixture(scope="package")
+def broker_names() -> dict[str, str]:
+    run = secrets.token_hex(4)
+    return {"amqp_exchange": f"shop.events.f{run}", "amqp_queue_prefix": f"shop.f{run}."}
+
+
+@pytest.fixture(scope="package")
+def event_platform(
+    e2e_database_urls: dict[str, str],
+    amqp_url: str,
+    broker_names: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[EventPlatform]:
+    target = urlsplit(amqp_url)
+    proxy = Proxy(target.hostname or "127.0.0.1", target.port or 5672)
+    proxy.up()
+    logs: Path = tmp_path_factory.mktemp("eventlogs")
+    base = stable_ports([0, 1, 2, 3])
+    ports = {name: base + i for i, name in enumerate(SERVICES)}
+    envs = process_envs(
+        tmp_path_factory,
+        database_urls=e2e_database_urls,
+        ports=ports,
+        admin_password=ADMIN_PASSWORD,
+        service_token_secret=SERVICE_SECRET,
+        extra={
+            "SHOP_AMQP_URL": _via(amqp_url, proxy.port),
+            "SHOP_AMQP_EXCHANGE": broker_names["amqp_exchange"],
+            "SHOP_AMQP_QUEUE_PREFIX": broker_names["amqp_queue_prefix"],
+            "SHOP_RELAY_POLL_SECONDS": "0.05",
+            "SHOP_FAULT_INJECTION": "true",
+            "SHOP_SAGA_LEASE_SECONDS": "3",
+            "SHOP_DB_POOL_MIN": "1",
+            "SHOP_DB_POOL_MAX": "5",
+        },
+    )
+    procs = {
+        name: ServiceProcess(name, ports[name], envs[name], logs / f"{name}.log")
+        for name in SERVICES
+    }
+    for proc in procs.values():
+        proc.start()
+    platform = EventPlatform(
+        procs,
+        envs,
+        e2e_database_urls,
+        proxy,
+        Topology(amqp_url, broker_names["amqp_exchange"], broker_names["amqp_queue_prefix"]),
+    )
+    try:
+        wait_ready(list(procs.values()), timeout=READY_TIMEOUT)
+        yield platform
+    finally:
+        for proc in platform.procs.values():
+            proc.stop(timeout=5)
+        proxy.close()
+        asyncio.run(delete_topology(platform.topology, ["orders"]))  # leave nothing behind
+
+
+@pytest.fixture
+async def spy(event_platform: EventPlatform) -> AsyncIterator[Spy]:
+    if event_platform.proxy.server is None:
+        event_platform.proxy.up()
+    watcher = Spy(event_platform.topology)
+    await watcher.start()
+    try:
+        yield watcher
+    finally:
+        await watcher.stop()
+        for conn in event_platform._conns.values():
+            if not conn.is_closed():
+                await conn.close()
+        event_platform._conns.clear()
+
+
+def user_token(event_platform: EventPlatform, user_id: int, role: str = "customer") -> str:
+    pem = (Path(event_platform.envs["users"]["SHOP_JWT_PRIVATE_KEY_FILE"])).read_text()
+    return issue_access_token(
+        SigningKeys(pem), user_id=user_id, role=role, issuer="shop-users", audience="shop", ttl=300
+    )
+
+
+async def until(done: Any, within: float = READY_TIMEOUT) -> None:
+    async with asyncio.timeout(within):
+        while not await done():  # noqa: ASYNC110 - the state is in other processes
+            await asyncio.sleep(0.1)

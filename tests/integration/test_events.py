@@ -1,0 +1,583 @@
+"""Events against a real RabbitMQ (names of each test's own): the outbox of every service is
+published in the contract's format, the order follows an admin refund once, redeliveries do
+nothing again, and a poison message ends in the DLQ without blocking its queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+import aio_pika
+import orjson
+import pytest
+
+from shop.common.events.broker import Topology, delete_topology
+from shop.common.events.catalogue import CONTENT_TYPE, EVENT_TYPES
+from shop.common.events.consumer import Consumer, Event
+from shop.common.events.relay import Relay, render_as
+from shop.orders.events import CONSUMER, KEYS, follow_refunds
+from shop.orders.schemas import OrderRead
+from shop.payments.schemas import PaymentRead
+from shop.products.schemas import ProductRead
+from shop.users.schemas import UserRead
+from tests.integration.conftest import Platform
+
+USER = 7
+RENDER = {
+    "users": UserRead,
+    "products": ProductRead,
+    "orders": OrderRead,
+    "payments": PaymentRead,
+}
+
+
+async def until(done: Callable[[], bool], within: float = 30.0) -> None:
+    """Wait for state that another task or process changes (no timing asserted)."""
+    async with asyncio.timeout(within):
+        while not done():  # noqa: ASYNC110 - the state lives in the broker's callbacks
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def topology(amqp_url: str, amqp_names: dict[str, str]) -> AsyncIterator[Topology]:
+    topology = Topology(amqp_url, amqp_names["amqp_exchange"], amqp_names["amqp_queue_prefix"])
+    yield topology
+    await delete_topology(topology, ["orders", "notifications", "poison"])  # leave nothing
+
+
+@contextlib.asynccontextmanager
+async def background(*bodies: Any) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(b) for b in bodies]
+    try:
+        yield
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+
+def relays(platform: Platform, topology: Topology) -> list[Any]:
+    return [
+        Relay(
+            platform.apps[name].state.db,
+            topology,
+            service=name,
+            render=render_as(model),
+            poll_seconds=0.05,
+        ).run()
+        for name, model in RENDER.items()
+    ]
+
+
+class Spy:
+    """A queue bound to every key of the test's exchange: what went over the wire."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.messages: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def __aenter__(self) -> Spy:
+        self.connection = await self.topology.connect()
+        channel = await self.connection.channel()
+        exchange = await self.topology.declare_exchange(channel)
+        self.queue = await channel.declare_queue("", exclusive=True)
+        await self.queue.bind(exchange, routing_key="#")
+        await self.queue.consume(self._on)
+        return self
+
+    async def _on(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self.messages.append(message)
+        await message.ack()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.connection.close()
+
+    def events(self, type_: str | None = None) -> list[dict[str, Any]]:
+        bodies = [orjson.loads(m.body) for m in self.messages]
+        return [b for b in bodies if type_ is None or b["type"] == type_]
+
+    async def wait_for(self, *types: str) -> None:
+        await until(lambda: all(self.events(t) for t in types))
+
+
+def same_instants(data: dict[str, Any]) -> dict[str, Any]:
+    """Timestamps as instants: the services write UTC as ``Z`` or ``+00:00`` alike."""
+    return {
+        k: datetime.fromisoformat(v) if k.endswith("_at") and isinstance(v, str) else v
+        for k, v in data.items()
+    }
+
+
+async def place(platform: Platform, product_id: int, quantity: int = 1) -> dict[str, Any]:
+    response = await platform.orders.post(
+        "/api/v1/orders",
+        json={"product_id": product_id, "quantity": quantity, "payment_method": "card"},
+        headers=platform.token(USER),
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_an_order_publishes_placed_and_paid_in_the_contract_format(
+    platform: Platform, make_product: Any, topology: Topology
+) -> None:
+    async with Spy(topology) as spy, background(*relays(platform, topology)):
+        product = await make_product(price="12.50", stock=5)
+        order = await place(platform, product["id"], quantity=2)
+        await spy.wait_for(
+            "shop.product.created",
+            "shop.product.stock_changed",
+            "shop.order.placed",
+            "shop.order.paid",
+            "shop.payment.completed",
+        )
+    by_type = {m.type: m for m in spy.messages}
+    paid_message = by_type["shop.order.paid"]
+    assert paid_message.content_type == CONTENT_TYPE
+    assert paid_message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    paid = orjson.loads(paid_message.body)
+    assert paid_message.message_id == paid["id"]
+    uuid.UUID(paid["id"])
+    assert paid["specversion"] == "1.0"
+    assert paid["source"] == "/shop/orders"
+    assert paid["subject"] == str(order["id"])
+    assert paid["time"].endswith("Z")
+    assert paid["datacontenttype"] == "application/json"
+    # data is the resource as the REST API returns it after the change
+    rest = await platform.orders.get(f"/api/v1/orders/{order['id']}", headers=platform.admin)
+    assert same_instants(paid["data"]) == same_instants(rest.json())
+    assert paid["data"]["total_price"] == "25.00"
+    placed = spy.events("shop.order.placed")[0]
+    assert placed["data"]["status"] == "pending"
+    payment = spy.events("shop.payment.completed")[0]
+    assert payment["source"] == "/shop/payments"
+    assert payment["subject"] == paid["data"]["payment_id"]
+    stock = spy.events("shop.product.stock_changed")[0]
+    assert stock["data"]["stock"] == 3
+    assert {e["type"] for e in spy.events()} <= set(EVENT_TYPES)
+    # order per resource: the order's own events in the order of its changes
+    assert [e["type"] for e in spy.events() if e["source"] == "/shop/orders"] == [
+        "shop.order.placed",
+        "shop.order.paid",
+    ]
+    unsent = await platform.sql("orders", "SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL")
+    assert unsent[0]["n"] == 0
+
+
+async def test_registering_publishes_the_user_without_secrets(
+    platform: Platform, topology: Topology
+) -> None:
+    async with Spy(topology) as spy, background(*relays(platform, topology)):
+        response = await platform.users.post(
+            "/api/v1/users/register",
+            json={"username": "eve_events", "email": "eve@example.com", "password": "x" * 12},
+        )
+        assert response.status_code == 201, response.text
+        await spy.wait_for("shop.user.registered")
+    event = spy.events("shop.user.registered")[0]
+    assert same_instants(event["data"]) == same_instants(response.json())
+    assert "password" not in orjson.dumps(event).decode()
+
+
+async def test_a_rolled_back_change_has_no_event(platform: Platform, make_product: Any) -> None:
+    product = await make_product(stock=1)
+    response = await platform.orders.post(
+        "/api/v1/orders",
+        json={"product_id": product["id"], "quantity": 5, "payment_method": "card"},
+        headers=platform.token(USER),
+    )
+    assert response.status_code == 409
+    rows = await platform.sql("products", "SELECT type FROM outbox ORDER BY id")
+    assert [r["type"] for r in rows] == ["shop.product.created"]  # no stock change: none taken
+
+
+def refund_consumer(platform: Platform, topology: Topology, **kw: Any) -> Consumer:
+    saga = platform.apps["orders"].state.saga
+    return Consumer(
+        name=CONSUMER,
+        keys=KEYS,
+        handler=follow_refunds(saga),
+        topology=topology,
+        db=saga.db,
+        retry_base=0.1,
+        **kw,
+    )
+
+
+async def order_status(platform: Platform, order_id: int) -> str:
+    rows = await platform.sql("orders", "SELECT status FROM orders WHERE id = $1", order_id)
+    return str(rows[0]["status"])
+
+
+async def stock_of(platform: Platform, product_id: int) -> int:
+    return int((await platform.products.get(f"/api/v1/products/{product_id}")).json()["stock"])
+
+
+async def test_an_admin_refund_cancels_the_order_and_restocks_once(
+    platform: Platform, make_product: Any, topology: Topology
+) -> None:
+    consumer = refund_consumer(platform, topology)
+    async with Spy(topology) as spy, background(*relays(platform, topology), consumer.run()):
+        await asyncio.wait_for(consumer.ready.wait(), 30)
+        product = await make_product(stock=5)
+        order = await place(platform, product["id"], quantity=2)
+        refund = await platform.payments.post(
+            f"/api/v1/payments/{order['payment_id']}/refund", headers=platform.admin
+        )
+        assert refund.status_code == 200, refund.text
+        await spy.wait_for("shop.order.cancelled")
+        assert await order_status(platform, order["id"]) == "cancelled"
+        assert await stock_of(platform, product["id"]) == 5
+        # The same event again (a redelivery) does nothing: the inbox has its id.
+        refunded = next(m for m in spy.messages if m.type == "shop.payment.refunded")
+        connection = await topology.connect()
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await topology.declare_exchange(channel)
+            await exchange.publish(
+                aio_pika.Message(refunded.body, message_id=refunded.message_id),
+                routing_key="shop.payment.refunded",
+            )
+        inbox = "SELECT count(*) AS n FROM inbox WHERE consumer = 'orders'"
+        await until(lambda: consumer_counts(CONSUMER).get("duplicate", 0) >= 1)
+        assert (await platform.sql("orders", inbox))[0]["n"] == 1
+    assert await stock_of(platform, product["id"]) == 5
+    assert len(spy.events("shop.order.cancelled")) == 1
+
+
+def consumer_counts(consumer: str) -> dict[str, float]:
+    from prometheus_client import REGISTRY
+
+    counts: dict[str, float] = {}
+    for metric in REGISTRY.collect():
+        if metric.name == "shop_events_consumed":
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and sample.labels["consumer"] == consumer:
+                    counts[sample.labels["outcome"]] = sample.value
+    return counts
+
+
+async def test_the_orders_own_cancel_is_not_cancelled_twice(
+    platform: Platform, make_product: Any, topology: Topology
+) -> None:
+    consumer = refund_consumer(platform, topology)
+    async with Spy(topology) as spy, background(*relays(platform, topology), consumer.run()):
+        await asyncio.wait_for(consumer.ready.wait(), 30)
+        product = await make_product(stock=5)
+        order = await place(platform, product["id"], quantity=2)
+        cancel = await platform.orders.post(
+            f"/api/v1/orders/{order['id']}/cancel", headers=platform.token(USER)
+        )
+        assert cancel.status_code == 200, cancel.text
+        await spy.wait_for("shop.payment.refunded", "shop.order.cancelled")
+        await asyncio.sleep(0.5)  # let the consumer see the refund (it must do nothing)
+    assert len(spy.events("shop.order.cancelled")) == 1
+    assert await stock_of(platform, product["id"]) == 5
+
+
+async def test_a_poison_message_goes_to_the_dlq_and_does_not_block(
+    platform: Platform, topology: Topology
+) -> None:
+    seen: list[str] = []
+
+    async def handler(event: Event, conn: Any) -> None:
+        if event.subject == "poison":
+            raise RuntimeError("cannot handle this one")
+        seen.append(event.subject)
+
+    consumer = Consumer(
+        name="poison",
+        keys=["shop.test.#"],
+        handler=handler,
+        topology=topology,
+        db=platform.apps["orders"].state.db,
+        max_attempts=3,
+        retry_base=0.05,
+    )
+
+    def event(subject: str) -> bytes:
+        return orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": str(uuid.uuid4()),
+                "source": "/test",
+                "type": "shop.test.x",
+                "subject": subject,
+                "time": "2026-12-02T00:00:00Z",
+                "data": {},
+            }
+        )
+
+    async with background(consumer.run()):
+        await asyncio.wait_for(consumer.ready.wait(), 30)
+        connection = await topology.connect()
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await topology.declare_exchange(channel)
+            for body in (event("poison"), b"not json at all", event("fine")):
+                await exchange.publish(aio_pika.Message(body), routing_key="shop.test.x")
+            await until(lambda: "fine" in seen)
+            dlq = await channel.declare_queue(f"{consumer.queue_name}.dlq", durable=True)
+            dead: list[aio_pika.abc.AbstractIncomingMessage] = []
+            async with asyncio.timeout(30):
+                while len(dead) < 2:
+                    message = await dlq.get(fail=False)
+                    if message is None:
+                        await asyncio.sleep(0.05)
+                        continue
+                    dead.append(message)
+                    await message.ack()
+    bodies = sorted(m.body for m in dead)
+    assert b"not json at all" in bodies
+    poison = next(m for m in dead if m.body != b"not json at all")
+    assert poison.headers["x-attempt"] == 3
+    assert seen == ["fine"]
+
+
+class RecordingCache:
+    """A catalogue cache that remembers what it was told to forget."""
+
+    def __init__(self) -> None:
+        self.invalidated: list[int | None] = []
+
+    async def invalidate(self, product_id: int | None) -> None:
+        self.invalidated.append(product_id)
+
+
+async def test_a_catalogue_write_invalidates_the_cache_of_every_replica(
+    platform: Platform, make_product: Any, topology: Topology
+) -> None:
+    from shop.products.events import invalidating
+
+    replicas = [RecordingCache(), RecordingCache()]
+    consumers = [
+        Consumer(
+            name="products.cache",
+            keys=["shop.product.*"],
+            handler=invalidating(cache),
+            topology=topology,
+            exclusive=True,
+        )
+        for cache in replicas
+    ]
+    async with background(*relays(platform, topology), *(c.run() for c in consumers)):
+        for consumer in consumers:
+            await asyncio.wait_for(consumer.ready.wait(), 30)
+        product = await make_product()
+        response = await platform.products.put(
+            f"/api/v1/products/{product['id']}",
+            json={"name": "Renamed", "price": "11.00"},
+            headers=platform.admin,
+        )
+        assert response.status_code == 200, response.text
+        await until(lambda: all(len(c.invalidated) >= 4 for c in replicas))
+    for cache in replicas:  # created, then updated: the product and the list pages each time
+        assert cache.invalidated == [product["id"], None, product["id"], None]
+
+
+async def test_the_customer_gets_an_email_for_registration_and_payment(
+    platform: Platform, make_product: Any, topology: Topology, tmp_path: Any
+) -> None:
+    import email
+    from email import policy
+
+    import httpx
+
+    from shop.common.auth import ServiceTokens
+    from shop.common.http import ServiceClient
+    from shop.devtools import mailsink
+    from shop.devtools.processes import free_port
+    from shop.notifications.service import KEYS as MAIL_KEYS
+    from shop.notifications.service import Notifier
+    from shop.notifications.settings import NotificationsSettings
+    from tests.integration.conftest import SERVICE_SECRET
+
+    port = free_port()
+    sink = mailsink.start(tmp_path / "mail", port=port)
+    settings = NotificationsSettings(smtp_port=port, service_token_secret=SERVICE_SECRET)
+    users = ServiceClient(
+        target="user-service",
+        base_url="http://users",
+        tokens=ServiceTokens("notification-service", SERVICE_SECRET),
+        timeout=10,
+        transport=httpx.ASGITransport(platform.apps["users"]),
+    )
+    consumer = Consumer(
+        name="notifications",
+        keys=MAIL_KEYS,
+        handler=Notifier(settings, users),
+        topology=topology,
+        retry_base=0.1,
+    )
+    try:
+        async with background(*relays(platform, topology), consumer.run()):
+            await asyncio.wait_for(consumer.ready.wait(), 30)
+            registered = await platform.users.post(
+                "/api/v1/users/register",
+                json={"username": "mia", "email": "mia@example.com", "password": "y" * 12},
+            )
+            assert registered.status_code == 201, registered.text
+            user_id = registered.json()["id"]
+            product = await make_product(price="3.00")
+            response = await platform.orders.post(
+                "/api/v1/orders",
+                json={"product_id": product["id"], "quantity": 2, "payment_method": "card"},
+                headers=platform.token(user_id),
+            )
+            assert response.status_code == 201, response.text
+            await until(lambda: len(list((tmp_path / "mail").glob("*.eml"))) >= 2)
+    finally:
+        sink.stop()
+        await users.aclose()
+    mails = [
+        email.message_from_bytes(p.read_bytes(), policy=policy.default)
+        for p in sorted((tmp_path / "mail").glob("*.eml"))
+    ]
+    by_event = {m["X-Shop-Event"]: m for m in mails}
+    assert set(by_event) == {"shop.user.registered", "shop.order.paid"}
+    paid = by_event["shop.order.paid"]
+    assert paid["To"] == "mia@example.com"
+    assert paid["Subject"] == f"Order {response.json()['id']} is paid"
+    assert "6.00 USD" in paid.get_content()
+
+
+async def test_two_relays_share_one_outbox_without_doubles_and_in_order(
+    platform: Platform, make_product: Any, topology: Topology
+) -> None:
+    product = await make_product(stock=0)
+    for _ in range(40):  # written while no relay runs: a backlog of one resource's changes
+        response = await platform.products.patch(
+            f"/api/v1/products/{product['id']}/stock", json={"delta": 1}, headers=platform.admin
+        )
+        assert response.status_code == 200, response.text
+    db = platform.apps["products"].state.db
+    replicas = [
+        Relay(db, topology, service="products", render=render_as(ProductRead), batch=7).run()
+        for _ in range(2)
+    ]
+    async with Spy(topology) as spy, background(*replicas):
+        await until(lambda: len(spy.events("shop.product.stock_changed")) >= 40)
+        await asyncio.sleep(0.5)  # a double, if any, would arrive by now
+    changes = spy.events("shop.product.stock_changed")
+    assert len({e["id"] for e in changes}) == len(changes) == 40
+    assert [e["data"]["stock"] for e in changes] == list(range(1, 41))
+
+
+@pytest.fixture
+async def redis_inbox() -> AsyncIterator[Any]:
+    """A ``RedisInbox`` on a real Redis under a key prefix of the test's own: the machine's
+    (``SHOP_REDIS_URL``, else 127.0.0.1:6379), else a redis-server of the test's own."""
+    import os
+    import shutil
+
+    import redis
+
+    from shop.common.events.inbox import RedisInbox
+
+    url, server = os.environ.get("SHOP_REDIS_URL", "redis://127.0.0.1:6379/0"), None
+    try:
+        redis.Redis.from_url(url, socket_timeout=1).ping()
+    except redis.RedisError:
+        if shutil.which("redis-server") is None:
+            pytest.skip("no Redis reachable and redis-server is not installed")
+        from tests.integration.test_shared_rate_limits import RedisServer
+
+        server = RedisServer()
+        server.start()
+        url = server.url
+    prefix = f"test:inbox:{uuid.uuid4().hex}:"
+    inbox = RedisInbox.from_url(url, retention_seconds=600, prefix=prefix)
+    try:
+        yield inbox
+    finally:
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        await inbox.aclose()
+        if server is not None:
+            server.stop()
+
+
+async def test_the_notification_inbox_sends_one_email_per_event(
+    topology: Topology, redis_inbox: Any, tmp_path: Any
+) -> None:
+    """Redelivered: one email. A failed send (the SMTP relay down) releases the claim, so the
+    redelivery after it sends the email, once."""
+    from shop.common.auth import ServiceTokens
+    from shop.common.http import ServiceClient
+    from shop.devtools import mailsink
+    from shop.devtools.processes import free_port
+    from shop.notifications.service import KEYS as MAIL_KEYS
+    from shop.notifications.service import Notifier
+    from shop.notifications.settings import NotificationsSettings
+
+    port = free_port()
+    settings = NotificationsSettings(smtp_port=port, smtp_timeout_seconds=2)
+    users = ServiceClient(  # never called: a registration carries the customer's address
+        target="user-service", base_url="http://users", tokens=ServiceTokens("n", "s"), timeout=1
+    )
+    notifier = Notifier(settings, users)
+    outcomes: list[str] = []
+
+    async def handler(event: Event, conn: Any) -> None:
+        try:
+            await notifier(event, conn)
+        except Exception:
+            outcomes.append("failed")
+            raise
+        outcomes.append("sent")
+
+    consumer = Consumer(
+        name="notifications",
+        keys=MAIL_KEYS,
+        handler=handler,
+        topology=topology,
+        inbox=redis_inbox,
+        retry_base=3600,  # no retry of its own within the test: redeliveries are ours
+    )
+
+    def registered(username: str) -> aio_pika.Message:
+        body = {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "/shop/user-service",
+            "type": "shop.user.registered",
+            "subject": "users/1",
+            "time": "2026-01-01T00:00:00Z",
+            "datacontenttype": "application/json",
+            "data": {"id": 1, "username": username, "email": f"{username}@example.com"},
+        }
+        return aio_pika.Message(orjson.dumps(body), content_type=CONTENT_TYPE)
+
+    mail = tmp_path / "mail"
+    sink = None
+    connection = await topology.connect()
+    try:
+        async with connection, background(consumer.run()):
+            await asyncio.wait_for(consumer.ready.wait(), 30)
+            exchange = await topology.declare_exchange(await connection.channel())
+            # The SMTP relay is down: the first delivery fails and must not keep its claim.
+            failed = registered("ada")
+            await exchange.publish(failed, routing_key="shop.user.registered")
+            await until(lambda: outcomes == ["failed"])
+            sink = mailsink.start(mail, port=port)
+            twice = registered("bob")
+            for message in (failed, twice, twice, failed):  # redeliveries
+                await exchange.publish(message, routing_key="shop.user.registered")
+            await until(lambda: len(list(mail.glob("*.eml"))) >= 2)
+            await asyncio.sleep(0.5)  # a second email, if any, would be written by now
+    finally:
+        if sink is not None:
+            sink.stop()
+        await users.aclose()
+    assert outcomes == ["failed", "sent", "sent"]
+    recipients = sorted(p.read_text().split("To: ")[1].split("\n")[0] for p in mail.glob("*.eml"))
+    assert recipients == ["ada@example.com", "bob@example.com"]

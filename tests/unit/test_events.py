@@ -1,0 +1,155 @@
+"""The event catalogue, the AsyncAPI document, the CloudEvent parser and the emails (no I/O)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+import orjson
+import pytest
+import yaml
+
+from shop.common.events.catalogue import EVENT_TYPES
+from shop.common.events.consumer import Event
+from shop.common.events.outbox import with_event
+from shop.common.events.relay import cloudevent
+from shop.notifications.service import KEYS, compose
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def asyncapi() -> dict:  # type: ignore[type-arg]
+    text = (ROOT / "docs" / "events.md").read_text()
+    block = re.search(r"## AsyncAPI\n\n```yaml\n(.*?)```", text, re.S)
+    assert block is not None
+    return yaml.safe_load(block.group(1))
+
+
+def test_the_asyncapi_document_describes_every_event_and_no_other() -> None:
+    doc = asyncapi()
+    assert set(doc["channels"]) == set(EVENT_TYPES)
+    for type_, (service, _) in EVENT_TYPES.items():
+        key = type_.removeprefix("shop.").replace(".", "_")
+        payload = doc["components"]["messages"][key]["payload"]["allOf"][1]["properties"]
+        assert payload["type"]["const"] == type_
+        assert payload["source"]["const"] == f"/shop/{service}"
+
+
+def test_the_catalogue_is_the_contracts_list() -> None:
+    found = [p for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared" / "EVENTS.md").exists()]
+    if not found:
+        pytest.skip("the shared contract is not beside this checkout")
+    contract = found[0] / "shared" / "EVENTS.md"
+    named = set(re.findall(r"`(shop\.[a-z_]+\.[a-z_]+)`", contract.read_text()))
+    assert named == set(EVENT_TYPES)
+
+
+def test_a_cloudevent_round_trips_through_the_parser() -> None:
+    row = {
+        "event_id": uuid4(),
+        "type": "shop.order.paid",
+        "subject": "42",
+        "created_at": datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=UTC),
+        "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+    }
+    event = Event.parse(orjson.dumps(cloudevent("orders", row, {"id": 42})))
+    assert event.type == "shop.order.paid"
+    assert event.source == "/shop/orders"
+    assert event.time == "2026-12-01T12:00:00.123456Z"
+    assert event.traceparent == row["traceparent"]
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[]", b'{"specversion": "0.3"}', b'{"specversion": "1.0", "id": 1}']
+)
+def test_anything_but_a_cloudevent_is_refused(body: bytes) -> None:
+    with pytest.raises((ValueError, KeyError, TypeError)):
+        Event.parse(body)
+
+
+def test_with_event_keeps_the_statement_and_adds_one_insert() -> None:
+    sql = with_event(
+        "UPDATE t SET x = 1 RETURNING id", type_sql="'shop.a.b'", stream="a", traceparent_param=1
+    )
+    assert sql.startswith("WITH changed AS (UPDATE t SET x = 1 RETURNING id)")
+    assert sql.count("INSERT INTO outbox") == 1
+    assert sql.endswith("SELECT * FROM changed")
+
+
+def _event(type_: str, **data: object) -> Event:
+    return Event(str(uuid4()), type_, "/shop/orders", "5", "2026-12-01T00:00:00Z", dict(data))
+
+
+def test_each_mailed_event_has_an_email_and_others_none() -> None:
+    user = {"username": "mia", "email": "mia@example.com"}
+    order = {"id": 5, "quantity": 2, "product_id": 1, "total_price": "6.00", "currency": "USD"}
+    for type_ in KEYS:
+        message = compose(
+            _event(type_, **order, failure_reason="payment_declined"), user, sender="s@x"
+        )
+        assert message is not None
+        assert message["To"] == "mia@example.com"
+    paid = compose(_event("shop.order.paid", **order), user, sender="s@x")
+    assert paid is not None
+    assert "6.00 USD" in paid.get_content()
+    assert compose(_event("shop.order.shipped", **order), user, sender="s@x") is None
+
+
+def test_a_redelivered_event_makes_the_same_message_id() -> None:
+    event = _event("shop.order.cancelled", id=5)
+    user = {"username": "mia", "email": "mia@example.com"}
+    first, second = (compose(event, user, sender="s@x") for _ in range(2))
+    assert first is not None
+    assert second is not None
+    assert first["Message-ID"] == second["Message-ID"] == f"<{event.id}@shop.events>"
+
+
+class _Message:
+    """What the consumer reads of an AMQP delivery."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.headers, self.acked = body, {}, False
+
+    async def ack(self) -> None:
+        self.acked = True
+
+
+async def test_the_consumers_work_continues_the_trace_of_the_request() -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from shop.common.events.broker import Topology
+    from shop.common.events.consumer import Consumer
+    from shop.common.events.outbox import traceparent
+
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("POST /api/v1/orders") as request_span:
+        written = traceparent()  # what the outbox row records
+    assert written is not None
+    trace_id = request_span.get_span_context().trace_id
+    assert written.split("-")[1] == f"{trace_id:032x}"
+    seen: list[int] = []
+
+    async def handler(event: Event, _conn: object) -> None:
+        seen.append(trace.get_current_span().get_span_context().trace_id)
+
+    consumer = Consumer("t", ["#"], handler, Topology("amqp://unused"))
+    row = {
+        "event_id": uuid4(),
+        "type": "shop.order.paid",
+        "subject": "1",
+        "created_at": datetime(2026, 12, 1, tzinfo=UTC),
+        "traceparent": written,
+    }
+    message = _Message(orjson.dumps(cloudevent("orders", row, {})))
+    await consumer.on_message(message)  # type: ignore[arg-type]
+    assert message.acked
+    assert seen == [trace_id]
+
+
+def test_no_trace_no_traceparent() -> None:
+    from shop.common.events.outbox import traceparent
+
+    assert traceparent() is None
