@@ -66,6 +66,11 @@ def local_manifests(
         "SHOP_SERVICE_TOKEN_SECRET": secrets.token_urlsafe(32),
         "SHOP_JWT_PRIVATE_KEY": generate_private_key_pem(),
         "SHOP_ADMIN_PASSWORD": "kube-" + secrets.token_urlsafe(12),
+        # No broker on purpose: the pods must start and serve while the outbox keeps the
+        # events (docs/events.md), and this test publishes nothing into a shared exchange.
+        "SHOP_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/",
+        "SHOP_SMTP_USERNAME": "kube-play",
+        "SHOP_SMTP_PASSWORD": secrets.token_urlsafe(16),
     }
     out: list[dict[str, Any]] = []
     expect: dict[str, dict[str, Any]] = {}
@@ -232,8 +237,9 @@ def _wait_answers(engine, want: dict, timeout: float = 180.0) -> None:
 
 
 def test_every_deployment_answers_its_probe_paths_on_its_port(played):
-    # Every Deployment of the overlay: the four services and the storefront (no database).
-    assert set(played) == {*SERVICE_OF, "storefront"}
+    # Every Deployment of the overlay: the four services, and the storefront and the
+    # notification worker (no database of their own).
+    assert set(played) == {*SERVICE_OF, "storefront", "notifications"}
     for name, want in played.items():
         assert want["paths"], f"{name} has no HTTP probes"
         for path in want["paths"]:
