@@ -108,24 +108,29 @@ def test_the_catalogue_cache_redis_in_kubernetes(rendered, model, env):
     assert service["selector"] == {"app.kubernetes.io/name": "redis"}
     products = by_kind(docs, "Deployment")["product-service"]
     assert config(docs, products)["SHOP_REDIS_URL"] == "redis://redis:6379/0"
-    # Only the product service reaches Redis, and it may.
+    notifications = by_kind(docs, "Deployment")["notifications"]
+    assert config(docs, notifications)["SHOP_REDIS_URL"] == "redis://redis:6379/0"
+    # Only the product service (the cache) and the notification worker (its inbox) reach
+    # Redis, and they may.
     policies = by_kind(docs, "NetworkPolicy")
     ingress = policies["redis-ingress"]["spec"]
     assert ingress["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "redis"}}
     (rule,) = ingress["ingress"]
-    assert rule["from"] == [
-        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "product-service"}}}
-    ]
+    (peer,) = rule["from"]
+    (allowed,) = peer["podSelector"]["matchExpressions"]
+    assert allowed["key"] == "app.kubernetes.io/name" and allowed["operator"] == "In"
+    assert set(allowed["values"]) == {"product-service", "notifications"}
     assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
-    egress = policies["product-service-redis-egress"]["spec"]
-    assert egress["egress"][0]["to"] == [
-        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "redis"}}}
-    ]
+    clients = {"product-service-redis-egress", "notifications-redis-egress"}
+    for name in clients:
+        assert policies[name]["spec"]["egress"][0]["to"] == [
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "redis"}}}
+        ]
     # No other pod is selected by a policy that lets it reach 6379.
     for name, policy in policies.items():
         for rule in policy["spec"].get("egress", []):
             if {"protocol": "TCP", "port": 6379} in rule.get("ports", []):
-                assert name == "product-service-redis-egress"
+                assert name in clients
 
 
 def test_terraform_follows_the_model(hcl, model):

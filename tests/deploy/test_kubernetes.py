@@ -624,7 +624,7 @@ def test_rabbitmq_is_a_three_node_statefulset_reached_only_by_the_event_clients(
     assert all(ports <= {5672, 15692, 4369, 25672} for _p, ports in peers)
 
 
-def test_the_notification_worker_reaches_only_the_broker_users_and_smtp(prod):
+def test_the_notification_worker_reaches_only_the_broker_users_redis_and_smtp(prod):
     dep = by_kind(prod, "Deployment")[NOTIFICATIONS]
     app = pod_spec(dep)["containers"][0]
     assert app["args"] == ["notifications"]
@@ -639,7 +639,7 @@ def test_the_notification_worker_reaches_only_the_broker_users_and_smtp(prod):
         for p, ports in peers
         if "podSelector" in p and "namespaceSelector" not in p
     }
-    assert pods == {"user-service": {5000}, "rabbitmq": {5672}}
+    assert pods == {"user-service": {5000}, "rabbitmq": {5672}, "redis": {6379}}  # redis: inbox
     assert ({"ipBlock": {"cidr": "0.0.0.0/0"}}, {587}) in peers
     ingress = allowed(by_kind(prod, "NetworkPolicy"), NOTIFICATIONS, "ingress")
     assert ingress == [(namespace("monitoring"), {5005})]
