@@ -8,7 +8,8 @@ replicas one by one. With ``storefront=True`` (``shop run``) the storefront's re
 (``base_port + 4 + 10 * r``) join them behind the gateway's ``/``, ``/graphql`` and ``/admin``
 routes, calling the services through the same internal ports. With ``relay=True`` (``shop run``
 with a broker) one ``shop relay`` process publishes the four services' outboxes, as the
-Deployments' relay sidecars do; no service process relays (docs/events.md).
+Deployments' relay sidecars do, with its ``/metrics`` on ``base_port + 9``; no service process
+relays (docs/events.md).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from shop.devtools.gateway import Gateway, Limits
 from shop.devtools.processes import (
     RelayProcess,
     ServiceProcess,
-    free_port,
     platform_env,
     relay_env,
     storefront_env,
@@ -108,7 +108,7 @@ class Cluster:
         }
         relay_proc = None
         if relay:
-            port = free_port()
+            port = base_port + 9  # no replica's (those are base + i + 10 r, i < 5): stable
             relay_proc = RelayProcess(
                 "relay",
                 port,
