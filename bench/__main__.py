@@ -61,6 +61,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         choices=["on", "off"],
         help="set it on the run's databases (an experiment; default: the server's)",
     )
+    parser.add_argument(
+        "--relay",
+        choices=["process", "in-process"],
+        default="process",
+        help="with SHOP_AMQP_URL set: relay the outboxes in a `shop relay` process (default,"
+        " reported as its own line) or inside each service process (SHOP_RELAY_IN_PROCESS)",
+    )
     return parser.parse_args(argv)
 
 
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         keep_logs=args.keep_logs,
         synchronous_commit=args.synchronous_commit,
+        relay=args.relay,
     ) as platform:
         if args.command == "profile":
             from bench import profile

@@ -1,6 +1,13 @@
 """The platform under test: its own databases, a loaded catalogue and users, four processes,
 and the Envoy gateway in front of them (rate limits off: one address drives all the load).
 
+With a broker (``SHOP_AMQP_URL`` in the environment, and ``SHOP_AMQP_EXCHANGE`` to keep to a
+run's own exchange) the outboxes are relayed as ``shop run`` relays them: by one ``shop relay``
+process for the four services (``relay="process"``, the default), whose CPU is reported as its
+own line ``relay``, not in the services' CPU; ``relay="in-process"`` sets
+``SHOP_RELAY_IN_PROCESS`` and every service process relays its own outbox instead (the before
+of docs/events.md's comparison).
+
 Everything is created with a random prefix on the PostgreSQL the project finds (DATABASE_URL,
 else 127.0.0.1:5432, else the embedded server) and dropped at the end, so a run never sees
 another's data and leaves nothing behind.
@@ -25,7 +32,15 @@ import httpx
 
 from shop.devtools.gateway import Gateway, Limits
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases, find_server
-from shop.devtools.processes import SERVICES, ServiceProcess, free_port, platform_env, wait_ready
+from shop.devtools.processes import (
+    SERVICES,
+    RelayProcess,
+    ServiceProcess,
+    free_port,
+    platform_env,
+    relay_env,
+    wait_ready,
+)
 from shop.devtools.redis import find_redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +60,7 @@ class Platform:
     procs: dict[str, ServiceProcess] = field(default_factory=dict)
     gateway: Gateway | None = None
     redis_url: str | None = None
+    relay: str = "process"  # or "in-process"; "none" without a broker
 
     def url(self, service: str, *, via_gateway: bool = False) -> str:
         """Where a client reaches ``service``: its own process, or the gateway in front."""
@@ -133,8 +149,12 @@ def login_tokens(platform: Platform, count: int) -> list[str]:
     return tokens
 
 
-def service_env(workers: int) -> dict[str, str]:
+RELAY_MODES = ("process", "in-process")
+
+
+def service_env(workers: int, *, relay: str = "process") -> dict[str, str]:
     return {
+        "SHOP_RELAY_IN_PROCESS": "true" if relay == "in-process" else "false",
         # One client address drives all the load: the per-IP login limit would refuse it.
         "SHOP_RATE_LIMITING": "false",
         "SHOP_WORKERS": str(workers),
@@ -151,8 +171,12 @@ def running_platform(
     workers: int = 1,
     keep_logs: bool = False,
     synchronous_commit: str | None = None,
+    relay: str = "process",
 ) -> Iterator[Platform]:
-    """Create, migrate and load the databases, start the four services; undo it all after."""
+    """Create, migrate and load the databases, start the four services (and, with a broker and
+    ``relay="process"``, the relay process); undo it all after."""
+    if relay not in RELAY_MODES:
+        raise ValueError(f"relay is one of {RELAY_MODES}")
     from shop.cli import prepare
     from shop.common.auth import generate_private_key_pem
 
@@ -176,7 +200,7 @@ def running_platform(
             secrets_dir=secrets_dir,
             admin_password=secrets.token_urlsafe(16),
             service_token_secret=secrets.token_urlsafe(32),
-            extra=service_env(workers),
+            extra=service_env(workers, relay=relay),
         )
         # The catalogue cache: Redis found as PostgreSQL is (SHOP_REDIS_URL, else the local one,
         # else a private redis-server), under this run's own key prefix. A second product
@@ -196,6 +220,7 @@ def running_platform(
         }
         platform = Platform(server, prefix, urls, workdir, products, users, workers)
         platform.redis_url = redis_url
+        platform.relay = relay if os.environ.get("SHOP_AMQP_URL") else "none"
         for name in [*SERVICES, "products_nocache"]:
             proc = ServiceProcess(
                 name if name in SERVICES else "products",
@@ -205,6 +230,16 @@ def running_platform(
             )
             platform.procs[name] = proc
             proc.start()
+        if platform.relay == "process":  # the four outboxes, as `shop run` relays them
+            port = free_port()
+            platform.procs["relay"] = RelayProcess(
+                "relay",
+                port,
+                relay_env(envs, SERVICES, port),
+                workdir / "relay.log",
+                services=SERVICES,
+            )
+            platform.procs["relay"].start()
         wait_ready(list(platform.procs.values()), timeout=120)
         platform.gateway = Gateway(
             state_dir=workdir / "gateway",

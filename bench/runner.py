@@ -266,6 +266,7 @@ def run(
             "products": platform.products,
             "users": platform.users,
             "workers": platform.workers,
+            "relay": platform.relay,
             "mix": mix or scenarios.MIX,
         },
         "baselines": {},

@@ -7,6 +7,7 @@ shop export-schema       write the storefront's GraphQL schema to its schema.gra
 shop migrate SERVICE     apply a service's migrations to its database
 shop seed                the bootstrap admin and a demo catalogue (idempotent)
 shop notifications       the notification worker: emails customers about their events
+shop relay SERVICE...    publish the services' outboxes to RabbitMQ (the relay sidecar)
 shop recover             drive unfinished orders to a final status, once
 shop rotate-keys         rotate the JWT signing keys kept in Vault (the user service follows)
 shop backup              dump the four databases with a manifest (--keep N prunes)
@@ -191,6 +192,7 @@ def run_cluster(
         service_token_secret=service_secret,
         storefront=True,
         extra={"SHOP_AMQP_URL": amqp_url} if amqp_url else None,
+        relay=bool(amqp_url),  # one `shop relay` process for the four outboxes
     )
     stop = StopFlag()
     prometheus = None
@@ -217,6 +219,8 @@ def run_cluster(
         print(f"  storefront {gateway.url}/  (admin: {gateway.url}/admin, GraphQL: /graphql)")
         for name, replicas in cluster.replicas.items():
             print(f"  {name:<10} " + " ".join(f"{p.url}/docs" for p in replicas))
+        if cluster.relay is not None:
+            print(f"  {'relay':<10} {cluster.relay.url}/metrics  (the four outboxes to RabbitMQ)")
         if args.prometheus:  # scrapes the first replica of each service and the gateway
             prometheus = start_prometheus(
                 {name: cluster.replicas[name][0].port for name in SERVICES},
@@ -245,6 +249,10 @@ def run_cluster(
                             f"{name}-{index} exited ({proc.process.returncode}); starting it again"
                         )
                         cluster.start_replica(name, index)
+            relay = cluster.relay
+            if not stop.is_set and relay and relay.process and relay.process.poll() is not None:
+                print(f"the relay exited ({relay.process.returncode}); starting it again")
+                cluster.restart_relay()
             time.sleep(0.5)
     finally:
         if prometheus is not None:
@@ -373,6 +381,18 @@ def cmd_notifications(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_relay(args: argparse.Namespace) -> int:
+    import importlib
+
+    from shop.common.events.sidecar import RelaySource, main
+
+    sources: list[RelaySource] = []
+    for service in dict.fromkeys(args.service):  # each once, in the order given
+        sources.append(importlib.import_module(f"shop.{service}.app").relay_source())
+    main(sources)
+    return 0
+
+
 def cmd_recover(_: argparse.Namespace) -> int:
     from shop.orders.recovery import recover_once
 
@@ -447,6 +467,14 @@ def main(argv: list[str] | None = None) -> int:
     seed.set_defaults(func=cmd_seed)
     notify = sub.add_parser("notifications", help="run the notification worker (emails)")
     notify.set_defaults(func=cmd_notifications)
+    relay = sub.add_parser(
+        "relay",
+        help="relay the services' outboxes to RabbitMQ until SIGTERM (the relay sidecar)",
+        description="Publish each SERVICE's outbox (docs/events.md); /metrics on SHOP_RELAY_PORT."
+        " With several services, SHOP_<SERVICE>_DATABASE_URL gives each its database.",
+    )
+    relay.add_argument("service", nargs="+", choices=SERVICES)
+    relay.set_defaults(func=cmd_relay)
     recover = sub.add_parser("recover", help="finish unfinished orders once")
     recover.set_defaults(func=cmd_recover)
     rotate = sub.add_parser("rotate-keys", help="rotate the JWT signing keys in Vault")

@@ -271,8 +271,12 @@ def test_configuration_follows_the_env_contract(prod, name):
 def test_services_and_service_monitors(prod, name):
     port = WORKLOADS[name]
     svc = by_kind(prod, "Service")[name]
+    # The four services' pods also run the outbox relay, whose /metrics is scraped too.
+    relay = name in SERVICES
     assert svc["spec"]["ports"] == [
-        {"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}
+        {"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"},
+    ] + relay * [
+        {"name": "relay-metrics", "port": 9464, "targetPort": "relay-metrics", "protocol": "TCP"},
     ]
     assert svc["spec"]["selector"] == {"app.kubernetes.io/name": name}
     monitor = by_kind(prod, "ServiceMonitor")[name]
@@ -280,8 +284,39 @@ def test_services_and_service_monitors(prod, name):
     assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"  # job = Service name
     assert svc["metadata"]["labels"]["app.kubernetes.io/name"] == name
     assert monitor["spec"]["endpoints"] == [
-        {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+        {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"},
+    ] + relay * [
+        {"port": "relay-metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"},
     ]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_pod_runs_its_outbox_relay_as_a_sidecar(rendered, env, name):
+    """The relay (`shop relay SERVICE`) beside the app: same image and settings, the app
+    not relaying (SHOP_RELAY_IN_PROCESS unset: false), metrics scraped and reachable."""
+    docs = rendered[env]
+    spec = pod_spec(by_kind(docs, "Deployment")[name])
+    cli, _port, _db = SERVICES[name]
+    app, relay = spec["containers"]
+    assert relay["name"] == "relay"
+    assert relay["args"] == ["relay", cli]
+    assert relay["image"] == app["image"]
+    assert relay["envFrom"] == app["envFrom"]
+    env_vars = {e["name"]: e for e in relay["env"]}
+    assert env_vars["SHOP_RELAY_PORT"]["value"] == "9464"
+    assert env_vars["SHOP_POD_NAME"] == app["env"][0]
+    assert relay["ports"] == [{"name": "relay-metrics", "containerPort": 9464, "protocol": "TCP"}]
+    assert relay["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "relay-metrics"}
+    assert "readinessProbe" not in relay  # a relay in trouble must not take the pod's traffic
+    assert relay["securityContext"] == app["securityContext"]
+    for key in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(relay["resources"][key])
+    (cm,) = [e["configMapRef"]["name"] for e in app["envFrom"]]
+    assert "SHOP_RELAY_IN_PROCESS" not in by_kind(docs, "ConfigMap")[cm]["data"]
+    ingress = by_kind(docs, "NetworkPolicy")[f"{name}-ingress"]["spec"]["ingress"]
+    scrape = [r for r in ingress if "monitoring" in str(r["from"])]
+    assert {"protocol": "TCP", "port": 9464} in scrape[0]["ports"]
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -491,7 +526,9 @@ def test_ingress_only_from_the_gateway_monitoring_and_named_callers(prod, name):
     port = WORKLOADS[name]
     peers = allowed(policies, name, "ingress")
     assert (namespace("envoy-gateway-system"), {port}) in peers
-    assert (namespace("monitoring"), {port}) in peers
+    # Prometheus also scrapes the relay sidecar's /metrics in the four services' pods.
+    scraped = {port, 9464} if name in SERVICES else {port}
+    assert (namespace("monitoring"), scraped) in peers
     callers = {
         # JWKS; the storefront calls every service's API with its user's token.
         "user-service": {
@@ -512,7 +549,7 @@ def test_ingress_only_from_the_gateway_monitoring_and_named_callers(prod, name):
         if "podSelector" in p and "namespaceSelector" not in p and ports == {port}
     }
     assert pod_peers == callers
-    assert all(ports == {port} for _p, ports in peers), "every ingress rule names the port"
+    assert all(ports in ({port}, scraped) for _p, ports in peers), "every rule names its ports"
 
 
 @pytest.mark.parametrize("name", SERVICES)

@@ -1,4 +1,5 @@
-"""The four services as real processes relaying through RabbitMQ, with a proxy the test cuts.
+"""The four services as real processes, each with its relay process (``shop relay SERVICE``,
+as the Deployments' relay sidecars), publishing through RabbitMQ via a proxy the test cuts.
 
 The services reach the broker only through ``tests.eventfaults.proxy.Proxy``, so "the broker is
 stopped" is the proxy going down: the machine's broker, which others share, is never touched.
@@ -24,7 +25,15 @@ import pytest
 
 from shop.common.auth import SigningKeys, issue_access_token
 from shop.common.events.broker import Topology, delete_topology
-from shop.devtools.processes import SERVICES, ServiceProcess, stable_ports, wait_ready
+from shop.devtools.processes import (
+    SERVICES,
+    RelayProcess,
+    ServiceProcess,
+    free_port,
+    relay_env,
+    stable_ports,
+    wait_ready,
+)
 from tests.conftest import process_envs
 from tests.eventfaults.proxy import Proxy
 
@@ -40,6 +49,7 @@ class EventPlatform:
     urls: dict[str, str]
     proxy: Proxy
     topology: Topology  # straight to the broker (the spy's)
+    relays: dict[str, RelayProcess] = field(default_factory=dict)
     _conns: dict[str, asyncpg.Connection] = field(default_factory=dict)
 
     def client(self, service: str) -> httpx.AsyncClient:
@@ -66,6 +76,22 @@ class EventPlatform:
         )
         self.procs[service].start()
         wait_ready([self.procs[service]], timeout=READY_TIMEOUT)
+
+    def restart_relay(self, service: str, **env: str) -> RelayProcess:
+        """Stop the service's relay process (if it runs) and start it anew with ``env``."""
+        old = self.relays[service]
+        old.stop()
+        new = RelayProcess(
+            old.name,
+            old.port,
+            {**relay_env(self.envs, (service,), old.port), **env},
+            old.log_path,
+            services=(service,),
+        )
+        self.relays[service] = new
+        new.start()
+        wait_ready([new], timeout=READY_TIMEOUT)
+        return new
 
 
 class Spy:
@@ -139,7 +165,17 @@ def event_platform(
         name: ServiceProcess(name, ports[name], envs[name], logs / f"{name}.log")
         for name in SERVICES
     }
-    for proc in procs.values():
+    relays = {}
+    for name in SERVICES:
+        port = free_port()
+        relays[name] = RelayProcess(
+            f"{name}-relay",
+            port,
+            relay_env(envs, (name,), port),
+            logs / f"{name}-relay.log",
+            services=(name,),
+        )
+    for proc in [*procs.values(), *relays.values()]:
         proc.start()
     platform = EventPlatform(
         procs,
@@ -147,12 +183,13 @@ def event_platform(
         e2e_database_urls,
         proxy,
         Topology(amqp_url, broker_names["amqp_exchange"], broker_names["amqp_queue_prefix"]),
+        relays,
     )
     try:
-        wait_ready(list(procs.values()), timeout=READY_TIMEOUT)
+        wait_ready([*procs.values(), *relays.values()], timeout=READY_TIMEOUT)
         yield platform
     finally:
-        for proc in platform.procs.values():
+        for proc in [*platform.procs.values(), *platform.relays.values()]:
             proc.stop(timeout=5)
         proxy.close()
         asyncio.run(delete_topology(platform.topology, ["orders"]))  # leave nothing behind

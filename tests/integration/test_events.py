@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -19,6 +20,7 @@ from shop.common.events.broker import Topology, delete_topology
 from shop.common.events.catalogue import CONTENT_TYPE, EVENT_TYPES
 from shop.common.events.consumer import Consumer, Event
 from shop.common.events.relay import Relay, render_as
+from shop.devtools.processes import RelayProcess, free_port, wait_ready
 from shop.orders.events import CONSUMER, KEYS, follow_refunds
 from shop.orders.schemas import OrderRead
 from shop.payments.schemas import PaymentRead
@@ -581,3 +583,66 @@ async def test_the_notification_inbox_sends_one_email_per_event(
     assert outcomes == ["failed", "sent", "sent"]
     recipients = sorted(p.read_text().split("To: ")[1].split("\n")[0] for p in mail.glob("*.eml"))
     assert recipients == ["ada@example.com", "bob@example.com"]
+
+
+async def test_the_relay_process_publishes_several_services_outboxes_until_sigterm(
+    platform: Platform,
+    make_product: Any,
+    topology: Topology,
+    amqp_names: dict[str, str],
+    tmp_path: Any,
+) -> None:
+    """`shop relay products payments` (what `shop run` and the bench start, with each
+    service's database as SHOP_<SERVICE>_DATABASE_URL): the in-process apps do not relay
+    (SHOP_RELAY_IN_PROCESS is off), the process does, reports each outbox's backlog on its
+    /metrics, and stops cleanly on SIGTERM."""
+    port = free_port()
+    env = {
+        "SHOP_ENV": "test",
+        "SHOP_AMQP_URL": topology.url,
+        "SHOP_AMQP_EXCHANGE": amqp_names["amqp_exchange"],
+        "SHOP_AMQP_QUEUE_PREFIX": amqp_names["amqp_queue_prefix"],
+        "SHOP_RELAY_POLL_SECONDS": "0.05",
+        "SHOP_PRODUCTS_DATABASE_URL": platform.urls["products"],
+        "SHOP_PAYMENTS_DATABASE_URL": platform.urls["payments"],
+        "SHOP_RELAY_PORT": str(port),
+    }
+    proc = RelayProcess(
+        "relay", port, env, tmp_path / "relay.log", services=("products", "payments")
+    )
+    async with Spy(topology) as spy:
+        product = await make_product(name="Relayed by its own process")
+        await asyncio.sleep(0.5)  # the apps alone: nothing goes out
+        assert not [
+            e for e in spy.events("shop.product.created") if e["subject"] == str(product["id"])
+        ]
+        proc.start()
+        try:
+            await asyncio.to_thread(wait_ready, [proc], 60)
+            await until(
+                lambda: any(
+                    e["subject"] == str(product["id"]) for e in spy.events("shop.product.created")
+                )
+            )
+            (event,) = [
+                e for e in spy.events("shop.product.created") if e["subject"] == str(product["id"])
+            ]
+            assert event["source"] == "/shop/products"
+            assert event["data"]["name"] == "Relayed by its own process"
+
+            def gauges() -> str:
+                with urllib.request.urlopen(f"{proc.url}/metrics", timeout=5) as r:  # noqa: S310
+                    return str(r.read().decode())
+
+            await until(lambda: 'shop_outbox_backlog{service="payments"}' in gauges())
+            assert 'shop_outbox_backlog{service="products"}' in gauges()
+        finally:
+            code = proc.stop(timeout=30)
+    assert code == 0, proc.log_tail()
+    rows = await platform.sql(
+        "products",
+        "SELECT sent_at FROM outbox WHERE type = 'shop.product.created' AND subject = $1",
+        str(product["id"]),
+    )
+    assert rows
+    assert all(r["sent_at"] is not None for r in rows)

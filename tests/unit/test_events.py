@@ -14,7 +14,9 @@ import yaml
 from shop.common.events.catalogue import EVENT_TYPES
 from shop.common.events.consumer import Event
 from shop.common.events.outbox import with_event
-from shop.common.events.relay import cloudevent
+from shop.common.events.relay import cloudevent, crash_after_publish
+from shop.common.events.sidecar import RelaySource
+from shop.common.settings import ServiceSettings
 from shop.notifications.service import KEYS, compose
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,3 +155,36 @@ def test_no_trace_no_traceparent() -> None:
     from shop.common.events.outbox import traceparent
 
     assert traceparent() is None
+
+
+def test_the_relay_crash_fault_names_services_and_needs_fault_injection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    faulty = ServiceSettings(env="test", fault_injection=True)
+    monkeypatch.setenv("SHOP_FAULT_RELAY_CRASH_AFTER_PUBLISH", "payments, orders")
+    assert crash_after_publish(faulty, "payments")
+    assert crash_after_publish(faulty, "orders")
+    assert not crash_after_publish(faulty, "products")
+    assert not crash_after_publish(ServiceSettings(env="test"), "payments")  # injection off
+    monkeypatch.setenv("SHOP_FAULT_RELAY_CRASH_AFTER_PUBLISH", "1")
+    assert crash_after_publish(faulty, "users")
+    monkeypatch.delenv("SHOP_FAULT_RELAY_CRASH_AFTER_PUBLISH")
+    assert not crash_after_publish(faulty, "users")
+
+
+def test_a_relay_source_takes_its_own_database_url_when_one_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = ServiceSettings(database_url="postgresql://h/shared")  # type: ignore[arg-type]
+    source = RelaySource("orders", settings, lambda _t, _d: b"{}")
+    assert source.with_own_database() is source
+    monkeypatch.setenv("SHOP_ORDERS_DATABASE_URL", "postgresql://h/orderdb")
+    own = source.with_own_database()
+    assert own.settings.database_url.get_secret_value() == "postgresql://h/orderdb"
+    assert own.service == "orders"
+    assert settings.database_url.get_secret_value() == "postgresql://h/shared"  # a copy
+
+
+def test_services_do_not_relay_in_process_unless_asked() -> None:
+    assert ServiceSettings().relay_in_process is False
+    assert ServiceSettings(relay_in_process=True).relay_in_process is True

@@ -121,11 +121,15 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 
 # --- events (shop.common.events) -----------------------------------------------------------
 OUTBOX_BACKLOG = Gauge(
-    "shop_outbox_backlog", "Events written but not yet published.", multiprocess_mode="max"
+    "shop_outbox_backlog",
+    "Events written but not yet published.",
+    ["service"],
+    multiprocess_mode="max",
 )
 OUTBOX_OLDEST_AGE = Gauge(
     "shop_outbox_oldest_unsent_age_seconds",
     "Age of the oldest unpublished event (0 when none).",
+    ["service"],
     multiprocess_mode="max",
 )
 EVENTS_PUBLISHED = Counter("shop_events_published_total", "Events published, confirmed.", ["type"])

@@ -107,6 +107,12 @@ class ServiceSettings(BaseSettings):
     relay_poll_seconds: float = Field(default=0.2, gt=0)
     relay_idle_poll_seconds: float = Field(default=1.0, gt=0)  # the wait grows to it while idle
     relay_batch: int = Field(default=200, ge=1)
+    # Where the relay runs (docs/events.md, "The relay process"): by default in its own process
+    # (`shop relay SERVICE`, the Deployments' `relay` sidecar), so request-serving processes pay
+    # only the outbox INSERT; true: inside the service process too, as a lifespan extension
+    # (embedded use and in-process tests). relay_port: the relay process's /metrics.
+    relay_in_process: bool = False
+    relay_port: int = Field(default=9464, ge=1, le=65535)
     outbox_retention_hours: float = Field(default=24.0, ge=0)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

@@ -6,7 +6,10 @@ gateway's internal ports, as they would through Kubernetes Services, so losing o
 costs a retry, not an outage. The HA tests drive the same class: kill a replica, restart the
 replicas one by one. With ``storefront=True`` (``shop run``) the storefront's replicas
 (``base_port + 4 + 10 * r``) join them behind the gateway's ``/``, ``/graphql`` and ``/admin``
-routes, calling the services through the same internal ports.
+routes, calling the services through the same internal ports. With ``relay=True`` (``shop run``
+with a broker) one ``shop relay`` process publishes the four services' outboxes, as the
+Deployments' relay sidecars do, with its ``/metrics`` on ``base_port + 9``; no service process
+relays (docs/events.md).
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ from pathlib import Path
 from shop.common.services import SERVICES, STOREFRONT
 from shop.devtools.contract import platform_openapi
 from shop.devtools.gateway import Gateway, Limits
-from shop.devtools.processes import ServiceProcess, platform_env, storefront_env, wait_ready
+from shop.devtools.processes import (
+    RelayProcess,
+    ServiceProcess,
+    platform_env,
+    relay_env,
+    storefront_env,
+    wait_ready,
+)
 
 
 @dataclass
@@ -29,6 +39,7 @@ class Cluster:
     replicas: dict[str, list[ServiceProcess]]
     gateway: Gateway
     ready_timeout: float = 300.0
+    relay: RelayProcess | None = None
 
     @classmethod
     def build(
@@ -48,6 +59,7 @@ class Cluster:
         tls_port: int | None = None,
         admin_port: int = 0,
         storefront: bool = False,
+        relay: bool = False,
     ) -> Cluster:
         names = (*SERVICES, STOREFRONT) if storefront else SERVICES
         ports = {
@@ -94,11 +106,32 @@ class Cluster:
             ]
             for name in names
         }
-        return cls(envs, procs, gateway)
+        relay_proc = None
+        if relay:
+            port = base_port + 9  # no replica's (those are base + i + 10 r, i < 5): stable
+            relay_proc = RelayProcess(
+                "relay",
+                port,
+                relay_env(envs, SERVICES, port),
+                logs / "relay.log",
+                services=SERVICES,
+            )
+        return cls(envs, procs, gateway, relay=relay_proc)
 
     @property
     def all(self) -> list[ServiceProcess]:
-        return [p for procs in self.replicas.values() for p in procs]
+        """Every replica, and the relay process when there is one."""
+        relay = [self.relay] if self.relay is not None else []
+        return [p for procs in self.replicas.values() for p in procs] + relay
+
+    def restart_relay(self) -> None:
+        """Start the relay process anew (after it exited)."""
+        if self.relay is not None:
+            old = self.relay
+            self.relay = RelayProcess(
+                old.name, old.port, old.env, old.log_path, services=old.services
+            )
+            self.relay.start()
 
     def start(self) -> None:
         self.gateway.state_dir.mkdir(parents=True, exist_ok=True)

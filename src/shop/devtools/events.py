@@ -1,6 +1,7 @@
 """The event side of a local platform (``shop run``): the SMTP sink writing ``.shop/mail/*.eml``
-and the notification worker, as processes beside the services (which relay their own outboxes
-and run their consumers when ``SHOP_AMQP_URL`` is set)."""
+and the notification worker, as processes beside the services (which run their consumers when
+``SHOP_AMQP_URL`` is set; the ``shop relay`` process, ``Cluster(relay=True)``, publishes their
+outboxes)."""
 
 from __future__ import annotations
 

@@ -55,10 +55,13 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "shop.cli", "serve", self.name, "--port", str(self.port)]
+
     def start(self) -> None:
         out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shop.cli", "serve", self.name, "--port", str(self.port)],
+            self.command(),
             # Unbuffered, as in the image: each log line reaches the log file when it happens.
             env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
             stdout=out if out else None,
@@ -84,12 +87,42 @@ class ServiceProcess:
             return "(no log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    ready_path = "/health/ready"
+
     def ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/health/ready", timeout=1) as r:  # noqa: S310
+            with urllib.request.urlopen(f"{self.url}{self.ready_path}", timeout=1) as r:  # noqa: S310
                 return bool(r.status == 200)
         except OSError:
             return False
+
+
+@dataclass
+class RelayProcess(ServiceProcess):
+    """``shop relay SERVICE...`` as a process (the Deployments' relay sidecar, locally):
+    ``services`` are relayed, ``port`` serves its /metrics (what ``ready`` asks for: the
+    relay has built its pools and relays, as the sidecar's probes ask). ``env`` as
+    ``relay_env`` makes it."""
+
+    services: tuple[str, ...] = ()
+    ready_path = "/metrics"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "shop.cli", "relay", *self.services]
+
+
+def relay_env(
+    envs: Mapping[str, Mapping[str, str]], services: tuple[str, ...], port: int
+) -> dict[str, str]:
+    """The environment of one relay process for ``services``, from their environments
+    (``platform_env``'s): the first one's shared settings (broker, exchange, relay tuning),
+    each service's database as ``SHOP_<SERVICE>_DATABASE_URL``, metrics on ``port``."""
+    env = dict(envs[services[0]])
+    for name in services:
+        env[f"SHOP_{name.upper()}_DATABASE_URL"] = envs[name]["SHOP_DATABASE_URL"]
+    env["SHOP_RELAY_PORT"] = str(port)
+    env["SHOP_POD_NAME"] = "relay-" + "-".join(services)
+    return env
 
 
 def wait_ready(procs: list[ServiceProcess], timeout: float = 30.0) -> None:

@@ -12,12 +12,21 @@ from fastapi import FastAPI
 
 from shop.common.app import create_service_app
 from shop.common.events.relay import relay_extension, render_as
+from shop.common.events.sidecar import RelaySource
 from shop.orders.api import router
 from shop.orders.events import build_consumer
 from shop.orders.recovery import recovery_loop
 from shop.orders.schemas import OrderRead
 from shop.orders.service import build_saga
 from shop.orders.settings import OrdersSettings
+
+# The events' data in the REST shape of OrderRead: for the in-process relay and `shop relay`.
+RENDER = render_as(OrderRead)
+
+
+def relay_source(settings: OrdersSettings | None = None) -> RelaySource:
+    """What `shop relay orders` relays: this service's outbox, with its settings."""
+    return RelaySource("orders", settings or OrdersSettings(), RENDER)
 
 
 def create_app(
@@ -61,5 +70,5 @@ def create_app(
         title="shop order service",
         description="Orders, placed by a saga across the product and payment services.",
         routers=[router],
-        extensions=[orders_runtime, relay_extension("orders", render_as(OrderRead))],
+        extensions=[orders_runtime, relay_extension("orders", RENDER)],
     )

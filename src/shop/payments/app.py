@@ -9,10 +9,19 @@ from fastapi import FastAPI
 
 from shop.common.app import create_service_app
 from shop.common.events.relay import relay_extension, render_as
+from shop.common.events.sidecar import RelaySource
 from shop.payments.api import router
 from shop.payments.provider import PaymentProvider, SimulatedProvider
 from shop.payments.schemas import PaymentRead
 from shop.payments.settings import PaymentsSettings
+
+# The events' data in the REST shape of PaymentRead: for the in-process relay and `shop relay`.
+RENDER = render_as(PaymentRead)
+
+
+def relay_source(settings: PaymentsSettings | None = None) -> RelaySource:
+    """What `shop relay payments` relays: this service's outbox, with its settings."""
+    return RelaySource("payments", settings or PaymentsSettings(), RENDER)
 
 
 def create_app(
@@ -30,5 +39,5 @@ def create_app(
         title="shop payment service",
         description="Payments through a provider interface; refunds.",
         routers=[router],
-        extensions=[payments_runtime, relay_extension("payments", render_as(PaymentRead))],
+        extensions=[payments_runtime, relay_extension("payments", RENDER)],
     )

@@ -9,12 +9,21 @@ from fastapi import FastAPI
 
 from shop.common.app import create_service_app
 from shop.common.events.relay import relay_extension, render_as
+from shop.common.events.sidecar import RelaySource
 from shop.products.api import router
 from shop.products.cache import CatalogueCache
 from shop.products.events import follow_catalogue
 from shop.products.fastpath import CachedPageRoute, CachedProductRoute
 from shop.products.schemas import ProductRead
 from shop.products.settings import ProductsSettings
+
+# The events' data in the REST shape of ProductRead: for the in-process relay and `shop relay`.
+RENDER = render_as(ProductRead)
+
+
+def relay_source(settings: ProductsSettings | None = None) -> RelaySource:
+    """What `shop relay products` relays: this service's outbox, with its settings."""
+    return RelaySource("products", settings or ProductsSettings(), RENDER)
 
 
 def create_app(settings: ProductsSettings | None = None) -> FastAPI:
@@ -47,7 +56,7 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
         # The cache must be on app.state before follow_catalogue runs.
         extensions=[
             catalogue_cache,
-            relay_extension("products", render_as(ProductRead)),
+            relay_extension("products", RENDER),
             follow_catalogue,
         ],
     )

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from shop.common.app import create_service_app
 from shop.common.auth import KeySet, TokenVerifier, generate_private_key_pem
 from shop.common.events.relay import relay_extension, render_as
+from shop.common.events.sidecar import RelaySource
 from shop.common.logging import get_logger
 from shop.common.secrets import VaultSecretSource
 from shop.common.vault import Vault
@@ -89,6 +90,15 @@ async def purge_tokens(app: FastAPI) -> None:
             log.exception("expired refresh tokens not purged")
 
 
+# The events' data in the REST shape of UserRead: for the in-process relay and `shop relay`.
+RENDER = render_as(UserRead)
+
+
+def relay_source(settings: UsersSettings | None = None) -> RelaySource:
+    """What `shop relay users` relays: this service's outbox, with its settings."""
+    return RelaySource("users", settings or UsersSettings(), RENDER)
+
+
 def create_app(settings: UsersSettings | None = None) -> FastAPI:
     settings = settings or UsersSettings()
 
@@ -131,5 +141,5 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
         title="shop user service",
         description="Registration, login and user records. Issues the platform's JWTs.",
         routers=[router, keys_router],
-        extensions=[users_runtime, relay_extension("users", render_as(UserRead))],
+        extensions=[users_runtime, relay_extension("users", RENDER)],
     )

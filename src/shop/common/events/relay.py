@@ -154,8 +154,8 @@ class Relay:
         """Backlog gauges; and, at most hourly, delete rows sent longer ago than retention."""
         async with self.db.acquire() as conn:
             count, age = await conn.fetchrow(BACKLOG)
-            OUTBOX_BACKLOG.set(count)
-            OUTBOX_OLDEST_AGE.set(float(age or 0))
+            OUTBOX_BACKLOG.labels(self.service).set(count)
+            OUTBOX_OLDEST_AGE.labels(self.service).set(float(age or 0))
             if time.monotonic() - self._last_cleanup > 3600:
                 self._last_cleanup = time.monotonic()
                 await conn.execute(
@@ -230,21 +230,33 @@ def render_as(model: type[BaseModel]) -> Render:
     return render
 
 
+def crash_after_publish(settings: ServiceSettings, service: str) -> bool:
+    """Fault injection (tests/eventfaults): ``SHOP_FAULT_RELAY_CRASH_AFTER_PUBLISH`` names the
+    services whose relay dies after publishing (comma-separated; ``1``: every one), and only
+    where the settings allow fault injection (never in production)."""
+    wanted = os.environ.get("SHOP_FAULT_RELAY_CRASH_AFTER_PUBLISH", "")
+    names = {name.strip() for name in wanted.split(",") if name.strip()}
+    return settings.fault_injection and bool(names & {"1", service})
+
+
 def relay_extension(service: str, render: Render) -> Callable[[Any], Any]:
     """An app extension (``create_service_app(extensions=...)``) that relays the service's
-    outbox for the app's lifetime; without a broker it says so once and keeps the events."""
+    outbox for the app's lifetime when ``relay_in_process`` is set; by default it does nothing
+    and the relay is its own process (``shop relay``, ``shop.common.events.sidecar``). Without
+    a broker it says so once and keeps the events."""
 
     @asynccontextmanager
     async def extension(app: Any) -> AsyncIterator[None]:
         settings: ServiceSettings = app.state.settings
+        if not settings.relay_in_process:
+            yield
+            return
         relay = build_relay(settings, app.state.db, render, service=service)
         if relay is None:
             log.warning("no broker configured (SHOP_AMQP_URL): events are kept in the outbox")
             yield
             return
-        relay.crash_after_publish = settings.fault_injection and bool(
-            os.environ.get("SHOP_FAULT_RELAY_CRASH_AFTER_PUBLISH")
-        )
+        relay.crash_after_publish = crash_after_publish(settings, service)
         async with running(relay.run(), f"{service}-relay"):
             yield
 
