@@ -118,7 +118,8 @@ def test_the_catalogue_cache_redis_in_kubernetes(rendered, model, env):
     (rule,) = ingress["ingress"]
     (peer,) = rule["from"]
     (allowed,) = peer["podSelector"]["matchExpressions"]
-    assert allowed["key"] == "app.kubernetes.io/name" and allowed["operator"] == "In"
+    assert allowed["key"] == "app.kubernetes.io/name"
+    assert allowed["operator"] == "In"
     assert set(allowed["values"]) == {"product-service", "notifications"}
     assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
     clients = {"product-service-redis-egress", "notifications-redis-egress"}
