@@ -49,6 +49,12 @@ def _secret_names(deployment: dict[str, Any]) -> list[str]:
     return sorted(k.removeprefix(prefix) for k in annotations if k.startswith(prefix))
 
 
+def _app(pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod's serving container (a service pod also runs the outbox relay sidecar)."""
+    (app,) = (c for c in pod["containers"] if c["name"] == "app")
+    return app
+
+
 def local_manifests(
     docs: list[dict[str, Any]], run_id: str, database_urls: dict[str, str]
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -60,7 +66,7 @@ def local_manifests(
     config_maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
     ports = {}
     for dep in deployments:
-        (app,) = dep["spec"]["template"]["spec"]["containers"]
+        app = _app(dep["spec"]["template"]["spec"])
         ports[dep["metadata"]["name"]] = (app["ports"][0]["containerPort"], free_port())
     values = {
         "SHOP_SERVICE_TOKEN_SECRET": secrets.token_urlsafe(32),
@@ -74,6 +80,7 @@ def local_manifests(
     }
     out: list[dict[str, Any]] = []
     expect: dict[str, dict[str, Any]] = {}
+    relay_ports: dict[str, int] = {}
     for original in deployments:
         dep = copy.deepcopy(original)
         name = dep["metadata"]["name"]
@@ -117,8 +124,16 @@ def local_manifests(
             for ref in container.get("envFrom", []):
                 env_names.add(ref["configMapRef"]["name"])
             # With the host network the app listens on SHOP_PORT itself; podman refuses port
-            # mappings there, so the named port becomes its number in the probes.
-            named = {p["name"]: new_port for p in container.pop("ports", []) if "name" in p}
+            # mappings there, so the named port becomes its number in the probes. The outbox
+            # relay sidecar listens on SHOP_RELAY_PORT: one free port per pod, or the four
+            # sidecars would share the host's 9464.
+            port = new_port
+            if container["name"] == "relay":
+                port = relay_ports[name] = free_port()
+                for var in container["env"]:
+                    if var["name"] == "SHOP_RELAY_PORT":
+                        var["value"] = str(port)
+            named = {p["name"]: port for p in container.pop("ports", []) if "name" in p}
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 if probe in container:
                     get = container[probe]["httpGet"]
@@ -137,7 +152,7 @@ def local_manifests(
                 data_map[key] = value
             cm["metadata"].pop("namespace", None)
             out.append(cm)
-        (app,) = pod["containers"]
+        app = _app(pod)
         expect[name] = {
             "pod": f"{name}-{run_id}-pod-0",
             "container": app["name"],
@@ -151,6 +166,7 @@ def local_manifests(
             ),
             "user": app["securityContext"]["runAsUser"],
             "read_only": app["securityContext"]["readOnlyRootFilesystem"],
+            "relay_port": relay_ports.get(name),
         }
         out.append(dep)
     return out, expect
@@ -244,6 +260,23 @@ def test_every_deployment_answers_its_probe_paths_on_its_port(played):
         assert want["paths"], f"{name} has no HTTP probes"
         for path in want["paths"]:
             assert _get(want["port"], path) == 200, (name, path)
+
+
+def test_each_service_pod_runs_its_outbox_relay_sidecar(played):
+    relays = {name: want["relay_port"] for name, want in played.items() if want["relay_port"]}
+    assert set(relays) == set(SERVICE_OF)
+    import time
+
+    deadline = time.monotonic() + 120  # the sidecar starts beside the app, not before it
+    for name, port in relays.items():
+        while True:
+            try:
+                assert _get(port, "/metrics") == 200, name
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
 
 def test_the_storefront_pod_serves_its_catalogue_from_the_product_pod(played):

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import urllib.request
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
@@ -59,9 +60,15 @@ async def background(*bodies: Any) -> AsyncIterator[None]:
     finally:
         for t in tasks:
             t.cancel()
-        for t in tasks:
+        # Bounded: twice in a full suite a cancelled broker task never finished (an AMQP
+        # close that got no answer; cause not found). The test's effects are asserted by then,
+        # so a stuck close warns instead of hanging the suite.
+        done, stuck = await asyncio.wait(tasks, timeout=15)
+        for t in done:
             with contextlib.suppress(asyncio.CancelledError):
-                await t
+                t.result()
+        if stuck:
+            warnings.warn(f"{len(stuck)} broker task(s) did not stop within 15 s", stacklevel=2)
 
 
 def relays(platform: Platform, topology: Topology) -> list[Any]:
