@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     from shop.ops.commands import add_commands as add_ops_commands
 
     add_ops_commands(sub, STATE_DIR)
-    from shop.ops.vault_snapshot import add_commands as add_vault_commands
+    from shop.ops.vault_cli import add_commands as add_vault_commands
 
     add_vault_commands(sub)
     args = parser.parse_args(argv)

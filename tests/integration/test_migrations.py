@@ -17,7 +17,7 @@ SERVICES = ["users", "products", "orders", "payments"]
 
 
 def metadata_of(service: str) -> sa.MetaData:
-    module = __import__(f"shop.{service}.db", fromlist=["metadata"])
+    module = __import__(f"shop.{service}.tables", fromlist=["metadata"])
     return module.metadata
 
 

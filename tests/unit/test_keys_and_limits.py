@@ -1,9 +1,14 @@
 """Key rings, JWKS refresh, secret sources and rate limits, with fakes of the project's own
-interfaces (MemorySecretSource, httpx.MockTransport): no network, no clock waits."""
+interfaces (MemorySecretSource, a fake JWKS fetch; one JWKS endpoint on loopback): no clock
+waits."""
 
 from __future__ import annotations
 
-import httpx
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
 import pytest
 
 from shop.common.auth import KeySet, SigningKeys, generate_private_key_pem
@@ -83,75 +88,93 @@ async def test_rotation_keeps_the_other_values_at_the_path() -> None:
 
 
 class FakeUsers:
-    """The user service's JWKS endpoint, counting fetches."""
+    """The user service's JWKS endpoint, counting fetches (``KeySet``'s ``fetch``)."""
 
     def __init__(self, *keys: SigningKeys) -> None:
         self.jwks = {"keys": [k.current_jwk for k in keys]}
         self.fetches = 0
 
-    def handler(self, request: httpx.Request) -> httpx.Response:
+    async def fetch(self, url: str) -> dict[str, Any]:
+        assert url == "http://users/.well-known/jwks.json"
         self.fetches += 1
-        return httpx.Response(200, json=self.jwks)
+        return self.jwks
 
 
-def _keyset(users: FakeUsers, **kw: float) -> tuple[KeySet, httpx.AsyncClient]:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(users.handler))
-    return KeySet(url="http://users/.well-known/jwks.json", client=client, **kw), client
+def _keyset(users: FakeUsers, **kw: float) -> KeySet:
+    return KeySet(url="http://users/.well-known/jwks.json", fetch=users.fetch, **kw)
 
 
 async def test_an_unknown_kid_fetches_the_jwks_again() -> None:
     old, new = SigningKeys(generate_private_key_pem()), SigningKeys(generate_private_key_pem())
     users = FakeUsers(old)
-    keys, client = _keyset(users, min_refresh_interval=0)
-    async with client:
-        assert await keys.get(old.kid) is not None
-        users.jwks["keys"].append(new.current_jwk)  # a rotation published a key
-        assert await keys.get(new.kid) is not None
-        assert users.fetches == 2
+    keys = _keyset(users, min_refresh_interval=0)
+    assert await keys.get(old.kid) is not None
+    users.jwks["keys"].append(new.current_jwk)  # a rotation published a key
+    assert await keys.get(new.kid) is not None
+    assert users.fetches == 2
 
 
 async def test_made_up_kids_cost_at_most_one_fetch_per_interval() -> None:
     key = SigningKeys(generate_private_key_pem())
     users = FakeUsers(key)
-    keys, client = _keyset(users, min_refresh_interval=3600)
-    async with client:
-        assert await keys.get(key.kid) is not None
-        for i in range(3):
-            # the interval has not passed: the request waits for it; do not wait an hour here
-            keys._fetch_started = float("inf")  # a fetch "after" these requests already ran
-            assert await keys.get(f"made-up-{i}") is None
-        assert users.fetches == 1
+    keys = _keyset(users, min_refresh_interval=3600)
+    assert await keys.get(key.kid) is not None
+    for i in range(3):
+        # the interval has not passed: the request waits for it; do not wait an hour here
+        keys._fetch_started = float("inf")  # a fetch "after" these requests already ran
+        assert await keys.get(f"made-up-{i}") is None
+    assert users.fetches == 1
 
 
 async def test_a_stale_jwks_is_refreshed_in_the_background() -> None:
     key = SigningKeys(generate_private_key_pem())
     users = FakeUsers(key)
-    keys, client = _keyset(users, max_age=0.0, min_refresh_interval=0)
-    async with client:
-        assert await keys.get(key.kid) is not None
-        assert await keys.get(key.kid) is not None  # known, but stale: refresh behind
-        assert keys._background is not None
-        await keys._background
-        assert users.fetches == 2
+    keys = _keyset(users, max_age=0.0, min_refresh_interval=0)
+    assert await keys.get(key.kid) is not None
+    assert await keys.get(key.kid) is not None  # known, but stale: refresh behind
+    assert keys._background is not None
+    await keys._background
+    assert users.fetches == 2
+
+
+class _JwksHandler(BaseHTTPRequestHandler):
+    """A real HTTP JWKS endpoint on loopback: 200 with ``document`` once, then ``status``."""
+
+    document: bytes = b""
+    statuses: list[int] = []
+
+    def do_GET(self) -> None:
+        status = self.statuses.pop(0) if self.statuses else 503
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(self.document if status == 200 else b'{"detail": "down"}')
+
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 async def test_a_failed_refresh_keeps_the_known_keys() -> None:
+    """Over real HTTP (the default fetch, the standard library's client): a 503 or a dropped
+    connection after the first fetch leaves the keys it fetched in use."""
     key = SigningKeys(generate_private_key_pem())
-    calls = 0
-
-    def flaky(request: httpx.Request) -> httpx.Response:
-        nonlocal calls
-        calls += 1
-        if calls > 1:
-            return httpx.Response(503)
-        return httpx.Response(200, json={"keys": [key.current_jwk]})
-
-    client = httpx.AsyncClient(transport=httpx.MockTransport(flaky))
-    keys = KeySet(url="http://users/jwks", client=client, min_refresh_interval=0)
-    async with client:
+    _JwksHandler.document = json.dumps({"keys": [key.current_jwk]}).encode()
+    _JwksHandler.statuses = [200, 503]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _JwksHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    try:
+        keys = KeySet(url=url, min_refresh_interval=0)
         assert await keys.get(key.kid) is not None
-        assert await keys.get("unknown") is None
+        assert await keys.get("unknown") is None  # the refresh got a 503
         assert await keys.get(key.kid) is not None
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert await keys.get("unknown-too") is None  # nobody listening: connection refused
+    assert await keys.get(key.kid) is not None
+    assert keys.fetches == 3
 
 
 # --- secret sources and settings -------------------------------------------------------------

@@ -11,12 +11,8 @@ from opentelemetry.sdk.trace.sampling import Decision, ParentBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from shop.common.settings import ServiceSettings
-from shop.common.tracing import (
-    RequestRootSampler,
-    instrument_app,
-    instrument_client,
-    traces_endpoint,
-)
+from shop.common.tracing import instrument_app, instrument_client, traces_endpoint
+from shop.common.tracing_sdk import RequestRootSampler
 
 OTEL_VARIABLES = (
     "OTEL_SDK_DISABLED",

@@ -8,7 +8,6 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from typing import Any
 
 import asyncpg
-import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -41,7 +40,7 @@ from shop.common.openapi import (
 )
 from shop.common.responses import JSONResponse, problem_response
 from shop.common.settings import ServiceSettings
-from shop.common.tracing import exporting, instrument_app, instrument_client
+from shop.common.tracing import exporting, instrument_app
 
 log = get_logger("shop.app")
 
@@ -126,13 +125,12 @@ def _reason(status: int) -> str:
         return "Error"
 
 
-def build_verifier(settings: ServiceSettings, client: httpx.AsyncClient) -> TokenVerifier:
+def build_verifier(settings: ServiceSettings) -> TokenVerifier:
     if settings.jwt_public_keys_file is not None:
         keys = KeySet.from_file(settings.jwt_public_keys_file)
     else:
         keys = KeySet(
             url=settings.jwks_url,
-            client=client,
             max_age=settings.jwks_max_age_seconds,
             min_refresh_interval=settings.jwks_min_refresh_seconds,
         )
@@ -192,13 +190,10 @@ def create_service_app(
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(vault.keep_database_fresh(db))
             await stack.enter_async_context(exporting(app))
-            app.state.jwks_client = await stack.enter_async_context(
-                instrument_client(httpx.AsyncClient())
-            )
             for extension in extensions:
                 await stack.enter_async_context(extension(app))
             if getattr(app.state, "verifier", None) is None:
-                app.state.verifier = build_verifier(settings, app.state.jwks_client)
+                app.state.verifier = build_verifier(settings)
             log.info("service started", port=settings.port, env=settings.env.value)
             try:
                 yield

@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import http.client
 import json
 import math
 import time
+import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -121,6 +123,25 @@ class SigningKeys:
         return {"keys": [self.current_jwk, *self._previous]}
 
 
+# Fetches a JSON document (the JWKS) from a URL; raises OSError, http.client.HTTPException or
+# ValueError when it cannot.
+FetchJson = Callable[[str], Awaitable[Any]]
+
+
+def _get_json(url: str, timeout: float) -> Any:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (a configured URL)
+        return json.loads(response.read())
+
+
+async def fetch_json(url: str) -> Any:
+    """GET ``url`` as JSON with the standard library, off the event loop. The JWKS is fetched
+    a few times an hour, so no HTTP client library is worth its memory for it (httpx costs a
+    service several MB of RSS; docs/performance.md, "Memory"). HTTP errors raise
+    ``urllib.error.HTTPError``, an OSError."""
+    return await asyncio.to_thread(_get_json, url, 3.0)
+
+
 class KeySet:
     """Public keys by ``kid``: static (a JWKS document) or fetched from a JWKS URL and cached.
 
@@ -136,12 +157,12 @@ class KeySet:
         jwks: dict[str, Any] | None = None,
         *,
         url: str | None = None,
-        client: httpx.AsyncClient | None = None,
+        fetch: FetchJson = fetch_json,
         max_age: float = 300.0,
         min_refresh_interval: float = 2.0,
     ) -> None:
         self._keys: dict[str, Any] = {}
-        self._url, self._client = url, client
+        self._url, self._fetch = url, fetch
         self._max_age, self._min_interval = max_age, min_refresh_interval
         self._fetched_at = 0.0  # when the last successful fetch started (monotonic)
         self._fetch_started = -math.inf
@@ -168,7 +189,7 @@ class KeySet:
         self._keys = keys
 
     async def get(self, kid: str) -> Any | None:
-        if self._url and self._client is not None:
+        if self._url:
             now = time.monotonic()
             if kid not in self._keys:
                 await self._refresh(requested_at=now)
@@ -189,14 +210,11 @@ class KeySet:
                 await asyncio.sleep(wait)
             self._fetch_started = started = time.monotonic()
             self.fetches += 1
-            assert self._client is not None
             assert self._url is not None
             try:
-                response = await self._client.get(self._url, timeout=3.0)
-                response.raise_for_status()
-                self.load(response.json())
+                self.load(await self._fetch(self._url))
                 self._fetched_at = started
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
                 return  # keep the keys we have; an unknown kid stays unknown (401)
 
 

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import httpcore
-import httpx
 import orjson
 import yarl
 from tenacity import (
@@ -34,7 +31,10 @@ from shop.common.auth import ServiceTokens
 from shop.common.context import request_id_var
 from shop.common.errors import ServiceUnavailable
 from shop.common.metrics import OUTBOUND_DURATION, OUTBOUND_REQUESTS
-from shop.common.tracing import instrument_client, tracing_enabled
+from shop.common.tracing import tracing_enabled
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class DownstreamUnavailable(ServiceUnavailable):
@@ -95,130 +95,6 @@ class CircuitBreaker:
             self.opened_at = time.monotonic()
 
 
-class _AsyncioStream(httpcore.AsyncNetworkStream):
-    """One connection over asyncio's streams (uvloop's, in the services)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader, self._writer = reader, writer
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
-        try:
-            async with asyncio.timeout(timeout):
-                return await self._reader.read(max_bytes)
-        except TimeoutError:
-            raise httpcore.ReadTimeout("read timed out") from None
-        except OSError as exc:
-            raise httpcore.ReadError(str(exc)) from exc
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        if not buffer:
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                self._writer.write(buffer)
-                await self._writer.drain()
-        except TimeoutError:
-            raise httpcore.WriteTimeout("write timed out") from None
-        except OSError as exc:
-            raise httpcore.WriteError(str(exc)) from exc
-
-    async def aclose(self) -> None:
-        self._writer.close()
-        with contextlib.suppress(OSError):
-            await self._writer.wait_closed()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout("TLS handshake timed out") from None
-        except (OSError, ssl.SSLError) as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        return self
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":  # the pool asks before reusing an idle connection
-            return self._reader.at_eof() or self._writer.is_closing()
-        if info == "ssl_object":
-            return self._writer.get_extra_info("ssl_object")
-        if info == "client_addr":
-            return self._writer.get_extra_info("sockname")
-        if info == "server_addr":
-            return self._writer.get_extra_info("peername")
-        if info == "socket":
-            return self._writer.get_extra_info("socket")
-        return None
-
-
-class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network layer on asyncio streams instead of anyio's socket streams.
-
-    Measured in the order profile (docs/performance.md): anyio's ``SocketStream.send`` and its
-    extra-attribute lookups were the order service's largest own-time frames; asyncio's
-    streams (on uvloop) do the same work in C.
-    """
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    host, port, local_addr=(local_address, 0) if local_address else None
-                )
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        return _AsyncioStream(reader, writer)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_unix_connection(path)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"connecting to {path} timed out") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        return _AsyncioStream(reader, writer)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-def asyncio_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """httpx's transport with httpcore's pool on ``AsyncioBackend``. httpx takes no network
-    backend argument, so the pool it built is replaced by the same pool on this backend."""
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    transport._pool = httpcore.AsyncConnectionPool(
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=AsyncioBackend(),
-    )
-    return transport
-
-
-# What a failed connection raises, from either client (timeouts are caught before these).
-_UNAVAILABLE: tuple[type[Exception], ...] = (httpx.TransportError, aiohttp.ClientError)
-
-
 @dataclass(frozen=True, slots=True)
 class Reply:
     """A downstream answer with a status below 500: its status and its body, read in full."""
@@ -236,7 +112,8 @@ class ServiceClient:
     aiohttp's C parser cost the order service 0.5 ms less CPU per order than httpcore and h11
     (docs/performance.md). With a ``transport`` (tests: httpx's ASGI transport) or with
     tracing on (OpenTelemetry's httpx instrumentation makes the span and ``traceparent``), the
-    call goes through an ``httpx.AsyncClient``; both answer the same ``Reply``."""
+    call goes through an ``httpx.AsyncClient`` (``shop.common.httpx_client``, imported only
+    then); both answer the same ``Reply``."""
 
     def __init__(
         self,
@@ -262,16 +139,22 @@ class ServiceClient:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._client: httpx.AsyncClient | None = None
+        # What a timeout and a failed connection raise, from the client in use (timeouts are
+        # caught first: aiohttp's are also ClientErrors).
+        self._timed_out: tuple[type[Exception], ...] = (TimeoutError,)
+        self._unavailable: tuple[type[Exception], ...] = (aiohttp.ClientError,)
         if transport is not None or tracing_enabled():
-            limits = httpx.Limits(max_connections=max_connections)
-            self._client = instrument_client(
-                httpx.AsyncClient(
-                    base_url=base_url,
-                    timeout=httpx.Timeout(timeout, connect=connect),
-                    transport=transport or asyncio_transport(limits),
-                    limits=limits,
-                )
+            from shop.common import httpx_client
+
+            self._client = httpx_client.traced_client(
+                base_url=base_url,
+                timeout=timeout,
+                connect_timeout=connect,
+                max_connections=max_connections,
+                transport=transport,
             )
+            self._timed_out += httpx_client.TIMED_OUT
+            self._unavailable += httpx_client.UNAVAILABLE
 
     def _aiohttp(self) -> aiohttp.ClientSession:
         if self._session is None:  # made on first use: a session belongs to a running loop
@@ -344,10 +227,10 @@ class ServiceClient:
         outcome = "success"
         try:
             response = await self._exchange(method, path, body, headers)
-        except (httpx.TimeoutException, TimeoutError):
+        except self._timed_out:
             outcome = "timeout"
             raise DownstreamUnavailable(self.target, "timed out") from None
-        except _UNAVAILABLE:
+        except self._unavailable:
             outcome = "unavailable"
             raise DownstreamUnavailable(self.target, "unreachable") from None
         finally:

@@ -32,8 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from starlette.responses import Response
 
 from shop.common.db import Database
@@ -56,25 +54,6 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (scope, key)
 )
 """
-
-
-def define_table(metadata: sa.MetaData) -> sa.Table:
-    """The same table, for a service's SQLAlchemy metadata (migration drift checks)."""
-    return sa.Table(
-        "idempotency_keys",
-        metadata,
-        sa.Column("scope", sa.Text, primary_key=True),
-        sa.Column("key", sa.Text, primary_key=True),
-        sa.Column("fingerprint", sa.Text, nullable=False),
-        sa.Column("status_code", sa.Integer, nullable=True),
-        sa.Column("response", JSONB, nullable=True),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-        sa.Column(
-            "locked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ The algorithm is GCRA (the generic cell rate algorithm, as in token buckets): on
 key, the time at which the key would be fully rested, so memory stays small and a burst of
 ``count`` is allowed after a quiet period. ``MemoryRateLimiter`` keeps that number per process
 (the default: each replica limits on its own); ``RedisRateLimiter`` shares one budget per key
-between all replicas (``SHOP_REDIS_URL``).
+between all replicas (``SHOP_REDIS_URL``); redis-py is imported only then (about 7 MB of RSS
+in a process that does not use it; docs/performance.md, "Memory").
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING
 
 from shop.common.logging import get_logger
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = get_logger("shop.ratelimit")
 
@@ -110,12 +112,17 @@ class RedisRateLimiter(RateLimiter):
     def __init__(
         self, client: Redis, *, prefix: str = "shop:ratelimit:", fallback: RateLimiter | None = None
     ) -> None:
+        from redis.exceptions import RedisError  # loaded already, with the client
+
         self._redis, self._prefix = client, prefix
         self._script = client.register_script(_GCRA)
         self._fallback = fallback or MemoryRateLimiter()
+        self._unreachable: tuple[type[Exception], ...] = (RedisError,)
 
     @classmethod
     def from_url(cls, url: str) -> RedisRateLimiter:
+        from redis.asyncio import Redis
+
         return cls(Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5))
 
     async def _run(self, key: str, limit: Limit, *, count: bool) -> float:
@@ -128,18 +135,18 @@ class RedisRateLimiter(RateLimiter):
     async def hit(self, key: str, limit: Limit) -> float:
         try:
             return await self._run(key, limit, count=True)
-        except RedisError:
+        except self._unreachable:
             log.warning("rate limiter: Redis unreachable, limiting per process")
             return await self._fallback.hit(key, limit)
 
     async def check(self, key: str, limit: Limit) -> float:
         try:
             return await self._run(key, limit, count=False)
-        except RedisError:
+        except self._unreachable:
             return await self._fallback.check(key, limit)
 
     async def reset(self, key: str) -> None:
-        with contextlib.suppress(RedisError):
+        with contextlib.suppress(*self._unreachable):
             await self._redis.delete(self._prefix + key)
         await self._fallback.reset(key)
 

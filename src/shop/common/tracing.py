@@ -4,7 +4,9 @@ over OTLP/HTTP, with W3C trace context (``traceparent``) on every call between s
 Tracing is on only where an endpoint is configured: ``SHOP_OTLP_ENDPOINT`` (a collector's base
 URL, ``http://otel-collector:4318``), else the standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``
 or ``OTEL_EXPORTER_OTLP_ENDPOINT``; ``OTEL_SDK_DISABLED=true`` turns it off. Without one,
-nothing is instrumented, so requests pay nothing for it.
+nothing is instrumented, so requests pay nothing for it, and the SDK, the OTLP exporter and the
+instrumentations (``shop.common.tracing_sdk``, with protobuf, requests and httpx) are not even
+imported: about 8 MB of RSS a process (tests/unit/test_runtime_imports.py).
 
 A trace starts where work comes in: at a request (a server span), or at a span code opens
 itself. A bare SQL statement or HTTP call with no enclosing span (readiness probes, the
@@ -17,37 +19,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import httpx
 from fastapi import FastAPI
 from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import (
-    Decision,
-    ParentBased,
-    Sampler,
-    SamplingResult,
-    TraceIdRatioBased,
-)
-from opentelemetry.trace import Link, SpanKind
-from opentelemetry.trace.span import TraceState
-from opentelemetry.util.types import Attributes
 
 from shop.common.settings import ServiceSettings
 
+if TYPE_CHECKING:
+    import httpx
+    from opentelemetry.sdk.trace import TracerProvider
+
 # Probes and scrapes are not worth a trace each.
 EXCLUDED_URLS = "/health/live$,/health/ready$,/metrics$"
-_Client = TypeVar("_Client", httpx.AsyncClient, httpx.Client)
+_Client = TypeVar("_Client", "httpx.AsyncClient", "httpx.Client")
 
 # One provider per process: the SQL instrumentation patches asyncpg for the whole process.
 _provider: TracerProvider | None = None
@@ -67,66 +54,18 @@ def traces_endpoint(settings: ServiceSettings) -> str | None:
     return None
 
 
-class RequestRootSampler(Sampler):
-    """For spans without a parent: sample server (and explicitly opened internal) spans at
-    ``ratio``; drop client spans, which are SQL or HTTP calls made outside any request."""
-
-    def __init__(self, ratio: float = 1.0) -> None:
-        self._ratio = TraceIdRatioBased(ratio)
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        if kind is SpanKind.CLIENT:
-            return SamplingResult(Decision.DROP, None, trace_state)
-        return self._ratio.should_sample(
-            parent_context, trace_id, name, kind, attributes, links, trace_state
-        )
-
-    def get_description(self) -> str:
-        return f"RequestRootSampler{{{self._ratio.get_description()}}}"
-
-
-def _process_provider(settings: ServiceSettings) -> TracerProvider:
-    global _provider
-    if _provider is None:
-        resource = Resource.create(
-            {
-                "service.name": settings.service_name,
-                "service.instance.id": settings.pod_name,
-                "deployment.environment": settings.env.value,
-            }
-        )
-        sampler = ParentBased(root=RequestRootSampler(settings.trace_sample_ratio))
-        _provider = TracerProvider(resource=resource, sampler=sampler)
-        trace.set_tracer_provider(_provider)
-        AsyncPGInstrumentor().instrument(tracer_provider=_provider)  # type: ignore[no-untyped-call]
-    return _provider
-
-
 def instrument_app(app: FastAPI, settings: ServiceSettings) -> None:
     """Trace the app's requests and SQL if an endpoint is configured (spans are exported once
     the lifespan runs ``exporting``)."""
+    global _provider
     if traces_endpoint(settings) is None:
         return
-    provider = _process_provider(settings)
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=provider,
-        excluded_urls=EXCLUDED_URLS,
-        # As attribute http.request.header.x_request_id: from a log line to its trace and back.
-        http_capture_headers_server_request=["x-request-id"],
-        # One span per request, not one more per ASGI message.
-        exclude_spans=["receive", "send"],
-    )
-    app.state.tracer_provider = provider
+    from shop.common import tracing_sdk  # only when tracing: see the module's docstring
+
+    if _provider is None:
+        _provider = tracing_sdk.process_provider(settings)
+    tracing_sdk.instrument_fastapi(app, _provider, excluded_urls=EXCLUDED_URLS)
+    app.state.tracer_provider = _provider
 
 
 def tracing_enabled() -> bool:
@@ -137,7 +76,9 @@ def tracing_enabled() -> bool:
 def instrument_client(client: _Client) -> _Client:
     """Give a client's calls a span each and a ``traceparent`` header, if tracing is on."""
     if _provider is not None:
-        HTTPXClientInstrumentor.instrument_client(client, tracer_provider=_provider)
+        from shop.common import tracing_sdk
+
+        tracing_sdk.instrument_httpx(client, _provider)
     return client
 
 
@@ -149,7 +90,9 @@ async def exporting(app: FastAPI) -> AsyncIterator[None]:
     if provider is None or endpoint is None:
         yield
         return
-    processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint or None, timeout=5))
+    from shop.common import tracing_sdk
+
+    processor = tracing_sdk.otlp_exporter(endpoint)
     provider.add_span_processor(processor)
     try:
         yield

@@ -1,6 +1,8 @@
 """A Vault (or OpenBao) client for the services: login, KV v2, dynamic database credentials.
 
-A thin layer over ``hvac`` (synchronous: async code calls it through ``asyncio.to_thread``).
+A thin layer over ``hvac`` (synchronous: async code calls it through ``asyncio.to_thread``),
+imported when a client is made: a service without Vault never loads hvac and requests (about
+6 MB of RSS; docs/performance.md, "Memory").
 Login is token auth for development, Kubernetes or AppRole auth for production; tokens from a
 login are renewed, and the client logs in again when its token is about to expire::
 
@@ -14,12 +16,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import hvac
-import hvac.exceptions
-import requests
 from pydantic import BaseModel, SecretStr
+
+if TYPE_CHECKING:
+    import hvac
 
 AuthMethod = Literal["token", "kubernetes", "approle"]
 # Log in again when the token has less than this left (seconds).
@@ -78,6 +80,8 @@ class Lease:
 
 
 def _errors(exc: Exception) -> VaultError:
+    import hvac.exceptions
+
     if isinstance(exc, hvac.exceptions.InvalidPath):
         return SecretNotFound(str(exc))
     if isinstance(exc, hvac.exceptions.InvalidRequest) and "check-and-set" in str(exc):
@@ -85,16 +89,23 @@ def _errors(exc: Exception) -> VaultError:
     return VaultError(f"{type(exc).__name__}: {exc}")
 
 
-_VAULT_FAILURES = (hvac.exceptions.VaultError, requests.RequestException, OSError)
-
-
 class Vault:
     """A logged-in client. ``role`` defaults to the service's name (the Kubernetes SA's)."""
 
     def __init__(self, config: VaultConfig, *, default_role: str) -> None:
+        import hvac
+        import hvac.exceptions
+        import requests
+
         self.config = config
         self._role = config.role or default_role
-        self._client = hvac.Client(
+        # What a call to Vault raises when Vault refused it or could not be reached.
+        self._failures: tuple[type[Exception], ...] = (
+            hvac.exceptions.VaultError,
+            requests.RequestException,
+            OSError,
+        )
+        self._client: hvac.Client = hvac.Client(
             url=config.addr,
             token=config.token.get_secret_value() if config.token else None,
             verify=str(config.ca_cert) if config.ca_cert else True,
@@ -129,7 +140,7 @@ class Vault:
             else:
                 self._client.auth.token.lookup_self()
                 return
-        except _VAULT_FAILURES as exc:
+        except self._failures as exc:
             raise _errors(exc) from None
         ttl = float(result["auth"].get("lease_duration") or 0)
         self._token_expires = time.monotonic() + ttl if ttl else float("inf")
@@ -153,7 +164,7 @@ class Vault:
                 mount_point=self.config.kv_mount,
                 raise_on_deleted_version=True,
             )
-        except _VAULT_FAILURES as exc:
+        except self._failures as exc:
             raise _errors(exc) from None
         data = response["data"]
         values = {str(k): str(v) for k, v in (data.get("data") or {}).items()}
@@ -170,7 +181,7 @@ class Vault:
                 cas=cas,
                 mount_point=self.config.kv_mount,
             )
-        except _VAULT_FAILURES as exc:
+        except self._failures as exc:
             raise _errors(exc) from None
         return int(response["data"]["version"])
 
@@ -182,7 +193,7 @@ class Vault:
             response = self._client.secrets.database.generate_credentials(  # type: ignore[no-untyped-call]
                 role, mount_point=self.config.database_mount
             )
-        except _VAULT_FAILURES as exc:
+        except self._failures as exc:
             raise _errors(exc) from None
         return Lease(
             lease_id=response["lease_id"],
@@ -199,7 +210,7 @@ class Vault:
             response = self._client.sys.renew_lease(  # type: ignore[no-untyped-call]
                 lease_id=lease_id, increment=increment
             )
-        except _VAULT_FAILURES as exc:
+        except self._failures as exc:
             raise _errors(exc) from None
         return float(response["lease_duration"])
 
@@ -207,7 +218,7 @@ class Vault:
         self.ensure_token()
         try:
             self._client.sys.revoke_lease(lease_id=lease_id)  # type: ignore[no-untyped-call]
-        except _VAULT_FAILURES as exc:
+        except self._failures as exc:
             raise _errors(exc) from None
 
     def close(self) -> None:

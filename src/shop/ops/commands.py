@@ -174,7 +174,7 @@ def add_commands(sub: Any, state_dir: Path) -> None:
     bkp.add_argument("--dest", default=default_dest, help=f"default {default_dest}")
     bkp.add_argument("--prefix", default="", help="database name prefix (tests, drills)")
     retention_options(bkp)
-    from shop.ops.vault_snapshot import add_backup_options
+    from shop.ops.vault_cli import add_backup_options
 
     add_backup_options(bkp)
     bkp.set_defaults(func=lambda args: cmd_backup(args, state_dir))

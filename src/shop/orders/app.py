@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-import httpx
 from fastapi import FastAPI
 
 from shop.common.app import create_service_app
@@ -19,6 +19,9 @@ from shop.orders.recovery import recovery_loop
 from shop.orders.schemas import OrderRead
 from shop.orders.service import build_saga
 from shop.orders.settings import OrdersSettings
+
+if TYPE_CHECKING:
+    import httpx  # transports from tests only: the service itself calls on aiohttp
 
 # The events' data in the REST shape of OrderRead: for the in-process relay and `shop relay`.
 RENDER = render_as(OrderRead)

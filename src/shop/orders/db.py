@@ -1,4 +1,4 @@
-"""The orders table (shared with Alembic) and its repository, which returns typed ``Order``s.
+"""The orders repository, which returns typed ``Order``s (the table for Alembic: tables.py).
 
 ``saga_step`` records how far an order's saga got (``shop.orders.saga.SagaStep``; written only
 where recovery needs it, see docs/orders-saga.md); ``lease_until`` says who may drive it: the
@@ -11,9 +11,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import asyncpg
-import sqlalchemy as sa
 
-from shop.common.events.outbox import define_tables, traceparent, with_event
+from shop.common.events.outbox import traceparent, with_event
 from shop.orders.saga import CANCELLABLE, Order, OrderStatus, SagaStep
 
 # The one definition of an unfinished order (in SQL, where the partial index needs it): what
@@ -21,49 +20,6 @@ from shop.orders.saga import CANCELLABLE, Order, OrderStatus, SagaStep
 UNFINISHED = "status = 'pending' OR saga_step = 'cancelling'"
 EXPIRED = "(lease_until IS NULL OR lease_until < now())"
 
-metadata = sa.MetaData()
-outbox, inbox = define_tables(metadata)
-
-orders = sa.Table(
-    "orders",
-    metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("user_id", sa.BigInteger, nullable=False),
-    sa.Column("product_id", sa.BigInteger, nullable=False),
-    sa.Column("quantity", sa.Integer, nullable=False),
-    sa.Column("total_price", sa.Numeric(12, 2), nullable=True),
-    sa.Column("currency", sa.String(3), nullable=False, server_default="USD"),
-    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
-    sa.Column("payment_id", sa.String(40), nullable=True),
-    sa.Column("payment_method", sa.String(16), nullable=False),
-    sa.Column("saga_step", sa.String(24), nullable=False, server_default="reserving"),
-    sa.Column("failure_reason", sa.String(64), nullable=True),
-    sa.Column("idempotency_key", sa.String(255), nullable=True),
-    sa.Column("request_fingerprint", sa.String(64), nullable=True),
-    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
-    sa.Column(
-        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-    ),
-    sa.Column(
-        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-    ),
-    sa.CheckConstraint("quantity > 0", name="orders_quantity_positive"),
-    sa.CheckConstraint(
-        "status IN ('pending', 'paid', 'shipped', 'delivered', 'failed', 'cancelled')",
-        name="orders_status_check",
-    ),
-    sa.CheckConstraint(
-        "saga_step IN ('reserving', 'paying', 'compensating', 'cancelling', 'done')",
-        name="orders_saga_step_check",
-    ),
-)
-sa.Index("orders_user_idx", orders.c.user_id, orders.c.id)
-sa.Index("orders_user_idempotency_key", orders.c.user_id, orders.c.idempotency_key, unique=True)
-sa.Index(
-    "orders_unfinished_idx",
-    orders.c.lease_until,
-    postgresql_where=sa.text(UNFINISHED),
-)
 
 COLUMNS = (
     "id, user_id, product_id, quantity, total_price, currency, status, payment_id,"

@@ -10,8 +10,7 @@ the payment service; docs/orders-saga.md says why no other write is needed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from shop.common.auth import Principal, ServiceTokens
 from shop.common.db import Database
@@ -38,6 +37,9 @@ from shop.orders.saga import (
 )
 from shop.orders.schemas import OrderCreate
 from shop.orders.settings import OrdersSettings
+
+if TYPE_CHECKING:
+    import httpx  # transports from tests only: the service itself calls on aiohttp
 
 log = get_logger("shop.orders.saga")
 

@@ -1,4 +1,4 @@
-"""The payments table (shared with Alembic) and its repository.
+"""The payments repository (the tables for Alembic: tables.py).
 
 A payment is unique per order id: that is the key of create-and-confirm. ``processing`` and
 ``refunding`` (with ``processing_until``, a lease) are committed before the provider is called
@@ -10,47 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-import sqlalchemy as sa
 
-from shop.common.events.outbox import define_tables, traceparent, with_event
-from shop.common.idempotency import define_table
-
-metadata = sa.MetaData()
-outbox, inbox = define_tables(metadata)
-
-payments = sa.Table(
-    "payments",
-    metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("payment_id", sa.String(40), nullable=False, unique=True),
-    sa.Column("order_id", sa.BigInteger, nullable=False, unique=True),
-    sa.Column("user_id", sa.BigInteger, nullable=False),
-    sa.Column("amount", sa.Numeric(12, 2), nullable=False),
-    sa.Column("currency", sa.String(3), nullable=False, server_default="USD"),
-    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
-    sa.Column("payment_method", sa.String(16), nullable=False),
-    sa.Column("transaction_id", sa.String(64), nullable=True),
-    sa.Column("refund_id", sa.String(64), nullable=True),
-    sa.Column("failure_reason", sa.Text, nullable=True),
-    sa.Column("processing_until", sa.DateTime(timezone=True), nullable=True),
-    sa.Column(
-        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-    ),
-    sa.Column(
-        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-    ),
-    sa.CheckConstraint("amount > 0", name="payments_amount_positive"),
-    sa.CheckConstraint(
-        "status IN ('pending', 'processing', 'completed', 'failed', 'refunding', 'refunded')",
-        name="payments_status_check",
-    ),
-    sa.CheckConstraint(
-        "payment_method IN ('card', 'paypal', 'bank_transfer')", name="payments_method_check"
-    ),
-)
-sa.Index("payments_user_idx", payments.c.user_id, payments.c.id)
-
-idempotency_keys = define_table(metadata)
+from shop.common.events.outbox import traceparent, with_event
 
 COLUMNS = (
     "id, payment_id, order_id, user_id, amount, currency, status, payment_method,"

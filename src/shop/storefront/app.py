@@ -27,7 +27,7 @@ from shop.common.logging import configure_logging, get_logger
 from shop.common.metrics import render_metrics
 from shop.common.middleware import RequestContextMiddleware
 from shop.common.responses import JSONResponse
-from shop.common.tracing import exporting, instrument_app, instrument_client
+from shop.common.tracing import exporting, instrument_app
 from shop.storefront.admin import router as admin_router
 from shop.storefront.clients import Backend
 from shop.storefront.graphql import Context, Limits, build_schema, error_code
@@ -104,9 +104,9 @@ def create_app(
         app.state.backend = Backend.open(
             urls, timeout=settings.http_timeout_seconds, transports=transports
         )
-        async with exporting(app), instrument_client(httpx.AsyncClient()) as jwks_client:
+        async with exporting(app):
             if getattr(app.state, "verifier", None) is None:
-                app.state.verifier = build_verifier(settings, jwks_client)
+                app.state.verifier = build_verifier(settings)
             log.info("service started", port=settings.port, env=settings.env.value)
             try:
                 yield

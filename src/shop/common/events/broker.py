@@ -4,24 +4,31 @@
 and, per consumer, its queue ``shop.<consumer>``, a retry queue ``shop.<consumer>.retry``
 (messages wait there for their per-message TTL, then dead-letter back into the queue) and the
 dead-letter queue ``shop.<consumer>.dlq``.
+
+aio-pika is imported at the first connection, not with this module: a service process that
+neither relays nor consumes (no broker configured, or the relay in its own process, the
+default) never loads it (about 3 MB of RSS; docs/performance.md, "Memory").
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-
-import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from typing import TYPE_CHECKING
 
 from shop.common.settings import ServiceSettings
 
-# What a lost or refused broker connection raises (aio-pika wraps most in AMQPError).
-BROKER_DOWN: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    ConnectionError,
-    aio_pika.exceptions.AMQPError,
-)
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+
+
+@functools.cache
+def broker_down() -> tuple[type[BaseException], ...]:
+    """What a lost or refused broker connection raises (aio-pika wraps most in AMQPError); an
+    ``except broker_down():`` clause is evaluated only when something was raised."""
+    import aio_pika
+
+    return (OSError, TimeoutError, ConnectionError, aio_pika.exceptions.AMQPError)
 
 
 @dataclass(frozen=True)
@@ -43,9 +50,13 @@ class Topology:
         return f"{self.queue_prefix}{consumer}"
 
     async def connect(self) -> AbstractConnection:
+        import aio_pika
+
         return await aio_pika.connect(self.url, timeout=5)
 
     async def declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
+        import aio_pika
+
         return await channel.declare_exchange(
             self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )

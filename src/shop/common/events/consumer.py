@@ -23,19 +23,20 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import aio_pika
 import orjson
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from shop.common.db import Connection, Database
-from shop.common.events.broker import BROKER_DOWN, Topology
+from shop.common.events.broker import Topology, broker_down
 from shop.common.logging import get_logger
 from shop.common.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_RETRIED
+
+if TYPE_CHECKING:  # aio-pika itself is imported once connected (events/broker.py)
+    from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 log = get_logger("shop.events.consumer")
 tracer = trace.get_tracer("shop.events")
@@ -159,7 +160,7 @@ class Consumer:
                             await self.on_message(message)
             except asyncio.CancelledError:
                 raise
-            except BROKER_DOWN as exc:
+            except broker_down() as exc:
                 log.warning("broker unavailable", consumer=self.name, error=repr(exc))
             except Exception as exc:  # the database away: the unacked message comes back
                 log.warning("consumer failed", consumer=self.name, error=repr(exc))
@@ -242,6 +243,8 @@ class Consumer:
             log.info("event retried", consumer=self.name, event_id=event.id, attempt=attempt)
             EVENTS_RETRIED.labels(self.name).inc()
             target, expiration = f"{self.queue_name}.retry", self.retry_base * 2 ** (attempt - 1)
+        import aio_pika  # loaded already: a message came in over it
+
         await channel.default_exchange.publish(
             aio_pika.Message(
                 message.body,

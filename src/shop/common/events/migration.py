@@ -1,5 +1,6 @@
 """The migration step every service's tree runs to add ``outbox`` and ``inbox`` (one definition,
-so the four trees cannot drift apart; the drift test compares them with ``define_tables``)."""
+so the four trees cannot drift apart; the drift test compares them with
+``shop.common.tables.define_event_tables``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The outbox and inbox tables every service has, and the two ways a change writes its event.
+"""The outbox and inbox every service has, and the two ways a change writes its event.
 
 An event is a row of ``outbox`` written by the transaction of the change it describes, so a
 rolled-back change has no event and a committed one always has (the relay publishes it later).
@@ -11,7 +11,8 @@ rolled-back change has no event and a committed one always has (the relay publis
   has open (several statements, or data that is not a row, e.g. a user without its hash).
 
 ``stream`` names the resource (``product:42``): the relay publishes the events of one stream
-in ``id`` order. ``inbox`` holds the event ids a consumer of this database has handled.
+in ``id`` order. ``inbox`` holds the event ids a consumer of this database has handled. The
+tables' definitions, for Alembic, are in ``shop.common.tables``.
 """
 
 from __future__ import annotations
@@ -19,55 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
 from opentelemetry import trace
-from sqlalchemy.dialects import postgresql
-
-
-def define_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
-    """Add ``outbox`` and ``inbox`` to a service's metadata (the migration creates them)."""
-    outbox = sa.Table(
-        "outbox",
-        metadata,
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-        sa.Column(
-            "event_id",
-            sa.Uuid,
-            nullable=False,
-            unique=True,
-            server_default=sa.text("gen_random_uuid()"),
-        ),
-        sa.Column("type", sa.Text, nullable=False),
-        sa.Column("subject", sa.Text, nullable=False),
-        sa.Column("stream", sa.Text, nullable=False),
-        sa.Column("data", postgresql.JSONB, nullable=False),
-        sa.Column("traceparent", sa.Text, nullable=True),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            nullable=False,
-            server_default=sa.text("clock_timestamp()"),
-        ),
-        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-    )
-    sa.Index("outbox_unsent_idx", outbox.c.id, postgresql_where=outbox.c.sent_at.is_(None))
-    sa.Index(
-        "outbox_stream_unsent_idx",
-        outbox.c.stream,
-        outbox.c.id,
-        postgresql_where=outbox.c.sent_at.is_(None),
-    )
-    sa.Index("outbox_sent_idx", outbox.c.sent_at, postgresql_where=outbox.c.sent_at.isnot(None))
-    inbox = sa.Table(
-        "inbox",
-        metadata,
-        sa.Column("consumer", sa.Text, primary_key=True),
-        sa.Column("event_id", sa.Uuid, primary_key=True),
-        sa.Column(
-            "handled_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-    )
-    return outbox, inbox
 
 
 def traceparent() -> str | None:

@@ -30,19 +30,21 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aio_pika
 import orjson
-from aio_pika.abc import AbstractExchange
 from pydantic import BaseModel
 
 from shop.common.db import Database
-from shop.common.events.broker import BROKER_DOWN, Topology
+from shop.common.events.broker import Topology, broker_down
 from shop.common.events.catalogue import CONTENT_TYPE, source
 from shop.common.logging import get_logger
 from shop.common.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from shop.common.settings import ServiceSettings
+
+if TYPE_CHECKING:  # aio-pika itself is imported once connected (events/broker.py)
+    import aio_pika
+    from aio_pika.abc import AbstractExchange
 
 log = get_logger("shop.events.relay")
 
@@ -111,6 +113,8 @@ class Relay:
         self.crash_after_publish = False
 
     def message(self, row: Any) -> aio_pika.Message:
+        import aio_pika  # loaded already once connected: a dictionary look-up
+
         data = orjson.Fragment(self.render(row["type"], row["data"]))
         return aio_pika.Message(
             orjson.dumps(cloudevent(self.service, row, data)),
@@ -185,7 +189,7 @@ class Relay:
                             await asyncio.sleep(wait)
             except asyncio.CancelledError:
                 raise
-            except BROKER_DOWN as exc:
+            except broker_down() as exc:
                 log.warning("broker unavailable; events wait in the outbox", error=repr(exc))
             except Exception as exc:  # the database away, or a bug: keep the relay alive
                 log.warning("relay round failed", error=repr(exc))

@@ -1,6 +1,6 @@
 from alembic import context
 
 from shop.common.migrations import run_env
-from shop.payments.db import metadata
+from shop.payments.tables import metadata
 
 run_env(context, metadata)

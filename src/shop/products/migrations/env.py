@@ -1,6 +1,6 @@
 from alembic import context
 
 from shop.common.migrations import run_env
-from shop.products.db import metadata
+from shop.products.tables import metadata
 
 run_env(context, metadata)

@@ -1,6 +1,6 @@
 from alembic import context
 
 from shop.common.migrations import run_env
-from shop.users.db import metadata
+from shop.users.tables import metadata
 
 run_env(context, metadata)

@@ -1,0 +1,53 @@
+"""The orders table, for Alembic: apart from db.py (see
+``shop.common.tables``)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from shop.common.tables import define_event_tables
+from shop.orders.db import UNFINISHED
+
+metadata = sa.MetaData()
+outbox, inbox = define_event_tables(metadata)
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("product_id", sa.BigInteger, nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("total_price", sa.Numeric(12, 2), nullable=True),
+    sa.Column("currency", sa.String(3), nullable=False, server_default="USD"),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("payment_id", sa.String(40), nullable=True),
+    sa.Column("payment_method", sa.String(16), nullable=False),
+    sa.Column("saga_step", sa.String(24), nullable=False, server_default="reserving"),
+    sa.Column("failure_reason", sa.String(64), nullable=True),
+    sa.Column("idempotency_key", sa.String(255), nullable=True),
+    sa.Column("request_fingerprint", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.CheckConstraint("quantity > 0", name="orders_quantity_positive"),
+    sa.CheckConstraint(
+        "status IN ('pending', 'paid', 'shipped', 'delivered', 'failed', 'cancelled')",
+        name="orders_status_check",
+    ),
+    sa.CheckConstraint(
+        "saga_step IN ('reserving', 'paying', 'compensating', 'cancelling', 'done')",
+        name="orders_saga_step_check",
+    ),
+)
+sa.Index("orders_user_idx", orders.c.user_id, orders.c.id)
+sa.Index("orders_user_idempotency_key", orders.c.user_id, orders.c.idempotency_key, unique=True)
+sa.Index(
+    "orders_unfinished_idx",
+    orders.c.lease_until,
+    postgresql_where=sa.text(UNFINISHED),
+)
