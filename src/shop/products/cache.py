@@ -90,6 +90,15 @@ class CachedBody:
 Loader = Callable[[], Awaitable[bytes]]
 
 
+def exact(body: bytes) -> bytes:
+    """``body`` in an allocation of its own size, for keeping. orjson returns its output in
+    the buffer it wrote into (4 KiB at the least), so a 400-byte product page kept as returned
+    holds about 4 KiB: a near cache of the 10,000-product catalogue took 39 MB of malloc'd
+    memory instead of 4, the whole of the product service's growth under the bench
+    (docs/performance.md, "Memory"). The copy costs a few hundred bytes of memcpy per miss."""
+    return bytes(memoryview(body))
+
+
 class CatalogueCache:
     """Read-through cache of catalogue responses; see the module docstring for the contract."""
 
@@ -222,7 +231,7 @@ class CatalogueCache:
             cached = CachedBody.unpacked(raw)
         else:
             CATALOGUE_CACHE_MISSES.inc()
-            cached = CachedBody.of(await load())
+            cached = CachedBody.of(exact(await load()))
             if epoch == self._epoch:
                 await self._redis_call(self._redis.set(redis_key, cached.packed(), px=ttl_ms))
         if near_ok and epoch == self._epoch and self._subscribed.is_set():
