@@ -1,4 +1,4 @@
-"""What a cached catalogue body costs in memory: its bytes, not orjson's output buffer."""
+"""What the catalogue cache costs in memory: each body its own bytes, the near cache its bound."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import tracemalloc
 
 import orjson
 
-from shop.products.cache import exact
+from shop.products.cache import ENTRY_OVERHEAD, CatalogueCache, exact
 
 PAGE = {"id": 1, "name": "Product 00001 oak", "description": "An oak item. " * 25, "stock": 7}
 
@@ -36,3 +36,59 @@ def test_orjson_output_as_returned_holds_its_whole_buffer() -> None:
     body = orjson.dumps(PAGE)
     per_body = _traced_bytes(lambda: orjson.dumps(PAGE)) / 200
     assert per_body > 3 * len(body)
+
+
+class _Redis:
+    """The commands a read and an invalidation use; nothing is stored: every read loads."""
+
+    async def get(self, key: str) -> None:
+        return None
+
+    async def set(self, key: str, value: bytes, px: int) -> None:
+        pass
+
+    async def delete(self, key: str) -> int:
+        return 0
+
+    async def publish(self, channel: str, message: str) -> int:
+        return 0
+
+
+def _cache(**bounds: int) -> CatalogueCache:
+    cache = CatalogueCache(_Redis(), **bounds)  # type: ignore[arg-type]
+    cache._subscribed.set()  # as if subscribed to invalidations: the near cache is used
+    return cache
+
+
+async def _fill(cache: CatalogueCache, product_id: int, size: int) -> None:
+    async def load() -> bytes:
+        return b"x" * size
+
+    await cache.product(product_id, load)
+
+
+async def test_the_near_cache_holds_at_most_its_bytes_dropping_the_oldest() -> None:
+    entry = 1000 + ENTRY_OVERHEAD
+    cache = _cache(near_bytes=3 * entry)
+    for product_id in range(1, 6):
+        await _fill(cache, product_id, 1000)
+    assert cache.near_size == (3, 3 * entry)
+    assert cache.near_product(2) is None
+    assert cache.near_product(3) is not None
+    assert cache.near_product(5) is not None
+    await _fill(cache, 6, 2000)  # a larger body pushes out as many as it needs
+    assert cache.near_size == (2, entry + 2000 + ENTRY_OVERHEAD)
+    await cache.invalidate(6)
+    assert cache.near_size == (1, entry)
+
+
+async def test_a_body_larger_than_the_bound_is_not_held_near() -> None:
+    cache = _cache(near_bytes=500)
+    await _fill(cache, 1, 1000)
+    assert cache.near_size == (0, 0)
+
+
+async def test_no_near_entries_means_no_near_cache() -> None:
+    cache = _cache(near_entries=0)
+    await _fill(cache, 1, 10)
+    assert cache.near_size == (0, 0)

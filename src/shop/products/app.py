@@ -43,6 +43,7 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
             ttl=settings.catalogue_cache_ttl_seconds,
             list_ttl=settings.catalogue_list_ttl_seconds,
             near_entries=settings.catalogue_near_entries,
+            near_bytes=settings.catalogue_near_max_bytes,
         )
         async with cache.running():
             app.state.catalogue_cache = cache

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import hashlib
 import os
 import secrets
@@ -24,25 +22,6 @@ from shop.users.limits import AuthLimits
 from shop.users.schemas import TokenResponse, UserCreate
 from shop.users.settings import UsersSettings
 
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-
-
-def _return_large_blocks_to_the_system() -> None:
-    """Make glibc serve blocks of 1 MiB and more with mmap, always (freed at once).
-
-    By default glibc raises its mmap threshold to the largest block freed (up to 32 MiB), so
-    after the first hash each argon2 buffer comes from a thread's malloc arena and stays in
-    it: with a thread per arena that took the user service to 187 MB RSS under logins
-    (bench, 19 MiB hashes). A fixed threshold returns every buffer when the hash ends.
-    """
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return
-    libc = ctypes.CDLL(libc_name)
-    mallopt = getattr(libc, "mallopt", None)
-    if mallopt is not None:  # glibc; musl has no mallopt and returns large blocks anyway
-        mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
-
 
 class Passwords:
     """argon2id hashing off the event loop; unknown users cost the same as wrong passwords.
@@ -51,6 +30,16 @@ class Passwords:
     one already keeps that many cores busy, so more at once adds no throughput, only
     ``argon2_memory_kib`` each; with no bound, 8 concurrent logins took the process to 615 MB
     (bench/, docs/performance.md).
+
+    glibc's malloc is left as it is: after the first hash it keeps each thread's 19 MiB buffer
+    in that thread's arena and reuses it. Fixing its mmap threshold at 1 MiB (mallopt, until
+    issue 12's memory round) handed every buffer back when its hash ended, so every login
+    page-faulted 19 MiB in afresh: alternating the two, ``python -m bench --duration 8
+    --no-baselines --scenarios login`` measured 46.0, 48.0, 46.6 ms of CPU per login with the
+    mallopt and 35.5, 30.5, 34.2 ms without, the user service peaking at 115-116 MB either
+    way (the two buffers are in use at the peak both ways; without the mallopt they stay
+    between logins: 94.8 MB at rest after start-up instead of 76.3, ``python -m bench.rss``).
+    Both peaks are under 150 MB; only without it is a login under 40 ms.
     """
 
     def __init__(self, settings: UsersSettings) -> None:
@@ -61,7 +50,6 @@ class Passwords:
         )
         self._dummy_hash = self._hasher.hash("not-a-real-password")
         slots = max(1, (os.cpu_count() or 1) // settings.argon2_parallelism)
-        _return_large_blocks_to_the_system()
         self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="argon2")
 
     async def hash(self, password: str) -> str:
