@@ -253,11 +253,18 @@ class CatalogueCache:
             generation = await self._redis_call(self._redis.incr(self._prefix + "lists:generation"))
             if isinstance(generation, int):
                 message = f"{_LISTS}:{generation}"
-        else:
-            message = f"p:{product_id}"
-            await self._redis_call(self._redis.delete(self._prefix + message))
+            self._apply(message)
+            await self._redis_call(self._redis.publish(self._channel, message))
+            return
+        # A product's page (every reservation and release): the delete and the message in one
+        # round trip (a pipeline, not a transaction: each command stands alone).
+        # Dropped here only once Redis no longer holds it, so a read on this replica in between
+        # cannot fill the near cache from Redis's old copy.
+        message = f"p:{product_id}"
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.delete(self._prefix + message).publish(self._channel, message)
+        await self._redis_call(pipe.execute())
         self._apply(message)
-        await self._redis_call(self._redis.publish(self._channel, message))
 
     def _apply(self, message: str) -> None:
         self._epoch += 1
