@@ -54,6 +54,9 @@ from shop.common.metrics import (
 log = get_logger("shop.products.cache")
 
 _LISTS = "lists"
+# Labelled once: a near hit is the hot path (prometheus_client's labels() locks per call).
+_NEAR_HITS = CATALOGUE_CACHE_HITS.labels("near")
+_REDIS_HITS = CATALOGUE_CACHE_HITS.labels("redis")
 _ETAG_SEPARATOR = b"\n"
 
 
@@ -181,7 +184,7 @@ class CatalogueCache:
         entry = self._near.get(f"p:{product_id}")
         if entry is None or entry[0] <= time.monotonic():
             return None
-        CATALOGUE_CACHE_HITS.labels("near").inc()
+        _NEAR_HITS.inc()
         return entry[1]
 
     def near_page(self, query: str) -> CachedBody | None:
@@ -191,7 +194,7 @@ class CatalogueCache:
         entry = self._near.get(f"l:{query}")
         if entry is None or entry[0] <= time.monotonic():
             return None
-        CATALOGUE_CACHE_HITS.labels("near").inc()
+        _NEAR_HITS.inc()
         return entry[1]
 
     async def product(self, product_id: int, load: Loader) -> CachedBody:
@@ -212,13 +215,13 @@ class CatalogueCache:
         if near_ok:
             entry = self._near.get(key)
             if entry is not None and entry[0] > now:
-                CATALOGUE_CACHE_HITS.labels("near").inc()
+                _NEAR_HITS.inc()
                 return entry[1]
         epoch = self._epoch
         redis_key = self._prefix + (key if generation is None else f"{key}:g{generation}")
         raw = await self._redis_call(self._redis.get(redis_key))
         if isinstance(raw, bytes):
-            CATALOGUE_CACHE_HITS.labels("redis").inc()
+            _REDIS_HITS.inc()
             cached = CachedBody.unpacked(raw)
         else:
             CATALOGUE_CACHE_MISSES.inc()
