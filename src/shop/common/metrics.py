@@ -7,7 +7,6 @@ several workers), values go to shared files and ``/metrics`` aggregates them.
 from __future__ import annotations
 
 import functools
-
 import os
 from typing import Any
 

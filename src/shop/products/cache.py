@@ -265,7 +265,8 @@ class CatalogueCache:
         # cannot fill the near cache from Redis's old copy.
         message = f"p:{product_id}"
         pipe = self._redis.pipeline(transaction=False)
-        pipe.delete(self._prefix + message).publish(self._channel, message)
+        pipe.delete(self._prefix + message)
+        pipe.publish(self._channel, message)
         await self._redis_call(pipe.execute())
         self._apply(message)
 
