@@ -86,6 +86,8 @@ PROFILED_BY_SCENARIO = {
     "flash_sale": ("orders", "products", "payments"),
     "product_by_id": ("products",),
     "product_list": ("products",),
+    "product_by_id_nocache": ("products_nocache",),
+    "product_list_nocache": ("products_nocache",),
     "login": ("users",),
 }
 

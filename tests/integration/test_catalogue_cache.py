@@ -272,3 +272,31 @@ async def test_openapi_declares_the_cache_headers_and_304(replicas: Any, redis_u
         assert {"ETag", "Cache-Control"} <= set(get["responses"]["200"]["headers"])
         assert "304" in get["responses"]
         assert any(p["name"] == "If-None-Match" for p in get["parameters"])
+
+
+@pytest.mark.parametrize("cache", ["on", "off"])
+async def test_the_lean_read_routes_answer_as_the_contract_says(
+    platform: Platform, replicas: Any, redis_url: str, cache: str
+) -> None:
+    """Plain reads take the lean routes (hit or miss); what they do not take reaches the FastAPI
+    routes: a missing product is the same problem, an unknown parameter a 422, and a batch by
+    ``ids`` carries the same product body as the read by id."""
+    (client,) = await replicas(1, redis_url=redis_url if cache == "on" else None, prefix=_prefix())
+    product = await _new_product(client, platform.admin, name="Lean widget")
+    by_id = await client.get(f"/api/v1/products/{product['id']}")
+    assert by_id.status_code == 200
+    assert by_id.json() == product
+    (in_batch,) = (await client.get(f"/api/v1/products?ids={product['id']}")).json()["items"]
+    assert in_batch == by_id.json()
+
+    missing = await client.get("/api/v1/products/999999999")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["status"] == 404
+    assert missing.headers["x-request-id"]
+
+    unknown = await client.get(f"/api/v1/products/{product['id']}?fields=name")
+    assert unknown.status_code == 422
+    assert unknown.headers["content-type"] == "application/problem+json"
+    nul = await client.get("/api/v1/products", params={"category": "a\x00b"})
+    assert nul.status_code == 422

@@ -213,6 +213,9 @@ def create_service_app(
         responses=DEFAULT_PROBLEMS,
         dependencies=[Depends(refuse_unknown_query)],
         generate_unique_id_function=operation_id,
+        # The platform traces with its own OpenTelemetry set-up (shop.common.tracing); FastAPI's
+        # native telemetry, left on, asks the global providers (os.environ) on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     publish(app)

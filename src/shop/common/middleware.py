@@ -6,9 +6,11 @@ One layer instead of two (this and a metrics middleware): each layer is a corout
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -16,7 +18,7 @@ import orjson
 from shop.common.context import request_id_var, user_id_var
 from shop.common.errors import PROBLEM_CONTENT_TYPE, problem_body
 from shop.common.logging import access_log, get_logger
-from shop.common.metrics import HTTP_EXCEPTIONS, HTTP_IN_PROGRESS, observe_request
+from shop.common.metrics import HTTP_EXCEPTIONS, in_progress, observe_request
 from shop.common.tracing import record_exception
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -33,6 +35,25 @@ _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'n
 _QUIET_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
 log = get_logger("shop.http")
+
+
+class _RequestIds:
+    """``req-`` and 32 hex digits, unique without a syscall per request: a random prefix per
+    process (drawn again in a forked child) and a counter (uuid4 read os.urandom each time)."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._prefix = f"req-{secrets.token_hex(8)}"
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+_request_ids = _RequestIds()
 
 
 class _BodyTooLarge(BaseException):
@@ -69,7 +90,7 @@ class RequestContextMiddleware:
                 request_id = value.decode()
             elif name == b"content-length":
                 content_length = int(value) if value.isdigit() else None
-        request_id = request_id or f"req-{uuid.uuid4().hex}"
+        request_id = request_id or _request_ids.next()
         rid_token = request_id_var.set(request_id)
         uid_token = user_id_var.set(None)
         started = time.perf_counter()
@@ -102,8 +123,8 @@ class RequestContextMiddleware:
             return message
 
         method = scope["method"]
-        in_progress = HTTP_IN_PROGRESS.labels(method)
-        in_progress.inc()
+        running = in_progress(method)
+        running.inc()
         try:
             if content_length is not None and content_length > self.max_body:
                 await self._problem(
@@ -135,7 +156,7 @@ class RequestContextMiddleware:
                     "Something went wrong on our side; it has been logged.",
                 )
         finally:
-            in_progress.dec()
+            running.dec()
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             observe_request(method, route, status, elapsed)

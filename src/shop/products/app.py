@@ -13,7 +13,7 @@ from shop.common.events.sidecar import RelaySource
 from shop.products.api import router
 from shop.products.cache import CatalogueCache
 from shop.products.events import follow_catalogue
-from shop.products.fastpath import CachedPageRoute, CachedProductRoute
+from shop.products.fastpath import PageRoute, ProductRoute
 from shop.products.schemas import ProductRead
 from shop.products.settings import ProductsSettings
 
@@ -61,10 +61,10 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
             follow_catalogue,
         ],
     )
-    # First in line: answer near-cache hits of the two catalogue reads, and match nothing else.
+    # First in line: the lean routes of the two catalogue reads' plain requests (fastpath.py).
     max_age = settings.catalogue_max_age_seconds
     app.router.routes[:0] = [
-        CachedProductRoute(max_age_seconds=max_age),
-        CachedPageRoute(max_age_seconds=max_age),
+        ProductRoute(max_age_seconds=max_age),
+        PageRoute(max_age_seconds=max_age),
     ]
     return app

@@ -1,12 +1,18 @@
-"""The cache-hit fast paths of ``GET /api/v1/products/{product_id}`` and ``GET /api/v1/products``.
+"""The lean routes of the two catalogue reads: ``GET /api/v1/products/{product_id}`` and
+``GET /api/v1/products`` (a plain page).
 
-A route placed before FastAPI's that **matches only when this replica's near cache holds the
-product** and answers with the cached bytes as a raw ASGI response: no dependency solving, no
-validation, no serialisation. Everything else (a miss, Redis down, an id out of range, any
-other method) does not match here and goes to the FastAPI route, which owns the contract and
-the OpenAPI. The platform's middleware still wraps it: request id, security headers, the
-access-log line and the metrics (under the same route template as the FastAPI route).
-Measured against the FastAPI route in one run: docs/performance.md.
+Routes placed before FastAPI's that match only **plain requests** (a GET with a valid id and
+no query string; a page whose parameters the FastAPI route would accept as they are) and
+answer as raw ASGI: a near-cache hit with the cached bytes and no I/O at all, a miss through
+the same use case as the FastAPI route (``service.product_body`` / ``page_body``: Redis, then
+PostgreSQL, the body serialised once and cached). No dependency solving, no validation
+layer, no response model: the parameters are checked here by one regular expression. A
+missing product raises the same ``NotFound``, which the app's problem handler answers.
+Everything else (an id out of range, a query string, ``ids=``, any other method) does not
+match and goes to the FastAPI route, which owns the contract and the OpenAPI; both answer
+the same bytes (tests/integration/test_catalogue_cache.py). The platform's middleware wraps
+both: request id, security headers, the access-log line and the metrics (under the same
+route template). Measured against the FastAPI route in one run: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -18,12 +24,14 @@ from urllib.parse import parse_qsl
 from starlette.routing import BaseRoute, Match
 from starlette.types import Receive, Scope, Send
 
+from shop.products import service
 from shop.products.cache import CachedBody, CatalogueCache
 
 PATH = "/api/v1/products/{product_id}"
 _PATH = re.compile(r"^/api/v1/products/([1-9][0-9]{0,18})$")
 _MAX_ID = 2**63 - 1
-_SCOPE_KEY = "shop.cached_product"
+_SCOPE_KEY = "shop.cached_body"  # the near cache's body, or None: load it
+_QUERY_KEY = "shop.page_query"
 
 
 _LIST_PATH = "/api/v1/products"
@@ -45,14 +53,18 @@ def page_query(query_string: bytes) -> str | None:
         return None
     if not 1 <= int(limit) <= 100 or int(offset) > 1_000_000:
         return None
-    if category is not None and not 1 <= len(category) <= 100:
+    if category is not None and not (1 <= len(category) <= 100 and "\x00" not in category):
         return None
     return f"{int(limit)}:{int(offset)}:{category or ''}"
 
 
-class _CachedRoute(BaseRoute):
+class _LeanRoute(BaseRoute):
     def __init__(self, *, max_age_seconds: int) -> None:
         self._cache_control = f"public, max-age={max_age_seconds}".encode()
+
+    async def load(self, scope: Scope) -> CachedBody:
+        """The body on a near-cache miss (the use case the FastAPI route calls)."""
+        raise NotImplementedError
 
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:
         from starlette.routing import NoMatchFound
@@ -60,7 +72,9 @@ class _CachedRoute(BaseRoute):
         raise NoMatchFound(name, path_params)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        cached: CachedBody = scope[_SCOPE_KEY]
+        cached: CachedBody | None = scope[_SCOPE_KEY]
+        if cached is None:
+            cached = await self.load(scope)
         if_none_match = None
         for name, value in scope["headers"]:
             if name == b"if-none-match":
@@ -79,44 +93,64 @@ class _CachedRoute(BaseRoute):
         await send({"type": "http.response.body", "body": cached.body})
 
 
-class CachedPageRoute(_CachedRoute):
-    """``GET /api/v1/products`` (a plain page) from the near cache; matches only on a hit."""
+class PageRoute(_LeanRoute):
+    """``GET /api/v1/products``: a plain page (``limit``, ``offset``, ``category``)."""
 
     path = _LIST_PATH
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] != _LIST_PATH:
             return Match.NONE, {}
+        query = page_query(scope["query_string"])
+        if query is None:
+            return Match.NONE, {}
         cache: CatalogueCache | None = scope["app"].state.catalogue_cache
-        query = page_query(scope["query_string"]) if cache is not None else None
-        if cache is None or query is None:
-            return Match.NONE, {}
-        cached = cache.near_page(query)
-        if cached is None:
-            return Match.NONE, {}
-        return Match.FULL, {"route": self, "path_params": {}, _SCOPE_KEY: cached}
+        cached = cache.near_page(query) if cache is not None else None
+        return Match.FULL, {
+            "route": self,
+            "path_params": {},
+            _SCOPE_KEY: cached,
+            _QUERY_KEY: query,
+        }
+
+    async def load(self, scope: Scope) -> CachedBody:
+        limit, offset, category = scope[_QUERY_KEY].split(":", 2)
+        state = scope["app"].state
+        return await service.page_body(
+            db=state.db,
+            cache=state.catalogue_cache,
+            limit=int(limit),
+            offset=int(offset),
+            category=category or None,
+        )
 
 
-class CachedProductRoute(_CachedRoute):
-    """``GET /api/v1/products/{product_id}`` from the near cache; matches only on a hit."""
+class ProductRoute(_LeanRoute):
+    """``GET /api/v1/products/{product_id}`` with no query string."""
 
     path = PATH  # the metrics' route label, shared with the FastAPI route
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http" or scope["method"] != "GET":
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:
             return Match.NONE, {}
         found = _PATH.match(scope["path"])
         if found is None:
             return Match.NONE, {}
         product_id = int(found.group(1))
+        if product_id > _MAX_ID:
+            return Match.NONE, {}
         cache: CatalogueCache | None = scope["app"].state.catalogue_cache
-        if product_id > _MAX_ID or cache is None:
-            return Match.NONE, {}
-        cached = cache.near_product(product_id)
-        if cached is None:
-            return Match.NONE, {}
+        cached = cache.near_product(product_id) if cache is not None else None
         return Match.FULL, {
             "route": self,
             "path_params": {"product_id": product_id},
             _SCOPE_KEY: cached,
         }
+
+    async def load(self, scope: Scope) -> CachedBody:
+        state = scope["app"].state
+        return await service.product_body(
+            db=state.db,
+            cache=state.catalogue_cache,
+            product_id=scope["path_params"]["product_id"],
+        )
