@@ -53,6 +53,22 @@ class _Redis:
     async def publish(self, channel: str, message: str) -> int:
         return 0
 
+    def pipeline(self, transaction: bool = True) -> _Pipeline:
+        return _Pipeline()
+
+
+class _Pipeline:
+    """A product page's invalidation: DEL and PUBLISH sent together."""
+
+    def delete(self, key: str) -> None:
+        pass
+
+    def publish(self, channel: str, message: str) -> None:
+        pass
+
+    async def execute(self) -> list[int]:
+        return [0, 0]
+
 
 def _cache(**bounds: int) -> CatalogueCache:
     cache = CatalogueCache(_Redis(), **bounds)  # type: ignore[arg-type]
