@@ -40,6 +40,16 @@ def per_request(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     return figures
 
 
+def gateway_ms_per_request(result: dict[str, Any]) -> float | None:
+    """The Envoy gateway's CPU ms per request, from ``product_by_id_gateway`` (the same read
+    sent through it); None for a run without that scenario. Taken as every kind's: the proxy's
+    work is per request and per header, and the mix is 95% small catalogue reads."""
+    s = result["scenarios"].get("product_by_id_gateway")
+    if not s or not s["requests"] or "gateway" not in s["processes"]:
+        return None
+    return 1000 * s["processes"]["gateway"]["cpu_seconds"] / s["requests"]
+
+
 def model(result: dict[str, Any], *, rps: float = TARGET_RPS) -> dict[str, Any]:
     mix: dict[str, float] = result["options"]["mix"]
     figures = per_request(result)
@@ -52,8 +62,12 @@ def model(result: dict[str, Any], *, rps: float = TARGET_RPS) -> dict[str, Any]:
     }
     per_replica = POD_CPU_REQUEST * HPA_TARGET
     replicas = {svc: max(2, math.ceil(cores[svc] / per_replica)) for svc in SERVICES}
+    # The gateway's Envoy proxies run on the same nodes, sized the same way (at least two).
+    gateway_ms = gateway_ms_per_request(result)
+    gateway_cores = rps * (gateway_ms or 0.0) / 1000
+    gateway_replicas = max(2, math.ceil(gateway_cores / per_replica)) if gateway_ms else 0
     pods_per_node = math.floor((NODE_ALLOCATABLE_VCPU - DAEMONSETS_VCPU) / POD_CPU_REQUEST)
-    nodes = math.ceil(sum(replicas.values()) / pods_per_node)
+    nodes = math.ceil((sum(replicas.values()) + gateway_replicas) / pods_per_node)
     share_of_cpu = {k: share * sum(figures[k][svc] for svc in SERVICES) for k, share in mix.items()}
     total_share = sum(share_of_cpu.values())
     peak_rss = {
@@ -76,6 +90,11 @@ def model(result: dict[str, Any], *, rps: float = TARGET_RPS) -> dict[str, Any]:
         "cores_at_target": {svc: round(c, 2) for svc, c in cores.items()},
         "cpu_share_by_kind": {k: round(v / total_share, 3) for k, v in share_of_cpu.items()},
         "replicas": replicas,
+        "gateway": {
+            "cpu_ms_per_request": None if gateway_ms is None else round(gateway_ms, 3),
+            "cores_at_target": round(gateway_cores, 2),
+            "replicas": gateway_replicas,
+        },
         "pods_per_node": pods_per_node,
         "nodes": nodes,
         "nodes_n_plus_one": nodes + 1,
@@ -121,6 +140,14 @@ def render(m: dict[str, Any]) -> str:
         + ", ".join(f"{svc} {n}" for svc, n in m["replicas"].items())
         + f" = {sum(m['replicas'].values())}"
     )
+    gateway = m["gateway"]
+    if gateway["cpu_ms_per_request"] is None:
+        lines.append("gateway: not measured in this run (no product_by_id_gateway): not counted")
+    else:
+        lines.append(
+            f"gateway (Envoy): {gateway['cpu_ms_per_request']:g} ms per request,"
+            f" {gateway['cores_at_target']:g} cores, {gateway['replicas']} proxies"
+        )
     lines.append(
         f"t3.medium nodes: {m['nodes']} at {m['pods_per_node']} pods per node,"
         f" {m['nodes_n_plus_one']} with one spare"

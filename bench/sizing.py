@@ -146,9 +146,13 @@ def deploy_values(result: dict[str, Any], *, source: str, rps: float) -> dict[st
         "nodes_at_target": m["nodes"],
         "nodes_with_spare": m["nodes_n_plus_one"],
         "pods_at_hpa_max": max_pods,
-        # The four services at their HPA maximums, before the storefront and Redis: what the
-        # EKS node group's maximum must allow for the maximums to be reachable.
-        "nodes_at_hpa_max": math.ceil(max_pods / m["pods_per_node"]),
+        # The four services at their HPA maximums and the gateway's proxies at the target,
+        # before the storefront and Redis: what the EKS node group's maximum must allow for
+        # the maximums to be reachable.
+        "nodes_at_hpa_max": math.ceil((max_pods + m["gateway"]["replicas"]) / m["pods_per_node"]),
+        # The Envoy proxies Envoy Gateway runs (counted in the nodes above; their replicas
+        # are the controller's EnvoyProxy settings, not yet sized from here).
+        "gateway": m["gateway"],
         "services": services,
         "rds": rds,
         "redis": {

@@ -67,3 +67,20 @@ def test_more_replicas_raise_the_hpa_maximum_and_the_pools_still_fit(result):
 def test_a_load_no_class_carries_is_refused(result):
     with pytest.raises(SystemExit, match="no RDS class"):
         sizing.deploy_values(scaled(result, postgres=100), source=RUN, rps=10_000)
+
+
+def test_the_gateways_proxies_take_node_room_once_measured():
+    run = "bench/results/reference/i12-third-round.json"
+    measured = json.loads((ROOT / run).read_text(encoding="utf-8"))
+    with_gateway = sizing.deploy_values(measured, source=run, rps=10_000)
+    assert with_gateway["gateway"]["cpu_ms_per_request"] > 0
+    assert with_gateway["gateway"]["replicas"] >= 2
+    without = copy.deepcopy(measured)
+    del without["scenarios"]["product_by_id_gateway"]
+    plain = sizing.deploy_values(without, source=run, rps=10_000)
+    assert plain["gateway"] == {"cpu_ms_per_request": None, "cores_at_target": 0.0, "replicas": 0}
+    services_pods = sum(s["replicas_at_target"] for s in plain["services"].values())
+    assert plain["nodes_at_target"] == -(-services_pods // plain["pods_per_node"])
+    assert with_gateway["nodes_at_target"] == -(
+        -(services_pods + with_gateway["gateway"]["replicas"]) // plain["pods_per_node"]
+    )
