@@ -6,10 +6,14 @@ import threading
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import psutil
 
-STATS_FLUSH_SECONDS = 1.5
+# A backend publishes its counters at most once a second (PGSTAT_MIN_INTERVAL): poll at
+# more than that, so two equal readings mean nothing was left to publish.
+STATS_POLL_SECONDS = 1.2
+STATS_SETTLE_MAX_SECONDS = 8.0
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -99,32 +103,49 @@ class BackendCpu:
         self.commits: int | None = None
 
     def _snapshot(self) -> tuple[list[int], int]:
-        """The backends' pids, and the transactions committed in the run's databases."""
+        """The backends' pids, and the transactions committed in the run's databases, once the
+        count has settled.
+
+        Backends publish their transaction counts to pg_stat_database at most once a second,
+        and a backend that just went idle publishes a moment later: a fixed wait could read
+        the count with some of the last second's commits still unpublished, or the warm-up's
+        last ones arriving after it. The count is read every ``STATS_POLL_SECONDS`` until two
+        readings agree (or ``STATS_SETTLE_MAX_SECONDS`` pass: the services' background work
+        may commit now and then).
+        """
         import asyncio
 
         import asyncpg
 
-        # PostgreSQL backends publish their transaction counts at most once a second (and a
-        # second after they go idle): wait that out, so the warm-up's commits are not counted
-        # in the run and the run's last second is.
-        time.sleep(STATS_FLUSH_SECONDS)
-
         async def fetch() -> tuple[list[int], int]:
             conn = await asyncpg.connect(self.conn_url)
             try:
+                commits = await self._commits_now(conn)
+                deadline = time.monotonic() + STATS_SETTLE_MAX_SECONDS
+                while time.monotonic() < deadline:
+                    await asyncio.sleep(STATS_POLL_SECONDS)
+                    again = await self._commits_now(conn)
+                    if again == commits:
+                        break
+                    commits = again
                 rows = await conn.fetch(
                     "SELECT pid FROM pg_stat_activity WHERE datname LIKE $1 || '%'", self.prefix
                 )
-                commits = await conn.fetchval(
-                    "SELECT coalesce(sum(xact_commit), 0) FROM pg_stat_database"
-                    " WHERE datname LIKE $1 || '%'",
-                    self.prefix,
-                )
             finally:
                 await conn.close()
-            return [r["pid"] for r in rows], int(commits)
+            return [r["pid"] for r in rows], commits
 
         return asyncio.run(fetch())
+
+    async def _commits_now(self, conn: Any) -> int:
+        await conn.execute("SELECT pg_stat_clear_snapshot()")  # read the counters afresh
+        return int(
+            await conn.fetchval(
+                "SELECT coalesce(sum(xact_commit), 0) FROM pg_stat_database"
+                " WHERE datname LIKE $1 || '%'",
+                self.prefix,
+            )
+        )
 
     def __enter__(self) -> BackendCpu:
         self._start = {}
@@ -143,8 +164,6 @@ class BackendCpu:
         tb: TracebackType | None,
     ) -> None:
         total, readable = 0.0, False
-        # Busy backends publish their counters about every second: approximate, within that.
-        time.sleep(1.1)
         pids, commits = self._snapshot()
         self.commits = commits - self._commits
         for pid in pids:
