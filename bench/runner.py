@@ -24,6 +24,8 @@ from bench.wrk import Job, merge, run_jobs
 from shop.devtools.processes import free_port
 
 MIX_STEPS = (0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.15)
+MIX_REFINEMENTS = 2  # bisections between the last held and the first failed rate
+MIX_RESOLUTION = 0.1  # ... while they are more than 10% of the held rate apart
 LATENCY_AT_HALF_LOAD = ("product_by_id", "order", "flash_sale")
 P95_TARGET_MS = 100.0
 
@@ -403,13 +405,10 @@ def run_mixed(
     estimate = scenarios.mix_capacity_estimate(alone, mix)
     if estimate is None:
         estimate = 1000.0  # the single-kind scenarios were not run: a modest first guess
-    steps = []
-    best: dict[str, Any] | None = None
-    factors = list(mix_steps)
-    while factors:
-        factor = factors.pop(0)
-        rate = max(10.0, round(estimate * factor, -1))
-        _log(f"scenario mixed at {rate:g} req/s ({factor:g} x the estimate {estimate:.0f})")
+    steps: list[dict[str, Any]] = []
+
+    def step_at(rate: float, why: str) -> dict[str, Any]:
+        _log(f"scenario mixed at {rate:g} req/s ({why})")
         jobs = scenarios.mixed_jobs(platform, tokens_file, rate, mix)
         before = cache_counts(platform)
         step = measure(jobs, duration=options.duration, pids=pids, backends=backends)
@@ -421,12 +420,38 @@ def run_mixed(
             and step["rps"] >= 0.95 * rate
         )
         steps.append(step)
+        return step
+
+    best: dict[str, Any] | None = None
+    failed: float | None = None  # the lowest rate tried that did not hold
+    factors = list(mix_steps)
+    while factors:
+        factor = factors.pop(0)
+        rate = max(10.0, round(estimate * factor, -1))
+        step = step_at(rate, f"{factor:g} x the estimate {estimate:.0f}")
         if step["sustained"]:
             best = step
-        elif best is not None:
+            continue
+        failed = rate if failed is None else min(failed, rate)
+        if best is not None:
             break  # past the knee: higher rates only queue more
-        elif len(steps) < 3 and rate > 10:
+        if len(steps) < 3 and rate > 10:
             factors = [factor / 2]  # not even the first held: look lower
+    # Between the last rate that held and the first that did not, halve the gap while it is
+    # over MIX_RESOLUTION of the held rate: the figure is the knee, not the step grid's.
+    for _ in range(MIX_REFINEMENTS):
+        if (
+            best is None
+            or failed is None
+            or failed - best["target_rps"] <= (MIX_RESOLUTION * best["target_rps"])
+        ):
+            break
+        rate = round((best["target_rps"] + failed) / 2, -1)
+        step = step_at(rate, f"between {best['target_rps']:g} held and {failed:g} not")
+        if step["sustained"]:
+            best = step
+        else:
+            failed = rate
     chosen = best or max(steps, key=lambda s: s["rps"])
     return {
         **chosen,
