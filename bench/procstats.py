@@ -14,6 +14,7 @@ import psutil
 # more than that, so two equal readings mean nothing was left to publish.
 STATS_POLL_SECONDS = 1.2
 STATS_SETTLE_MAX_SECONDS = 8.0
+STATS_IDLE_SECONDS = 10.5  # PostgreSQL's PGSTAT_IDLE_INTERVAL (10 s), and a margin
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -95,14 +96,30 @@ class BackendCpu:
     their pids are readable; with a remote one this reports nothing), and the transactions
     committed in them."""
 
-    def __init__(self, conn_url: str, prefix: str) -> None:
+    def __init__(
+        self,
+        conn_url: str,
+        prefix: str,
+        *,
+        exact: bool = False,
+        count_rows: tuple[str, str] | None = None,
+    ) -> None:
         self.conn_url, self.prefix = conn_url, prefix
+        self.exact = exact
+        # (database, table): rows added during the run, counted at the same two moments as
+        # the commits (the orders placed, in-flight ones included, for commits per order).
+        self.count_rows = count_rows
+        self._rows = 0
+        self.rows_added: int | None = None
+        self._opened = 0.0
+        self.window_seconds: float | None = None  # between the two counts
         self._start: dict[int, float] = {}
-        self._commits = 0
+        self._commits: dict[str, int] = {}
         self.seconds: float | None = None
         self.commits: int | None = None
+        self.commits_by_database: dict[str, int] | None = None
 
-    def _snapshot(self) -> tuple[list[int], int]:
+    def _snapshot(self) -> tuple[list[int], dict[str, int], int]:
         """The backends' pids, and the transactions committed in the run's databases, once the
         count has settled.
 
@@ -111,13 +128,18 @@ class BackendCpu:
         the count with some of the last second's commits still unpublished, or the warm-up's
         last ones arriving after it. The count is read every ``STATS_POLL_SECONDS`` until two
         readings agree (or ``STATS_SETTLE_MAX_SECONDS`` pass: the services' background work
-        may commit now and then).
+        may commit now and then). A backend that goes idle within a second of its last publish
+        keeps the rest for PostgreSQL's PGSTAT_IDLE_INTERVAL (10 s) unless it runs again, so
+        two readings can agree with commits still held: ``exact`` waits that out first (the
+        order scenarios, whose transactions per order are a target).
         """
         import asyncio
 
         import asyncpg
 
-        async def fetch() -> tuple[list[int], int]:
+        async def fetch() -> tuple[list[int], dict[str, int], int]:
+            if self.exact:
+                await asyncio.sleep(STATS_IDLE_SECONDS)
             conn = await asyncpg.connect(self.conn_url)
             try:
                 commits = await self._commits_now(conn)
@@ -133,23 +155,31 @@ class BackendCpu:
                 )
             finally:
                 await conn.close()
-            return [r["pid"] for r in rows], commits
+            counted = 0
+            if self.count_rows is not None:
+                database, table = self.count_rows
+                other = await asyncpg.connect(self.conn_url, database=self.prefix + database)
+                try:
+                    counted = int(await other.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608
+                finally:
+                    await other.close()
+            return [r["pid"] for r in rows], commits, counted
 
         return asyncio.run(fetch())
 
-    async def _commits_now(self, conn: Any) -> int:
+    async def _commits_now(self, conn: Any) -> dict[str, int]:
+        """Transactions committed so far in each of the run's databases (by name, no prefix)."""
         await conn.execute("SELECT pg_stat_clear_snapshot()")  # read the counters afresh
-        return int(
-            await conn.fetchval(
-                "SELECT coalesce(sum(xact_commit), 0) FROM pg_stat_database"
-                " WHERE datname LIKE $1 || '%'",
-                self.prefix,
-            )
+        rows = await conn.fetch(
+            "SELECT datname, xact_commit FROM pg_stat_database WHERE datname LIKE $1 || '%'",
+            self.prefix,
         )
+        return {r["datname"].removeprefix(self.prefix): int(r["xact_commit"]) for r in rows}
 
     def __enter__(self) -> BackendCpu:
         self._start = {}
-        pids, self._commits = self._snapshot()
+        pids, self._commits, self._rows = self._snapshot()
+        self._opened = time.monotonic()
         for pid in pids:
             try:
                 self._start[pid] = _cpu(psutil.Process(pid))
@@ -164,8 +194,14 @@ class BackendCpu:
         tb: TracebackType | None,
     ) -> None:
         total, readable = 0.0, False
-        pids, commits = self._snapshot()
-        self.commits = commits - self._commits
+        pids, commits, rows = self._snapshot()
+        self.window_seconds = time.monotonic() - self._opened
+        if self.count_rows is not None:
+            self.rows_added = rows - self._rows
+        self.commits_by_database = {
+            name: count - self._commits.get(name, 0) for name, count in commits.items()
+        }
+        self.commits = sum(self.commits_by_database.values())
         for pid in pids:
             try:
                 total += _cpu(psutil.Process(pid)) - self._start.get(pid, 0.0)

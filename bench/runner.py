@@ -21,6 +21,7 @@ from bench import pgbench, scenarios
 from bench.platform import ROOT, Platform, environment, login_tokens, pgbench_database
 from bench.procstats import BackendCpu, Sampler
 from bench.wrk import Job, merge, run_jobs
+from shop.devtools.postgres import SERVICE_DATABASES
 from shop.devtools.processes import free_port
 
 MIX_STEPS = (0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.15)
@@ -46,13 +47,25 @@ def measure(
     pids: dict[str, int],
     backends: tuple[str, str] | None,
     warmup: float = 0.0,
+    exact_commits: bool = False,
 ) -> dict[str, Any]:
-    """Run jobs together; return the merged load figures and each process's CPU and memory."""
+    """Run jobs together; return the merged load figures and each process's CPU and memory
+    (``exact_commits``: wait for every backend to publish its commits, see BackendCpu)."""
     if warmup > 0:
         run_jobs(jobs, warmup)
     with ExitStack() as stack:
         sampler = stack.enter_context(Sampler(pids))
-        backend = stack.enter_context(BackendCpu(*backends)) if backends else None
+        backend = (
+            stack.enter_context(
+                BackendCpu(
+                    *backends,
+                    exact=exact_commits,
+                    count_rows=(SERVICE_DATABASES["orders"], "orders") if exact_commits else None,
+                )
+            )
+            if backends
+            else None
+        )
         results, wrk_cpu = run_jobs(jobs, duration)
     summary = merge(results, wrk_cpu)
     summary["jobs"] = {
@@ -81,6 +94,10 @@ def measure(
     if backend is not None:
         summary["postgres_cpu_seconds"] = backend.seconds
         summary["postgres_commits"] = backend.commits
+        summary["postgres_commits_by_database"] = backend.commits_by_database
+        if backend.rows_added is not None:
+            summary["orders_placed"] = backend.rows_added
+            summary["postgres_window_seconds"] = round(backend.window_seconds or 0.0, 2)
     return summary
 
 
@@ -337,12 +354,19 @@ def run(
     cached_reads = {"product_by_id", "product_list", "mixed"} & set(selected)
     if cached_reads and platform.redis_url:
         warm_cache(platform, options.connections)
+    if backends and {*scenarios.ORDERS} & set(selected):
+        result["background_commits_per_second"] = background_commits(backends)
     for name in [s for s in selected if s != "mixed"]:
         _log(f"scenario {name} ({closed_loop[name]} connections, {duration:g} s)")
         jobs = [scenarios.job(name, platform, tokens_file, connections=closed_loop[name])]
         before = cache_counts(platform)
         result["scenarios"][name] = measure(
-            jobs, duration=duration, pids=pids, backends=backends, warmup=warmup
+            jobs,
+            duration=duration,
+            pids=pids,
+            backends=backends,
+            warmup=warmup,
+            exact_commits=name in scenarios.ORDERS,
         )
         result["scenarios"][name]["cache"] = cache_delta(before, cache_counts(platform))
         if name in LATENCY_AT_HALF_LOAD:
@@ -362,6 +386,16 @@ def run(
         _log("checking stock and cross-service consistency")
         result["integrity"] = asyncio.run(_integrity(platform, stock_before))
     return result
+
+
+def background_commits(backends: tuple[str, str], seconds: float = 10.0) -> float:
+    """Commits per second in the run's databases with no load at all: the services' own
+    periodic work (health checks' pings, recovery's pass), which the order scenarios' windows
+    also hold and commits per order should not."""
+    _log(f"counting the platform's background commits ({seconds:g} s idle)")
+    with BackendCpu(*backends, exact=True) as idle:
+        time.sleep(seconds)
+    return round((idle.commits or 0) / (idle.window_seconds or seconds), 3)
 
 
 def half_load(
