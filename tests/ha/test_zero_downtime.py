@@ -6,17 +6,30 @@ one replica of every service, or (b) restarts every replica one by one as a roll
 does. Each request's outcome is counted. A client that sees an order fail retries it with the
 same key, as the contract tells it to; afterwards every order the clients saw succeed must
 exist exactly once and be paid, and the three databases must agree (check-consistency).
+
+Reads must never fail, with one case a client handles itself: a replica SIGKILLed between
+writing a response's headers and its body. Envoy has forwarded the headers, so it cannot retry
+on another replica (no streaming proxy can); it cuts the client's response off (access log:
+``UPE``, ``upstream_reset_after_response_started``). An idempotent GET whose response was cut
+off may be sent again (RFC 9110 §9.2.2), so the client does, once. Only that case: a 5xx, or a
+connection closed before any response, is a failure; the rolling restart must cut nothing; and
+every cut the kill test retried must be one the gateway logged as its replica dying.
+Failures are reported with the gateway's access-log lines and the replicas' log lines for their
+request ids (each request carries an ``X-Request-ID`` of the test's own).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -48,6 +61,9 @@ class Tally:
     ok: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    failed_request_ids: list[str] = field(default_factory=list)
+    # Reads whose response started and was then cut off (retried once): (op, request id, error).
+    cut_short: list[tuple[str, str, str]] = field(default_factory=list)
     order_first_failures: int = 0
     orders_seen_paid: dict[str, int] = field(default_factory=dict)  # key -> order id
     orders_given_up: list[str] = field(default_factory=list)
@@ -55,7 +71,9 @@ class Tally:
     done: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, op: str, response: httpx.Response | None, error: str = "") -> None:
+    def record(
+        self, op: str, request_id: str, response: httpx.Response | None, error: str = ""
+    ) -> None:
         with self.lock:
             self.done += 1
             if response is not None and response.status_code < 400:
@@ -63,15 +81,74 @@ class Tally:
             else:
                 self.failed[op] += 1
                 what = f"{response.status_code} {response.text[:160]}" if response else error
-                self.errors.append(f"{op}: {what}")
+                self.errors.append(f"{op} [{request_id}]: {what}")
+                self.failed_request_ids.append(request_id)
+
+    def explain(self, cluster: Cluster) -> str:
+        """The failures, each with the gateway's access-log lines for its request id (the
+        public listener's, and the internal listeners' for the calls it led to)."""
+        lines = _access_log_lines(cluster.gateway.access_log, set(self.failed_request_ids))
+        replicas = [
+            (proc.log_path.stem, proc.log_path.read_text(errors="replace").splitlines())
+            for proc in cluster.all
+            if proc.log_path is not None and proc.log_path.exists()
+        ]
+        out = [self.summary()]
+        out += [
+            f"{op} [{request_id}] cut short, retried: {e}" for op, request_id, e in self.cut_short
+        ]
+        for error, request_id in zip(self.errors, self.failed_request_ids, strict=True):
+            out.append(error)
+            out += [f"    gateway: {line}" for line in lines.get(request_id, [])] or [
+                "    gateway: no access-log line for it (the request never reached Envoy)"
+            ]
+            out += [
+                f"    {name}: {line}"
+                for name, log in replicas
+                for line in log
+                if request_id in line
+            ]
+        return "\n".join(out)
 
     def summary(self) -> str:
         ops = sorted(set(self.ok) | set(self.failed))
         parts = [f"{op} {self.ok[op]} ok / {self.failed[op]} failed" for op in ops]
         return "; ".join(parts) + (
+            f"; reads cut short mid-response and retried: {len(self.cut_short)}"
             f"; orders failing a first attempt: {self.order_first_failures}"
             f", of which settled as failed: {len(self.orders_failed_final)}"
         )
+
+
+def _request_id() -> dict[str, str]:
+    """An X-Request-ID of the test's own: the gateway keeps it and logs it, so a failure can
+    be matched to the gateway's access-log line for it."""
+    return {"X-Request-ID": f"ha-{uuid.uuid4().hex}"}
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _access_log_lines(path: Path, request_ids: set[str]) -> dict[str, list[str]]:
+    """The access-log lines of ``request_ids``, by id. Envoy flushes its log every second:
+    this waits until each id has a line (at most a minute: a request that never reached Envoy
+    has none)."""
+    found: dict[str, list[str]] = {}
+    deadline = time.monotonic() + 60
+    while True:
+        found.clear()
+        text = path.read_text() if path.exists() else ""
+        for line in text.splitlines():
+            try:
+                request_id = json.loads(line).get("request_id")
+            except ValueError:
+                continue
+            if request_id in request_ids:
+                found.setdefault(request_id, []).append(line)
+        if set(found) >= request_ids or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 def _login(gateway: str, username: str, password: str) -> dict[str, str]:
@@ -106,29 +183,66 @@ def _client_script(
                     after += 1
                     if after > AFTER_ROUNDS:
                         break
-                for op, call in (
-                    ("browse", lambda: http.get("/api/v1/products", params={"limit": 20})),
-                    ("read", lambda: http.get(f"/api/v1/products/{product_id}")),
-                    (
-                        (
-                            "login",
-                            lambda: http.post(
-                                "/api/v1/users/login",
-                                json={"username": username, "password": password},
-                            ),
-                        )
-                        if i % 3 == 0
-                        else ("read", lambda: http.get(f"/api/v1/products/{product_id}"))
-                    ),
-                ):
+                _read(http, tally, "browse", "/api/v1/products", {"limit": 20})
+                _read(http, tally, "read", f"/api/v1/products/{product_id}")
+                if i % 3 == 0:
+                    rid = _request_id()
                     try:
-                        tally.record(op, call())
+                        response = http.post(
+                            "/api/v1/users/login",
+                            json={"username": username, "password": password},
+                            headers=rid,
+                        )
+                        tally.record("login", rid["X-Request-ID"], response)
                     except httpx.HTTPError as exc:
-                        tally.record(op, None, type(exc).__name__)
+                        tally.record("login", rid["X-Request-ID"], None, _error(exc))
+                else:
+                    _read(http, tally, "read", f"/api/v1/products/{product_id}")
                 _order(http, token, product_id, f"{phase}-{n}-{i}", tally)
                 time.sleep(PACE)
 
     return run
+
+
+def _read(
+    http: httpx.Client, tally: Tally, op: str, path: str, params: dict[str, int] | None = None
+) -> None:
+    """GET ``path`` and count the outcome; once more (a new connection: httpx drops the broken
+    one) when a success's headers came and its body was then cut off, and only then."""
+    for attempt in range(2):
+        rid = _request_id()
+        request = http.build_request("GET", path, params=params, headers=rid)
+        try:
+            response = http.send(request, stream=True)
+        except httpx.HTTPError as exc:  # no response at all: a failure, never retried
+            tally.record(op, rid["X-Request-ID"], None, _error(exc))
+            return
+        try:
+            response.read()
+        except httpx.TransportError as exc:
+            if attempt == 0 and response.status_code < 400:
+                with tally.lock:
+                    tally.cut_short.append((op, rid["X-Request-ID"], _error(exc)))
+                continue
+            error = f"{response.status_code}, then {_error(exc)}"
+            tally.record(op, rid["X-Request-ID"], None, error)
+            return
+        finally:
+            response.close()
+        tally.record(op, rid["X-Request-ID"], response)
+        return
+
+
+def _assert_cut_by_a_dying_replica(cluster: Cluster, tally: Tally) -> None:
+    """Every read retried for a cut-off body was cut because its replica died after sending
+    the response's headers (the gateway's log says so), not by the gateway itself."""
+    lines = _access_log_lines(cluster.gateway.access_log, {rid for _, rid, _ in tally.cut_short})
+    for op, request_id, error in tally.cut_short:
+        details = [json.loads(line)["details"] for line in lines.get(request_id, [])]
+        assert any(d.startswith("upstream_reset_after_response_started") for d in details), (
+            f"{op} [{request_id}] was cut short ({error}), not by its replica dying: "
+            f"{lines.get(request_id, 'no gateway access-log line')}"
+        )
 
 
 def _order(
@@ -136,15 +250,16 @@ def _order(
 ) -> None:
     body = {"product_id": product_id, "quantity": 1, "payment_method": "card"}
     for attempt in range(ORDER_RETRIES):
+        rid = _request_id()
         try:
             response: httpx.Response | None = http.post(
-                "/api/v1/orders", json=body, headers={**token, "Idempotency-Key": key}
+                "/api/v1/orders", json=body, headers={**token, "Idempotency-Key": key, **rid}
             )
             error = ""
         except httpx.HTTPError as exc:
-            response, error = None, type(exc).__name__
+            response, error = None, _error(exc)
         if attempt == 0:
-            tally.record("order", response, error)
+            tally.record("order", rid["X-Request-ID"], response, error)
         if response is not None and response.status_code == 201:
             with tally.lock:
                 if attempt:
@@ -249,7 +364,8 @@ def test_kill_minus_9_one_replica_of_each_service(
     tally = _run_load(cluster, product_id, "kill", disrupt)
     print(f"\nkill -9 one replica of each service: {tally.summary()}")
     record_property("kill_summary", tally.summary())
-    assert tally.failed["browse"] == tally.failed["read"] == 0, tally.errors
+    assert tally.failed["browse"] == tally.failed["read"] == 0, tally.explain(cluster)
+    _assert_cut_by_a_dying_replica(cluster, tally)
     assert tally.orders_given_up == []
     asyncio.run(_verify_orders(cluster, tally, product_id, stock))
 
@@ -276,6 +392,7 @@ def test_rolling_restart_of_every_replica(
     for proc in cluster.all:
         assert proc.log_path is not None
         assert '"message":"service stopped"' in proc.log_path.read_text()
-    assert sum(tally.failed.values()) == 0, tally.errors
+    assert sum(tally.failed.values()) == 0, tally.explain(cluster)
+    assert tally.cut_short == [], tally.explain(cluster)  # a draining replica finishes all it began
     assert tally.order_first_failures == 0
     asyncio.run(_verify_orders(cluster, tally, product_id, stock))
