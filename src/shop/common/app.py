@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from shop.common import faults
 from shop.common.auth import KeySet, TokenVerifier
@@ -150,8 +151,12 @@ def create_service_app(
     routers: Sequence[APIRouter],
     extensions: Sequence[Extension] = (),
     ready_checks: Sequence[ReadyCheck] = (),
+    lean_routes: Sequence[BaseRoute] = (),
 ) -> FastAPI:
-    """Build a service. Nothing connects here; the lifespan opens the pool and clients."""
+    """Build a service. Nothing connects here; the lifespan opens the pool and clients.
+
+    ``lean_routes`` (``shop.common.fastpath``) go before every other route: each answers the
+    plain requests of one hot FastAPI route and hands the rest to it."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -261,5 +266,6 @@ def create_service_app(
     app.include_router(health)
     for router in routers:
         app.include_router(router)
+    app.router.routes[:0] = list(lean_routes)
 
     return app

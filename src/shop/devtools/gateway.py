@@ -249,6 +249,8 @@ class Gateway:
     jwt_issuer: str = "shop-users"
     jwt_audience: str = "shop"
     envoy: str | None = None
+    # Envoy's worker threads (``--concurrency``); SHOP_GATEWAY_WORKERS, else 2.
+    workers: int = field(default_factory=lambda: int(os.environ.get("SHOP_GATEWAY_WORKERS", "2")))
     drained: set[int] = field(default_factory=set)
     # Compose's render mode (scripts/gen-compose-gateway.py): services named here are reached
     # by DNS name (``users`` -> users:5000, every address the name resolves to, so a scaled
@@ -785,7 +787,7 @@ class Gateway:
                 "--log-level",
                 "warning",
                 "--concurrency",
-                "2",
+                str(self.workers),
                 "--drain-time-s",
                 "5",
                 # Access-log lines reach the file within a second (Envoy's default is 10 s).

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.types import Scope
 
+from shop.common import fastpath
+from shop.common.auth import Principal
 from shop.common.deps import (
     AdminDep,
     DbDep,
@@ -16,7 +19,7 @@ from shop.common.deps import (
 )
 from shop.common.errors import Forbidden, NotFound
 from shop.common.openapi import order_links, problems
-from shop.common.responses import json_response
+from shop.common.responses import JSONResponse, json_response
 from shop.common.types import MAX_ID
 from shop.orders import service
 from shop.orders.saga import Order, OrderStatus
@@ -93,13 +96,25 @@ async def place_order(
 ) -> Any:
     """Place an order; with an ``Idempotency-Key``, at most once per user and key
     (semantics: ``shop.common.idempotency``; the order row is the key's record)."""
+    return await _place(saga, principal, order_in, key, request.app.state.settings.currency)
+
+
+async def lean_place_order(scope: Scope, _: dict[str, int], body: bytes) -> JSONResponse:
+    """``place_order`` for its plain requests (``shop.common.fastpath``)."""
+    order_in = fastpath.json_body(scope, body, OrderCreate)
+    key = fastpath.idempotency_key(scope)
+    principal = await fastpath.principal(scope)
+    state = scope["app"].state
+    return await _place(state.saga, principal, order_in, key, state.settings.currency)
+
+
+async def _place(
+    saga: Saga, principal: Principal, order_in: OrderCreate, key: str | None, currency: str
+) -> JSONResponse:
     if principal.user_id is None:
         raise Forbidden("Orders are placed by users.")
     order = await saga.place(
-        user_id=principal.user_id,
-        order_in=order_in,
-        idempotency_key=key,
-        currency=request.app.state.settings.currency,
+        user_id=principal.user_id, order_in=order_in, idempotency_key=key, currency=currency
     )
     return json_response(_order(order), 201)
 
@@ -184,3 +199,6 @@ async def change_status(
 )
 async def cancel_order(order_id: Id, saga: SagaDep, principal: PrincipalDep) -> Any:
     return json_response(_order(await saga.cancel(order_id=order_id, principal=principal)))
+
+
+LEAN_ROUTES = [fastpath.LeanRoute("POST", "/api/v1/orders", lean_place_order)]

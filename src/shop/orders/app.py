@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from shop.common.app import create_service_app
 from shop.common.events.relay import relay_extension, render_as
 from shop.common.events.sidecar import RelaySource
-from shop.orders.api import router
+from shop.orders.api import LEAN_ROUTES, router
 from shop.orders.events import build_consumer
 from shop.orders.recovery import recovery_loop
 from shop.orders.schemas import OrderRead
@@ -73,5 +73,6 @@ def create_app(
         title="shop order service",
         description="Orders, placed by a saga across the product and payment services.",
         routers=[router],
+        lean_routes=LEAN_ROUTES,  # the order path's POST, before FastAPI's routes
         extensions=[orders_runtime, relay_extension("orders", RENDER)],
     )

@@ -11,8 +11,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.responses import Response
+from starlette.types import Scope
 
+from shop.common import fastpath
 from shop.common.auth import Principal
+from shop.common.db import Database
 from shop.common.deps import DbDep, IdempotencyKeyDep, PageDep, PrincipalDep, PrivilegedDep
 from shop.common.errors import NotFound, Unprocessable
 from shop.common.idempotency import fingerprint, run_idempotent
@@ -120,6 +124,29 @@ async def create_payment(
     key: IdempotencyKeyDep = None,
 ) -> Any:
     """Create the order's payment; with ``confirm``, charge it too (create and confirm)."""
+    return await _create(db, provider, lease, principal, payment_in, key)
+
+
+async def lean_create_payment(scope: Scope, _: dict[str, int], body: bytes) -> Response:
+    """``create_payment`` for its plain requests (``shop.common.fastpath``): the saga's call."""
+    payment_in = fastpath.json_body(scope, body, PaymentCreate)
+    key = fastpath.idempotency_key(scope)
+    principal = await fastpath.principal(scope)
+    if not principal.is_privileged:
+        raise fastpath.NotPlain  # the FastAPI route answers the 403
+    state = scope["app"].state
+    lease: float = state.settings.processing_lease_seconds
+    return await _create(state.db, state.provider, lease, principal, payment_in, key)
+
+
+async def _create(
+    db: Database,
+    provider: PaymentProvider,
+    lease: float,
+    principal: Principal,
+    payment_in: PaymentCreate,
+    key: str | None,
+) -> Response:
     if key is None:  # the order id is the key: no separate record to claim
         payment, created = await service.create_payment(
             db=db, provider=provider, payment_in=payment_in, lease=lease
@@ -310,3 +337,6 @@ async def payments_of_user(user_id: Id, db: DbDep, page: PageDep, principal: Pri
 async def payment_of_order(order_id: Id, db: DbDep, principal: PrincipalDep) -> Any:
     payment = await service.payment_for_order(db=db, order_id=order_id)
     return json_response(_payment(_visible(principal, payment)))
+
+
+LEAN_ROUTES = [fastpath.LeanRoute("POST", "/api/v1/payments", lean_create_payment)]

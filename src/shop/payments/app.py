@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from shop.common.app import create_service_app
 from shop.common.events.relay import relay_extension, render_as
 from shop.common.events.sidecar import RelaySource
-from shop.payments.api import router
+from shop.payments.api import LEAN_ROUTES, router
 from shop.payments.provider import PaymentProvider, SimulatedProvider
 from shop.payments.schemas import PaymentRead
 from shop.payments.settings import PaymentsSettings
@@ -39,5 +39,6 @@ def create_app(
         title="shop payment service",
         description="Payments through a provider interface; refunds.",
         routers=[router],
+        lean_routes=LEAN_ROUTES,  # the order path's POST, before FastAPI's routes
         extensions=[payments_runtime, relay_extension("payments", RENDER)],
     )

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from starlette.types import Scope
 
+from shop.common import fastpath
+from shop.common.db import Database
 from shop.common.deps import AdminDep, DbDep, PageDep, PrivilegedDep
 from shop.common.errors import Unprocessable
 from shop.common.openapi import problems
-from shop.common.responses import json_response
+from shop.common.responses import JSONResponse, json_response
 from shop.common.types import MAX_ID, NO_NUL, ProblemRead
 from shop.products import service
 from shop.products.cache import CachedBody, CatalogueCache
@@ -194,10 +197,25 @@ async def update_stock(
 async def reserve(
     product_id: ProductId, body: ReservationCreate, db: DbDep, cache: CacheDep, _: PrivilegedDep
 ) -> Any:
+    return await _reserve(db, cache, product_id, body)
+
+
+async def _reserve(
+    db: Database, cache: CatalogueCache | None, product_id: int, body: ReservationCreate
+) -> JSONResponse:
     reservation, created = await service.reserve_stock(
         db=db, cache=cache, product_id=product_id, order_id=body.order_id, quantity=body.quantity
     )
     return json_response(_reservation(reservation), 201 if created else 200)
+
+
+async def lean_reserve(scope: Scope, params: dict[str, int], body: bytes) -> JSONResponse:
+    """``reserve`` for its plain requests (``shop.common.fastpath``): the saga's every order."""
+    reservation_in = fastpath.json_body(scope, body, ReservationCreate)
+    if not (await fastpath.principal(scope)).is_privileged:
+        raise fastpath.NotPlain  # the FastAPI route answers the 403
+    state = scope["app"].state
+    return await _reserve(state.db, state.catalogue_cache, params["product_id"], reservation_in)
 
 
 @router.delete(
@@ -216,3 +234,8 @@ async def release(
         db=db, cache=cache, product_id=product_id, order_id=order_id
     )
     return json_response(_reservation(reservation))
+
+
+LEAN_ROUTES = [
+    fastpath.LeanRoute("POST", "/api/v1/products/{product_id}/reservations", lean_reserve)
+]

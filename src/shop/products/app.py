@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from shop.common.app import create_service_app
 from shop.common.events.relay import relay_extension, render_as
 from shop.common.events.sidecar import RelaySource
-from shop.products.api import router
+from shop.products.api import LEAN_ROUTES, router
 from shop.products.cache import CatalogueCache
 from shop.products.events import follow_catalogue
 from shop.products.fastpath import PageRoute, ProductRoute
@@ -49,11 +49,18 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
             app.state.catalogue_cache = cache
             yield
 
-    app = create_service_app(
+    return create_service_app(
         settings,
         title="shop product service",
         description="The product catalogue and its stock.",
         routers=[router],
+        # First in line: the catalogue reads' plain requests (fastpath.py), the saga's
+        # reservations (api.LEAN_ROUTES).
+        lean_routes=[
+            ProductRoute(max_age_seconds=settings.catalogue_max_age_seconds),
+            PageRoute(max_age_seconds=settings.catalogue_max_age_seconds),
+            *LEAN_ROUTES,
+        ],
         # The cache must be on app.state before follow_catalogue runs.
         extensions=[
             catalogue_cache,
@@ -61,10 +68,3 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
             follow_catalogue,
         ],
     )
-    # First in line: the lean routes of the two catalogue reads' plain requests (fastpath.py).
-    max_age = settings.catalogue_max_age_seconds
-    app.router.routes[:0] = [
-        ProductRoute(max_age_seconds=max_age),
-        PageRoute(max_age_seconds=max_age),
-    ]
-    return app

@@ -1,0 +1,162 @@
+"""Lean routes: a hand-written handler for the plain requests of one hot FastAPI route.
+
+The saga's three calls (placing an order, reserving its stock, creating and confirming its
+payment) are each a POST with a small JSON body and a bearer token, and FastAPI's route
+machinery (dependency solving, body and response models, its exception layers) was about as
+much CPU as the use case itself in the order profile (docs/performance.md). A ``LeanRoute``
+sits before FastAPI's routes and matches the route's method and path (integer path
+parameters, no query string). Its handler reads the body and the headers itself, checked by
+the same pydantic model FastAPI would use, and calls the same use case; any request it does
+not recognise as plain (a body that does not validate, no bearer token, a header out of
+range) it hands back as is, and the request is routed again past the lean route, to the
+FastAPI route, which owns the contract's answers and the OpenAPI. A use case's ``Problem``
+and a token the verifier refuses are answered by the app's handlers, as from any route. The
+platform's middleware wraps both kinds: request id, access log, metrics (under the same
+route template), the body limit. tests/integration/test_lean_routes.py checks that both
+answer alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.types import Message, Receive, Scope, Send
+
+from shop.common.auth import Principal, TokenVerifier
+from shop.common.context import user_id_var
+from shop.common.types import MAX_ID
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[Scope, dict[str, int], bytes], Awaitable[Response]]
+
+_DEFERRED = "shop.lean_deferred"
+_PARAM = re.compile(r"\{([a-z_]+)\}")
+_ID = "([1-9][0-9]{0,18})"
+_JSON = re.compile(r"^application/json\s*(;.*)?$", re.IGNORECASE)
+
+
+class NotPlain(Exception):
+    """Raised by a handler before it acts: the request is the FastAPI route's to answer."""
+
+
+class LeanRoute(BaseRoute):
+    """``method path`` (``{name}`` parameters are positive integers) answered by ``handler``."""
+
+    def __init__(self, method: str, path: str, handler: Handler) -> None:
+        self.path = path  # the metrics' route label, shared with the FastAPI route
+        self.method = method
+        self.handler = handler
+        parts = _PARAM.split(path)  # literal, name, literal, ...
+        self._names = parts[1::2]
+        self._regex = re.compile(
+            "".join(re.escape(p) if i % 2 == 0 else _ID for i, p in enumerate(parts)) + "$"
+        )
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != self.method
+            or scope["query_string"]
+            or _DEFERRED in scope
+        ):
+            return Match.NONE, {}
+        found = self._regex.match(scope["path"])
+        if found is None:
+            return Match.NONE, {}
+        params = {name: int(value) for name, value in zip(self._names, found.groups(), strict=True)}
+        if any(value > MAX_ID for value in params.values()):
+            return Match.NONE, {}
+        return Match.FULL, {"route": self, "path_params": params}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client went away: nobody to answer
+        try:
+            response = await self.handler(scope, scope["path_params"], body)
+        except NotPlain:
+            scope[_DEFERRED] = True
+            await scope["app"].router(scope, _replay(body, receive), send)
+            return
+        await response(scope, receive, send)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The request's ``name`` header (lower case), None if absent; NotPlain if repeated."""
+    found = None
+    for key, value in scope["headers"]:
+        if key == name:
+            if found is not None:
+                raise NotPlain
+            found = value
+    return None if found is None else found.decode("latin-1")
+
+
+def json_body(scope: Scope, body: bytes, model: type[M]) -> M:
+    """The body as ``model``, if it is JSON the model accepts as it is (else NotPlain).
+
+    Validated as FastAPI validates a body parameter (parsed, then the model in Python mode),
+    so a body valid here is valid there; anything else is the FastAPI route's to answer."""
+    content_type = header(scope, b"content-type")
+    if content_type is not None and not _JSON.match(content_type):
+        raise NotPlain
+    try:
+        return model.model_validate(orjson.loads(body))
+    except (orjson.JSONDecodeError, ValidationError):
+        raise NotPlain from None
+
+
+def idempotency_key(scope: Scope) -> str | None:
+    """The ``Idempotency-Key`` header, if any (NotPlain unless it is 1-255 characters)."""
+    key = header(scope, b"idempotency-key")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise NotPlain
+    return key
+
+
+async def principal(scope: Scope) -> Principal:
+    """The bearer token's principal; the verifier raises ``Unauthorized`` for a bad token,
+    and a request without a bearer token is the FastAPI route's (NotPlain)."""
+    authorization = header(scope, b"authorization")
+    if authorization is None:
+        raise NotPlain
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise NotPlain
+    verifier: TokenVerifier = scope["app"].state.verifier
+    who = await verifier.verify(token)
+    user_id_var.set(who.user_id)
+    return who
