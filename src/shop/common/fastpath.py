@@ -28,8 +28,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Message, Receive, Scope, Send
 
-from shop.common.auth import Principal, TokenVerifier
-from shop.common.context import user_id_var
+from shop.common.auth import Principal
+from shop.common.deps import authenticate
 from shop.common.types import MAX_ID
 
 M = TypeVar("M", bound=BaseModel)
@@ -156,7 +156,4 @@ async def principal(scope: Scope) -> Principal:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token or " " in token:
         raise NotPlain
-    verifier: TokenVerifier = scope["app"].state.verifier
-    who = await verifier.verify(token)
-    user_id_var.set(who.user_id)
-    return who
+    return await authenticate(scope["app"].state.verifier, token)
