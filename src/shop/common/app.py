@@ -12,9 +12,10 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shop.common import faults
+from shop.common import fastpath, faults
 from shop.common.auth import KeySet, TokenVerifier
 from shop.common.credentials import VaultRuntime
 from shop.common.db import Database
@@ -143,6 +144,36 @@ def build_verifier(settings: ServiceSettings) -> TokenVerifier:
     )
 
 
+class ServiceApp(FastAPI):
+    """FastAPI with lean routes (``shop.common.fastpath``) answered in front of its stack.
+
+    A request one of ``lean_routes`` matches goes from here to the platform's request
+    middleware and the route (``fastpath.front``); everything else, and every request while
+    any other middleware is installed (fault injection, tracing), goes through FastAPI as
+    usual, where the same lean routes lead the router."""
+
+    lean_routes: tuple[BaseRoute, ...] = ()
+    _lean: ASGIApp | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        plain = [m.cls for m in self.user_middleware] == [RequestContextMiddleware]
+        self._lean = fastpath.front(stack, self.exception_handlers) if plain else None
+        return stack
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lean = self._lean
+        if lean is not None and scope["type"] == "http":
+            scope["app"] = self  # the routes' matches read the app's state
+            for route in self.lean_routes:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child)
+                    await lean(scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
+
+
 def create_service_app(
     settings: ServiceSettings,
     *,
@@ -209,7 +240,7 @@ def create_service_app(
         log.info("service stopped")
         await vault.close()
 
-    app = FastAPI(
+    app = ServiceApp(
         title=title,
         description=description,
         version="1.0.0",
@@ -267,5 +298,6 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     app.router.routes[:0] = list(lean_routes)
+    app.lean_routes = tuple(lean_routes)
 
     return app
