@@ -3,6 +3,8 @@ counted by its template (the one request middleware, ``shop.common.middleware``)
 
 from __future__ import annotations
 
+import datetime as dt
+
 import httpx
 import orjson
 import pytest
@@ -10,7 +12,7 @@ from fastapi import APIRouter
 from prometheus_client import REGISTRY
 
 from shop.common.app import create_service_app
-from shop.common.logging import configure_logging
+from shop.common.logging import configure_logging, timestamp
 from shop.common.settings import ServiceSettings
 
 SEED_KEYS = ["timestamp", "level", "service", "pod", "message", "user_id", "request_id"]
@@ -51,3 +53,10 @@ async def test_each_request_writes_one_json_line_and_is_counted(
     assert line["duration_ms"] >= 0
     assert line["timestamp"].endswith("Z")
     assert _requests("/items/{item_id}") == before + 1
+
+
+@pytest.mark.parametrize("now", [0.0, 1_764_700_000.0, 1_764_700_000.1234, 1_764_700_059.9999])
+def test_the_timestamp_is_the_isoformat_one_with_z(now: float) -> None:
+    expected = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="milliseconds")
+    assert timestamp(now) == expected.replace("+00:00", "Z")
+    assert timestamp(now + 1.0) != timestamp(now)  # the cached second moves on

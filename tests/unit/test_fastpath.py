@@ -1,13 +1,20 @@
-"""What a lean route takes (``shop.common.fastpath.LeanRoute.matches``); the rest is FastAPI's."""
+"""What a lean route takes (``shop.common.fastpath.LeanRoute.matches``); the rest is FastAPI's.
+And the lean front: what answers a lean route's request, and its errors."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import APIRouter
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
-from shop.common.fastpath import LeanRoute
+from shop.common.app import create_service_app
+from shop.common.errors import NotFound
+from shop.common.fastpath import LeanRoute, NotPlain
+from shop.common.settings import ServiceSettings
 
 
 async def _never(*_: Any) -> Any:
@@ -44,3 +51,91 @@ def test_a_plain_request_matches_with_its_integer_parameters() -> None:
 )
 def test_anything_else_is_left_to_the_fastapi_route(scope: dict[str, Any]) -> None:
     assert ROUTE.matches(scope)[0] is Match.NONE
+
+
+# --- the lean front (shop.common.app.ServiceApp, fastpath.front) ---------------------------
+
+BELOW = "shop.lean_below"  # put in the scope by the front only
+
+
+def _app(handler: Any, **settings: Any) -> Any:
+    router = APIRouter()
+
+    @router.get("/things/{thing_id}")
+    async def thing(thing_id: int) -> dict[str, Any]:
+        return {"id": thing_id, "by": "fastapi"}
+
+    return create_service_app(
+        ServiceSettings(**settings),
+        title="t",
+        description="d",
+        routers=[router],
+        lean_routes=[LeanRoute("GET", "/things/{thing_id}", handler)],
+    )
+
+
+async def _get(app: Any, *paths: str) -> list[httpx.Response]:
+    transport = httpx.ASGITransport(app=app)  # no lifespan: the routes need no database
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        return [await client.get(path) for path in paths]
+
+
+async def test_the_front_answers_a_lean_route_inside_the_request_middleware_only() -> None:
+    fronted: list[bool] = []
+
+    async def lean(scope: Any, params: dict[str, int], _: bytes) -> Response:
+        fronted.append(BELOW in scope)
+        return JSONResponse({"id": params["thing_id"], "by": "lean"})
+
+    # The first request builds the app's stack (and the front with it) on its way.
+    answers = await _get(_app(lean), "/things/1", "/things/2")
+    assert fronted == [False, True]
+    for answer in answers:
+        assert answer.status_code == 200
+        assert answer.json()["by"] == "lean"
+        assert answer.headers["x-request-id"].startswith("req-")  # the request middleware's
+        assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_problem_on_the_front_is_answered_by_the_apps_handler() -> None:
+    async def lean(*_: Any) -> Response:
+        raise NotFound("Thing 7 does not exist.")
+
+    for answer in await _get(_app(lean), "/things/7", "/things/7"):
+        assert answer.status_code == 404
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["detail"] == "Thing 7 does not exist."
+        assert "x-request-id" in answer.headers
+
+
+async def test_a_request_handed_back_on_the_front_goes_down_fastapis_stack() -> None:
+    async def lean(*_: Any) -> Response:
+        raise NotPlain
+
+    for answer in await _get(_app(lean), "/things/3", "/things/3"):
+        assert answer.status_code == 200
+        assert answer.json() == {"id": 3, "by": "fastapi"}
+    (bad,) = await _get(_app(lean), "/things/x")  # no lean match: FastAPI's own 422
+    assert bad.status_code == 422
+
+
+async def test_an_unexpected_error_on_the_front_is_a_500_problem_with_no_trace() -> None:
+    async def lean(*_: Any) -> Response:
+        raise RuntimeError("secret internals")
+
+    for answer in await _get(_app(lean), "/things/4", "/things/4"):
+        assert answer.status_code == 500
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert "secret internals" not in answer.text
+
+
+async def test_with_another_middleware_installed_lean_routes_go_through_fastapi() -> None:
+    fronted: list[bool] = []
+
+    async def lean(scope: Any, *_: Any) -> Response:
+        fronted.append(BELOW in scope)
+        return JSONResponse({"by": "lean"})
+
+    app = _app(lean, fault_injection=True)  # its middleware must see every request
+    await _get(app, "/things/5", "/things/5")
+    assert fronted == [False, False]

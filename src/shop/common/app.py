@@ -157,7 +157,8 @@ class ServiceApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
-        plain = [m.cls for m in self.user_middleware] == [RequestContextMiddleware]
+        installed: list[Any] = [m.cls for m in self.user_middleware]
+        plain = installed == [RequestContextMiddleware]
         self._lean = fastpath.front(stack, self.exception_handlers) if plain else None
         return stack
 

@@ -211,6 +211,6 @@ def front(stack: ASGIApp, handlers: ExceptionHandlers) -> ASGIApp | None:
                 response = await response
             await response(scope, receive, send)
 
-    outer = copy.copy(layer)
+    outer: Any = copy.copy(layer)
     outer.app = route
     return outer
