@@ -32,7 +32,7 @@ import copy
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -211,6 +211,6 @@ def front(stack: ASGIApp, handlers: ExceptionHandlers) -> ASGIApp | None:
                 response = await response
             await response(scope, receive, send)
 
-    outer: Any = copy.copy(layer)
+    outer = copy.copy(layer)
     outer.app = route
-    return outer
+    return cast(ASGIApp, outer)  # typed for plain dicts; an ASGI app all the same
