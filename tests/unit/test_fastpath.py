@@ -8,9 +8,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
+from shop.common import tracing_sdk
 from shop.common.app import create_service_app
 from shop.common.errors import NotFound
 from shop.common.fastpath import LeanRoute, NotPlain
@@ -138,4 +140,18 @@ async def test_with_another_middleware_installed_lean_routes_go_through_fastapi(
 
     app = _app(lean, fault_injection=True)  # its middleware must see every request
     await _get(app, "/things/5", "/things/5")
+    assert fronted == [False, False]
+
+
+async def test_with_tracing_instrumented_lean_routes_go_through_its_middleware() -> None:
+    fronted: list[bool] = []
+
+    async def lean(scope: Any, *_: Any) -> Response:
+        fronted.append(BELOW in scope)
+        return JSONResponse({"by": "lean"})
+
+    app = _app(lean)
+    # What instrument_app does with an OTLP endpoint: OpenTelemetry wraps the whole stack.
+    tracing_sdk.instrument_fastapi(app, TracerProvider(), excluded_urls="")
+    await _get(app, "/things/6", "/things/6")
     assert fronted == [False, False]

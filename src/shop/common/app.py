@@ -154,15 +154,16 @@ class ServiceApp(FastAPI):
 
     lean_routes: tuple[BaseRoute, ...] = ()
     _lean: ASGIApp | None = None
-
-    def build_middleware_stack(self) -> ASGIApp:
-        stack = super().build_middleware_stack()
-        installed: list[Any] = [m.cls for m in self.user_middleware]
-        plain = installed == [RequestContextMiddleware]
-        self._lean = fastpath.front(stack, self.exception_handlers) if plain else None
-        return stack
+    _lean_of: ASGIApp | None = None  # the middleware stack _lean was made for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stack = self.middleware_stack
+        if stack is not self._lean_of:  # built (by the first call) or rebuilt since
+            self._lean_of = stack
+            installed: list[Any] = [m.cls for m in self.user_middleware]
+            plain = installed == [RequestContextMiddleware]
+            front = fastpath.front(stack, self.exception_handlers) if stack and plain else None
+            self._lean = front
         lean = self._lean
         if lean is not None and scope["type"] == "http":
             scope["app"] = self  # the routes' matches read the app's state

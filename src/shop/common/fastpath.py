@@ -176,18 +176,31 @@ async def principal(scope: Scope) -> Principal:
 
 
 ExceptionHandlers = Mapping[Any, Callable[[Request, Exception], Any]]
+# FastAPI's layers above the request middleware, which a lean route's request has no use for:
+# errors become the request middleware's 500 problem, FastAPI's telemetry is off, and its
+# body limit is unset (the request middleware's applies). By name: a FastAPI that adds or
+# renames a layer turns the front off, never passes over a layer unseen.
+_PASSED_OVER = frozenset(
+    {
+        "starlette.middleware.errors.ServerErrorMiddleware",
+        "fastapi.telemetry._asgi.ExceptionTelemetryMiddleware",
+        "fastapi._body_limit.AppBodyLimitMiddleware",
+    }
+)
 
 
 def front(stack: ASGIApp, handlers: ExceptionHandlers) -> ASGIApp | None:
     """The lean routes' own stack: the app's request middleware (found in ``stack``, the app's
     built middleware stack) around the matched route, its exceptions answered by the app's
     ``handlers`` as FastAPI's exception middleware would. None if ``stack`` has no request
-    middleware. The caller puts the route's match (``route``, its parameters) in the scope."""
+    middleware, or a layer above it that is not one of FastAPI's own (OpenTelemetry's
+    instrumentation wraps the stack: its spans must see every request). The caller puts the
+    route's match (``route``, its parameters) in the scope."""
     layer: Any = stack
-    while layer is not None and not isinstance(layer, RequestContextMiddleware):
-        layer = getattr(layer, "app", None)
-    if layer is None:
-        return None
+    while not isinstance(layer, RequestContextMiddleware):
+        if f"{type(layer).__module__}.{type(layer).__qualname__}" not in _PASSED_OVER:
+            return None
+        layer = layer.app
     below: ASGIApp = layer.app
     by_class = {k: v for k, v in handlers.items() if isinstance(k, type) and k is not Exception}
 
