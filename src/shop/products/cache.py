@@ -20,6 +20,10 @@ Contract, as every replica sees it:
   invalidate them at once; reservations and releases only the product's page, so stock on a
   list page lags by at most ``list_ttl`` (5 s). Placing an order always checks real stock in
   PostgreSQL, never the cache.
+* **Spread expiry**: each fill lives a TTL drawn between ``TTL_SPREAD`` and 1 of the bound,
+  so pages filled together (a cold start, a deploy, a walk of the catalogue) do not all expire
+  in the same second and send the whole catalogue to PostgreSQL at once (docs/performance.md,
+  "The fourth round's make bench"). The bounds above still hold: every TTL is at most its bound.
 * A fill that raced an invalidation (read from PostgreSQL before the write, stored after the
   invalidation) is bounded by the same TTLs; the near cache refuses such fills outright.
 * **Redis down**: every Redis call is bounded by a short socket timeout and, after a failure,
@@ -35,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -61,6 +66,7 @@ _ETAG_SEPARATOR = b"\n"
 # What a near entry costs besides its body: the key, the tuple, the CachedBody, its ETag and the
 # dict's slot (measured: 10,000 product pages of ~390 bytes took 7.1 MB of RSS).
 ENTRY_OVERHEAD = 320
+TTL_SPREAD = 0.8  # a fill's TTL is drawn from [TTL_SPREAD, 1] x the bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +242,7 @@ class CatalogueCache:
         epoch = self._epoch
         redis_key = self._prefix + (key if generation is None else f"{key}:g{generation}")
         raw = await self._redis_call(self._redis.get(redis_key))
+        share = random.uniform(TTL_SPREAD, 1.0)  # noqa: S311 (spreading expiry, not a secret)
         if isinstance(raw, bytes):
             _REDIS_HITS.inc()
             cached = CachedBody.unpacked(raw)
@@ -243,9 +250,10 @@ class CatalogueCache:
             CATALOGUE_CACHE_MISSES.inc()
             cached = CachedBody.of(exact(await load()))
             if epoch == self._epoch:
-                await self._redis_call(self._redis.set(redis_key, cached.packed(), px=ttl_ms))
+                px = max(1, int(ttl_ms * share))
+                await self._redis_call(self._redis.set(redis_key, cached.packed(), px=px))
         if near_ok and epoch == self._epoch and self._subscribed.is_set():
-            self._keep(key, now + ttl, cached)
+            self._keep(key, now + ttl * share, cached)
         return cached
 
     def _keep(self, key: str, expires: float, cached: CachedBody) -> None:
