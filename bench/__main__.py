@@ -2,6 +2,7 @@
 
 python -m bench [run] [--duration S] [--scenarios a,b] [--connections N] ...
 python -m bench profile [--duration S] [--scenarios order]   py-spy profile of one scenario
+    [--scenarios mixed --mix-rate R]      ... or of the mix, paced at R req/s
 python -m bench capacity RESULT.json      the capacity model (docs/performance.md) from a run
     [--write-deploy deploy/capacity.json]  ... and the deploy values deploy/ follows
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from bench import report, runner, scenarios
 from bench.platform import running_platform
+from bench.profile import MIX_RATE
 
 
 def parser_default() -> str:
@@ -54,7 +56,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(f"{x:g}" for x in runner.MIX_STEPS),
         help="rates tried for the mix, as factors of its estimated capacity",
     )
-    parser.add_argument("--output", type=Path, help="JSON file (default: bench/results/)")
+    parser.add_argument(
+        "--mix-rate",
+        type=float,
+        default=MIX_RATE,
+        help="profile mixed: the paced rate, req/s",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="JSON file (default: bench/results/); profile: a directory (bench/results/profile)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs")
     parser.add_argument(
         "--synchronous-commit",
@@ -104,10 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(selected) - set(scenarios.ALL)
     if unknown:
         raise SystemExit(f"unknown scenarios: {sorted(unknown)}")
-    # profile: one scenario (order unless named), and not the mixed one.
+    # profile: one scenario (order unless named).
     scenario = selected[0] if args.scenarios != parser_default() else "order"
-    if args.command == "profile" and scenario == "mixed":
-        raise SystemExit("profile takes one of: product_by_id, product_list, login, order")
     with running_platform(
         products=args.products,
         users=args.users,
@@ -119,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "profile":
             from bench import profile
 
-            out_dir = report.RESULTS / "profile"
+            out_dir = args.output or report.RESULTS / "profile"
             result = profile.profile_scenario(
                 platform,
                 scenario=scenario,
@@ -128,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.order_connections if scenario in scenarios.ORDERS else args.connections
                 ),
                 out_dir=out_dir,
+                mix_rate=args.mix_rate,
             )
             (out_dir / f"summary-{scenario}.json").write_text(json.dumps(result, indent=2) + "\n")
             print(profile.render(result))

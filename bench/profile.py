@@ -1,6 +1,7 @@
 """Profile a scenario (by default the order path): py-spy samples the services it loads (for
 orders: the order, product and payment services) while wrk drives it; the top costs by own
-time and by inclusive time, per service."""
+time and by inclusive time, per service. ``mixed`` drives the seed's mix through the gateway,
+paced at ``mix_rate`` after a walk of the catalogue, and samples all four services."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from bench import scenarios
 from bench.platform import Platform, login_tokens
+from bench.runner import by_job, warm_cache
 from bench.wrk import merge, run_jobs
 
 
@@ -28,7 +30,7 @@ def _frame(frame: str) -> str:
 
 # Where a sample's time goes, by the first rule any frame of its stack matches.
 CATEGORIES = (
-    ("ServiceClient.request", "outbound HTTP calls (httpx)"),
+    ("ServiceClient.request", "outbound HTTP calls (aiohttp)"),
     ("TokenVerifier.verify", "JWT verification"),
     ("asyncpg/", "PostgreSQL queries (asyncpg)"),
     ("argon2", "password hashing (argon2)"),
@@ -89,15 +91,29 @@ PROFILED_BY_SCENARIO = {
     "product_by_id_nocache": ("products_nocache",),
     "product_list_nocache": ("products_nocache",),
     "login": ("users",),
+    "mixed": ("products", "users", "orders", "payments"),
 }
+MIX_RATE = 700.0  # req/s: below the knee of the mix on this machine, so nothing only queues
 
 
 def profile_scenario(
-    platform: Platform, *, scenario: str, duration: float, connections: int, out_dir: Path
+    platform: Platform,
+    *,
+    scenario: str,
+    duration: float,
+    connections: int,
+    out_dir: Path,
+    mix_rate: float = MIX_RATE,
 ) -> dict[str, Any]:
     py_spy = shutil.which("py-spy") or str(Path(__import__("sys").executable).parent / "py-spy")
     tokens_file = platform.workdir / "tokens.txt"
     tokens_file.write_text("\n".join(login_tokens(platform, min(20, platform.users))) + "\n")
+    if scenario == "mixed":
+        if platform.redis_url:
+            warm_cache(platform, connections)
+        jobs = scenarios.mixed_jobs(platform, tokens_file, mix_rate)
+    else:
+        jobs = [scenarios.job(scenario, platform, tokens_file, connections=connections)]
     out_dir.mkdir(parents=True, exist_ok=True)
     pids = platform.pids()
     spies = {}
@@ -122,9 +138,9 @@ def profile_scenario(
             ),
         )
     time.sleep(0.5)  # let the samplers attach
-    job = scenarios.job(scenario, platform, tokens_file, connections=connections)
-    results, wrk_cpu = run_jobs([job], duration)
+    results, wrk_cpu = run_jobs(jobs, duration)
     load = merge(results, wrk_cpu)
+    load["jobs"] = by_job(results)
     profiles = {}
     for svc, (raw, proc) in spies.items():
         _, err = proc.communicate(timeout=duration + 30)

@@ -20,7 +20,7 @@ import asyncpg
 from bench import pgbench, scenarios
 from bench.platform import ROOT, Platform, environment, login_tokens, pgbench_database
 from bench.procstats import BackendCpu, Sampler
-from bench.wrk import Job, merge, run_jobs
+from bench.wrk import Job, JobResult, merge, run_jobs
 from shop.devtools.postgres import SERVICE_DATABASES
 from shop.devtools.processes import free_port
 
@@ -68,15 +68,7 @@ def measure(
         )
         results, wrk_cpu = run_jobs(jobs, duration)
     summary = merge(results, wrk_cpu)
-    summary["jobs"] = {
-        r.name: {
-            "rps": r.rps,
-            "requests": r.requests,
-            "errors": r.errors,
-            "latency_ms": r.latency_ms,
-        }
-        for r in results
-    }
+    summary["jobs"] = by_job(results)
     summary["connections"] = {j.name: j.connections for j in jobs}
     summary["processes"] = {
         name: {
@@ -99,6 +91,19 @@ def measure(
             summary["orders_placed"] = backend.rows_added
             summary["postgres_window_seconds"] = round(backend.window_seconds or 0.0, 2)
     return summary
+
+
+def by_job(results: list[JobResult]) -> dict[str, Any]:
+    """Each wrk job's own rate, errors and latencies (a mix runs one job per request kind)."""
+    return {
+        r.name: {
+            "rps": r.rps,
+            "requests": r.requests,
+            "errors": r.errors,
+            "latency_ms": r.latency_ms,
+        }
+        for r in results
+    }
 
 
 @contextmanager

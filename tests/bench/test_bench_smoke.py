@@ -76,3 +76,39 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
         "zero oversell, databases consistent",
     }
     assert "targets:" in run.stdout
+
+
+@pytest.mark.skipif(
+    shutil.which("py-spy") is None and not (Path(sys.executable).parent / "py-spy").exists(),
+    reason="py-spy is not installed",
+)
+def test_the_mix_can_be_profiled(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    if os.environ.get("SHOP_TEST_DATABASE_URL"):
+        env["DATABASE_URL"] = os.environ["SHOP_TEST_DATABASE_URL"]
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "profile",
+            "--scenarios=mixed",
+            "--mix-rate=60",
+            "--duration=2",
+            "--products=200",
+            "--users=3",
+            f"--output={tmp_path}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary-mixed.json").read_text())
+    # Every kind of the mix was sent through the gateway, and every service was sampled.
+    assert set(summary["load"]["jobs"]) == {"product_by_id", "product_list", "order", "login"}
+    assert set(summary["profiles"]) == {"products", "users", "orders", "payments"}
+    assert summary["profiles"]["products"]["samples"] > 0
