@@ -5,6 +5,7 @@ python -m bench profile [--duration S] [--scenarios order]   py-spy profile of o
     [--scenarios mixed --mix-rate R]      ... or of the mix, paced at R req/s
 python -m bench capacity RESULT.json      the capacity model (docs/performance.md) from a run
     [--write-deploy deploy/capacity.json]  ... and the deploy values deploy/ follows
+python -m bench mix RESULT.json           the mix's CPU per request, by process, and cores busy
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ def parser_default() -> str:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("command", nargs="?", default="run", choices=["run", "profile", "capacity"])
-    parser.add_argument("result", nargs="?", type=Path, help="capacity: a result JSON")
+    parser.add_argument(
+        "command", nargs="?", default="run", choices=["run", "profile", "capacity", "mix"]
+    )
+    parser.add_argument("result", nargs="?", type=Path, help="capacity, mix: a result JSON")
     parser.add_argument(
         "--mix",
         help="another mix than the seed's, e.g. product_by_id=0.76,product_list=0.2,order=0.04",
@@ -92,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if mix and set(mix) - set(scenarios.MIX):
         raise SystemExit(f"--mix takes shares of {sorted(scenarios.MIX)}")
+    if args.command == "mix":
+        if args.result is None:
+            raise SystemExit("usage: python -m bench mix RESULT.json")
+        print(report.render_mix_cost(report.mix_cost(json.loads(args.result.read_text()))))
+        return 0
     if args.command == "capacity":
         from bench import capacity
 

@@ -232,3 +232,42 @@ def save(result: dict[str, Any], path: Path | None = None) -> Path:
         path = RESULTS / f"bench-{stamp}.json"
     path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def mix_cost(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The mix at the rate the run reports (its highest held one, else its best): the CPU
+    milliseconds per request of every process measured (services, gateway, PostgreSQL's
+    backends, wrk), their sum, and how many cores that sum kept busy at that rate. Across
+    runs the rate the mix holds has tracked the cores, not the code (docs/performance.md)."""
+    mix = result.get("scenarios", {}).get("mixed")
+    if not mix or not mix.get("requests"):
+        return None
+    per_request = {
+        name: p["cpu_ms_per_request"]
+        for name, p in mix["processes"].items()
+        if name != "products_nocache" and p.get("cpu_ms_per_request") is not None
+    }
+    per_request["postgres"] = round(1000 * mix["postgres_cpu_seconds"] / mix["requests"], 3)
+    per_request["wrk"] = round(1000 * mix["wrk_cpu_seconds"] / mix["requests"], 3)
+    total = sum(per_request.values())
+    return {
+        "started_at": result.get("started_at"),
+        "rps": mix["rps"],
+        "held": bool(mix.get("sustained")),
+        "p95_ms": mix["latency_ms"]["p95"],
+        "cpu_ms_per_request": per_request,
+        "total_cpu_ms_per_request": round(total, 3),
+        "cores_busy": round(total * mix["rps"] / 1000, 2),
+    }
+
+
+def render_mix_cost(cost: dict[str, Any] | None) -> str:
+    if cost is None:
+        return "no mixed scenario in this run"
+    parts = ", ".join(f"{k} {v:.3f}" for k, v in cost["cpu_ms_per_request"].items())
+    held = "held" if cost["held"] else "not held"
+    return (
+        f"{cost['started_at']}: mix at {cost['rps']:.0f} req/s ({held}, p95 {cost['p95_ms']} ms);"
+        f" CPU ms per request: {parts}; total {cost['total_cpu_ms_per_request']:.3f} ms,"
+        f" {cost['cores_busy']:.2f} cores busy"
+    )
