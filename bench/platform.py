@@ -69,11 +69,20 @@ class Platform:
             return self.gateway.url
         return self.procs[service].url
 
+    @property
+    def catalogue_prefix(self) -> str:
+        """The product service's SHOP_CATALOGUE_CACHE_PREFIX in this run."""
+        return catalogue_prefix(self.prefix)
+
     def pids(self) -> dict[str, int]:
         pids = {name: p.process.pid for name, p in self.procs.items() if p.process}
         if self.gateway is not None and self.gateway.process is not None:
             pids["gateway"] = self.gateway.process.pid
         return pids
+
+
+def catalogue_prefix(prefix: str) -> str:
+    return f"{prefix}catalogue:"
 
 
 def _database_names(prefix: str) -> list[str]:
@@ -210,7 +219,7 @@ def running_platform(
         # process with the cache off serves the *_nocache scenarios.
         redis_url = find_redis()
         cache_env = (
-            {"SHOP_REDIS_URL": redis_url, "SHOP_CATALOGUE_CACHE_PREFIX": f"{prefix}catalogue:"}
+            {"SHOP_REDIS_URL": redis_url, "SHOP_CATALOGUE_CACHE_PREFIX": catalogue_prefix(prefix)}
             if redis_url
             else {}
         )

@@ -1,7 +1,7 @@
 """The benchmark's machinery end to end, for a second per scenario: no timing is asserted.
 
-It starts the platform on its own databases, loads a small catalogue, runs the baselines and
-two scenarios with wrk, checks stock and consistency, and writes the JSON the report reads.
+It starts the platform on its own databases, loads a small catalogue, runs the baselines, four
+scenarios and a step of the mix with wrk, checks stock and consistency, and writes the JSON the report reads.
 The full benchmark is `make bench`, never part of the test suite.
 """
 
@@ -32,7 +32,8 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
             "-m",
             "bench",
             "--duration=1",
-            "--scenarios=product_by_id,product_by_id_nocache,login,order",
+            "--scenarios=product_by_id,product_by_id_nocache,login,order,mixed",
+            "--mix-steps=0.2",
             "--products=200",
             "--users=3",
             "--pgbench-scale=1",
@@ -69,6 +70,9 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
         assert set(scenario["latency_ms"]) >= {"p50", "p95", "p99"}
         assert scenario["processes"]["products"]["peak_rss_mb"] > 0
     assert result["scenarios"]["order"]["processes"]["orders"]["cpu_seconds"] > 0
+    # The mix ran after the catalogue was invalidated and walked again (runner.refill_cache).
+    assert "invalidating the catalogue's 200 pages" in run.stdout + run.stderr
+    assert result["scenarios"]["mixed"]["requests"] > 0
     # Correctness, not speed: no order may oversell, and the databases must agree.
     assert result["integrity"]["ok"], result["integrity"]
     assert {t["target"] for t in result["targets"]} >= {
