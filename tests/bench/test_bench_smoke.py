@@ -1,8 +1,9 @@
 """The benchmark's machinery end to end, for a second per scenario: no timing is asserted.
 
 It starts the platform on its own databases, loads a small catalogue, runs the baselines, four
-scenarios and a step of the mix with wrk, checks stock and consistency, and writes the JSON the report reads.
-The full benchmark is `make bench`, never part of the test suite.
+scenarios and a step of the mix with wrk, checks stock and consistency, and writes the JSON the
+report reads. It also profiles the mix with py-spy. The full benchmark is `make bench`, never
+part of the test suite.
 """
 
 from __future__ import annotations
@@ -21,24 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 
 
-def test_bench_runs_end_to_end(tmp_path: Path) -> None:
-    output = tmp_path / "result.json"
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m bench`` with ``args`` on a small catalogue, on the suite's PostgreSQL if it
+    has one; fails the test with the output's tail unless it exits 0."""
     env = dict(os.environ)
     if os.environ.get("SHOP_TEST_DATABASE_URL"):
         env["DATABASE_URL"] = os.environ["SHOP_TEST_DATABASE_URL"]
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--duration=1",
-            "--scenarios=product_by_id,product_by_id_nocache,login,order,mixed",
-            "--mix-steps=0.2",
-            "--products=200",
-            "--users=3",
-            "--pgbench-scale=1",
-            f"--output={output}",
-        ],
+        [sys.executable, "-m", "bench", *args, "--products=200", "--users=3"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -47,6 +38,18 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
         check=False,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run
+
+
+def test_bench_runs_end_to_end(tmp_path: Path) -> None:
+    output = tmp_path / "result.json"
+    run = _bench(
+        "--duration=1",
+        "--scenarios=product_by_id,product_by_id_nocache,login,order,mixed",
+        "--mix-steps=0.2",
+        "--pgbench-scale=1",
+        f"--output={output}",
+    )
     result = json.loads(output.read_text())
 
     assert result["baselines"]["floor"]["requests"] > 0
@@ -87,30 +90,7 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
     reason="py-spy is not installed",
 )
 def test_the_mix_can_be_profiled(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    if os.environ.get("SHOP_TEST_DATABASE_URL"):
-        env["DATABASE_URL"] = os.environ["SHOP_TEST_DATABASE_URL"]
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "profile",
-            "--scenarios=mixed",
-            "--mix-rate=60",
-            "--duration=2",
-            "--products=200",
-            "--users=3",
-            f"--output={tmp_path}",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    _bench("profile", "--scenarios=mixed", "--mix-rate=60", "--duration=2", f"--output={tmp_path}")
     summary = json.loads((tmp_path / "summary-mixed.json").read_text())
     # Every kind of the mix was sent through the gateway, and every service was sampled.
     assert set(summary["load"]["jobs"]) == {"product_by_id", "product_list", "order", "login"}
