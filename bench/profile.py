@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -96,6 +97,13 @@ PROFILED_BY_SCENARIO = {
 MIX_RATE = 700.0  # req/s: below the knee of the mix on this machine, so nothing only queues
 
 
+def py_spy_binary() -> str | None:
+    """py-spy on PATH, else the one installed beside this interpreter (the venv's); None if
+    neither exists."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
 def profile_scenario(
     platform: Platform,
     *,
@@ -105,7 +113,8 @@ def profile_scenario(
     out_dir: Path,
     mix_rate: float = MIX_RATE,
 ) -> dict[str, Any]:
-    py_spy = shutil.which("py-spy") or str(Path(__import__("sys").executable).parent / "py-spy")
+    py_spy = py_spy_binary()
+    assert py_spy is not None, "py-spy is not installed (make .venv installs it)"
     tokens_file = platform.workdir / "tokens.txt"
     tokens_file.write_text("\n".join(login_tokens(platform, min(20, platform.users))) + "\n")
     if scenario == "mixed":

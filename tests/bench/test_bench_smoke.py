@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench.profile import py_spy_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,10 +86,7 @@ def test_bench_runs_end_to_end(tmp_path: Path) -> None:
     assert "targets:" in run.stdout
 
 
-@pytest.mark.skipif(
-    shutil.which("py-spy") is None and not (Path(sys.executable).parent / "py-spy").exists(),
-    reason="py-spy is not installed",
-)
+@pytest.mark.skipif(py_spy_binary() is None, reason="py-spy is not installed")
 def test_the_mix_can_be_profiled(tmp_path: Path) -> None:
     _bench("profile", "--scenarios=mixed", "--mix-rate=60", "--duration=2", f"--output={tmp_path}")
     summary = json.loads((tmp_path / "summary-mixed.json").read_text())
