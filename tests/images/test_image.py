@@ -11,6 +11,7 @@ import secrets
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,11 +169,8 @@ def test_the_sbom_lists_the_locked_dependencies_and_the_debian_packages(engine, 
     assert doc["bomFormat"] == "CycloneDX"
     assert doc["metadata"]["component"]["name"] == images.IMAGE
     names = {c["name"]: c.get("version") for c in doc["components"]}
-    locked = dict(
-        line.split("==")
-        for line in (ROOT / "requirements.lock").read_text().splitlines()
-        if "==" in line
-    )
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    locked = {p["name"]: p["version"] for p in lock["package"] if "version" in p}
     assert names.get("fastapi") == locked["fastapi"]
     assert names.get("asyncpg") == locked["asyncpg"]
     assert "postgresql-client-15" in names

@@ -194,7 +194,7 @@ class CatalogueCache:
                 await asyncio.sleep(self._retry_seconds)
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     # --- reads -----------------------------------------------------------------------------
 
