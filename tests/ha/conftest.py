@@ -21,6 +21,7 @@ from shop.devtools.gateway import Limits, find_envoy
 from shop.devtools.postgres import Server
 from shop.devtools.processes import free_port, stable_ports
 from tests.conftest import FAST_SERVICES, _databases
+from tests.ha.first_contact import first_contact
 
 ADMIN_PASSWORD = "ha-admin-password"
 
@@ -75,6 +76,8 @@ def cluster(ha_database_urls: dict[str, str], state_dir: Path) -> Iterator[Clust
     built.start()
     try:
         built.wait_ready()
+        # Before anything else touches it: a token issued now, on every protected route.
+        built.first_contact = first_contact(built, ADMIN_PASSWORD)  # type: ignore[attr-defined]
         yield built
     finally:
         built.stop()

@@ -4,6 +4,7 @@ waits."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from shop.common.auth import KeySet, SigningKeys, generate_private_key_pem
+from shop.common.auth import (
+    KeySet,
+    KeysUnavailable,
+    SigningKeys,
+    TokenVerifier,
+    generate_private_key_pem,
+    issue_access_token,
+)
 from shop.common.ratelimit import Limit, MemoryRateLimiter
 from shop.common.secrets import (
     EnvSecretSource,
@@ -137,6 +145,57 @@ async def test_a_stale_jwks_is_refreshed_in_the_background() -> None:
     assert users.fetches == 2
 
 
+class FlakyUsers(FakeUsers):
+    """The user service's JWKS, unreachable for the first ``down`` fetches (starting up)."""
+
+    def __init__(self, keys: SigningKeys, down: int) -> None:
+        super().__init__(keys)
+        self.down = down
+
+    async def fetch(self, url: str) -> dict[str, Any]:
+        if self.fetches < self.down:
+            self.fetches += 1
+            raise ConnectionRefusedError("users is starting")
+        return await super().fetch(url)
+
+
+async def test_the_set_is_ready_only_once_the_jwks_has_arrived() -> None:
+    """A service's readiness check reads ``ready``: false until a fetch succeeded, which
+    ``kept_fresh`` (the lifespan) retries on its own, before any token needs it."""
+    key = SigningKeys(generate_private_key_pem())
+    users = FlakyUsers(key, down=3)
+    keys = _keyset(users)  # the default 2 s throttle does not slow the start-up retries
+    assert not keys.ready
+    async with keys.kept_fresh(retry_every=0.01):
+        async with asyncio.timeout(10):
+            while not keys.ready:  # noqa: ASYNC110 (polling the flag readiness reads)
+                await asyncio.sleep(0.01)
+        assert users.fetches == 4  # three refused, one served
+        assert keys.kids == {key.kid}
+    assert KeySet({"keys": []}).ready  # static keys: nothing to fetch
+
+
+async def test_a_token_whose_key_cannot_be_fetched_is_a_503_not_a_401() -> None:
+    """The key may be good: the client is told to retry (503), and is let in once the JWKS
+    answers again, rather than told its valid token was refused."""
+    key = SigningKeys(generate_private_key_pem())
+    users = FlakyUsers(key, down=1)
+    verifier = TokenVerifier(
+        _keyset(users, min_refresh_interval=0),
+        issuer="shop-users",
+        audience="shop",
+        service_secret="s" * 32,
+    )
+    signed = issue_access_token(
+        key, user_id=7, role="customer", issuer="shop-users", audience="shop", ttl=60
+    )
+    with pytest.raises(KeysUnavailable) as refused:
+        await verifier.verify(signed)
+    assert refused.value.status == 503
+    assert refused.value.headers["Retry-After"]
+    assert (await verifier.verify(signed)).user_id == 7
+
+
 class _JwksHandler(BaseHTTPRequestHandler):
     """A real HTTP JWKS endpoint on loopback: 200 with ``document`` once, then ``status``."""
 
@@ -167,12 +226,14 @@ async def test_a_failed_refresh_keeps_the_known_keys() -> None:
     try:
         keys = KeySet(url=url, min_refresh_interval=0)
         assert await keys.get(key.kid) is not None
-        assert await keys.get("unknown") is None  # the refresh got a 503
+        with pytest.raises(KeysUnavailable):  # the refresh got a 503: unknown, not refused
+            await keys.get("unknown")
         assert await keys.get(key.kid) is not None
     finally:
         server.shutdown()
         server.server_close()
-    assert await keys.get("unknown-too") is None  # nobody listening: connection refused
+    with pytest.raises(KeysUnavailable):  # nobody listening: connection refused
+        await keys.get("unknown-too")
     assert await keys.get(key.kid) is not None
     assert keys.fetches == 3
 

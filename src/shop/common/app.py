@@ -232,6 +232,8 @@ def create_service_app(
                 await stack.enter_async_context(extension(app))
             if getattr(app.state, "verifier", None) is None:
                 app.state.verifier = build_verifier(settings)
+            # The JWKS, fetched until it arrives: not ready before (the readiness check).
+            await stack.enter_async_context(app.state.verifier.keys.kept_fresh())
             log.info("service started", port=settings.port, env=settings.env.value)
             try:
                 yield
@@ -271,14 +273,19 @@ def create_service_app(
 
     @health.get(
         "/health/ready",
-        summary="The service can serve: its database (and dependencies) are reachable",
+        summary="The service can serve: its database (and dependencies) are reachable and it"
+        " holds the keys that verify tokens",
         response_model=ReadinessRead,
         responses=problems(503, descriptions={503: "Not ready (checks says which failed)"}),
     )
     async def ready(request: Request) -> dict[str, Any]:
         if request.app.state.shutting_down or DRAINING.is_set():
             raise ServiceUnavailable("The service is shutting down.")
-        checks = {"database": await request.app.state.db.ping()}
+        checks = {
+            "database": await request.app.state.db.ping(),
+            # The keys that verify user tokens are held: a token issued now is accepted.
+            "signing_keys": request.app.state.verifier.keys.ready,
+        }
         for check in ready_checks:
             checks[check.__name__.removeprefix("check_")] = await check(request.app)
         if not all(checks.values()):

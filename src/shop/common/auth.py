@@ -1,10 +1,10 @@
 """Tokens: user tokens (EdDSA JWTs signed by the user service) and service tokens (HS256).
 
 Every service verifies user tokens locally with the user service's public keys (a JWKS,
-fetched and cached; refreshed periodically and when an unknown ``kid`` appears), so no call to
-the user service sits on a request path. The algorithm is pinned per kind of token, never read
-from the token: ``alg: none``, an RS/HS token claiming a user key, or a user token signed with the
-internal key all fail closed with 401.
+fetched at start-up before the service says it is ready, refreshed periodically and when an
+unknown ``kid`` appears), so no call to the user service sits on a request path. The algorithm
+is pinned per kind of token, never read from the token: ``alg: none``, an RS/HS token claiming
+a user key, or a user token signed with the internal key all fail closed with 401.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import math
 import time
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shop.common.errors import Unauthorized
+from shop.common.errors import ServiceUnavailable, Unauthorized
 
 USER_ALG = "EdDSA"
 SERVICE_ALG = "HS256"
@@ -142,14 +143,24 @@ async def fetch_json(url: str) -> Any:
     return await asyncio.to_thread(_get_json, url, 3.0)
 
 
+class KeysUnavailable(ServiceUnavailable):
+    """A token names a key this service does not hold, and the JWKS cannot be fetched now."""
+
+    def __init__(self) -> None:
+        super().__init__("The keys that verify tokens cannot be fetched right now; retry.")
+
+
 class KeySet:
     """Public keys by ``kid``: static (a JWKS document) or fetched from a JWKS URL and cached.
 
-    A fetched set is refreshed in the background once older than ``max_age``, and at once when
-    a token names an unknown ``kid``. Unknown kids cost at most one fetch per
-    ``min_refresh_interval`` (a flood of made-up kids cannot hammer the user service); a request
-    with an unknown kid waits for a fetch that started after it arrived, so a key published
-    before the request is always found.
+    A fetched set is first fetched by :meth:`kept_fresh` (the service's lifespan), retried
+    until it succeeds: until then :attr:`ready` is false, and so is the service's readiness. It
+    is refreshed in the background once older than ``max_age``, and at once when a token names
+    an unknown ``kid``. Unknown kids cost at most one fetch per ``min_refresh_interval`` (a
+    flood of made-up kids cannot hammer the user service); a request with an unknown kid waits
+    for a fetch that started after it arrived, so a key published before the request is always
+    found. When that fetch fails, the kid is not known to be unknown: :class:`KeysUnavailable`
+    (a 503 the client may retry), never a 401 for a token that may be good.
     """
 
     def __init__(
@@ -168,9 +179,44 @@ class KeySet:
         self._fetch_started = -math.inf
         self._lock = asyncio.Lock()
         self._background: asyncio.Task[None] | None = None
+        self._last_fetch_failed = False
         self.fetches = 0
         if jwks:
             self.load(jwks)
+
+    @property
+    def ready(self) -> bool:
+        """The set can verify tokens: static keys, or a fetch of the JWKS has succeeded."""
+        return self._url is None or self._fetched_at > 0
+
+    @asynccontextmanager
+    async def kept_fresh(self, *, retry_every: float = 0.2) -> AsyncIterator[None]:
+        """While open: fetch the JWKS until a fetch succeeds (every ``retry_every`` seconds,
+        doubling to 2 s), then again every ``max_age``, so keys published ahead of a rotation
+        arrive before their first token. Does not block: the service answers (not ready)
+        meanwhile. A set without a URL has nothing to fetch."""
+        if self._url is None:
+            yield
+            return
+
+        async def keep() -> None:
+            delay = retry_every
+            while True:
+                await self._refresh(requested_at=time.monotonic())
+                if self._last_fetch_failed:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                else:
+                    delay = retry_every
+                    await asyncio.sleep(self._max_age)
+
+        task = asyncio.create_task(keep(), name="jwks")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
 
     @classmethod
     def from_file(cls, path: Path) -> KeySet:
@@ -193,6 +239,8 @@ class KeySet:
             now = time.monotonic()
             if kid not in self._keys:
                 await self._refresh(requested_at=now)
+                if kid not in self._keys and self._last_fetch_failed:
+                    raise KeysUnavailable
             elif now - self._fetched_at > self._max_age and self._background is None:
                 self._background = asyncio.create_task(self._refresh(requested_at=now))
                 self._background.add_done_callback(self._background_done)
@@ -205,17 +253,21 @@ class KeySet:
         async with self._lock:
             if self._fetch_started >= requested_at:
                 return  # a fetch that began after this request has just finished
+            # Throttled once the keys are held; before that, a fetch waits only for the one
+            # in flight (the lock), so start-up readiness is not held back by the throttle.
             wait = self._fetch_started + self._min_interval - time.monotonic()
-            if wait > 0:
+            if wait > 0 and self.ready:
                 await asyncio.sleep(wait)
             self._fetch_started = started = time.monotonic()
             self.fetches += 1
             assert self._url is not None
             try:
                 self.load(await self._fetch(self._url))
-                self._fetched_at = started
             except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
-                return  # keep the keys we have; an unknown kid stays unknown (401)
+                self._last_fetch_failed = True  # keep the keys we have
+                return
+            self._fetched_at = started
+            self._last_fetch_failed = False
 
 
 class TokenVerifier:
@@ -233,6 +285,10 @@ class TokenVerifier:
         self._leeway = leeway
         # Verified tokens: token -> (principal, exp, (kid, key) that verified a user token).
         self._verified: dict[str, tuple[Principal, float, tuple[str, Any] | None]] = {}
+
+    @property
+    def keys(self) -> KeySet:
+        return self._keys
 
     async def verify(self, token: str) -> Principal:
         """The token's principal, or ``Unauthorized``.

@@ -144,7 +144,18 @@ class Cluster:
             raise
 
     def wait_ready(self) -> None:
+        """Every process is ready (each holds its pool, links and the keys that verify tokens),
+        and so is the gateway: it holds the JWKS. Then a token issued now is accepted on every
+        route, through the gateway or straight to a replica (tests/ha/test_readiness.py)."""
+        deadline = time.monotonic() + self.ready_timeout
         wait_ready(self.all, timeout=self.ready_timeout)
+        while not self.gateway.holds_jwks():
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the gateway has not fetched the JWKS in {self.ready_timeout}s;"
+                    f" see {self.gateway.state_dir / 'envoy.log'}"
+                )
+            time.sleep(0.05)
 
     def stop(self) -> None:
         for proc in self.all:

@@ -812,6 +812,16 @@ class Gateway:
         except OSError:
             return False
 
+    def holds_jwks(self) -> bool:
+        """Envoy has fetched the user service's JWKS at least once (its ``jwt_authn``
+        counter), so it can verify a token issued now. Before that it answers 401 to every
+        token: a gateway whose listener is up is not yet ready."""
+        try:
+            fetched = self.stats("http.")
+        except OSError:
+            return False
+        return any(n.endswith("jwks_fetch_success") and v > 0 for n, v in fetched.items())
+
     def endpoints(self, service: str) -> set[int]:
         """The replica ports Envoy currently balances ``service`` over (its admin API)."""
         with urllib.request.urlopen(  # noqa: S310

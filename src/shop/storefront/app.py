@@ -107,13 +107,14 @@ def create_app(
         async with exporting(app):
             if getattr(app.state, "verifier", None) is None:
                 app.state.verifier = build_verifier(settings)
-            log.info("service started", port=settings.port, env=settings.env.value)
-            try:
-                yield
-            finally:
-                app.state.shutting_down = True
-                await app.state.backend.aclose()
-                log.info("service stopped")
+            async with app.state.verifier.keys.kept_fresh():
+                log.info("service started", port=settings.port, env=settings.env.value)
+                try:
+                    yield
+                finally:
+                    app.state.shutting_down = True
+                    await app.state.backend.aclose()
+                    log.info("service stopped")
 
     async def context(request: Request) -> Context:
         return Context(request.app.state.backend, request.app.state.verifier, _bearer(request))
@@ -158,11 +159,16 @@ def create_app(
     async def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    @health.get("/health/ready", summary="The BFF can serve (it holds no state of its own)")
+    @health.get(
+        "/health/ready",
+        summary="The BFF can serve: it holds the keys that verify tokens (and no other state)",
+    )
     async def ready(request: Request) -> dict[str, Any]:
         if request.app.state.shutting_down or DRAINING.is_set():
             raise ServiceUnavailable("The service is shutting down.")
-        return {"status": "ok"}
+        if not request.app.state.verifier.keys.ready:
+            raise ServiceUnavailable("Not ready.", extra={"checks": {"signing_keys": False}})
+        return {"status": "ok", "checks": {"signing_keys": True}}
 
     @health.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
