@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,8 @@ from shop.devtools.processes import (
 )
 from tests.conftest import process_envs
 from tests.eventfaults.proxy import Proxy
+from tests.waiting import WAIT_SECONDS as WAIT
+from tests.waiting import until
 
 ADMIN_PASSWORD = "eventfaults-admin-password"
 SERVICE_SECRET = secrets.token_urlsafe(32)
@@ -76,6 +78,20 @@ class EventPlatform:
         )
         self.procs[service].start()
         wait_ready([self.procs[service]], timeout=READY_TIMEOUT)
+
+    async def until(self, done: Callable[[], Any], what: str, within: float = WAIT) -> Any:
+        """``tests.waiting.until`` with every service's and relay's log lines on a timeout."""
+        logs = [*self.procs.values(), *self.relays.values()]
+        return await until(done, what, within=within, logs=logs)
+
+    async def drained(self, service: str) -> None:
+        """Wait until the service's outbox has nothing unsent (its relay has caught up)."""
+
+        async def empty() -> bool:
+            rows = await self.sql(service, "SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL")
+            return rows[0]["n"] == 0
+
+        await self.until(empty, f"the {service} outbox to be drained")
 
     def restart_relay(self, service: str, **env: str) -> RelayProcess:
         """Stop the service's relay process (if it runs) and start it anew with ``env``."""
@@ -216,9 +232,3 @@ def user_token(event_platform: EventPlatform, user_id: int, role: str = "custome
     return issue_access_token(
         SigningKeys(pem), user_id=user_id, role=role, issuer="shop-users", audience="shop", ttl=300
     )
-
-
-async def until(done: Any, within: float = READY_TIMEOUT) -> None:
-    async with asyncio.timeout(within):
-        while not await done():  # noqa: ASYNC110 - the state is in other processes
-            await asyncio.sleep(0.1)

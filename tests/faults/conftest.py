@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from shop.devtools.processes import (
     wait_ready,
 )
 from tests.conftest import _databases, process_envs
+from tests.waiting import until
 
 ADMIN_PASSWORD = "faults-admin-password"
 SERVICE_SECRET = secrets.token_urlsafe(32)
@@ -85,6 +85,13 @@ class FaultPlatform:
 
     def url(self, service: str) -> str:
         return self.procs[service].url
+
+    async def wait_for(
+        self, probe: Callable[[], Awaitable[Any]], what: str, interval: float = 0.05
+    ) -> Any:
+        """Poll until ``probe`` returns something truthy; after a minute fail with ``what``
+        and every service's last log lines (``tests.waiting.until``)."""
+        return await until(probe, what, interval=interval, logs=self.procs.values())
 
     def client(self, service: str, timeout: float = 120.0) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url(service), timeout=timeout)
@@ -149,23 +156,6 @@ class FaultPlatform:
         )
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
-
-
-async def wait_for(
-    probe: Callable[[], Awaitable[Any]],
-    what: str,
-    within: float = READY_TIMEOUT,
-    interval: float = 0.05,
-) -> Any:
-    """Poll until ``probe`` returns something truthy; fail with ``what`` after ``within`` s."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 @pytest.fixture(scope="package")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.faults.conftest import ADMIN_PASSWORD, FaultPlatform, wait_for
+from tests.faults.conftest import ADMIN_PASSWORD, FaultPlatform
 
 pytestmark = pytest.mark.faults
 
@@ -136,7 +136,7 @@ async def _order_charged_but_unanswered(
     product = await shopper.product(stock=5)
     await fresh.inject("payments", {"path": PAY, "delay_after": HELD, "times": 0})
     placing = asyncio.create_task(shopper.place(product, quantity))
-    await wait_for(lambda: shopper.charged(product), "the payment to be charged")
+    await fresh.wait_for(lambda: shopper.charged(product), "the payment to be charged")
     return product, placing
 
 
@@ -175,7 +175,7 @@ async def test_product_service_killed_after_reserving_then_recovery_releases_the
             product,
         )
 
-    await wait_for(reserved, "the stock to be reserved")
+    await fresh.wait_for(reserved, "the stock to be reserved")
     fresh.kill("products")
     response = await placing
     assert _is_problem(response, 503), response.text
@@ -244,7 +244,7 @@ async def test_the_product_database_stops_others_answer_503_and_all_recover(
     async def products_ready() -> bool:
         return fresh.procs["products"].ready()
 
-    await wait_for(products_ready, "the product service to be ready again")
+    await fresh.wait_for(products_ready, "the product service to be ready again")
     async with fresh.client("products") as products:
         assert (await products.get(f"/api/v1/products/{product}")).json()["stock"] == 5
 
@@ -257,7 +257,7 @@ async def test_the_product_database_stops_others_answer_503_and_all_recover(
             return None
         return response
 
-    placed = await wait_for(goes_through, "an order to go through again", interval=0.5)
+    placed = await fresh.wait_for(goes_through, "an order to go through again", interval=0.5)
     assert placed.status_code == 201, placed.text
     assert await shopper.stock(product) == 3
     # The order refused during the outage never reached the stock: recovery closes it.
@@ -284,7 +284,7 @@ async def test_order_service_killed_mid_saga_its_recovery_worker_finishes_the_or
             [order] = await shopper.orders_of(product)
             return order["status"] != "pending" and order
 
-        order = await wait_for(settled, "the recovery worker to settle the order")
+        order = await fresh.wait_for(settled, "the recovery worker to settle the order")
         assert order["status"] == "paid"
     finally:
         fresh.restart("orders")  # back to the worker-less process the other scenarios expect

@@ -479,6 +479,59 @@ async def test_two_relays_share_one_outbox_without_doubles_and_in_order(
     assert [e["data"]["stock"] for e in changes] == list(range(1, 41))
 
 
+class _HeldExchange:
+    """The relay's exchange, holding each publish after the broker confirmed it: a round in
+    flight, published and not yet marked sent, for as long as the test wants."""
+
+    def __init__(self, exchange: Any, published: asyncio.Event, release: asyncio.Event) -> None:
+        self.exchange, self.published, self.release = exchange, published, release
+
+    async def publish(self, message: Any, **kw: Any) -> Any:
+        confirmed = await self.exchange.publish(message, **kw)
+        self.published.set()
+        await self.release.wait()
+        return confirmed
+
+
+async def test_a_relay_stopped_mid_round_finishes_it_and_publishes_nothing_twice(
+    platform: Platform, make_product: Any, topology: Topology
+) -> None:
+    """SIGTERM (a rolling update) reaches the relay process between publishing a round and
+    marking it sent: the round is finished, not cut, so the next relay has nothing to send
+    again (a cut round would be published twice; consumers would have to dedupe it)."""
+    products = [await make_product(name=f"Stopped mid-round {i}") for i in range(3)]
+    subjects = {str(p["id"]) for p in products}
+    published, release = asyncio.Event(), asyncio.Event()
+
+    class HeldRelay(Relay):
+        async def publish_once(self, exchange: Any) -> int:
+            return await super().publish_once(_HeldExchange(exchange, published, release))
+
+    db = platform.apps["products"].state.db
+    relay = HeldRelay(db, topology, service="products", render=render_as(ProductRead))
+    async with Spy(topology) as spy:
+        running = asyncio.create_task(relay.run())
+        try:
+            async with asyncio.timeout(60):
+                await published.wait()  # a round is in flight, confirmed, not marked sent
+            relay.stop()
+            release.set()
+            async with asyncio.timeout(60):
+                await running  # returns: the round finished, no next one started
+        finally:
+            running.cancel()
+        await until(lambda: {e["subject"] for e in spy.events("shop.product.created")} >= subjects)
+    rows = await platform.sql(
+        "products",
+        "SELECT sent_at FROM outbox WHERE type = 'shop.product.created' AND subject = ANY($1)",
+        list(subjects),
+    )
+    assert len(rows) == 3
+    assert all(r["sent_at"] is not None for r in rows)  # marked sent: no relay sends them again
+    created = [e for e in spy.events("shop.product.created") if e["subject"] in subjects]
+    assert len(created) == 3
+
+
 @pytest.fixture
 async def redis_inbox() -> AsyncIterator[Any]:
     """A ``RedisInbox`` on a real Redis under a key prefix of the test's own: the machine's

@@ -9,9 +9,10 @@ confirms are awaited together (one round trip per round, not per event): aiormq 
 writes them under the channel's FIFO lock in the order they start, and RabbitMQ routes the
 messages of one channel in the order it receives them, so order per resource holds. A crash
 between publish and commit publishes those events again: at least once; consumers deduplicate
-on the CloudEvent ``id``. While the broker is away the relay retries with capped exponential
-backoff and the rows wait. Sent rows are deleted after
-``retention`` (settings ``outbox_retention_hours``, 24 h by default).
+on the CloudEvent ``id``. A stop (:meth:`Relay.stop`, the relay process's SIGTERM) lets the
+round in flight finish first, so a rolling update publishes nothing twice. While the broker is
+away the relay retries with capped exponential backoff and the rows wait. Sent rows are deleted
+after ``retention`` (settings ``outbox_retention_hours``, 24 h by default).
 
 A round that finds nothing doubles the wait before the next, from ``poll_seconds`` (0.2 s) up
 to ``idle_poll_seconds`` (1 s), and the first event sent resets it: an idle replica costs one
@@ -111,6 +112,17 @@ class Relay:
         # Fault injection (tests/eventfaults): SIGKILL this process after publishing a batch,
         # before marking it sent. Only settable where the settings allow fault injection.
         self.crash_after_publish = False
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the round in flight (published and marked sent):
+        a graceful stop publishes nothing twice. Cancelling the task cuts the round instead."""
+        self._stopping.set()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if a stop is asked for meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def message(self, row: Any) -> aio_pika.Message:
         import aio_pika  # loaded already once connected: a dictionary look-up
@@ -168,9 +180,10 @@ class Relay:
                 )
 
     async def run(self) -> None:
-        """Relay until cancelled, reconnecting with backoff while the broker is away."""
+        """Relay until :meth:`stop` (after the round in flight) or cancelled (the round cut),
+        reconnecting with backoff while the broker is away."""
         delay = 0.5
-        while True:
+        while not self._stopping.is_set():
             try:
                 connection = await self.topology.connect()
                 async with connection:
@@ -179,14 +192,15 @@ class Relay:
                     log.info("relay connected", exchange=self.topology.exchange)
                     delay = 0.5
                     next_observe, wait = 0.0, self.poll
-                    while True:
+                    while not self._stopping.is_set():
                         sent = await self.publish_once(exchange)
                         if time.monotonic() >= next_observe:
                             await self.observe()
                             next_observe = time.monotonic() + 5
                         wait = self.poll if sent else min(wait * 2, self.idle_poll)
                         if sent < self.batch:
-                            await asyncio.sleep(wait)
+                            await self._pause(wait)
+                    return
             except asyncio.CancelledError:
                 raise
             except broker_down() as exc:
@@ -195,7 +209,7 @@ class Relay:
                 log.warning("relay round failed", error=repr(exc))
             with contextlib.suppress(Exception):
                 await self.observe()
-            await asyncio.sleep(delay * (1 + random.random() / 2))  # noqa: S311 - jitter
+            await self._pause(delay * (1 + random.random() / 2))  # noqa: S311 - jitter
             delay = min(delay * 2, 30.0)
 
 

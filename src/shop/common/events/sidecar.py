@@ -5,7 +5,9 @@ the outbox INSERT (docs/events.md, "The relay process").
 For each service it builds that service's settings (environment, Vault, secret files, as the
 service does), its own small database pool (Vault's dynamic credentials leased and renewed as
 the service leases them) and a ``Relay``; they run until SIGTERM or SIGINT. A round in flight
-is cut there: its claim rolls back and the next relay takes the rows again (at least once).
+then finishes (published and marked sent) before the process exits, within ``STOP_GRACE``
+seconds; a round cut (SIGKILL, a broker that hangs past the grace) rolls back and the next
+relay takes the rows again (at least once).
 
 ``/metrics`` (any path answers, as the notification worker's port) on ``relay_port``
 (``SHOP_RELAY_PORT``, 9464): ``shop_outbox_backlog{service}``,
@@ -40,6 +42,9 @@ log = get_logger("shop.events.relay")
 # A relay holds one connection per round (its claim transaction) and one for the backlog
 # gauges: two are enough, and keep the sidecar's share of PostgreSQL's connections small.
 POOL_MAX = 2
+# How long a stopping relay waits for its round in flight (one claim, its publishes' confirms
+# and the commit: milliseconds) before cutting it; well inside Kubernetes' 30 s grace period.
+STOP_GRACE = 10.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,10 @@ async def serve(sources: Sequence[RelaySource]) -> None:
         )
         try:
             await stopped.wait()
+            for relay in relays:
+                relay.stop()
+            if tasks:
+                await asyncio.wait(tasks, timeout=STOP_GRACE)
         finally:
             for task in tasks:
                 task.cancel()
