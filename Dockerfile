@@ -47,7 +47,7 @@ RUN --mount=type=secret,id=pip-ca \
     && /opt/uv/bin/uv sync --frozen --no-dev --no-install-project --no-build
 
 # Then the project, non-editable, with uv's built-in build backend (nothing to fetch).
-COPY README.md* ./
+COPY README.md* LICENSE ./
 COPY src ./src
 RUN /opt/uv/bin/uv sync --frozen --no-dev --no-editable --offline \
     && /opt/venv/bin/shop --help >/dev/null

@@ -94,7 +94,14 @@ def test_dockerignore_sends_only_what_the_build_copies():
     ]
     assert lines[0] == "*"
     allowed = {line[1:] for line in lines if line.startswith("!")}
-    assert allowed == {"uv.lock", "pyproject.toml", "scripts/bootstrap-uv.py", "README.md", "src/"}
+    assert allowed == {
+        "uv.lock",
+        "pyproject.toml",
+        "scripts/bootstrap-uv.py",
+        "README.md",
+        "LICENSE",
+        "src/",
+    }
 
 
 def test_postgresql_client_matches_the_rds_engine_major_version():

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,22 @@ def test_renovate_proposes_weekly_upgrades_that_ci_must_pass():
     assert config["automerge"] is False  # a person merges, after CI
     ci = (ROOT / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8")
     assert "pull_request:" in ci
+
+
+def test_the_licence_text_is_mit_and_ships_with_the_package(tmp_path):
+    """pyproject says MIT (the image's OCI label repeats it); LICENSE holds MIT's text, and the
+    wheel the image installs carries it (PEP 639 ``license-files``; uv's backend, offline)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert text.startswith("MIT License\n")
+    assert "Permission is hereby granted, free of charge" in text
+    assert 'THE SOFTWARE IS PROVIDED "AS IS"' in text
+    proc = uv("build", "--wheel", "--no-build-logs", "--quiet", "-o", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = tmp_path.glob("shop-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        dist_info = next(n.split("/")[0] for n in archive.namelist() if ".dist-info/" in n)
+        assert archive.read(f"{dist_info}/licenses/LICENSE").decode() == text
+        assert "License-Expression: MIT" in archive.read(f"{dist_info}/METADATA").decode()
