@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import httpx
 
 from shop.common.services import SERVICES
+from shop.common.types import MAX_ID
 from shop.devtools.cluster import Cluster
 from shop.devtools.contract import service_openapi
 
@@ -56,7 +57,10 @@ def first_contact(cluster: Cluster, admin_password: str) -> list[Answer]:
         for service in SERVICES:
             targets = [gateway, *(replica.url for replica in cluster.replicas[service])]
             for method, path in protected_operations(service):
-                concrete = re.sub(r"\{[^}]+\}", "1", path)  # nothing exists yet: 404s at most
+                # An id no test will ever reach: a probe must leave nothing a test could meet
+                # (a release of order 1 leaves a tombstone, and the first real order 1 was
+                # then refused its stock and stuck compensating).
+                concrete = re.sub(r"\{[^}]+\}", str(MAX_ID), path)
                 for target in targets:
                     response = client.request(
                         method,

@@ -307,8 +307,9 @@ async def _verify_orders(cluster: Cluster, tally: Tally, product_id: int, stock:
     conn = await asyncpg.connect(urls["orders"])
     try:
         deadline = time.monotonic() + 120
-        while await conn.fetchval("SELECT count(*) FROM orders WHERE status = 'pending'"):
-            assert time.monotonic() < deadline, "orders still pending after recovery time"
+        while pending := await conn.fetch("SELECT * FROM orders WHERE status = 'pending'"):
+            if time.monotonic() > deadline:  # the rows say which step each one is stuck at
+                pytest.fail(f"orders still pending after recovery time: {list(map(dict, pending))}")
             await asyncio.sleep(0.5)  # the order service's recovery worker settles them
         rows = await conn.fetch(
             "SELECT id, status, idempotency_key FROM orders WHERE product_id = $1", product_id

@@ -8,6 +8,7 @@ the test's waits, so only a pub/sub invalidation can explain a replica seeing a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import time
@@ -300,3 +301,44 @@ async def test_the_lean_read_routes_answer_as_the_contract_says(
     assert unknown.headers["content-type"] == "application/problem+json"
     nul = await client.get("/api/v1/products", params={"category": "a\x00b"})
     assert nul.status_code == 422
+
+
+class _StalledClose:
+    """A subscription whose close never finishes, as redis-py's can (redis/redis-py#3941)
+    and, from 8.2.0, without letting a cancel end it."""
+
+    def __init__(self, pubsub: Any, stalled: list[asyncio.Future[None]]) -> None:
+        self._pubsub = pubsub
+        self._stalled = stalled  # the test ends them, so its event loop can close
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pubsub, name)
+
+    async def aclose(self) -> None:
+        stuck = asyncio.get_running_loop().create_future()
+        self._stalled.append(stuck)
+        while not stuck.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(stuck)  # shrugs off every cancel, as 8.2.0's close does
+
+
+async def test_a_stalled_redis_close_does_not_hold_up_a_shutdown(redis_url: str) -> None:
+    """A replica's shutdown (and so every test's teardown) ends even when closing the Redis
+    subscription never does: issue 26's CI run hung there for 15 minutes with redis 8.2.0."""
+    from shop.products import cache as cache_module
+
+    cache = cache_module.CatalogueCache.from_url(redis_url, prefix=_prefix())
+    real = cache._redis.pubsub
+    stalled: list[asyncio.Future[None]] = []
+    cache._redis.pubsub = lambda: _StalledClose(real(), stalled)  # type: ignore[method-assign]
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(30):
+            async with cache.running():
+                assert cache.subscribed
+        assert time.monotonic() - started < 10  # one CLOSE_SECONDS, not forever
+        assert len(stalled) == 1  # the close was tried, stalled, and left behind
+    finally:
+        for stuck in stalled:
+            stuck.set_result(None)
+        await asyncio.sleep(0)

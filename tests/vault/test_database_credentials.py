@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +22,7 @@ import pytest
 from fastapi import FastAPI
 
 from shop import cli
+from shop.common.auth import SigningKeys, generate_private_key_pem
 from shop.common.credentials import DatabaseCredentials, with_credentials
 from shop.common.settings import Environment
 from shop.common.vault import Vault, VaultConfig
@@ -83,12 +86,21 @@ async def migrated(configured: Configured) -> str:
     return configured.products_db
 
 
-def _settings(bao: Any, migrated: str, **extra: Any) -> ProductsSettings:
+@pytest.fixture(scope="module")
+def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The public keys tokens are verified with: without them the service is never ready."""
+    path = tmp_path_factory.mktemp("keys") / "jwks.json"
+    path.write_text(json.dumps(SigningKeys(generate_private_key_pem()).jwks()))
+    return path
+
+
+def _settings(bao: Any, migrated: str, keys_file: Path, **extra: Any) -> ProductsSettings:
     """The product service with a Vault token of its own policy; the database URL's host, port
     and database matter, the login comes from Vault when a database role is set."""
     return ProductsSettings(
         env=Environment.TEST,
         database_url=migrated,
+        jwt_public_keys_file=keys_file,
         vault_addr=bao.addr,
         vault_token=bao.token_for("shop-products"),
         db_pool_min=1,
@@ -108,12 +120,17 @@ async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_pool_survives_renewals_and_rotations_without_failed_requests(
-    configured: Configured, migrated: str
+    configured: Configured, migrated: str, keys_file: Path
 ) -> None:
     bao = configured.bao
     app = products_app(
         _settings(
-            bao, migrated, vault_database_role="products", db_pool_max=2, db_command_timeout=30
+            bao,
+            migrated,
+            keys_file,
+            vault_database_role="products",
+            db_pool_max=2,
+            db_command_timeout=30,
         )
     )
     failures: list[str] = []
@@ -174,10 +191,10 @@ async def _session_user(client: httpx.AsyncClient, app: FastAPI) -> str:
 
 
 async def test_without_a_database_role_the_configured_url_is_used(
-    configured: Configured, migrated: str
+    configured: Configured, migrated: str, keys_file: Path
 ) -> None:
     bao = configured.bao
-    app = products_app(_settings(bao, migrated, db_pool_max=1))
+    app = products_app(_settings(bao, migrated, keys_file, db_pool_max=1))
     async with running(app) as client:
         assert (await client.get("/api/v1/products")).status_code == 200
         assert app.state.database_credentials is None

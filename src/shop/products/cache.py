@@ -111,6 +111,27 @@ def exact(body: bytes) -> bytes:
     return bytes(memoryview(body))
 
 
+# How long closing a Redis subscription or client may take before it is given up on.
+CLOSE_SECONDS = 1.0
+
+
+async def _bounded_close(closing: Awaitable[None], what: str) -> None:
+    """Close a Redis object without letting it hold up a shutdown. redis-py's PubSub close can
+    stall on its connection (redis/redis-py#3941), and from 8.2.0 it shields itself from
+    cancellation, so neither ``wait_for`` nor a cancel would end it: it runs as its own task,
+    and after ``CLOSE_SECONDS`` the shutdown goes on without it (the process is exiting, or the
+    listener reconnects with a new subscription; the socket goes with the client)."""
+    task = asyncio.ensure_future(closing)
+    done, _ = await asyncio.wait({task}, timeout=CLOSE_SECONDS)
+    if task in done:
+        error = task.exception()
+        if error is not None and not isinstance(error, (RedisError, OSError)):
+            raise error
+        return
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
+    log.warning("catalogue cache: closing Redis timed out; left behind", closing=what)
+
+
 class CatalogueCache:
     """Read-through cache of catalogue responses; see the module docstring for the contract."""
 
@@ -141,6 +162,7 @@ class CatalogueCache:
         self._epoch = 0  # bumped by every invalidation this process learns of
         self._list_generation: int | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False  # the listener's own stop signal (see running)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> CatalogueCache:
@@ -159,10 +181,15 @@ class CatalogueCache:
         try:
             yield self
         finally:
+            # A cancel alone is not enough: redis-py can swallow the CancelledError that lands
+            # in a read whose own timeout expires at the same moment (the task stays
+            # "cancelling" and the loop goes on, forever: a CI run hung 15 minutes here). The
+            # flag ends the loop within one get_message timeout either way.
+            self._closing = True
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
-            await self._redis.aclose()
+            await _bounded_close(self._redis.aclose(), "client")
 
     @property
     def subscribed(self) -> bool:
@@ -170,13 +197,13 @@ class CatalogueCache:
         return self._subscribed.is_set()
 
     async def _listen(self) -> None:
-        while True:
+        while not self._closing:
             pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(self._channel)
                 self._forget_all()  # messages may have been missed while unsubscribed
                 self._subscribed.set()
-                while True:
+                while not self._closing:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is None:
                         await pubsub.ping()  # notice a dead connection within a second
@@ -193,8 +220,7 @@ class CatalogueCache:
                 self._forget_all()
                 await asyncio.sleep(self._retry_seconds)
             finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                await _bounded_close(pubsub.aclose(), "subscription")  # type: ignore[no-untyped-call]
 
     # --- reads -----------------------------------------------------------------------------
 
