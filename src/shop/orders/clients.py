@@ -45,22 +45,51 @@ class Read:
     path: str
     status: str
     fields: tuple[str, ...]
+    values: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (field, the values it matches on)
 
 
 RESERVATIONS = "/api/v1/products/{product_id}/reservations"
 PAYMENTS = "/api/v1/payments"
 VOID = "/api/v1/payments/order/{order_id}/void"
 REFUND = "/api/v1/payments/{payment_id}/refund"
+# The payment statuses this client tells apart: its reading of the payment service's published
+# enum, which the contract test checks (services never import each other).
+COMPLETED, PROCESSING, REFUNDING, REFUNDED = "completed", "processing", "refunding", "refunded"
 CONTRACT = (
     Read("products", "post", RESERVATIONS, "201", ("unit_price",)),
     Read("products", "post", RESERVATIONS, "200", ("unit_price",)),
     Read("products", "post", RESERVATIONS, "409", ("code",)),
-    Read("payments", "post", PAYMENTS, "201", ("payment_id", "status")),
-    Read("payments", "post", PAYMENTS, "200", ("payment_id", "status")),
+    Read(
+        "payments", "post", PAYMENTS, "201", ("payment_id", "status"), (("status", (COMPLETED,)),)
+    ),
+    Read(
+        "payments", "post", PAYMENTS, "200", ("payment_id", "status"), (("status", (COMPLETED,)),)
+    ),
     Read("payments", "post", PAYMENTS, "402", ("detail",)),
-    Read("payments", "post", PAYMENTS, "409", ("code", "payment_status")),
-    Read("payments", "post", VOID, "409", ("code", "payment_status", "payment_id")),
-    Read("payments", "post", REFUND, "409", ("code", "payment_status", "detail")),
+    Read(
+        "payments",
+        "post",
+        PAYMENTS,
+        "409",
+        ("code", "payment_status"),
+        (("payment_status", (PROCESSING,)),),
+    ),
+    Read(
+        "payments",
+        "post",
+        VOID,
+        "409",
+        ("code", "payment_status", "payment_id"),
+        (("payment_status", (PROCESSING, REFUNDING, COMPLETED, REFUNDED)),),
+    ),
+    Read(
+        "payments",
+        "post",
+        REFUND,
+        "409",
+        ("code", "payment_status", "detail"),
+        (("payment_status", (REFUNDED, REFUNDING)),),
+    ),
 )
 
 
@@ -124,11 +153,11 @@ class PaymentsClient:
             idempotent=True,
         )
         body = _body(response)
-        if response.status_code in (200, 201) and body["status"] == "completed":
+        if response.status_code in (200, 201) and body["status"] == COMPLETED:
             return Charged(body["payment_id"])
         if response.status_code == 402:
             return Declined(body["detail"])
-        if response.status_code == 409 and body.get("payment_status") == "processing":
+        if response.status_code == 409 and body.get("payment_status") == PROCESSING:
             return PaymentInProgress()
         return PaymentRefused(f"status {response.status_code} {body.get('code')}")
 
@@ -141,13 +170,10 @@ class PaymentsClient:
         if response.status_code == 200:
             return Voided()
         body = _body(response)
-        if response.status_code == 409 and body.get("payment_status") in (
-            "processing",
-            "refunding",
-        ):
+        if response.status_code == 409 and body.get("payment_status") in (PROCESSING, REFUNDING):
             return PaymentInProgress()
-        if response.status_code == 409 and body.get("payment_status") in ("completed", "refunded"):
-            return VoidRefused(body["payment_id"], completed=body["payment_status"] == "completed")
+        if response.status_code == 409 and body.get("payment_status") in (COMPLETED, REFUNDED):
+            return VoidRefused(body["payment_id"], completed=body["payment_status"] == COMPLETED)
         # Not in the contract: leave the order for a later attempt rather than guess.
         raise DownstreamUnavailable("payment-service", f"void answered {response.status_code}")
 
@@ -162,8 +188,8 @@ class PaymentsClient:
         if response.status_code == 200:
             return Refunded()
         body = _body(response)
-        if response.status_code == 409 and body.get("payment_status") == "refunded":
+        if response.status_code == 409 and body.get("payment_status") == REFUNDED:
             return Refunded()  # refunded by an earlier attempt or an admin: the money is back
-        if response.status_code == 409 and body.get("payment_status") == "refunding":
+        if response.status_code == 409 and body.get("payment_status") == REFUNDING:
             return PaymentInProgress()
         return RefundRefused(str(body.get("detail", response.status_code)))

@@ -25,6 +25,7 @@ from shop.common.responses import json_response
 from shop.common.types import MAX_ID
 from shop.payments import service
 from shop.payments.db import PaymentRepository
+from shop.payments.lifecycle import Payment
 from shop.payments.provider import PaymentProvider
 from shop.payments.schemas import (
     ORDER_ID_LIST_DESCRIPTION,
@@ -63,26 +64,26 @@ def _problem(status: int, description: str) -> Responses:
     return problems(status, model=PaymentProblem, descriptions={status: description})
 
 
-def _payment(row: Any) -> dict[str, Any]:
+def _payment(payment: Payment) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "payment_id": row["payment_id"],
-        "order_id": row["order_id"],
-        "user_id": row["user_id"],
-        "amount": f"{row['amount']:.2f}",
-        "currency": row["currency"],
-        "status": row["status"],
-        "payment_method": row["payment_method"],
-        "transaction_id": row["transaction_id"],
-        "failure_reason": row["failure_reason"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
+        "id": payment.id,
+        "payment_id": payment.payment_id,
+        "order_id": payment.order_id,
+        "user_id": payment.user_id,
+        "amount": f"{payment.amount:.2f}",
+        "currency": payment.currency,
+        "status": payment.status.value,
+        "payment_method": payment.payment_method,
+        "transaction_id": payment.transaction_id,
+        "failure_reason": payment.failure_reason,
+        "created_at": payment.created_at.isoformat(),
+        "updated_at": payment.updated_at.isoformat(),
     }
 
 
-def _visible(principal: Principal, payment: Any) -> Any:
-    if not principal.may_access_user(payment["user_id"]):
-        raise NotFound(f"Payment {payment['payment_id']} does not exist.")
+def _visible(principal: Principal, payment: Payment) -> Payment:
+    if not principal.may_access_user(payment.user_id):
+        raise NotFound(f"Payment {payment.payment_id} does not exist.")
     return payment
 
 

@@ -3,6 +3,8 @@
 A payment is unique per order id: that is the key of create-and-confirm. ``processing`` and
 ``refunding`` (with ``processing_until``, a lease) are committed before the provider is called
 and settled after, so no row lock or pooled connection is held while the provider answers.
+Every status change is one conditional UPDATE along an edge of ``lifecycle.EDGES``, its status
+literals taken from ``PaymentStatus``; every read returns a ``Payment``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,16 @@ from typing import Any
 import asyncpg
 
 from shop.common.events.outbox import traceparent, with_event
+from shop.payments.lifecycle import (
+    CLAIMS,
+    EVENTED,
+    Payment,
+    PaymentStatus,
+    refund_settles_to,
+    sql_in,
+)
 
+S = PaymentStatus
 COLUMNS = (
     "id, payment_id, order_id, user_id, amount, currency, status, payment_method,"
     " transaction_id, failure_reason, created_at, updated_at"
@@ -20,9 +31,7 @@ COLUMNS = (
 
 
 def _evented(
-    statement: str,
-    traceparent_param: int,
-    where: str = "status IN ('completed', 'failed', 'refunded')",
+    statement: str, traceparent_param: int, where: str = f"status IN {sql_in(EVENTED)}"
 ) -> str:
     """``statement`` plus the event of the status it leaves (completed, failed, refunded)."""
     return with_event(
@@ -35,6 +44,10 @@ def _evented(
     )
 
 
+def _payment(row: asyncpg.Record | None) -> Payment | None:
+    return None if row is None else Payment.from_record(row)
+
+
 class PaymentRepository:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -42,14 +55,14 @@ class PaymentRepository:
     async def add(
         self,
         *,
-        status: str = "pending",
+        status: PaymentStatus = S.PENDING,
         lease: float | None = None,
         reason: str | None = None,
         **v: Any,
-    ) -> Any:
+    ) -> Payment | None:
         """Insert a payment (``processing`` with a lease, to charge it now); None if the
         order already has one."""
-        return await self.conn.fetchrow(
+        row = await self.conn.fetchrow(
             _evented(
                 "INSERT INTO payments (payment_id, order_id, user_id, amount, currency,"
                 " payment_method, status, failure_reason, processing_until)"
@@ -63,120 +76,132 @@ class PaymentRepository:
             v["amount"],
             v["currency"],
             v["payment_method"],
-            status,
+            status.value,
             reason,
             lease,
             traceparent(),
         )
+        return _payment(row)
 
-    async def claim(self, payment_id: str, lease: float) -> Any:
+    async def claim(self, payment_id: str, lease: float) -> Payment | None:
         """Take a pending payment (or one whose processing lease expired) for charging."""
-        return await self.conn.fetchrow(
-            "UPDATE payments SET status = 'processing', updated_at = now(),"
+        row = await self.conn.fetchrow(
+            f"UPDATE payments SET status = '{S.PROCESSING}', updated_at = now(),"
             " processing_until = now() + make_interval(secs => $2)"
-            " WHERE payment_id = $1 AND (status = 'pending'"
-            "   OR (status = 'processing' AND processing_until < now()))"
+            f" WHERE payment_id = $1 AND (status = '{S.PENDING}'"
+            f"   OR (status = '{S.PROCESSING}' AND processing_until < now()))"
             f" RETURNING {COLUMNS}",
             payment_id,
             lease,
         )
+        return _payment(row)
 
     async def settle(
-        self, payment_id: str, status: str, *, transaction_id: str | None, reason: str | None
-    ) -> Any:
+        self,
+        payment_id: str,
+        status: PaymentStatus,
+        *,
+        transaction_id: str | None,
+        reason: str | None,
+    ) -> Payment | None:
         """Record the provider's answer on a processing payment; None if it was settled."""
-        return await self.conn.fetchrow(
+        row = await self.conn.fetchrow(
             _evented(
                 "UPDATE payments SET status = $2, transaction_id = $3, failure_reason = $4,"
                 " processing_until = NULL, updated_at = now()"
-                f" WHERE payment_id = $1 AND status = 'processing' RETURNING {COLUMNS}",
+                f" WHERE payment_id = $1 AND status = '{S.PROCESSING}' RETURNING {COLUMNS}",
                 5,
             ),
             payment_id,
-            status,
+            status.value,
             transaction_id,
             reason,
             traceparent(),
         )
+        return _payment(row)
 
     async def unclaim(self, payment_id: str) -> None:
         """The provider did not answer: let the next attempt settle it at once."""
         await self.conn.execute(
             "UPDATE payments SET processing_until = now()"
-            " WHERE payment_id = $1 AND status IN ('processing', 'refunding')",
+            f" WHERE payment_id = $1 AND status IN {sql_in(CLAIMS)}",
             payment_id,
         )
 
-    async def claim_refund(self, payment_id: str, lease: float) -> Any:
+    async def claim_refund(self, payment_id: str, lease: float) -> Payment | None:
         """Take a completed payment (or one whose refunding lease expired) for refunding."""
-        return await self.conn.fetchrow(
-            "UPDATE payments SET status = 'refunding', updated_at = now(),"
+        row = await self.conn.fetchrow(
+            f"UPDATE payments SET status = '{S.REFUNDING}', updated_at = now(),"
             " processing_until = now() + make_interval(secs => $2)"
-            " WHERE payment_id = $1 AND (status = 'completed'"
-            "   OR (status = 'refunding' AND processing_until < now()))"
+            f" WHERE payment_id = $1 AND (status = '{S.COMPLETED}'"
+            f"   OR (status = '{S.REFUNDING}' AND processing_until < now()))"
             f" RETURNING {COLUMNS}",
             payment_id,
             lease,
         )
+        return _payment(row)
 
-    async def settle_refund(self, payment_id: str, refund_id: str | None) -> Any:
+    async def settle_refund(self, payment_id: str, refund_id: str | None) -> Payment | None:
         """Record an approved refund (None: already settled); without an id, the provider
         refused it and the payment is completed again."""
-        status = "refunded" if refund_id else "completed"
-        return await self.conn.fetchrow(
+        status = refund_settles_to(approved=refund_id is not None)
+        row = await self.conn.fetchrow(
             _evented(
                 "UPDATE payments SET status = $2, refund_id = $3, processing_until = NULL,"
                 " updated_at = now()"
-                f" WHERE payment_id = $1 AND status = 'refunding' RETURNING {COLUMNS}",
+                f" WHERE payment_id = $1 AND status = '{S.REFUNDING}' RETURNING {COLUMNS}",
                 4,
-                where="status = 'refunded'",  # a refused refund is completed again: no event
+                where=f"status = '{S.REFUNDED}'",  # a refused refund is completed again: no event
             ),
             payment_id,
-            status,
+            status.value,
             refund_id,
             traceparent(),
         )
+        return _payment(row)
 
-    async def void(self, payment_id: str, reason: str) -> Any:
-        return await self.conn.fetchrow(
+    async def void(self, payment_id: str, reason: str) -> Payment | None:
+        """Fail a pending payment without charging it; None if it is not pending."""
+        row = await self.conn.fetchrow(
             _evented(
-                "UPDATE payments SET status = 'failed', failure_reason = $2, updated_at = now()"
-                f" WHERE payment_id = $1 AND status = 'pending' RETURNING {COLUMNS}",
+                f"UPDATE payments SET status = '{S.FAILED}', failure_reason = $2,"
+                f" updated_at = now() WHERE payment_id = $1 AND status = '{S.PENDING}'"
+                f" RETURNING {COLUMNS}",
                 3,
             ),
             payment_id,
             reason,
             traceparent(),
         )
+        return _payment(row)
 
-    async def get(self, payment_id: str, *, lock: bool = False) -> Any:
-        return await self.conn.fetchrow(
-            f"SELECT {COLUMNS} FROM payments WHERE payment_id = $1"
-            + (" FOR UPDATE" if lock else ""),
-            payment_id,
+    async def get(self, payment_id: str) -> Payment | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {COLUMNS} FROM payments WHERE payment_id = $1", payment_id
         )
+        return _payment(row)
 
-    async def by_order(self, order_id: int) -> Any:
-        return await self.conn.fetchrow(
-            f"SELECT {COLUMNS} FROM payments WHERE order_id = $1",
-            order_id,
+    async def by_order(self, order_id: int) -> Payment | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {COLUMNS} FROM payments WHERE order_id = $1", order_id
         )
+        return _payment(row)
 
-    async def by_orders(self, order_ids: list[int], *, user_id: int | None) -> list[Any]:
+    async def by_orders(self, order_ids: list[int], *, user_id: int | None) -> list[Payment]:
         """The payments of ``order_ids`` (one query for a batch); only ``user_id``'s if given."""
         mine, args = (
             ("", (order_ids,)) if user_id is None else (" AND user_id = $2", (order_ids, user_id))
         )
-        rows: list[Any] = await self.conn.fetch(
+        rows = await self.conn.fetch(
             f"SELECT {COLUMNS} FROM payments WHERE order_id = ANY($1::bigint[]){mine}"
             " ORDER BY order_id",
             *args,
         )
-        return rows
+        return [Payment.from_record(r) for r in rows]
 
     async def page_for_user(
         self, user_id: int, *, limit: int, offset: int
-    ) -> tuple[list[Any], int]:
+    ) -> tuple[list[Payment], int]:
         rows = await self.conn.fetch(
             f"SELECT {COLUMNS}, count(*) OVER () AS total FROM payments"
             " WHERE user_id = $1 ORDER BY id LIMIT $2 OFFSET $3",
@@ -191,28 +216,4 @@ class PaymentRepository:
                 "SELECT count(*) FROM payments WHERE user_id = $1", user_id
             )
         )
-        return rows, total
-
-    async def set_status(
-        self,
-        payment_id: str,
-        status: str,
-        *,
-        transaction_id: str | None = None,
-        refund_id: str | None = None,
-        reason: str | None = None,
-    ) -> Any:
-        return await self.conn.fetchrow(
-            _evented(
-                "UPDATE payments SET status = $2, transaction_id = COALESCE($3, transaction_id),"
-                " refund_id = COALESCE($4, refund_id), failure_reason = $5, updated_at = now()"
-                f" WHERE payment_id = $1 RETURNING {COLUMNS}",
-                6,
-            ),
-            payment_id,
-            status,
-            transaction_id,
-            refund_id,
-            reason,
-            traceparent(),
-        )
+        return [Payment.from_record(r) for r in rows], total

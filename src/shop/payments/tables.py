@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from shop.common.tables import define_event_tables, define_idempotency_table
+from shop.payments.lifecycle import PaymentStatus, sql_in
 
 metadata = sa.MetaData()
 outbox, inbox = define_event_tables(metadata)
@@ -19,7 +20,7 @@ payments = sa.Table(
     sa.Column("user_id", sa.BigInteger, nullable=False),
     sa.Column("amount", sa.Numeric(12, 2), nullable=False),
     sa.Column("currency", sa.String(3), nullable=False, server_default="USD"),
-    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("status", sa.String(16), nullable=False, server_default=PaymentStatus.PENDING.value),
     sa.Column("payment_method", sa.String(16), nullable=False),
     sa.Column("transaction_id", sa.String(64), nullable=True),
     sa.Column("refund_id", sa.String(64), nullable=True),
@@ -32,10 +33,7 @@ payments = sa.Table(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.CheckConstraint("amount > 0", name="payments_amount_positive"),
-    sa.CheckConstraint(
-        "status IN ('pending', 'processing', 'completed', 'failed', 'refunding', 'refunded')",
-        name="payments_status_check",
-    ),
+    sa.CheckConstraint(f"status IN {sql_in(tuple(PaymentStatus))}", name="payments_status_check"),
     sa.CheckConstraint(
         "payment_method IN ('card', 'paypal', 'bank_transfer')", name="payments_method_check"
     ),
