@@ -65,7 +65,13 @@ async def test_out_of_range_quantities_are_422(platform: Platform, quantity: int
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/v1/products/0", "/api/v1/products/abc", "/api/v1/products/99999999999999999999999"],
+    [
+        "/api/v1/products/0",
+        "/api/v1/products/abc",
+        "/api/v1/products/99999999999999999999999",
+        f"/api/v1/products/{2**53}",  # one past MAX_ID: the lean route once answered 404 here
+        f"/api/v1/products/{2**53 + 1}",
+    ],
 )
 async def test_bad_ids_are_422(platform: Platform, path: str) -> None:
     assert_problem(await platform.products.get(path), 422)

@@ -3,6 +3,7 @@ And the lean front: what answers a lean route's request, and its errors."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -15,8 +16,10 @@ from starlette.routing import Match
 from shop.common import tracing_sdk
 from shop.common.app import create_service_app
 from shop.common.errors import NotFound
-from shop.common.fastpath import LeanRoute, NotPlain
+from shop.common.fastpath import LeanRoute, NotPlain, idempotency_key
 from shop.common.settings import ServiceSettings
+from shop.common.types import MAX_ID, PAGE_LIMIT_MAX, PAGE_OFFSET_MAX
+from shop.products.fastpath import ProductRoute, page_query
 
 
 async def _never(*_: Any) -> Any:
@@ -43,7 +46,8 @@ def test_a_plain_request_matches_with_its_integer_parameters() -> None:
         _scope("/api/v1/products/42/reservations", query=b"x=1"),
         _scope("/api/v1/products/0/reservations"),
         _scope("/api/v1/products/042/reservations"),
-        _scope("/api/v1/products/9223372036854775808/reservations"),  # over the id range
+        _scope(f"/api/v1/products/{MAX_ID + 1}/reservations"),  # 2**53: over the id range
+        _scope("/api/v1/products/9223372036854775808/reservations"),
         _scope("/api/v1/products/4a/reservations"),
         _scope("/api/v1/products/42/reservations/"),
         _scope("/api/v1/products/42/reservationsx"),
@@ -53,6 +57,38 @@ def test_a_plain_request_matches_with_its_integer_parameters() -> None:
 )
 def test_anything_else_is_left_to_the_fastapi_route(scope: dict[str, Any]) -> None:
     assert ROUTE.matches(scope)[0] is Match.NONE
+
+
+def test_the_id_boundary_is_the_contracts() -> None:
+    """2**53 - 1 is the largest id (``common.types.MAX_ID``); the FastAPI route answers 422
+    above it, so the lean routes must leave 2**53 to it rather than answer 404."""
+    assert ROUTE.matches(_scope(f"/api/v1/products/{MAX_ID}/reservations"))[0] is Match.FULL
+    assert ROUTE.matches(_scope(f"/api/v1/products/{MAX_ID + 1}/reservations"))[0] is Match.NONE
+    product = ProductRoute(max_age_seconds=5)
+    state = SimpleNamespace(catalogue_cache=None)
+    read = _scope(f"/api/v1/products/{MAX_ID}", method="GET", app=SimpleNamespace(state=state))
+    assert product.matches(read)[0] is Match.FULL
+    for beyond in (MAX_ID + 1, 2**63 - 1, 10**17):
+        over = {**read, "path": f"/api/v1/products/{beyond}"}
+        assert product.matches(over)[0] is Match.NONE, beyond
+
+
+@pytest.mark.parametrize(("length", "plain"), [(1, True), (255, True), (256, False), (0, False)])
+def test_an_idempotency_key_is_plain_within_the_contracts_bound(length: int, plain: bool) -> None:
+    scope = _scope("/x", headers=[(b"idempotency-key", b"k" * length)])
+    if plain:
+        assert idempotency_key(scope) == "k" * length
+    else:
+        with pytest.raises(NotPlain):
+            idempotency_key(scope)
+
+
+def test_the_page_bounds_are_the_contracts() -> None:
+    assert page_query(f"limit={PAGE_LIMIT_MAX}&offset={PAGE_OFFSET_MAX}".encode())
+    assert page_query(f"limit={PAGE_LIMIT_MAX + 1}".encode()) is None
+    assert page_query(f"offset={PAGE_OFFSET_MAX + 1}".encode()) is None
+    assert page_query(b"category=" + b"c" * 100) is not None
+    assert page_query(b"category=" + b"c" * 101) is None
 
 
 # --- the lean front (shop.common.app.ServiceApp, fastpath.front) ---------------------------

@@ -12,6 +12,7 @@ from shop.common.context import user_id_var
 from shop.common.db import Database
 from shop.common.errors import Forbidden, Unauthorized
 from shop.common.responses import JSONResponse, json_response
+from shop.common.types import IDEMPOTENCY_KEY_MAX, PAGE_LIMIT_MAX, PAGE_OFFSET_MAX
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from POST /api/v1/users/login.")
 
@@ -66,8 +67,8 @@ class PageParams:
 
 
 async def page_params(
-    limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
-    offset: Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX, description="Page size.")] = 20,
+    offset: Annotated[int, Query(ge=0, le=PAGE_OFFSET_MAX, description="Items to skip.")] = 0,
 ) -> PageParams:
     return PageParams(limit, offset)
 
@@ -82,7 +83,7 @@ IdempotencyKeyDep = Annotated[
     Header(
         alias="Idempotency-Key",
         min_length=1,
-        max_length=255,
+        max_length=IDEMPOTENCY_KEY_MAX,
         description="Repeat a request safely: the same key and body return the first result.",
     ),
 ]

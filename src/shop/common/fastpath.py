@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shop.common.auth import Principal
 from shop.common.deps import authenticate
 from shop.common.middleware import RequestContextMiddleware
-from shop.common.types import MAX_ID
+from shop.common.types import IDEMPOTENCY_KEY_MAX, MAX_ID
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Scope, dict[str, int], bytes], Awaitable[Response]]
@@ -158,7 +158,7 @@ def json_body(scope: Scope, body: bytes, model: type[M]) -> M:
 def idempotency_key(scope: Scope) -> str | None:
     """The ``Idempotency-Key`` header, if any (NotPlain unless it is 1-255 characters)."""
     key = header(scope, b"idempotency-key")
-    if key is not None and not 1 <= len(key) <= 255:
+    if key is not None and not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX:
         raise NotPlain
     return key
 

@@ -91,6 +91,12 @@ Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["USD"])]
 # JSON Schema validators that compare as doubles) holds exactly; sequences never get near.
 MAX_ID = 2**53 - 1
 
+# The contract's other bounds, declared once: the FastAPI routes (and so the OpenAPI) and the
+# lean routes (``shop.common.fastpath``) both read them here.
+IDEMPOTENCY_KEY_MAX = 255  # characters of an Idempotency-Key
+PAGE_LIMIT_MAX = 100  # items per page
+PAGE_OFFSET_MAX = 1_000_000  # items a page may skip
+
 
 def _json_int(value: Any) -> Any:
     # JSON's integers: 3 and 3.0 (JSON Schema's "integer"), never true or "3".

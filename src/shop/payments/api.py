@@ -189,7 +189,7 @@ async def payments_of_orders(
     ],
 ) -> Any:
     wanted = sorted({int(i) for i in order_ids.split(",")})
-    if wanted[-1] > 2**63 - 1:
+    if wanted[-1] > MAX_ID:
         raise Unprocessable(
             "The request is not valid.",
             errors=[{"loc": ["query", "order_ids"], "msg": "out of range"}],

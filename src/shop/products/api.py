@@ -18,6 +18,7 @@ from shop.products import service
 from shop.products.cache import CachedBody, CatalogueCache
 from shop.products.db import ProductRepository
 from shop.products.schemas import (
+    CATEGORY_MAX_LENGTH,
     ID_LIST_DESCRIPTION,
     ID_LIST_PATTERN,
     ProductCreate,
@@ -97,7 +98,9 @@ async def list_products(
     db: DbDep,
     cache: CacheDep,
     page: PageDep,
-    category: Annotated[str | None, Query(min_length=1, max_length=100, pattern=NO_NUL)] = None,
+    category: Annotated[
+        str | None, Query(min_length=1, max_length=CATEGORY_MAX_LENGTH, pattern=NO_NUL)
+    ] = None,
     ids: Annotated[
         str | None,
         Query(pattern=ID_LIST_PATTERN, description=ID_LIST_DESCRIPTION, examples=["1,2,3"]),
@@ -114,7 +117,7 @@ async def list_products(
 
 async def _batch(db: DbDep, page: PageDep, ids: str) -> Any:
     wanted = sorted({int(i) for i in ids.split(",")})
-    if wanted[-1] > 2**63 - 1:
+    if wanted[-1] > MAX_ID:
         raise Unprocessable(
             "The request is not valid.", errors=[{"loc": ["query", "ids"], "msg": "out of range"}]
         )

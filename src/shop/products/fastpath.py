@@ -24,12 +24,13 @@ from urllib.parse import parse_qsl
 from starlette.routing import BaseRoute, Match
 from starlette.types import Receive, Scope, Send
 
+from shop.common.types import MAX_ID, PAGE_LIMIT_MAX, PAGE_OFFSET_MAX
 from shop.products import service
 from shop.products.cache import CachedBody, CatalogueCache
+from shop.products.schemas import CATEGORY_MAX_LENGTH
 
 PATH = "/api/v1/products/{product_id}"
-_PATH = re.compile(r"^/api/v1/products/([1-9][0-9]{0,18})$")
-_MAX_ID = 2**63 - 1
+_PATH = re.compile(r"^/api/v1/products/([1-9][0-9]{0,15})$")  # MAX_ID has 16 digits
 _SCOPE_KEY = "shop.cached_body"  # the near cache's body, or None: load it
 _QUERY_KEY = "shop.page_query"
 
@@ -51,9 +52,11 @@ def page_query(query_string: bytes) -> str | None:
     category = params.get("category")
     if not (_NUMBER.match(limit) and _NUMBER.match(offset)):
         return None
-    if not 1 <= int(limit) <= 100 or int(offset) > 1_000_000:
+    if not 1 <= int(limit) <= PAGE_LIMIT_MAX or int(offset) > PAGE_OFFSET_MAX:
         return None
-    if category is not None and not (1 <= len(category) <= 100 and "\x00" not in category):
+    if category is not None and not (
+        1 <= len(category) <= CATEGORY_MAX_LENGTH and "\x00" not in category
+    ):
         return None
     return f"{int(limit)}:{int(offset)}:{category or ''}"
 
@@ -137,7 +140,7 @@ class ProductRoute(_LeanRoute):
         if found is None:
             return Match.NONE, {}
         product_id = int(found.group(1))
-        if product_id > _MAX_ID:
+        if product_id > MAX_ID:  # the FastAPI route answers the contract's 422
             return Match.NONE, {}
         cache: CatalogueCache | None = scope["app"].state.catalogue_cache
         cached = cache.near_product(product_id) if cache is not None else None

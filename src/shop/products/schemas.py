@@ -10,7 +10,8 @@ from pydantic.config import JsonDict
 from shop.common.types import Id, Int, Money, Page, PositiveMoney, StrictModel, text
 
 Name = text(1, 200, examples=["Mechanical keyboard"])
-Category = text(1, 100, default=None, examples=["electronics"])
+CATEGORY_MAX_LENGTH = 100
+Category = text(1, CATEGORY_MAX_LENGTH, default=None, examples=["electronics"])
 Description = text(0, 10_000, default="")
 Stock = Field(ge=0, le=1_000_000_000)
 

@@ -22,6 +22,7 @@ from strawberry.types import Info
 
 from shop.common.auth import Principal, TokenVerifier
 from shop.common.errors import Unauthorized
+from shop.common.types import MAX_ID
 from shop.storefront.clients import ApiError, Backend
 from shop.storefront.limits import MAX_PAGE, cost_rule
 
@@ -81,7 +82,7 @@ def _csv(ids: Sequence[int]) -> str:
 
 
 def _id(value: strawberry.ID, what: str = "id") -> int:
-    if not str(value).isdigit() or not 1 <= int(value) <= 2**63 - 1:
+    if not str(value).isdigit() or not 1 <= int(value) <= MAX_ID:
         raise ApiError("BAD_USER_INPUT", f"{what} must be a positive integer.")
     return int(value)
 

@@ -25,8 +25,10 @@ from graphql import (
     ValidationRule,
 )
 
+from shop.common.types import PAGE_LIMIT_MAX
+
 DEFAULT_PAGE = 20
-MAX_PAGE = 100
+MAX_PAGE = PAGE_LIMIT_MAX  # what the REST pages allow
 
 
 def _page_size(node: FieldNode) -> int | None:
