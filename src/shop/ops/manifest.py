@@ -56,6 +56,19 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_file(folder: Path, label: str, entry: dict[str, Any]) -> str | None:
+    """What is wrong with one file of a backup (missing, size, SHA-256), None if nothing."""
+    path = folder / entry["file"]
+    if not path.is_file():
+        return f"{label}: {entry['file']} is missing"
+    size = path.stat().st_size
+    if size != entry["size"]:
+        return f"{label}: {entry['file']} has {size} bytes, manifest says {entry['size']}"
+    if sha256_of(path) != entry["sha256"]:
+        return f"{label}: {entry['file']} does not match its SHA-256 checksum"
+    return None
+
+
 def load_manifest(folder: Path) -> dict[str, Any]:
     try:
         manifest: dict[str, Any] = json.loads((folder / MANIFEST).read_text())
@@ -71,8 +84,6 @@ def load_manifest(folder: Path) -> dict[str, Any]:
 def verify(folder: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
     """Check every file of the backup against the manifest; raises BackupCorrupt."""
     manifest = manifest or load_manifest(folder)
-    from shop.ops.vault_snapshot import check_file
-
     files = dict(manifest["databases"])
     if manifest.get("vault"):
         files["vault"] = manifest["vault"]

@@ -37,6 +37,8 @@ import httpx
 import pyrage
 from pyrage import x25519
 
+from shop.ops.manifest import BackupError, check_file, load_manifest
+
 SNAPSHOT_FILE = "vault.snap.age"
 SNAPSHOT_TIMEOUT = 300.0  # seconds: a snapshot of a large Vault streams for a while
 
@@ -122,23 +124,6 @@ def save_snapshot(
 
 
 # --- checking and decrypting -----------------------------------------------------------------
-
-
-def check_file(folder: Path, label: str, entry: dict[str, Any]) -> str | None:
-    """What is wrong with one file of a backup (missing, size, SHA-256), None if nothing."""
-    path = folder / entry["file"]
-    if not path.is_file():
-        return f"{label}: {entry['file']} is missing"
-    size = path.stat().st_size
-    if size != entry["size"]:
-        return f"{label}: {entry['file']} has {size} bytes, manifest says {entry['size']}"
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    if digest.hexdigest() != entry["sha256"]:
-        return f"{label}: {entry['file']} does not match its SHA-256 checksum"
-    return None
 
 
 def load_identities(paths: Sequence[str]) -> list[x25519.Identity]:
@@ -267,8 +252,6 @@ def snapshot_step(args: argparse.Namespace) -> Callable[[Path], dict[str, Any]] 
 
 
 def cmd_vault_restore(args: argparse.Namespace) -> int:
-    from shop.ops.manifest import BackupError, load_manifest
-
     folder = Path(args.backup)
     try:
         manifest = load_manifest(folder)
