@@ -12,6 +12,7 @@ from typing import Any
 
 import aiosmtplib
 
+from shop.common.db import Connection
 from shop.common.events.consumer import Event
 from shop.common.http import ServiceClient
 from shop.notifications.settings import NotificationsSettings
@@ -76,7 +77,7 @@ class Notifier:
         user: dict[str, Any] = response.json()
         return user
 
-    async def __call__(self, event: Event, _conn: Any) -> None:
+    async def __call__(self, event: Event, _conn: Connection | None) -> None:
         message = compose(event, await self.customer(event), sender=self.settings.mail_from)
         if message is None:
             return

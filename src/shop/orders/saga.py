@@ -19,6 +19,7 @@ recovery). The driver (``shop.orders.service``) performs them and nothing else.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -74,7 +75,7 @@ class Order:
     updated_at: datetime
 
     @classmethod
-    def from_record(cls, row: Any) -> Order:
+    def from_record(cls, row: Mapping[str, Any]) -> Order:
         return cls(
             id=row["id"],
             user_id=row["user_id"],

@@ -9,7 +9,7 @@ literals taken from ``PaymentStatus``; every read returns a ``Payment``.
 
 from __future__ import annotations
 
-from typing import Any
+from decimal import Decimal
 
 import asyncpg
 
@@ -55,10 +55,15 @@ class PaymentRepository:
     async def add(
         self,
         *,
+        payment_id: str,
+        order_id: int,
+        user_id: int,
+        amount: Decimal,
+        currency: str,
+        payment_method: str,
         status: PaymentStatus = S.PENDING,
         lease: float | None = None,
         reason: str | None = None,
-        **v: Any,
     ) -> Payment | None:
         """Insert a payment (``processing`` with a lease, to charge it now); None if the
         order already has one."""
@@ -70,12 +75,12 @@ class PaymentRepository:
                 f" ON CONFLICT (order_id) DO NOTHING RETURNING {COLUMNS}",
                 10,
             ),
-            v["payment_id"],
-            v["order_id"],
-            v["user_id"],
-            v["amount"],
-            v["currency"],
-            v["payment_method"],
+            payment_id,
+            order_id,
+            user_id,
+            amount,
+            currency,
+            payment_method,
             status.value,
             reason,
             lease,
