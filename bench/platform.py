@@ -30,7 +30,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from shop.devtools.gateway import Gateway, Limits
+from shop.devtools.gateway import Gateway
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases, find_server
 from shop.devtools.processes import (
     SERVICES,
@@ -42,6 +42,7 @@ from shop.devtools.processes import (
     wait_ready,
 )
 from shop.devtools.redis import find_redis
+from shop.edge import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-password-123"  # noqa: S105 - every loaded customer's; a benchmark fixture

@@ -17,9 +17,10 @@ import pytest
 
 from shop.common.auth import generate_private_key_pem
 from shop.devtools.cluster import Cluster
-from shop.devtools.gateway import Limits, find_envoy
+from shop.devtools.gateway import find_envoy
 from shop.devtools.postgres import Server
 from shop.devtools.processes import free_port, stable_ports
+from shop.edge import Limits
 from tests.conftest import FAST_SERVICES, _databases
 from tests.ha.first_contact import first_contact
 

@@ -19,8 +19,9 @@ import pytest
 
 from shop.common.auth import SigningKeys
 from shop.devtools.cluster import Cluster
-from shop.devtools.gateway import Bucket, Gateway, Limits
+from shop.devtools.gateway import Gateway
 from shop.devtools.processes import free_port
+from shop.edge import Bucket, Limits
 from tests.ha.conftest import ADMIN_PASSWORD, needs_envoy
 
 pytestmark = [pytest.mark.ha, needs_envoy]

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from shop.devtools.gateway import IDEMPOTENT, ROUTES, Gateway, Limits
+from shop.devtools.gateway import Gateway
 from shop.devtools.processes import SERVICES
+from shop.edge import IDEMPOTENT, ROUTES, Limits
 from tests.ha.conftest import needs_envoy
 
 pytestmark = [needs_envoy]

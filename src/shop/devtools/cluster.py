@@ -22,7 +22,7 @@ from pathlib import Path
 
 from shop.common.services import SERVICES, STOREFRONT
 from shop.devtools.contract import platform_openapi
-from shop.devtools.gateway import Gateway, Limits
+from shop.devtools.gateway import Gateway
 from shop.devtools.processes import (
     RelayProcess,
     ServiceProcess,
@@ -31,6 +31,7 @@ from shop.devtools.processes import (
     storefront_env,
     wait_ready,
 )
+from shop.edge import Limits
 
 
 @dataclass

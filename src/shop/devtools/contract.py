@@ -2,7 +2,7 @@
 them (issue 17).
 
 ``platform_openapi()`` builds it from the services' own apps (no process, no network): every
-operation the gateway's :data:`~shop.devtools.gateway.ROUTES` sends to a service, with that
+operation the gateway's :data:`~shop.edge.ROUTES` sends to a service, with that
 service's schemas (a name two services use for different schemas is prefixed with the
 service's), and the gateway's own answers (429 from its rate limits, 401 from its token check
 on protected routes). ``shop run`` serves it at the gateway's ``/openapi.json``;
@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from shop.common.services import SERVICES
-from shop.devtools.gateway import ROUTES
+from shop.edge import ROUTES
 
 TITLE = "shop platform"
 _GATEWAY_429 = {

@@ -1,0 +1,63 @@
+"""The gateway's Envoy configuration is rendered without Envoy, a process or a file: a snapshot
+of one rendering (``make run``'s shape: EDS endpoints, TLS, rate limits on) shows every change
+to it in review. After a deliberate change: ``SHOP_UPDATE_SNAPSHOTS=1 pytest <this file>``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from shop.devtools.envoy_config import EnvoyConfig
+from shop.devtools.gateway import Gateway
+from shop.edge import ROUTES, Limits
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "envoy-config.json"
+
+
+def _config() -> EnvoyConfig:
+    return EnvoyConfig(
+        state_dir=Path("/srv/shop-gateway"),
+        port=8080,
+        tls_port=8443,
+        admin_port=9901,
+        upstreams={"users": [5000], "products": [5001, 5011], "orders": [5002], "payments": [5003]},
+        internal_ports={"users": 6000, "products": 6001, "orders": 6002, "payments": 6003},
+        limits=Limits(enabled=True),
+    )
+
+
+def test_the_rendering_matches_its_snapshot() -> None:
+    rendered = json.dumps(_config().render(), indent=1, sort_keys=True) + "\n"
+    if os.environ.get("SHOP_UPDATE_SNAPSHOTS"):
+        SNAPSHOT.write_text(rendered)
+    assert rendered == SNAPSHOT.read_text(), "the Envoy config changed: review, then update"
+
+
+def test_rendering_is_pure_and_repeatable() -> None:
+    config = _config()
+    assert config.render() == config.render()
+    assert not Path("/srv/shop-gateway").exists()  # nothing was written for it
+
+
+def test_a_drained_replica_leaves_the_endpoints_and_nothing_else() -> None:
+    config = _config()
+    config.drained.add(5011)
+    (assignment,) = config.eds("products")["resources"]
+    ports = [
+        e["endpoint"]["address"]["socket_address"]["port_value"]
+        for e in assignment["endpoints"][0]["lb_endpoints"]
+    ]
+    assert ports == [5001]
+    assert config.render() == _config().render()  # the bootstrap does not list endpoints
+
+
+def test_the_gateway_runs_the_same_rendering() -> None:
+    fields = {
+        name: getattr(_config(), name)
+        for name in ("state_dir", "port", "tls_port", "admin_port", "upstreams", "internal_ports")
+    }
+    gateway = Gateway(**fields, limits=Limits(enabled=True))
+    assert gateway.render() == _config().render()
+    assert {r.service for r in gateway.routes()} == {"users", "products", "orders", "payments"}
+    assert [r for r in ROUTES if r.service == "storefront"]  # left out: not among the upstreams
