@@ -32,7 +32,8 @@ from typing import Any
 
 import asyncpg
 
-from shop.cli import STATE_DIR, prepare
+from shop.common.services import STATE_DIR
+from shop.devtools.local import prepare
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases, find_server
 from shop.ops import backup as ops_backup
 from shop.ops import pgtools

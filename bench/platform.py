@@ -190,8 +190,8 @@ def running_platform(
     ``relay="process"``, the relay process); undo it all after."""
     if relay not in RELAY_MODES:
         raise ValueError(f"relay is one of {RELAY_MODES}")
-    from shop.cli import prepare
     from shop.common.auth import generate_private_key_pem
+    from shop.devtools.local import prepare
 
     server = find_server(ROOT / ".shop" / "pgdata")
     prefix = f"bench{secrets.token_hex(3)}_"

@@ -78,7 +78,7 @@ async def _no_fsync_wait(server: Server, names: list[str]) -> None:
 
 
 def _databases(server: Server) -> Iterator[dict[str, str]]:
-    from shop.cli import prepare
+    from shop.devtools.local import prepare
 
     prefix = f"t{secrets.token_hex(4)}_"
     urls = prepare(server, prefix=prefix)

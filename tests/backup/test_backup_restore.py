@@ -19,7 +19,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from shop.cli import main, prepare
+from shop.cli import main
+from shop.devtools.local import prepare
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases
 from shop.ops import backup as ops_backup
 from shop.ops import manifest as mf

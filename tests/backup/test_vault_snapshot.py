@@ -15,7 +15,8 @@ import pyrage
 import pytest
 from pyrage import x25519
 
-from shop.cli import main, prepare
+from shop.cli import main
+from shop.devtools.local import prepare
 from shop.devtools.openbao import RaftBao, find_bao, started_raft_bao
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases
 from shop.ops import manifest as bk

@@ -54,7 +54,7 @@ def traced_platform(
     Shared by the trace test and the real-Prometheus test (one start-up for both); stopped
     when this folder's tests are done.
     """
-    from shop.cli import prepare
+    from shop.devtools.local import prepare
 
     prefix = f"t{secrets.token_hex(4)}_"
     urls = prepare(pg_server, prefix=prefix)

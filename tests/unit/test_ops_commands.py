@@ -82,7 +82,7 @@ def test_migrate_reads_the_database_url_from_the_secrets_dir_like_the_services(
 ):
     """The migration initContainer has no SHOP_DATABASE_URL variable: Vault Agent renders it
     as /vault/secrets/SHOP_DATABASE_URL (found by running the Deployments under podman)."""
-    from shop.cli import database_url_setting
+    from shop.commands import database_url_setting
 
     monkeypatch.delenv("SHOP_DATABASE_URL", raising=False)
     monkeypatch.setenv("SHOP_SECRETS_DIR", str(tmp_path))

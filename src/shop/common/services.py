@@ -3,6 +3,12 @@ run``, the tests and the image test (tests/images) read. A new service is added 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+# Where the local platform keeps its state (databases, secrets, backups): SHOP_STATE_DIR.
+STATE_DIR = Path(os.environ.get("SHOP_STATE_DIR", ".shop"))
+
 SERVICES = ("users", "products", "orders", "payments")  # each with its own database
 # The backend-for-frontend (GraphQL and the storefront's pages): no database, it calls the four.
 STOREFRONT = "storefront"

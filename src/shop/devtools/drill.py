@@ -364,7 +364,8 @@ async def login_roles(server: Server, prefix: str) -> set[str]:
 
 def run_drill(config: DrillConfig, *, out: Callable[[str], None] = print) -> Report:
     """The whole drill; raises DrillFailed when anything did not come back."""
-    from shop.cli import prepare, seed_catalogue
+    from shop.commands import seed_catalogue
+    from shop.devtools.local import prepare
 
     binary = find_bao()
     if not binary:
