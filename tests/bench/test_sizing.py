@@ -16,7 +16,7 @@ import pytest
 from bench import sizing
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN = "bench/results/reference/i12-cache-run.json"
+RUN = "bench/results/reference/catalogue-cache/cache-run.json"
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_a_load_no_class_carries_is_refused(result):
 
 
 def test_the_gateways_proxies_take_node_room_once_measured():
-    run = "bench/results/reference/i12-third-round.json"
+    run = "bench/results/reference/make-bench/issue12-third-round.json"
     measured = json.loads((ROOT / run).read_text(encoding="utf-8"))
     with_gateway = sizing.deploy_values(measured, source=run, rps=10_000)
     assert with_gateway["gateway"]["cpu_ms_per_request"] > 0

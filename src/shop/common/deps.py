@@ -18,7 +18,7 @@ _bearer = HTTPBearer(auto_error=False, description="A JWT from POST /api/v1/user
 
 # Every dependency is ``async def``: FastAPI runs a plain ``def`` (or a class) in the thread
 # pool, a hand-off per request: the product service spent 0.66 ms of CPU per read with it
-# and 0.45 ms without (bench/results/reference/ab1-*.json, docs/performance.md).
+# and 0.45 ms without (bench/results/reference/first-bench/async-deps-*.json, docs/performance.md).
 
 
 async def get_db(request: Request) -> Database:
