@@ -23,8 +23,8 @@ from shop.cli import main
 from shop.devtools.local import prepare
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases
 from shop.ops import backup as ops_backup
+from shop.ops import errors, pgtools, retention
 from shop.ops import manifest as mf
-from shop.ops import pgtools, retention
 from shop.ops import restore as ops_restore
 
 ORDERS = 300
@@ -205,7 +205,7 @@ def test_destroyed_databases_come_back_identical(pg_server, source, taken):
 
 def test_restore_refuses_to_overwrite_without_force_then_replaces(pg_server, source, taken):
     before = contents(pg_server, source)
-    with pytest.raises(mf.BackupError, match="--force"):
+    with pytest.raises(errors.BackupError, match="--force"):
         ops_restore.restore(pg_server, taken.path)
 
     async def damage() -> None:
@@ -277,18 +277,18 @@ def test_a_tampered_backup_is_refused_before_anything_is_touched(
     dump.write_bytes(bytes(data))
     before = contents(pg_server, source)
 
-    with pytest.raises(mf.BackupCorrupt, match=r"orderdb\.dump does not match its SHA-256"):
+    with pytest.raises(errors.BackupCorrupt, match=r"orderdb\.dump does not match its SHA-256"):
         ops_restore.restore(pg_server, copy, force=True)
     assert contents(pg_server, source) == before
 
     dump.write_bytes(bytes(data[:-10]))
-    with pytest.raises(mf.BackupCorrupt, match="bytes, manifest says"):
+    with pytest.raises(errors.BackupCorrupt, match="bytes, manifest says"):
         mf.verify(copy)
     (copy / f"{source}userdb.dump").unlink()
-    with pytest.raises(mf.BackupCorrupt, match=r"userdb\.dump is missing"):
+    with pytest.raises(errors.BackupCorrupt, match=r"userdb\.dump is missing"):
         mf.verify(copy)
     (copy / mf.MANIFEST).write_text("{not json")
-    with pytest.raises(mf.BackupCorrupt, match="not valid JSON"):
+    with pytest.raises(errors.BackupCorrupt, match="not valid JSON"):
         mf.verify(copy)
 
 
@@ -303,7 +303,7 @@ def test_restore_reports_rows_that_do_not_match_the_manifest(
     manifest = json.loads((copy / mf.MANIFEST).read_text())
     manifest["databases"]["orders"]["tables"]["public.orders"] += 1
     (copy / mf.MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(mf.RestoreMismatch, match=r"public.orders': \(301, 300\)"):
+    with pytest.raises(errors.RestoreMismatch, match=r"public.orders': \(301, 300\)"):
         ops_restore.restore(pg_server, copy, prefix=other_prefix, services=["orders"])
 
 
@@ -364,7 +364,7 @@ def test_prune_removes_half_written_backups_only_when_stale(tmp_path):
     stale.mkdir()
     assert retention.prune(tmp_path, keep=5, now=NOW) == [stale]
     assert fresh.exists()
-    with pytest.raises(mf.BackupError):
+    with pytest.raises(errors.BackupError):
         retention.prune(tmp_path, keep=0, now=NOW)
 
 
@@ -376,9 +376,9 @@ def test_pg_tools_match_or_exceed_the_server_version(tmp_path):
     assert tools.major >= 15
     # pgserver's bundle (PostgreSQL 16) is always installed with the dev extra.
     assert pgtools.find_pg_tools(16).major >= 16
-    with pytest.raises(mf.BackupError, match="version >= 99"):
+    with pytest.raises(errors.BackupError, match="version >= 99"):
         pgtools.find_pg_tools(99)
-    with pytest.raises(mf.BackupError):
+    with pytest.raises(errors.BackupError):
         pgtools.find_pg_tools(15, candidates=[tmp_path])  # no pg_dump there
 
 

@@ -19,6 +19,7 @@ from shop.cli import main
 from shop.devtools.local import prepare
 from shop.devtools.openbao import RaftBao, find_bao, started_raft_bao
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases
+from shop.ops import errors
 from shop.ops import manifest as bk
 from shop.ops import vault_snapshot as vs
 from shop.ops.retention import list_backups
@@ -42,19 +43,19 @@ def test_a_snapshot_decrypts_only_with_its_identity_and_intact(tmp_path: Path) -
     folder = _folder_with_snapshot(tmp_path, b"raft snapshot bytes", identity.to_public())
     manifest = bk.load_manifest(folder)
     assert vs.decrypt_snapshot(folder, manifest, [identity]) == b"raft snapshot bytes"
-    with pytest.raises(vs.SnapshotError, match="cannot decrypt"):
+    with pytest.raises(errors.SnapshotError, match="cannot decrypt"):
         vs.decrypt_snapshot(folder, manifest, [x25519.Identity.generate()])
     path = folder / vs.SNAPSHOT_FILE
     data = bytearray(path.read_bytes())
     data[-1] ^= 1
     path.write_bytes(bytes(data))
-    with pytest.raises(vs.SnapshotError, match="does not match its SHA-256"):
+    with pytest.raises(errors.SnapshotError, match="does not match its SHA-256"):
         vs.decrypt_snapshot(folder, manifest, [identity])
     # `shop restore` refuses the damaged backup too, before touching any database.
-    with pytest.raises(bk.BackupCorrupt, match=r"vault: vault\.snap\.age does not match"):
+    with pytest.raises(errors.BackupCorrupt, match=r"vault: vault\.snap\.age does not match"):
         bk.verify(folder)
     path.unlink()
-    with pytest.raises(bk.BackupCorrupt, match=r"vault: vault\.snap\.age is missing"):
+    with pytest.raises(errors.BackupCorrupt, match=r"vault: vault\.snap\.age is missing"):
         bk.verify(folder)
 
 
@@ -63,10 +64,10 @@ def test_a_snapshot_that_decrypts_to_other_bytes_is_refused(tmp_path: Path) -> N
     folder = _folder_with_snapshot(tmp_path, b"the real one", identity.to_public())
     manifest = bk.load_manifest(folder)
     manifest["vault"]["plaintext_sha256"] = "0" * 64
-    with pytest.raises(vs.SnapshotError, match="decrypts to something else"):
+    with pytest.raises(errors.SnapshotError, match="decrypts to something else"):
         vs.decrypt_snapshot(folder, manifest, [identity])
     del manifest["vault"]
-    with pytest.raises(vs.SnapshotError, match="has no Vault snapshot"):
+    with pytest.raises(errors.SnapshotError, match="has no Vault snapshot"):
         vs.decrypt_snapshot(folder, manifest, [identity])
 
 
@@ -155,7 +156,7 @@ def test_shop_backup_snapshots_vault_and_vault_restore_brings_it_back(
         assert main(args) == 0
         assert "unseal it with the ORIGINAL" in capsys.readouterr().out
         assert vs.seal_status(fresh.addr)["sealed"] is True  # type: ignore[index]
-        with pytest.raises(vs.SnapshotError, match="failed to decrypt keys"):
+        with pytest.raises(errors.SnapshotError, match="failed to decrypt keys"):
             vs.unseal(fresh.addr, fresh_keys.keys)  # the fresh server's own keys do not open it
         vs.unseal(fresh.addr, keys)
         vs.wait_active(fresh.addr)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shop.ops.commands import NoServerConfigured, server_for
+from shop.ops.commands import server_for
+from shop.ops.errors import NoServerConfigured
 
 
 def test_production_without_a_url_refuses_instead_of_finding_a_server(tmp_path, monkeypatch):
@@ -91,3 +92,25 @@ def test_migrate_reads_the_database_url_from_the_secrets_dir_like_the_services(
     assert database_url_setting() == "postgresql://u@db:5432/userdb"
     monkeypatch.setenv("SHOP_DATABASE_URL", "postgresql://env/userdb")
     assert database_url_setting() == "postgresql://env/userdb"
+
+
+def test_ops_has_one_exception_tree() -> None:
+    """Every exception class ``shop.ops`` defines is an ``OpsError``, declared in ops/errors.py,
+    so a command that catches OpsError (or BackupError) misses none of them."""
+    import importlib
+    import pkgutil
+
+    import shop.ops
+    from shop.ops import errors
+
+    for info in pkgutil.iter_modules(shop.ops.__path__):
+        module = importlib.import_module(f"shop.ops.{info.name}")
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseException)
+                and value.__module__.startswith("shop.ops")
+            ):
+                assert value.__module__ == "shop.ops.errors", value
+                assert issubclass(value, errors.OpsError | SystemExit), value
+    assert issubclass(errors.SnapshotError, errors.BackupError)  # a backup's Vault part

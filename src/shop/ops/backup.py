@@ -29,12 +29,12 @@ from typing import Any
 import asyncpg
 
 from shop.ops.databases import Server, database_names
+from shop.ops.errors import BackupError
 from shop.ops.manifest import (
     FORMAT_VERSION,
     MANIFEST,
     NAME_FORMAT,
     PARTIAL_SUFFIX,
-    BackupError,
     row_counts,
     sha256_of,
 )

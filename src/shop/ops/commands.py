@@ -22,13 +22,9 @@ from typing import Any
 from shop.ops.backup import backup
 from shop.ops.consistency import check
 from shop.ops.databases import SERVICE_DATABASES, Server
-from shop.ops.manifest import BackupError
+from shop.ops.errors import BackupError, NoServerConfigured, SnapshotError
 from shop.ops.restore import restore
 from shop.ops.retention import list_backups, prune
-
-
-class NoServerConfigured(SystemExit):
-    """In production, a command was given no database URL."""
 
 
 def server_for(
@@ -66,7 +62,7 @@ def _print_pruned(paths: list[Path], *, dry_run: bool = False) -> None:
 
 
 def cmd_backup(args: argparse.Namespace, state_dir: Path) -> int:
-    from shop.ops.vault_snapshot import SnapshotError, snapshot_step
+    from shop.ops.vault_snapshot import snapshot_step
 
     step = snapshot_step(args)
     server = _server(args, state_dir)

@@ -13,23 +13,13 @@ from typing import Any
 
 import asyncpg
 
+from shop.ops.errors import BackupCorrupt
+
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 NAME_FORMAT = "%Y%m%dT%H%M%SZ"
 NAME_PATTERN = re.compile(r"^\d{8}T\d{6}Z$")
 PARTIAL_SUFFIX = ".partial"
-
-
-class BackupError(Exception):
-    """A backup or restore could not be completed; the message says why."""
-
-
-class BackupCorrupt(BackupError):
-    """A backup's files do not match its manifest (missing, wrong size or checksum)."""
-
-
-class RestoreMismatch(BackupError):
-    """The restored databases do not hold the row counts the manifest recorded."""
 
 
 async def row_counts(conn: asyncpg.Connection) -> dict[str, int]:

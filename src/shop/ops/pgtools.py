@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from shop.ops.manifest import BackupError
+from shop.ops.errors import BackupError
 
 DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
 

@@ -15,7 +15,8 @@ from typing import Any
 import asyncpg
 
 from shop.ops.databases import SERVICE_DATABASES, Server
-from shop.ops.manifest import BackupError, RestoreMismatch, row_counts, verify
+from shop.ops.errors import BackupError, RestoreMismatch
+from shop.ops.manifest import row_counts, verify
 from shop.ops.pgtools import PgTools, find_pg_tools, libpq_args, run_tool, server_version
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shop.ops.manifest import MANIFEST, NAME_FORMAT, NAME_PATTERN, PARTIAL_SUFFIX, BackupError
+from shop.ops.errors import BackupError
+from shop.ops.manifest import MANIFEST, NAME_FORMAT, NAME_PATTERN, PARTIAL_SUFFIX
 
 # A half-written backup older than this is a crashed run, never one still being written.
 STALE_PARTIAL = timedelta(hours=24)

@@ -37,14 +37,11 @@ import httpx
 import pyrage
 from pyrage import x25519
 
-from shop.ops.manifest import BackupError, check_file, load_manifest
+from shop.ops.errors import BackupError, SnapshotError
+from shop.ops.manifest import check_file, load_manifest
 
 SNAPSHOT_FILE = "vault.snap.age"
 SNAPSHOT_TIMEOUT = 300.0  # seconds: a snapshot of a large Vault streams for a while
-
-
-class SnapshotError(Exception):
-    """A snapshot could not be taken, verified, decrypted or restored; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -271,7 +268,7 @@ def cmd_vault_restore(args: argparse.Namespace) -> int:
                 " (`bao operator unseal`, a threshold of key holders; auto-unseal: the same KMS"
                 " key), then the original tokens work again"
             )
-    except (OSError, BackupError, SnapshotError) as exc:
+    except (OSError, BackupError) as exc:  # SnapshotError is a BackupError
         print(f"vault restore failed: {exc}", file=sys.stderr)
         return 1
     return 0
