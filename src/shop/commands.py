@@ -14,6 +14,7 @@ import gc
 import os
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from shop.common.services import DEFAULT_PORTS, PROCESSES
 
@@ -73,30 +74,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port or int(os.environ.get("SHOP_PORT", DEFAULT_PORTS[args.service]))
     os.environ["SHOP_PORT"] = str(port)
     host = args.host or os.environ.get("SHOP_HOST", "0.0.0.0")
-    config = uvicorn.Config(
-        FACTORIES[args.service],
-        factory=True,
-        host=host,
-        port=port,
-        workers=args.workers,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=20,
-        server_header=False,
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": args.workers,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 20,
+        "server_header": False,
+    }
+    config = uvicorn.Config(FACTORIES[args.service], **options)
     if args.workers > 1:
         uvicorn.Server(config)  # validates the config; the supervisor forks the workers
-        uvicorn.run(
-            FACTORIES[args.service],
-            factory=True,
-            host=host,
-            port=port,
-            workers=args.workers,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=20,
-            server_header=False,
-        )
+        uvicorn.run(FACTORIES[args.service], **options)
         return 0
     # Objects made at start-up live for the whole process: keep them out of the collector's
     # full passes, which otherwise cause the slowest requests (see docs/performance.md).
