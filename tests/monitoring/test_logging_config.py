@@ -40,11 +40,13 @@ LOG_FORMAT = {
     "user_id": "long",
     "request_id": "keyword",
     "trace_id": "keyword",
+    "span_id": "keyword",
 }
 EXAMPLE_LINE = (
     '{"timestamp": "2024-01-01T12:00:00.123Z", "level": "INFO", "service": "user-service",'
     ' "pod": "user-service-7d8f9c-abc123", "message": "User logged in: john_doe",'
-    ' "user_id": 123, "request_id": "req-abc-123", "trace_id": "4bf92f3577b34da6"}'
+    ' "user_id": 123, "request_id": "req-abc-123", "trace_id": "4bf92f3577b34da6",'
+    ' "span_id": "00f067aa0ba902b7"}'
 )
 # Fields the pipeline adds: @timestamp (data streams need it), CRI stream, pod metadata.
 PIPELINE_FIELDS = {"@timestamp", "stream", "kubernetes"}

@@ -60,3 +60,27 @@ def test_the_timestamp_is_the_isoformat_one_with_z(now: float) -> None:
     expected = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="milliseconds")
     assert timestamp(now) == expected.replace("+00:00", "Z")
     assert timestamp(now + 1.0) != timestamp(now)  # the cached second moves on
+
+
+def test_a_line_written_inside_a_span_carries_its_trace_and_span_ids(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """So a log line opens its trace in Jaeger, and a trace finds its lines (issue 30)."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from shop.common.logging import access_log, get_logger
+
+    configure_logging(service="test-service", pod="pod-1")
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("work") as span:
+        get_logger("shop.test").info("inside")
+        access_log(method="GET", path="/x", status=200, duration_ms=1.0)
+    get_logger("shop.test").info("outside")
+    context = span.get_span_context()
+    lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    inside, handled, outside = lines[-3:]
+    for line in (inside, handled):
+        assert line["trace_id"] == f"{context.trace_id:032x}"
+        assert line["span_id"] == f"{context.span_id:016x}"
+    assert (outside["trace_id"], outside["span_id"]) == (None, None)
+    assert list(inside)[: len(SEED_KEYS) + 2] == [*SEED_KEYS, "trace_id", "span_id"]

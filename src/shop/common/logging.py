@@ -1,7 +1,8 @@
 """One logging set-up for every service: one JSON object per line, in the architecture's format.
 
     {"timestamp": "...Z", "level": "INFO", "service": "user-service", "pod": "...",
-     "message": "...", "user_id": 123, "request_id": "req-...", "trace_id": "..."}
+     "message": "...", "user_id": 123, "request_id": "req-...", "trace_id": "...",
+     "span_id": "..."}
 
 Standard-library loggers (uvicorn, asyncpg, alembic) go through the same renderer, so every
 line of a service has the same shape. Secrets never reach a log: known-sensitive keys are
@@ -70,8 +71,10 @@ def _seed_format(_: Any, method: str, event: MutableMapping[str, Any]) -> Mappin
         "message": message,
         "user_id": event.pop("user_id", None) or user_id_var.get(),
         "request_id": event.pop("request_id", None) or request_id_var.get(),
-        "trace_id": event.pop("trace_id", None) or _current_trace_id(),
     }
+    trace_id, span_id = _current_span()
+    record["trace_id"] = event.pop("trace_id", None) or trace_id
+    record["span_id"] = event.pop("span_id", None) or span_id
     event.pop("logger", None)
     event.pop("timestamp", None)
     for key, value in event.items():
@@ -85,11 +88,18 @@ except ImportError:  # tracing is optional
     _trace = None  # type: ignore[assignment]
 
 
-def _current_trace_id() -> str | None:
+_NO_SPAN = (None, None)
+
+
+def _current_span() -> tuple[str | None, str | None]:
+    """The current span's trace and span ids (W3C hex), so a line written inside a span opens
+    its trace; (None, None) outside one or without OpenTelemetry."""
     if _trace is None:
-        return None
+        return _NO_SPAN
     ctx = _trace.get_current_span().get_span_context()
-    return format(ctx.trace_id, "032x") if ctx.is_valid else None
+    if not ctx.is_valid:
+        return _NO_SPAN
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
 
 
 # Where ``access_log`` writes its lines directly (JSON logging configured), else None.
@@ -112,6 +122,7 @@ def access_log(*, method: str, path: str, status: int, duration_ms: float) -> No
         return
     if not logging.root.isEnabledFor(logging.INFO):
         return
+    trace_id, span_id = _current_span()
     line = orjson.dumps(
         {
             "timestamp": timestamp(),
@@ -121,7 +132,8 @@ def access_log(*, method: str, path: str, status: int, duration_ms: float) -> No
             "message": "request handled",
             "user_id": user_id_var.get(),
             "request_id": request_id_var.get(),
-            "trace_id": _current_trace_id(),
+            "trace_id": trace_id,
+            "span_id": span_id,
             "method": method,
             "path": path,
             "status": status,
