@@ -9,6 +9,7 @@ import contextlib
 import urllib.request
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
@@ -643,6 +644,80 @@ async def test_the_notification_inbox_sends_one_email_per_event(
     assert outcomes == ["failed", "sent", "sent"]
     recipients = sorted(p.read_text().split("To: ")[1].split("\n")[0] for p in mail.glob("*.eml"))
     assert recipients == ["ada@example.com", "bob@example.com"]
+
+
+async def test_mail_waits_out_an_smtp_outage_longer_than_five_attempts_and_goes_once(
+    topology: Topology, redis_inbox: Any, tmp_path: Any
+) -> None:
+    """Nothing waits on mail, and no mail is lost to an outage (issue 31): with the SMTP relay
+    down, each mail is retried with a capped backoff past the five attempts that once sent it
+    to the DLQ, and once the relay is back every mail goes out, once. The notification
+    settings' own retry policy, with its waits scaled down (0.1 s doubling to 0.3 s)."""
+    from shop.common.auth import ServiceTokens
+    from shop.common.http import ServiceClient
+    from shop.devtools import mailsink
+    from shop.devtools.processes import free_port
+    from shop.notifications.app import build_consumer
+    from shop.notifications.settings import NotificationsSettings
+
+    port = free_port()
+    settings = NotificationsSettings(
+        smtp_port=port,
+        smtp_timeout_seconds=2,
+        amqp_url=topology.url,
+        amqp_exchange=topology.exchange,
+        amqp_queue_prefix=topology.queue_prefix,
+        event_retry_base_seconds=0.1,
+        event_retry_cap_seconds=0.3,
+    )
+    assert settings.event_max_attempts > 5 * 3  # the policy under test, not the test's
+    users = ServiceClient(  # never called: a registration carries the customer's address
+        target="user-service", base_url="http://users", tokens=ServiceTokens("n", "s"), timeout=1
+    )
+    consumer = build_consumer(settings, users, redis_inbox)
+    assert consumer is not None
+    retried = Counter[str]()
+    original = consumer.retry_or_dead_letter
+
+    async def counting(message: Any, event: Event, exc: Exception) -> None:
+        retried[event.data["username"]] += 1
+        await original(message, event, exc)
+
+    consumer.retry_or_dead_letter = counting  # type: ignore[method-assign]
+    names = ["ada", "bob", "cy"]
+    mail, sink = tmp_path / "mail", None
+    connection = await topology.connect()
+    try:
+        async with connection, background(consumer.run()):
+            await asyncio.wait_for(consumer.ready.wait(), 30)
+            exchange = await topology.declare_exchange(await connection.channel())
+            for name in names:
+                body = {
+                    "specversion": "1.0",
+                    "id": str(uuid.uuid4()),
+                    "source": "/shop/user-service",
+                    "type": "shop.user.registered",
+                    "subject": "users/1",
+                    "time": "2026-01-01T00:00:00Z",
+                    "datacontenttype": "application/json",
+                    "data": {"id": 1, "username": name, "email": f"{name}@example.com"},
+                }
+                message = aio_pika.Message(orjson.dumps(body), content_type=CONTENT_TYPE)
+                await exchange.publish(message, routing_key="shop.user.registered")
+            # Down for longer than five attempts of each mail: the old policy's DLQ.
+            await until(lambda: all(retried[n] >= 8 for n in names), within=60)
+            sink = mailsink.start(mail, port=port)
+            await until(lambda: len(list(mail.glob("*.eml"))) >= len(names), within=60)
+            await asyncio.sleep(1.0)  # a second copy of any mail would be written by now
+            channel = await connection.channel()
+            dlq = await channel.declare_queue(f"{consumer.queue_name}.dlq", passive=True)
+            assert dlq.declaration_result.message_count == 0
+    finally:
+        if sink is not None:
+            sink.stop()
+        await users.aclose()
+    recipients = sorted(p.read_text().split("To: ")[1].split("\n")[0] for p in mail.glob("*.eml"))
+    assert recipients == [f"{n}@example.com" for n in names]
 
 
 async def test_the_relay_process_publishes_several_services_outboxes_until_sigterm(

@@ -104,6 +104,8 @@ class ServiceSettings(BaseSettings):
     amqp_prefetch: int = Field(default=16, ge=1, le=1000)
     event_max_attempts: int = Field(default=5, ge=1)
     event_retry_base_seconds: float = Field(default=1.0, gt=0)
+    # The longest wait between two attempts (the backoff doubles up to it); unset: no cap.
+    event_retry_cap_seconds: float | None = Field(default=None, gt=0)
     relay_poll_seconds: float = Field(default=0.2, gt=0)
     relay_idle_poll_seconds: float = Field(default=1.0, gt=0)  # the wait grows to it while idle
     relay_batch: int = Field(default=200, ge=1)

@@ -46,6 +46,7 @@ def build_consumer(
         prefetch=settings.amqp_prefetch,
         max_attempts=settings.event_max_attempts,
         retry_base=settings.event_retry_base_seconds,
+        retry_cap=settings.event_retry_cap_seconds,
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import aiosmtplib
 
 from shop.common.db import Connection
-from shop.common.events.consumer import Event
+from shop.common.events.consumer import Event, PermanentError
 from shop.common.http import ServiceClient
 from shop.notifications.settings import NotificationsSettings
 
@@ -82,12 +82,21 @@ class Notifier:
         if message is None:
             return
         s = self.settings
-        await aiosmtplib.send(
-            message,
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            username=s.smtp_username,
-            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-            start_tls=s.smtp_starttls,
-            timeout=s.smtp_timeout_seconds,
-        )
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                username=s.smtp_username,
+                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+                start_tls=s.smtp_starttls,
+                timeout=s.smtp_timeout_seconds,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            if all(refused.code >= 500 for refused in exc.recipients):
+                raise PermanentError(f"the relay refused every recipient: {exc}") from exc
+            raise  # 4xx: try again later
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code >= 500:
+                raise PermanentError(f"the relay refused the mail: {exc}") from exc
+            raise  # 4xx: try again later (a relay that is down or went away: OSError, too)

@@ -17,6 +17,11 @@ class NotificationsSettings(ServiceSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Nothing waits on mail: while the SMTP relay is down a mail is retried every 30 s at most,
+    # for about half an hour (1+2+4+8+16 s, then 30 s each: 60 attempts) before its event goes
+    # to the DLQ; a relay that refuses the mail itself (5xx) sends it there at once.
+    event_max_attempts: int = Field(default=60, ge=1)
+    event_retry_cap_seconds: float | None = Field(default=30.0, gt=0)
     mail_from: str = "shop <no-reply@shop.local>"
     # The inbox (handled event ids, so a redelivered event sends no second email): a Redis.
     # Unset or unreachable: every event is still mailed, at least once (docs/events.md).

@@ -108,6 +108,7 @@ class Consumer:
     prefetch: int = 16
     max_attempts: int = 5
     retry_base: float = 1.0
+    retry_cap: float | None = None  # the longest wait between attempts; None: doubling only
     _channel: AbstractChannel | None = field(default=None, init=False, repr=False)
     ready: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
@@ -222,6 +223,11 @@ class Consumer:
                 log.warning("after-commit work failed", consumer=self.name, error=repr(exc))
         return "handled"
 
+    def backoff(self, attempt: int) -> float:
+        """Seconds before attempt ``attempt + 1``: ``retry_base`` doubled per attempt, capped."""
+        wait: float = self.retry_base * 2.0 ** (attempt - 1)
+        return wait if self.retry_cap is None else min(wait, self.retry_cap)
+
     async def retry_or_dead_letter(
         self, message: AbstractIncomingMessage, event: Event, exc: Exception
     ) -> None:
@@ -242,7 +248,7 @@ class Consumer:
         else:
             log.info("event retried", consumer=self.name, event_id=event.id, attempt=attempt)
             EVENTS_RETRIED.labels(self.name).inc()
-            target, expiration = f"{self.queue_name}.retry", self.retry_base * 2 ** (attempt - 1)
+            target, expiration = f"{self.queue_name}.retry", self.backoff(attempt)
         import aio_pika  # loaded already: a message came in over it
 
         await channel.default_exchange.publish(

@@ -1,0 +1,123 @@
+"""What the notification worker does with each answer of a real SMTP server (aiosmtpd on a
+local port): a mail the relay refuses for good (5xx) goes to the DLQ at once, anything that may
+pass later (4xx, a relay that is down) is retried; and the retry waits double up to their cap,
+so a long SMTP outage costs one attempt every 30 s, not the event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import aiosmtplib
+import pytest
+from aiosmtpd.controller import Controller
+
+from shop.common.auth import ServiceTokens
+from shop.common.events.consumer import Consumer, Event, PermanentError
+from shop.common.http import ServiceClient
+from shop.devtools.processes import free_port
+from shop.notifications.service import Notifier
+from shop.notifications.settings import NotificationsSettings
+
+REGISTERED = Event(
+    id="e-1",
+    type="shop.user.registered",
+    source="/shop/user-service",
+    subject="users/1",
+    time="2026-12-06T00:00:00Z",
+    data={"id": 1, "username": "ada", "email": "ada@example.com"},
+)
+
+
+class Answering:
+    """An SMTP server that answers every RCPT (or DATA) with ``reply``."""
+
+    def __init__(self, reply: str, *, at: str = "RCPT") -> None:
+        self.reply, self.at = reply, at
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, _: Any
+    ) -> str:
+        if self.at == "RCPT":
+            return self.reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        return self.reply if self.at == "DATA" else "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[Any]:
+    started: list[Controller] = []
+
+    def serve(reply: str, *, at: str = "RCPT") -> int:
+        port = free_port()
+        controller = Controller(Answering(reply, at=at), hostname="127.0.0.1", port=port)
+        controller.start()
+        started.append(controller)
+        return port
+
+    yield serve
+    for controller in started:
+        controller.stop()
+
+
+def _notifier(port: int) -> Notifier:
+    users = ServiceClient(  # never called: a registration carries the customer's address
+        target="user-service", base_url="http://users", tokens=ServiceTokens("n", "s"), timeout=1
+    )
+    return Notifier(NotificationsSettings(smtp_port=port, smtp_timeout_seconds=5), users)
+
+
+@pytest.mark.parametrize(
+    ("reply", "at"),
+    [("550 5.1.1 No such user", "RCPT"), ("554 5.6.0 Message rejected", "DATA")],
+)
+async def test_a_mail_the_relay_refuses_for_good_goes_to_the_dlq(
+    smtp: Any, reply: str, at: str
+) -> None:
+    with pytest.raises(PermanentError, match="refused"):
+        await _notifier(smtp(reply, at=at))(REGISTERED, None)
+
+
+@pytest.mark.parametrize(
+    ("reply", "at"),
+    [("450 4.2.1 Mailbox busy", "RCPT"), ("451 4.3.0 Try again later", "DATA")],
+)
+async def test_a_mail_the_relay_defers_is_retried(smtp: Any, reply: str, at: str) -> None:
+    with pytest.raises(aiosmtplib.SMTPException) as raised:
+        await _notifier(smtp(reply, at=at))(REGISTERED, None)
+    assert not isinstance(raised.value, PermanentError)
+
+
+async def test_a_relay_that_is_down_is_retried() -> None:
+    with pytest.raises(aiosmtplib.SMTPConnectError) as raised:
+        await _notifier(free_port())(REGISTERED, None)
+    assert not isinstance(raised.value, PermanentError)
+
+
+def test_the_worker_rides_out_half_an_hour_of_smtp_outage() -> None:
+    settings = NotificationsSettings()
+    consumer = Consumer(
+        name="notifications",
+        keys=(),
+        handler=lambda *_: None,  # type: ignore[arg-type,return-value]
+        topology=None,  # type: ignore[arg-type]
+        max_attempts=settings.event_max_attempts,
+        retry_base=settings.event_retry_base_seconds,
+        retry_cap=settings.event_retry_cap_seconds,
+    )
+    waits = [consumer.backoff(attempt) for attempt in range(1, settings.event_max_attempts)]
+    assert waits[:6] == [1, 2, 4, 8, 16, 30]
+    assert max(waits) == 30  # one attempt every 30 s at most while the relay is down
+    assert 25 * 60 <= sum(waits) <= 35 * 60  # about half an hour before the DLQ
+    assert (
+        Consumer(
+            name="x",
+            keys=(),
+            handler=consumer.handler,
+            topology=None,  # type: ignore[arg-type]
+        ).backoff(10)
+        == 512
+    )  # other consumers keep plain doubling
