@@ -5,11 +5,17 @@ every effect done exactly once."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import uuid
 from collections import Counter
+from email.parser import BytesParser
+from pathlib import Path
 from typing import Any
 
-from tests.eventfaults.conftest import EventPlatform, Spy, user_token
+from shop.common.events.broker import Topology
+from shop.devtools.events import EventProcesses
+from tests.eventfaults.conftest import SERVICE_SECRET, EventPlatform, Spy, user_token
 
 USER = 7
 
@@ -206,3 +212,136 @@ async def test_a_relay_killed_after_publishing_republishes_and_the_consumer_abso
         e["id"] for e in spy.of("shop.order.cancelled") if e["subject"] == str(order["id"])
     }
     assert len(cancelled_ids) == 1
+
+
+OUTAGE_SECONDS = 30.0
+
+
+async def test_an_smtp_outage_under_load_fails_no_order_and_every_mail_goes_once(
+    event_platform: EventPlatform, tmp_path: Path
+) -> None:
+    """Issue 31: the SMTP relay (the sink standing in for SES) stops for 30 s while customers
+    keep ordering. Every order placed meanwhile is paid, as before the outage; the mails wait in
+    the worker's retry queue (past the five attempts that once sent them to the DLQ) and, once
+    the relay is back, each paid order's mail arrives exactly once. The order rates of the
+    phases are printed for the record; speed is make bench's to judge, not a test's."""
+    topology = event_platform.topology
+    worker = EventProcesses(
+        state_dir=tmp_path,
+        amqp_url=topology.url,
+        users_url=event_platform.procs["users"].url,
+        service_token_secret=SERVICE_SECRET,
+        env="test",
+        extra={
+            "SHOP_AMQP_EXCHANGE": topology.exchange,
+            "SHOP_AMQP_QUEUE_PREFIX": topology.queue_prefix,
+            "SHOP_INBOX_KEY_PREFIX": f"shop:test:{uuid.uuid4().hex}:",
+            "SHOP_EVENT_RETRY_BASE_SECONDS": "0.5",  # the worker's own policy, its waits scaled
+            "SHOP_EVENT_RETRY_CAP_SECONDS": "2",
+        },
+    )
+    worker.start()
+    try:
+        queue = topology.queue("notifications")
+        await event_platform.until(lambda: _queue_exists(topology, queue), "the worker's queue")
+        customers = [await register(event_platform, f"m{uuid.uuid4().hex[:10]}") for _ in range(4)]
+        product = await make_product(event_platform, stock=100_000)
+        placed: dict[str, list[int]] = {"before": [], "outage": [], "after": []}
+        phase = ["before"]
+        stop = asyncio.Event()
+
+        async def customer(who: dict[str, Any]) -> None:
+            token = user_token(event_platform, who["id"])
+            body = {"product_id": product["id"], "quantity": 1, "payment_method": "card"}
+            async with event_platform.client("orders") as c:
+                while not stop.is_set():
+                    response = await c.post(
+                        "/api/v1/orders", json=body, headers={"Authorization": f"Bearer {token}"}
+                    )
+                    assert response.status_code == 201, response.text
+                    assert response.json()["status"] == "paid"
+                    placed[phase[0]].append(response.json()["id"])
+                    await asyncio.sleep(0.1)  # a customer's pace: the mail backlog stays small
+
+        load = [asyncio.create_task(customer(who)) for who in customers]
+        try:
+            await asyncio.sleep(5)
+            phase[0] = "outage"
+            worker.stop_sink()
+            await asyncio.sleep(OUTAGE_SECONDS)
+            worker.start_sink()
+            phase[0] = "after"
+            await asyncio.sleep(5)
+        finally:
+            stop.set()
+            await asyncio.gather(*load)
+        seconds = {"before": 5.0, "outage": OUTAGE_SECONDS, "after": 5.0}
+        print("\norders/s by phase:", {k: round(len(v) / seconds[k], 1) for k, v in placed.items()})
+        assert all(placed.values())  # customers ordered in every phase, the outage's included
+
+        orders = [order_id for ids in placed.values() for order_id in ids]
+        rows = await event_platform.sql(
+            "orders", "SELECT id, user_id FROM orders WHERE id = ANY($1::bigint[])", orders
+        )
+        email = {c["id"]: c["email"] for c in customers}
+        expected = Counter(email[r["user_id"]] for r in rows) + Counter(email.values())
+
+        await event_platform.until(
+            lambda: Counter(to for _, to in _mails(worker.mail_dir)) >= expected,
+            f"the mails of {len(orders)} paid orders and 4 registrations",
+            within=180,
+        )
+        await asyncio.sleep(2)  # a second copy of any mail would have landed by now
+        mails = _mails(worker.mail_dir)
+        assert Counter(to for _, to in mails) == expected  # none lost
+        assert len({message_id for message_id, _ in mails}) == len(mails)  # none twice
+        # The outage was real for the worker: mails failed and waited in its retry queue.
+        assert _highest_attempt(tmp_path / "logs" / "notifications.log") >= 2
+        assert await _queue_depth(topology, f"{queue}.dlq") == 0
+    finally:
+        worker.stop()
+
+
+async def register(platform: EventPlatform, username: str) -> dict[str, Any]:
+    async with platform.client("users") as c:
+        response = await c.post(
+            "/api/v1/users/register",
+            json={
+                "username": username,
+                "email": f"{username}@example.com",
+                "password": "correct horse battery",
+            },
+        )
+    assert response.status_code == 201, response.text
+    user: dict[str, Any] = response.json()
+    return user
+
+
+def _mails(folder: Path) -> list[tuple[str, str]]:
+    """(Message-ID, To) of every mail the sink wrote; the Message-ID is the event's id."""
+    parsed = [BytesParser().parsebytes(path.read_bytes()) for path in folder.glob("*.eml")]
+    return [(str(m["Message-ID"]), str(m["To"])) for m in parsed]
+
+
+def _highest_attempt(log: Path) -> int:
+    attempts = [
+        line.get("attempt", 0)
+        for line in map(json.loads, filter(None, log.read_text().splitlines()))
+        if isinstance(line, dict) and line.get("message") == "event retried"
+    ]
+    return max(attempts, default=0)
+
+
+async def _queue_depth(topology: Topology, name: str) -> int:
+    connection = await topology.connect()
+    async with connection:
+        queue = await (await connection.channel()).declare_queue(name, passive=True)
+        return int(queue.declaration_result.message_count or 0)
+
+
+async def _queue_exists(topology: Topology, name: str) -> bool:
+    try:
+        await _queue_depth(topology, name)
+    except Exception:  # a passive declare of a queue that is not there closes the channel
+        return False
+    return True

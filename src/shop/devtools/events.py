@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,9 @@ class EventProcesses:
     env: str = "development"
     smtp_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
+    extra: Mapping[str, str] = field(default_factory=dict)  # more of the worker's settings
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    sink: subprocess.Popen[bytes] | None = None
 
     @property
     def mail_dir(self) -> Path:
@@ -42,12 +45,21 @@ class EventProcesses:
         self.processes.append(proc)
         return proc
 
-    def start(self) -> None:
-        self._spawn(
+    def start_sink(self) -> None:
+        """The SMTP sink (again, after ``stop_sink``: the fault tests' relay outage)."""
+        self.sink = self._spawn(
             ["-m", "shop.devtools.mailsink", str(self.mail_dir), "--port", str(self.smtp_port)],
             "mailsink.log",
             {},
         )
+
+    def stop_sink(self) -> None:
+        if self.sink is not None and self.sink.poll() is None:
+            self.sink.terminate()
+            self.sink.wait(15)
+
+    def start(self) -> None:
+        self.start_sink()
         self._spawn(
             ["-m", "shop.cli", "notifications"],
             "notifications.log",
@@ -61,6 +73,7 @@ class EventProcesses:
                 "SHOP_HOST": "127.0.0.1",
                 # The inbox: the machine's Redis (unreachable: mail goes out at least once).
                 "SHOP_REDIS_URL": os.environ.get("SHOP_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                **self.extra,
             },
         )
 
