@@ -569,6 +569,21 @@ async def redis_inbox() -> AsyncIterator[Any]:
             server.stop()
 
 
+def registered(username: str) -> aio_pika.Message:
+    """A ``shop.user.registered`` CloudEvent as the user service publishes it: one welcome mail."""
+    body = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/shop/user-service",
+        "type": "shop.user.registered",
+        "subject": "users/1",
+        "time": "2026-01-01T00:00:00Z",
+        "datacontenttype": "application/json",
+        "data": {"id": 1, "username": username, "email": f"{username}@example.com"},
+    }
+    return aio_pika.Message(orjson.dumps(body), content_type=CONTENT_TYPE)
+
+
 async def test_the_notification_inbox_sends_one_email_per_event(
     topology: Topology, redis_inbox: Any, tmp_path: Any
 ) -> None:
@@ -606,19 +621,6 @@ async def test_the_notification_inbox_sends_one_email_per_event(
         inbox=redis_inbox,
         retry_base=3600,  # no retry of its own within the test: redeliveries are ours
     )
-
-    def registered(username: str) -> aio_pika.Message:
-        body = {
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": "/shop/user-service",
-            "type": "shop.user.registered",
-            "subject": "users/1",
-            "time": "2026-01-01T00:00:00Z",
-            "datacontenttype": "application/json",
-            "data": {"id": 1, "username": username, "email": f"{username}@example.com"},
-        }
-        return aio_pika.Message(orjson.dumps(body), content_type=CONTENT_TYPE)
 
     mail = tmp_path / "mail"
     sink = None
@@ -692,18 +694,7 @@ async def test_mail_waits_out_an_smtp_outage_longer_than_five_attempts_and_goes_
             await asyncio.wait_for(consumer.ready.wait(), 30)
             exchange = await topology.declare_exchange(await connection.channel())
             for name in names:
-                body = {
-                    "specversion": "1.0",
-                    "id": str(uuid.uuid4()),
-                    "source": "/shop/user-service",
-                    "type": "shop.user.registered",
-                    "subject": "users/1",
-                    "time": "2026-01-01T00:00:00Z",
-                    "datacontenttype": "application/json",
-                    "data": {"id": 1, "username": name, "email": f"{name}@example.com"},
-                }
-                message = aio_pika.Message(orjson.dumps(body), content_type=CONTENT_TYPE)
-                await exchange.publish(message, routing_key="shop.user.registered")
+                await exchange.publish(registered(name), routing_key="shop.user.registered")
             # Down for longer than five attempts of each mail: the old policy's DLQ.
             await until(lambda: all(retried[n] >= 8 for n in names), within=60)
             sink = mailsink.start(mail, port=port)

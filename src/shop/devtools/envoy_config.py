@@ -384,48 +384,16 @@ class EnvoyConfig:
         """``GET /openapi.json``: the platform's one document, answered by Envoy itself."""
         if self.openapi is None:
             return []
-        return [
-            {
-                "name": "gateway:openapi",
-                "match": {"path": "/openapi.json", "headers": [_method_match(READS)]},
-                "direct_response": {
-                    "status": 200,
-                    "body": {"inline_string": json.dumps(self.openapi, separators=(",", ":"))},
-                },
-                "response_headers_to_add": [
-                    {"header": {"key": "content-type", "value": "application/json"}}
-                ],
-                "typed_per_filter_config": {
-                    "envoy.filters.http.jwt_authn": {
-                        "@type": EXT + "filters.http.jwt_authn.v3.PerRouteConfig",
-                        "disabled": True,
-                    }
-                },
-            }
-        ]
+        document = json.dumps(self.openapi, separators=(",", ":"))
+        match = {"path": "/openapi.json", "headers": [_method_match(READS)]}
+        return [_gateway_json_route("gateway:openapi", match, document)]
 
     def _public_hcm(self, stat_prefix: str) -> dict[str, Any]:
         virtual_host: dict[str, Any] = {
             "name": "shop",
             "domains": ["*"],
             "routes": [
-                {
-                    "name": "gateway:health",
-                    "match": {"path": "/health"},
-                    "direct_response": {
-                        "status": 200,
-                        "body": {"inline_string": '{"status":"ok"}'},
-                    },
-                    "response_headers_to_add": [
-                        {"header": {"key": "content-type", "value": "application/json"}}
-                    ],
-                    "typed_per_filter_config": {
-                        "envoy.filters.http.jwt_authn": {
-                            "@type": EXT + "filters.http.jwt_authn.v3.PerRouteConfig",
-                            "disabled": True,
-                        }
-                    },
-                },
+                _gateway_json_route("gateway:health", {"path": "/health"}, HEALTHY),
                 *self._openapi_route(),
                 *self._envoy_routes(),
             ],
@@ -622,6 +590,24 @@ class EnvoyConfig:
             "endpoints": [{"lb_endpoints": endpoints}],
         }
         return {"version_info": str(time.monotonic_ns()), "resources": [assignment]}
+
+
+def _gateway_json_route(name: str, match: dict[str, Any], body: str) -> dict[str, Any]:
+    """A route the gateway answers itself with a JSON ``body``, no token asked."""
+    return {
+        "name": name,
+        "match": match,
+        "direct_response": {"status": 200, "body": {"inline_string": body}},
+        "response_headers_to_add": [
+            {"header": {"key": "content-type", "value": "application/json"}}
+        ],
+        "typed_per_filter_config": {
+            "envoy.filters.http.jwt_authn": {
+                "@type": EXT + "filters.http.jwt_authn.v3.PerRouteConfig",
+                "disabled": True,
+            }
+        },
+    }
 
 
 def _address(port: int, host: str = "127.0.0.1") -> dict[str, Any]:

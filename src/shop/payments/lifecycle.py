@@ -11,8 +11,9 @@ take from a payment as recorded. Pure: no database, no HTTP (see tests/unit/test
 
 ``PROCESSING`` and ``REFUNDING`` are claims: committed with a lease before the provider is
 asked and settled after, so no lock is held while it answers; a claim whose lease expired may be
-taken again (``shop.payments.service``). ``EDGES`` is the diagram as data; the repository's
-conditional updates (``shop.payments.db``) move along it and nowhere else.
+taken again (``shop.payments.service``). ``EDGES`` is the diagram as data: each conditional
+UPDATE of the repository (``shop.payments.db``) is one of its edges, and the unit test checks
+every pair of statuses against it and that settling a claim follows one.
 
 The decisions answer "what now?" for a payment a call could not claim: ``charge_answer`` (a
 create-and-confirm or a process), ``refund_answer`` and ``void_next``. Each returns an outcome;
