@@ -19,7 +19,9 @@ Errors: ``CartError`` is the root; ``code`` is the GraphQL error code of API.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -205,7 +207,7 @@ class RedisCartStore(CartStore):
     async def update(self, change: Callable[[Cart], Cart]) -> Cart:
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                for _ in range(self.ATTEMPTS):
+                for attempt in range(self.ATTEMPTS):
                     try:
                         await pipe.watch(self._key)
                         cart = change(_decoded(await pipe.hgetall(self._key)))
@@ -216,8 +218,8 @@ class RedisCartStore(CartStore):
                             pipe.expire(self._key, self._ttl)
                         await pipe.execute()
                         return cart
-                    except WatchError:
-                        continue
+                    except WatchError:  # changed meanwhile: read it again, after a short pause
+                        await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
         except (RedisError, OSError):
             raise _unavailable() from None
         raise CartUnavailable("The cart is being changed elsewhere; try again.")
