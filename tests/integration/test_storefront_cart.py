@@ -227,7 +227,32 @@ async def test_checkout_places_one_order_paid_once_and_empties_the_cart(
     for product, left in zip(products, (7, 9, 8), strict=True):
         stock = await platform.products.get(f"/api/v1/products/{product['id']}")
         assert stock.json()["stock"] == left
+    again = await shop.gql(CHECKOUT, token, k="cart-checkout-1")  # a retry: the same order
+    assert again["data"]["checkout"]["id"] == order["id"]
     assert codes(await shop.gql(CHECKOUT, token, k="cart-checkout-2")) == ["BAD_USER_INPUT"]
+
+
+async def test_a_retried_checkout_answers_the_same_order_once_the_cart_is_empty(
+    shop: Storefront, make_product: Callable[..., Any], platform: Platform
+) -> None:
+    """The answer to a checkout was lost (the cart emptied meanwhile): the retry with the same
+    idempotency key gets the same order, and nothing is ordered or charged again."""
+    token = await _customer(shop, "cart_retry")
+    product = await make_product(name="Retried", price="8.00", stock=5)
+    await shop.gql(ADD, token, p=str(product["id"]), q=2)
+    first = (await shop.gql(CHECKOUT, token, k="cart-retry-1"))["data"]["checkout"]
+    assert (await shop.gql(CART, token))["data"]["cart"]["lines"] == []
+
+    again = await shop.gql(CHECKOUT, token, k="cart-retry-1")
+    assert again["data"]["checkout"] == first
+    user_id = await _user_id(shop, token)
+    orders = await platform.orders.get(
+        f"/api/v1/orders/user/{user_id}", headers=platform.token(user_id)
+    )
+    assert orders.json()["total"] == 1
+    stock = await platform.products.get(f"/api/v1/products/{product['id']}")
+    assert stock.json()["stock"] == 3
+    assert codes(await shop.gql(CHECKOUT, token, k="cart-retry-2")) == ["BAD_USER_INPUT"]
 
 
 async def test_a_checkout_short_of_stock_names_the_line_and_keeps_the_cart(

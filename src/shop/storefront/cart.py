@@ -147,6 +147,16 @@ class CartStore(ABC):
     async def clear(self) -> None:
         await self.update(lambda _: {})
 
+    async def remember_checkout(self, key: str, lines: list[tuple[int, int]]) -> None:
+        """Keep what a checkout with this idempotency key ordered, so that a retry after its
+        answer was lost (the cart emptied meanwhile) sends the same order again. The cookie
+        keeps none: a retry there finds the cart empty."""
+        return
+
+    async def recall_checkout(self, key: str) -> list[tuple[int, int]] | None:
+        """The lines of an earlier checkout with this key; None if unknown here."""
+        return None
+
 
 class CookieCartStore(CartStore):
     """The cart in the browser's cookie; a change is written to the response by ``apply``."""
@@ -193,6 +203,7 @@ class RedisCartStore(CartStore):
 
     where = "redis"
     ATTEMPTS = 20  # optimistic retries before giving up on a hotly contended cart
+    CHECKOUT_SECONDS = 24 * 3600  # how long a checkout can be retried by its key
 
     def __init__(self, client: Redis, key: str, *, ttl_seconds: int) -> None:
         self._redis, self._key, self._ttl = client, key, ttl_seconds
@@ -223,6 +234,26 @@ class RedisCartStore(CartStore):
         except (RedisError, OSError):
             raise _unavailable() from None
         raise CartUnavailable("The cart is being changed elsewhere; try again.")
+
+    def _checkout_key(self, key: str) -> str:
+        return f"{self._key}:checkout:{key}"
+
+    async def remember_checkout(self, key: str, lines: list[tuple[int, int]]) -> None:
+        try:
+            await self._redis.set(
+                self._checkout_key(key), json.dumps(lines), ex=self.CHECKOUT_SECONDS
+            )
+        except (RedisError, OSError):
+            raise _unavailable() from None
+
+    async def recall_checkout(self, key: str) -> list[tuple[int, int]] | None:
+        try:
+            raw = await self._redis.get(self._checkout_key(key))
+        except (RedisError, OSError):
+            raise _unavailable() from None
+        if raw is None:
+            return None
+        return [(int(p), int(q)) for p, q in json.loads(raw)]
 
 
 def _unavailable() -> CartUnavailable:

@@ -555,7 +555,9 @@ class Mutation:
 
     @strawberry.mutation(
         description="Place one order for the whole cart, paid once; the ordered lines leave the"
-        " cart. On any refusal (short stock, a decline) the cart keeps everything."
+        " cart. On any refusal (short stock, a decline) the cart keeps everything. Retried"
+        " with the same idempotencyKey (within a day), it answers the same order, even once"
+        " the cart is empty."
     )
     async def checkout(
         self,
@@ -567,9 +569,13 @@ class Mutation:
         await context.user()
         store = await context.cart()
         view = await _cart_view(context, await store.load())
-        if not view.lines:
-            raise CartEmpty("The cart is empty.")
         wanted = [(int(line.product.id), line.quantity) for line in view.lines]
+        if wanted and idempotency_key:
+            await store.remember_checkout(idempotency_key, wanted)
+        elif idempotency_key:  # a retry whose first try emptied the cart: the same order again
+            wanted = await store.recall_checkout(idempotency_key) or []
+        if not wanted:
+            raise CartEmpty("The cart is empty.")
         order = await _place(context, wanted, payment_method, idempotency_key)
         placed = [product_id for product_id, _ in wanted]
         await store.update(lambda cart: carts.without(cart, *placed))
