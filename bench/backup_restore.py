@@ -60,9 +60,11 @@ def fill_sql() -> dict[str, list[str]]:
             " SELECT 'product ' || i, repeat('A fine product. ', 1 + i % 8),"
             " (1 + i % 500) + 0.99, 1000, 'cat' || i % 12 FROM generate_series(1, 1000) i"
             " WHERE $1::int > 0 AND $2::int > 0",
-            "INSERT INTO stock_reservations (order_id, product_id, quantity, unit_price, status)"
-            " SELECT i, 1 + i % 1000, 1 + i % 3, (1 + i % 500) + 0.99,"
-            " CASE WHEN i % 9 = 0 THEN 'released' ELSE 'reserved' END"
+            "INSERT INTO reservations (order_id, status)"
+            " SELECT i, CASE WHEN i % 9 = 0 THEN 'released' ELSE 'reserved' END"
+            " FROM generate_series(1, $1::int) i WHERE $2::int > 0",
+            "INSERT INTO reservation_lines (order_id, product_id, quantity, unit_price)"
+            " SELECT i, 1 + i % 1000, 1 + i % 3, (1 + i % 500) + 0.99"
             " FROM generate_series(1, $1::int) i WHERE $2::int > 0",
         ],
         "orders": [
@@ -73,6 +75,9 @@ def fill_sql() -> dict[str, list[str]]:
             " CASE WHEN i % 9 = 0 THEN 'cancelled' ELSE 'paid' END, 'pay_' || md5(i::text),"
             " 'card', 'done', CASE WHEN i % 4 = 0 THEN 'key-' || i END"
             " FROM generate_series(1, $1::int) i",
+            "INSERT INTO order_lines (order_id, position, product_id, quantity, unit_price)"
+            " SELECT id, 0, product_id, quantity, total_price / quantity FROM orders"
+            " WHERE $1::int > 0 AND $2::int > 0",
             "INSERT INTO idempotency_keys (scope, key, fingerprint, status_code, response)"
             " SELECT 'orders:' || (1 + i % $2::int), 'key-' || i, md5(i::text), 201,"
             " jsonb_build_object('id', i, 'status', 'paid', 'total', '19.98')"

@@ -266,12 +266,13 @@ async def _integrity(platform: Platform, stock_before: dict[int, int]) -> dict[s
         held = {
             r["product_id"]: r["q"]
             for r in await conn.fetch(
-                "SELECT product_id, sum(quantity) AS q FROM stock_reservations"
+                "SELECT product_id, sum(quantity) AS q FROM reservation_lines"
+                " JOIN reservations USING (order_id)"
                 " WHERE status = 'reserved' GROUP BY product_id"
             )
         }
         reservations = await conn.fetchval(
-            "SELECT count(*) FROM stock_reservations WHERE status = 'reserved'"
+            "SELECT count(*) FROM reservations WHERE status = 'reserved'"
         )
     finally:
         await conn.close()

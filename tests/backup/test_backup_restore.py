@@ -45,9 +45,11 @@ FILL = {
         " SELECT 'product ' || i, repeat('lorem ', i % 7), (i * 1.37)::numeric(12, 2) + 0.01,"
         " i % 50, CASE WHEN i % 3 = 0 THEN NULL ELSE 'cat' || i % 4 END,"
         " CASE WHEN i % 17 = 0 THEN now() END FROM generate_series(1, 80) i",
-        f"INSERT INTO stock_reservations (order_id, product_id, quantity, unit_price, status)"
-        f" SELECT i, 1 + i % 80, 1 + i % 3, 9.99, CASE WHEN i % 5 = 0 THEN 'released'"
-        f" ELSE 'reserved' END FROM generate_series(1, {ORDERS}) i",
+        f"INSERT INTO reservations (order_id, status)"
+        f" SELECT i, CASE WHEN i % 5 = 0 THEN 'released' ELSE 'reserved' END"
+        f" FROM generate_series(1, {ORDERS}) i",
+        f"INSERT INTO reservation_lines (order_id, product_id, quantity, unit_price)"
+        f" SELECT i, 1 + i % 80, 1 + i % 3, 9.99 FROM generate_series(1, {ORDERS}) i",
     ],
     "orders": [
         f"INSERT INTO orders (user_id, product_id, quantity, total_price, status, payment_id,"
@@ -56,6 +58,8 @@ FILL = {
         f" (ARRAY['pending','paid','shipped','delivered','failed','cancelled'])[1 + i % 6],"
         f" 'pay_' || i, 'card', 'done', CASE WHEN i % 4 = 0 THEN 'key-' || i END"
         f" FROM generate_series(1, {ORDERS}) i",
+        "INSERT INTO order_lines (order_id, position, product_id, quantity, unit_price)"
+        " SELECT id, 0, product_id, quantity, 9.99 FROM orders",
     ],
     "payments": [
         "INSERT INTO idempotency_keys (scope, key, fingerprint, status_code, response)"
@@ -181,7 +185,8 @@ def test_manifest_records_files_checksums_sizes_and_row_counts(taken, source):
     tables = {svc: entry["tables"] for svc, entry in manifest["databases"].items()}
     assert tables["orders"]["public.orders"] == ORDERS
     assert tables["payments"]["public.payments"] == ORDERS
-    assert tables["products"]["public.stock_reservations"] == ORDERS
+    assert tables["products"]["public.reservations"] == ORDERS
+    assert tables["orders"]["public.order_lines"] == ORDERS
     assert tables["users"]["public.users"] == 61
     assert tables["users"]["public.refresh_tokens"] == 40
     assert tables["payments"]["public.idempotency_keys"] == 50

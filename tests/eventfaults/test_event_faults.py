@@ -105,7 +105,7 @@ async def test_the_refund_consumer_killed_mid_handling_cancels_the_order_once(
             json=[
                 {
                     "method": "DELETE",
-                    "path": r"/api/v1/products/\d+/reservations/\d+",
+                    "path": r"/api/v1/reservations/\d+",
                     "delay_before": 120,
                     "times": 1,
                 }

@@ -40,8 +40,8 @@ SERVICE_SECRET = "integration-test-service-secret-32-bytes-plus"
 ADMIN_PASSWORD = "admin-password-for-tests"
 TABLES = {
     "users": ["users", "outbox", "inbox"],
-    "products": ["products", "stock_reservations", "outbox", "inbox"],
-    "orders": ["orders", "outbox", "inbox"],
+    "products": ["products", "reservation_lines", "reservations", "outbox", "inbox"],
+    "orders": ["order_lines", "orders", "outbox", "inbox"],
     "payments": ["payments", "idempotency_keys", "outbox", "inbox"],
 }
 

@@ -142,8 +142,8 @@ async def test_a_write_on_one_replica_invalidates_the_other(
 
     # A reservation (the order path) on A: B's product page shows the new stock.
     reserve = await a.post(
-        f"{path}/reservations",
-        json={"order_id": 4242, "quantity": 2},
+        "/api/v1/reservations",
+        json={"order_id": 4242, "lines": [{"product_id": product["id"], "quantity": 2}]},
         headers=platform.service_token(),
     )
     assert reserve.status_code == 201, reserve.text
@@ -152,7 +152,7 @@ async def test_a_write_on_one_replica_invalidates_the_other(
         return bool((await b.get(path)).json()["stock"] == stock)
 
     assert await _eventually(lambda: b_sees_stock(3))
-    release = await b.delete(f"{path}/reservations/4242", headers=platform.service_token())
+    release = await b.delete("/api/v1/reservations/4242", headers=platform.service_token())
     assert release.status_code == 200
     assert await _eventually(lambda: _same_stock(a, path, 5))
 

@@ -21,7 +21,7 @@ from tests.integration.conftest import Platform
 
 LEAN = {"Content-Type": "application/json"}
 FASTAPI = {"Content-Type": "application/vnd.shop+json"}
-RESERVE = "/api/v1/products/{product_id}/reservations"
+RESERVE = "/api/v1/reservations"
 NEW_RECORD = {"id", "payment_id", "transaction_id", "order_id", "created_at", "updated_at"}
 
 
@@ -69,8 +69,11 @@ async def test_reservations_answer_alike_on_both_routes(
     platform: Platform, make_product: Any, answered: Counter[str]
 ) -> None:
     product = await make_product(stock=5)
-    path = f"/api/v1/products/{product['id']}/reservations"
+    path, pid = RESERVE, product["id"]
     service = platform.service_token()
+
+    def order(order_id: int, quantity: int) -> dict[str, Any]:
+        return {"order_id": order_id, "lines": [{"product_id": pid, "quantity": quantity}]}
 
     async def both(
         body: Any, headers: dict[str, str], *, lean_answers: bool
@@ -83,20 +86,20 @@ async def test_reservations_answer_alike_on_both_routes(
         return lean, fastapi
 
     # New, then the same order again: 201 on the lean route, 200 with the same body on both.
-    first = await _post(platform.products, path, {"order_id": 7, "quantity": 2}, service, LEAN)
+    first = await _post(platform.products, path, order(7, 2), service, LEAN)
     assert first.status_code == 201, first.text
-    lean, fastapi = await both({"order_id": 7, "quantity": 2}, service, lean_answers=True)
+    lean, fastapi = await both(order(7, 2), service, lean_answers=True)
     assert lean.status_code == fastapi.status_code == 200
     assert _shape(lean) == _shape(fastapi) == (200, "application/json", first.json())
 
     # The use case's problems, a refused token, a user's token, a body or a token missing.
     cases: list[tuple[Any, dict[str, str], int, bool]] = [
-        ({"order_id": 8, "quantity": 9}, service, 409, False),  # insufficient stock
-        ({"order_id": 7, "quantity": 1}, service, 409, False),  # other terms for order 7
-        ({"order_id": 9, "quantity": 1}, {"Authorization": "Bearer not.a.token"}, 401, False),
-        ({"order_id": 9, "quantity": 1}, platform.token(5), 403, False),
-        ({"order_id": 9, "quantity": 1}, {}, 401, False),
-        ({"order_id": 0, "quantity": 1}, service, 422, False),
+        (order(8, 9), service, 409, False),  # insufficient stock
+        (order(7, 1), service, 409, False),  # other lines for order 7
+        (order(9, 1), {"Authorization": "Bearer not.a.token"}, 401, False),
+        (order(9, 1), platform.token(5), 403, False),
+        (order(9, 1), {}, 401, False),
+        (order(0, 1), service, 422, False),
         (b"{not json", service, 400, False),
     ]
     for body, headers, status, lean_answers in cases:

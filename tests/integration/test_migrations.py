@@ -59,3 +59,82 @@ def test_upgrade_downgrade_upgrade(scratch, service: str) -> None:
     assert asyncio.run(_tables(url)) == set()
     migrations.upgrade(service, url)
     assert asyncio.run(_tables(url)) == set(metadata_of(service).tables)
+
+
+def _sql(url: str, *statements: str) -> list[list[tuple]]:
+    async def go() -> list[list[tuple]]:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            return [[tuple(r) for r in await conn.fetch(s)] for s in statements]
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def fresh(pg_server: Server):
+    import secrets
+
+    names = {s: f"lines{secrets.token_hex(3)}_{s}" for s in ("orders", "products")}
+    asyncio.run(create_databases(pg_server, list(names.values())))
+    yield {s: pg_server.database_url(n) for s, n in names.items()}
+    asyncio.run(drop_databases(pg_server, list(names.values())))
+
+
+def test_orders_filled_before_lines_become_one_line_orders_and_back(fresh) -> None:
+    """Issue 28: a database filled under the schema before order lines is upgraded (every
+    order a one-line order, every reservation a one-line reservation, tombstones kept) and
+    downgraded again while it holds no order of more lines; with one, the downgrade refuses."""
+    orders, products = fresh["orders"], fresh["products"]
+    migrations.upgrade("orders", orders, "orders_events")
+    migrations.upgrade("products", products, "products_events")
+    _sql(
+        orders,
+        "INSERT INTO orders (user_id, product_id, quantity, total_price, status, payment_method,"
+        " saga_step) VALUES (1, 10, 3, 37.50, 'paid', 'card', 'done'),"
+        " (2, 11, 1, NULL, 'failed', 'card', 'done')",
+    )
+    _sql(
+        products,
+        "INSERT INTO products (id, name, price, stock) OVERRIDING SYSTEM VALUE"
+        " VALUES (10, 'Lamp', 12.50, 7)",
+        "INSERT INTO stock_reservations (order_id, product_id, quantity, unit_price, status)"
+        " VALUES (1, 10, 3, 12.50, 'reserved'), (2, 11, 0, NULL, 'released')",
+    )
+    migrations.upgrade("orders", orders)
+    migrations.upgrade("products", products)
+    assert _sql(
+        orders,
+        "SELECT order_id, position, product_id, quantity, unit_price::text, name"
+        " FROM order_lines ORDER BY order_id",
+    ) == [[(1, 0, 10, 3, "12.50", None), (2, 0, 11, 1, None, None)]]
+    assert _sql(
+        products,
+        "SELECT order_id, status FROM reservations ORDER BY order_id",
+        "SELECT order_id, product_id, quantity, unit_price::text FROM reservation_lines",
+    ) == [[(1, "reserved"), (2, "released")], [(1, 10, 3, "12.50")]]
+    # Back down: every order and reservation still has one line at most.
+    migrations.downgrade("orders", orders, "orders_events")
+    migrations.downgrade("products", products, "products_events")
+    assert _sql(orders, "SELECT id, product_id, quantity FROM orders ORDER BY id") == [
+        [(1, 10, 3), (2, 11, 1)]
+    ]
+    assert _sql(
+        products,
+        "SELECT order_id, product_id, quantity, status FROM stock_reservations ORDER BY order_id",
+    ) == [[(1, 10, 3, "reserved"), (2, 0, 0, "released")]]
+    # Up again, then an order of two lines: the downgrade refuses and changes nothing.
+    migrations.upgrade("orders", orders)
+    _sql(
+        orders,
+        "INSERT INTO orders (id, user_id, status, payment_method) OVERRIDING SYSTEM VALUE"
+        " VALUES (3, 1, 'pending', 'card')",
+        "INSERT INTO order_lines (order_id, position, product_id, quantity)"
+        " VALUES (3, 0, 10, 1), (3, 1, 12, 1)",
+    )
+    with pytest.raises(RuntimeError, match="more than one line"):
+        migrations.downgrade("orders", orders, "orders_events")
+    assert _sql(orders, "SELECT count(*) FROM order_lines") == [[(4,)]]

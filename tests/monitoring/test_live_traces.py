@@ -22,7 +22,7 @@ from tests.monitoring.live import (
 pytestmark = pytest.mark.e2e
 
 ORDER_ROUTE = "POST /api/v1/orders"
-RESERVE_ROUTE = "POST /api/v1/products/{product_id}/reservations"
+RESERVE_ROUTE = "POST /api/v1/reservations"
 PAYMENT_ROUTES = {"POST /api/v1/payments"}  # create and confirm
 REQUEST_ID = "http.request.header.x_request_id"
 # CI machines can be many times slower than a laptop: generous, and never a timing assertion.

@@ -112,5 +112,5 @@ def test_the_value_check_notices_a_status_that_is_not_published() -> None:
 
 def test_the_check_notices_a_field_that_is_not_published() -> None:
     assert "payment_status" not in offered(
-        Read("products", "post", "/api/v1/products/{product_id}/reservations", "409", ())
+        Read("products", "post", "/api/v1/reservations", "409", ())
     )

@@ -18,6 +18,7 @@ from shop.orders.saga import (
     Finish,
     Next,
     Order,
+    OrderLine,
     OrderStatus,
     Outcome,
     OutOfStock,
@@ -51,12 +52,12 @@ def order(
     payment_id: str | None = None,
     reason: str | None = None,
     quantity: int = 2,
+    lines: tuple[OrderLine, ...] | None = None,
 ) -> Order:
     return Order(
         id=7,
         user_id=3,
-        product_id=11,
-        quantity=quantity,
+        lines=lines or (OrderLine(11, quantity),),
         total_price=None if total is None else Decimal(total),
         currency="USD",
         status=status,
@@ -70,8 +71,11 @@ def order(
     )
 
 
-def compensate(reason: str, call: Call) -> Next:
-    return Next(call, step=S.COMPENSATING, failure_reason=reason, durable=True)
+def compensate(reason: str, call: Call, lines: tuple[OrderLine, ...] | None = None) -> Next:
+    return Next(call, step=S.COMPENSATING, failure_reason=reason, lines=lines, durable=True)
+
+
+KB = OrderLine(11, 2, "Keyboard", Decimal("4.00"))
 
 
 # --- start: where each recorded step resumes ------------------------------------------------
@@ -104,9 +108,17 @@ PAYING = order(S.PAYING, total="8.00")
 COMPENSATING = order(S.COMPENSATING, total="8.00", reason="payment_refused")
 CANCELLING = order(S.CANCELLING, total="8.00")
 EDGES = [
-    (order(), Reserved(Decimal("4.00")), Next(Call.PAY, S.PAYING, Decimal("8.00"), durable=True)),
-    (order(), OutOfStock(), compensate("insufficient_stock", Call.RELEASE)),
-    (order(), ProductMissing(), compensate("product_not_found", Call.RELEASE)),
+    (
+        order(),
+        Reserved({11: ("Keyboard", Decimal("4.00"))}),
+        Next(Call.PAY, S.PAYING, Decimal("8.00"), lines=(KB,), durable=True),
+    ),
+    (
+        order(),
+        OutOfStock({11: 1}),
+        compensate("insufficient_stock", Call.RELEASE, (OrderLine(11, 2, available=1),)),
+    ),
+    (order(), ProductMissing((11,)), compensate("product_not_found", Call.RELEASE)),
     (order(), ReservationRefused("released"), compensate("reservation_refused", Call.RELEASE)),
     (PAYING, Charged("pay_1"), Finish(St.PAID, payment_id="pay_1")),
     (PAYING, Declined("too much"), compensate("payment_declined", Call.RELEASE)),
@@ -157,27 +169,36 @@ def test_applying_a_step_keeps_what_it_does_not_change() -> None:
 
 @dataclass
 class FakeProducts:
-    """The product service's rules: one reservation per order; a release first is a tombstone."""
+    """The product service's rules: one reservation per order, every line or none; a release
+    first is a tombstone."""
 
     stock: dict[int, int] = field(default_factory=lambda: {11: 5})
     price: Decimal = Decimal("4.00")
     reservations: dict[int, str] = field(default_factory=dict)
 
     async def reserve(self, o: Order) -> Outcome:
-        if o.product_id not in self.stock:
-            return ProductMissing()
+        missing = tuple(line.product_id for line in o.lines if line.product_id not in self.stock)
+        if missing:
+            return ProductMissing(missing)
         if self.reservations.get(o.id) == "released":
             return ReservationRefused("released")
         if o.id not in self.reservations:
-            if self.stock[o.product_id] < o.quantity:
-                return OutOfStock()
-            self.stock[o.product_id] -= o.quantity
+            short = {
+                line.product_id: self.stock[line.product_id]
+                for line in o.lines
+                if self.stock[line.product_id] < line.quantity
+            }
+            if short:
+                return OutOfStock(short)
+            for line in o.lines:
+                self.stock[line.product_id] -= line.quantity
             self.reservations[o.id] = "reserved"
-        return Reserved(self.price)
+        return Reserved({line.product_id: (f"P{line.product_id}", self.price) for line in o.lines})
 
     async def release(self, o: Order) -> Outcome:
         if self.reservations.get(o.id) == "reserved":
-            self.stock[o.product_id] += o.quantity
+            for line in o.lines:
+                self.stock[line.product_id] += line.quantity
         self.reservations[o.id] = "released"
         return Released()
 
@@ -246,6 +267,7 @@ async def run(
         if transition.durable:
             durable = dataclasses.replace(
                 durable,
+                lines=o.lines,
                 saga_step=o.saga_step,
                 total_price=o.total_price,
                 failure_reason=o.failure_reason,
@@ -330,3 +352,41 @@ async def test_cancelling_a_pending_order_whose_payment_went_through_refunds_it(
     assert done.calls == [Call.VOID, Call.REFUND, Call.RELEASE]
     assert done.final == Finish(St.CANCELLED)
     assert payments.payments[7] == "refunded"
+
+
+THREE = (OrderLine(11, 2), OrderLine(12, 1), OrderLine(13, 3))
+
+
+async def test_a_three_line_order_is_paid_once_for_its_total() -> None:
+    products, payments = FakeProducts(stock={11: 5, 12: 5, 13: 5}), FakePayments()
+    done = await run(order(lines=THREE), products, payments)
+    assert done.final == Finish(St.PAID, payment_id="pay_7")
+    assert done.calls == [Call.RESERVE, Call.PAY]
+    assert done.order.total_price == Decimal("24.00")  # (2 + 1 + 3) x 4.00
+    assert [line.line_total for line in done.order.lines] == [
+        Decimal("8.00"),
+        Decimal("4.00"),
+        Decimal("12.00"),
+    ]
+    assert (products.stock, payments.charges) == ({11: 3, 12: 4, 13: 2}, 1)
+
+
+async def test_one_short_line_reserves_none_and_says_which() -> None:
+    products, payments = FakeProducts(stock={11: 5, 12: 0, 13: 5}), FakePayments()
+    done = await run(order(lines=THREE), products, payments)
+    assert done.final == Finish(St.FAILED, reason="insufficient_stock")
+    assert [line.available for line in done.order.lines] == [None, 0, None]
+    assert products.stock == {11: 5, 12: 0, 13: 5}
+    assert payments.payments == {}
+
+
+async def test_a_declined_three_line_order_gives_every_line_back() -> None:
+    products, payments = FakeProducts(stock={11: 5, 12: 5, 13: 5}), FakePayments(decline=True)
+    done = await run(order(lines=THREE), products, payments)
+    assert done.final == Finish(St.FAILED, reason="payment_declined")
+    assert products.stock == {11: 5, 12: 5, 13: 5}
+
+
+def test_a_one_line_order_keeps_the_seeds_fields_and_more_lines_do_not() -> None:
+    assert (order().product_id, order().quantity) == (11, 2)
+    assert (order(lines=THREE).product_id, order(lines=THREE).quantity) == (None, None)

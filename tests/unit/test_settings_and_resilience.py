@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from shop.common.errors import Conflict, NotFound, PaymentDeclined, ServiceUnavailable
 from shop.common.http import Bulkhead, CircuitBreaker
-from shop.orders.saga import Order, OrderStatus, SagaStep
+from shop.orders.saga import Order, OrderLine, OrderStatus, SagaStep
 from shop.orders.service import failure_problem
 from shop.orders.settings import OrdersSettings
 from shop.users.settings import UsersSettings
@@ -67,8 +67,7 @@ def test_failed_orders_map_to_the_contracts_status(reason, problem) -> None:
     order = Order(
         id=1,
         user_id=1,
-        product_id=1,
-        quantity=1,
+        lines=(OrderLine(1, 1),),
         total_price=None,
         currency="USD",
         status=OrderStatus.FAILED,

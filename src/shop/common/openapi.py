@@ -52,13 +52,15 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "code": {"type": "string", "description": "A stable machine-readable reason."},
         "errors": {
             "type": "array",
-            "description": "With 422: each invalid input, where it is and what is wrong.",
+            "description": "With 422: each invalid input, where it is and what is wrong. With"
+            " 409 for stock: each short line of an order, and the stock it found.",
             "items": {
                 "type": "object",
                 "required": ["loc", "msg"],
                 "properties": {
-                    "loc": {"type": "array", "items": {"type": "string"}},
+                    "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
                     "msg": {"type": "string"},
+                    "available": {"type": "integer", "minimum": 0},
                 },
             },
         },

@@ -96,6 +96,11 @@ MAX_ID = 2**53 - 1
 IDEMPOTENCY_KEY_MAX = 255  # characters of an Idempotency-Key
 PAGE_LIMIT_MAX = 100  # items per page
 PAGE_OFFSET_MAX = 1_000_000  # items a page may skip
+# An order (API.md, "Orders with lines"): its lines, one line's quantity, and the quantity of
+# the seed's one-product body (which predates lines and kept its bound).
+ORDER_LINES_MAX = 50
+LINE_QUANTITY_MAX = 1_000
+ORDER_QUANTITY_MAX = 10_000
 
 
 def _json_int(value: Any) -> Any:
@@ -175,3 +180,8 @@ class ProblemRead(BaseModel):
     status: int
     detail: str
     code: str | None = Field(default=None, description="A stable machine-readable reason.")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="What was wrong, one entry per place in the request ({loc, msg}; a line"
+        " refused for stock adds available).",
+    )

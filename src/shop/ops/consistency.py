@@ -1,7 +1,9 @@
 """Cross-database invariants of orders, reservations and payments (``shop check-consistency``).
 
 Reads the three databases and reports every finished order whose reservation, payment and
-status disagree. Unfinished (pending) orders are counted, not judged: recovery owns them.
+status disagree: a paid order holds every one of its lines, at its quantity, and one completed
+payment of its total (the sum of its lines); a failed or cancelled one holds none and was not
+charged. Unfinished (pending) orders are counted, not judged: recovery owns them.
 """
 
 from __future__ import annotations
@@ -38,8 +40,13 @@ def _check_order(order: Any, reservation: Any, payment: Any) -> list[str]:
             )
         elif Decimal(payment["amount"]) != Decimal(order["total_price"]):
             found.append(f"order {oid} total {order['total_price']} != paid {payment['amount']}")
-        if not reserved or reservation["quantity"] != order["quantity"]:
-            found.append(f"order {oid} is {status} but its stock is not reserved")
+        lines = sorted(zip(order["product_ids"], order["quantities"], strict=True))
+        if not reserved or sorted(reservation["lines"]) != lines:
+            found.append(f"order {oid} is {status} but its stock is not reserved line by line")
+        if order["lines_total"] is not None and Decimal(order["lines_total"]) != Decimal(
+            order["total_price"]
+        ):
+            found.append(f"order {oid} total {order['total_price']} != its lines'")
     elif status in ("failed", "cancelled"):
         if payment is not None and payment["status"] == "completed":
             found.append(f"order {oid} is {status} but its payment was charged, not refunded")
@@ -52,12 +59,25 @@ async def check(orders_url: str, products_url: str, payments_url: str) -> Report
     conns = [await asyncpg.connect(u) for u in (orders_url, products_url, payments_url)]
     try:
         orders = await conns[0].fetch(
-            "SELECT id, status, quantity, total_price, payment_id FROM orders"
+            "SELECT o.id, o.status, o.total_price, o.payment_id,"
+            " array_agg(l.product_id ORDER BY l.position) AS product_ids,"
+            " array_agg(l.quantity ORDER BY l.position) AS quantities,"
+            " sum(l.unit_price * l.quantity) AS lines_total"
+            " FROM orders o JOIN order_lines l ON l.order_id = o.id GROUP BY o.id"
         )
         reservations = {
-            r["order_id"]: r
+            r["order_id"]: {
+                "status": r["status"],
+                "lines": [tuple(line) for line in zip(r["products"], r["quantities"], strict=True)],
+            }
             for r in await conns[1].fetch(
-                "SELECT order_id, status, quantity FROM stock_reservations"
+                "SELECT r.order_id, r.status,"
+                " coalesce(array_agg(l.product_id) FILTER (WHERE l.product_id IS NOT NULL),"
+                " '{}') AS products,"
+                " coalesce(array_agg(l.quantity) FILTER (WHERE l.product_id IS NOT NULL),"
+                " '{}') AS quantities"
+                " FROM reservations r LEFT JOIN reservation_lines l USING (order_id)"
+                " GROUP BY r.order_id, r.status"
             )
         }
         payments = {

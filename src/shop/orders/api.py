@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -38,14 +39,27 @@ async def _saga(request: Request) -> Saga:
 SagaDep = Annotated[Saga, Depends(_saga)]
 
 
+def _money(amount: Decimal | None) -> str | None:
+    return None if amount is None else f"{amount:.2f}"
+
+
 def _order(order: Order) -> dict[str, Any]:
-    total = order.total_price
     return {
         "id": order.id,
         "user_id": order.user_id,
         "product_id": order.product_id,
         "quantity": order.quantity,
-        "total_price": None if total is None else f"{total:.2f}",
+        "lines": [
+            {
+                "product_id": line.product_id,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unit_price": _money(line.unit_price),
+                "line_total": _money(line.line_total),
+            }
+            for line in order.lines
+        ],
+        "total_price": _money(order.total_price),
         "currency": order.currency,
         "status": order.status.value,
         "payment_id": order.payment_id,
@@ -78,8 +92,9 @@ def _order(order: Order) -> dict[str, Any]:
             descriptions={
                 402: "Payment declined: the order is kept as failed, stock released",
                 403: "Not a user's token (orders are placed by users)",
-                404: "No such product",
-                409: "Insufficient stock (nothing charged), or the key's order is still being"
+                404: "A line's product does not exist (nothing reserved or charged)",
+                409: "Insufficient stock (one entry in errors per short line, with the stock"
+                " available; nothing reserved or charged), or the key's order is still being"
                 " placed (with Retry-After)",
                 422: "Invalid body, or an Idempotency-Key reused with another body",
                 503: "A dependency is unavailable; retry with the same Idempotency-Key",

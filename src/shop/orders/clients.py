@@ -48,7 +48,8 @@ class Read:
     values: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (field, the values it matches on)
 
 
-RESERVATIONS = "/api/v1/products/{product_id}/reservations"
+RESERVATIONS = "/api/v1/reservations"
+RELEASE = "/api/v1/reservations/{order_id}"
 PAYMENTS = "/api/v1/payments"
 VOID = "/api/v1/payments/order/{order_id}/void"
 REFUND = "/api/v1/payments/{payment_id}/refund"
@@ -56,9 +57,10 @@ REFUND = "/api/v1/payments/{payment_id}/refund"
 # enum, which the contract test checks (services never import each other).
 COMPLETED, PROCESSING, REFUNDING, REFUNDED = "completed", "processing", "refunding", "refunded"
 CONTRACT = (
-    Read("products", "post", RESERVATIONS, "201", ("unit_price",)),
-    Read("products", "post", RESERVATIONS, "200", ("unit_price",)),
-    Read("products", "post", RESERVATIONS, "409", ("code",)),
+    Read("products", "post", RESERVATIONS, "201", ("lines",)),
+    Read("products", "post", RESERVATIONS, "200", ("lines",)),
+    Read("products", "post", RESERVATIONS, "404", ("code",)),
+    Read("products", "post", RESERVATIONS, "409", ("code", "errors")),
     Read(
         "payments", "post", PAYMENTS, "201", ("payment_id", "status"), (("status", (COMPLETED,)),)
     ),
@@ -105,25 +107,41 @@ class ProductsClient:
     async def reserve(
         self, order: Order
     ) -> Reserved | OutOfStock | ProductMissing | ReservationRefused:
+        """Reserve every line of the order, all or nothing (idempotent by the order id)."""
         response = await self.http.request(
             "POST",
-            RESERVATIONS.format(product_id=order.product_id),
-            json={"order_id": order.id, "quantity": order.quantity},
+            RESERVATIONS,
+            json={
+                "order_id": order.id,
+                "lines": [
+                    {"product_id": line.product_id, "quantity": line.quantity}
+                    for line in order.lines
+                ],
+            },
             idempotent=True,
         )
         if response.status_code in (200, 201):
-            return Reserved(Decimal(_body(response)["unit_price"]))
+            lines = _body(response)["lines"]
+            return Reserved(
+                {line["product_id"]: (line["name"], Decimal(line["unit_price"])) for line in lines}
+            )
         if response.status_code == 404:
-            return ProductMissing()
-        if response.status_code == 409 and _body(response).get("code") == "insufficient_stock":
-            return OutOfStock()
-        return ReservationRefused(f"status {response.status_code}")
+            return ProductMissing(tuple(_body(response).get("product_ids", ())))
+        body = _body(response)
+        if response.status_code == 409 and body.get("code") == "insufficient_stock":
+            # One entry per short line: loc ["body", "lines", index, "quantity"].
+            return OutOfStock(
+                {
+                    order.lines[error["loc"][2]].product_id: error["available"]
+                    for error in body.get("errors") or ()
+                }
+            )
+        return ReservationRefused(f"status {response.status_code} {body.get('code')}")
 
     async def release(self, order: Order) -> Released | ReleaseRefused:
+        """Give back the stock of every line (idempotent; before a reservation, refuses it)."""
         response = await self.http.request(
-            "DELETE",
-            f"{RESERVATIONS.format(product_id=order.product_id)}/{order.id}",
-            idempotent=True,
+            "DELETE", RELEASE.format(order_id=order.id), idempotent=True
         )
         if response.status_code == 200:
             return Released()

@@ -13,7 +13,7 @@ from decimal import Decimal
 import asyncpg
 
 from shop.common.events.outbox import traceparent, with_event
-from shop.orders.saga import CANCELLABLE, Order, OrderStatus, SagaStep
+from shop.orders.saga import CANCELLABLE, Order, OrderLine, OrderStatus, SagaStep
 
 # The one definition of an unfinished order (in SQL, where the partial index needs it): what
 # recovery looks for, and what a driver may take a lease on.
@@ -21,10 +21,22 @@ UNFINISHED = "status = 'pending' OR saga_step = 'cancelling'"
 EXPIRED = "(lease_until IS NULL OR lease_until < now())"
 
 
-COLUMNS = (
+_ROW = (
     "id, user_id, product_id, quantity, total_price, currency, status, payment_id,"
     " payment_method, saga_step, failure_reason, request_fingerprint, created_at, updated_at"
 )
+# An order's lines as JSON in the REST shape (``OrderLineRead``, plus ``available``), so that
+# a row read here and the data of its events (``to_jsonb`` of the row) both carry them.
+_LINE = (
+    "jsonb_build_object('product_id', l.product_id, 'name', l.name, 'quantity', l.quantity,"
+    " 'unit_price', l.unit_price::text, 'line_total', (l.unit_price * l.quantity)::text,"
+    " 'available', l.available)"
+)
+LINES = (
+    f"coalesce((SELECT jsonb_agg({_LINE} ORDER BY l.position) FROM order_lines l"
+    " WHERE l.order_id = orders.id), '[]'::jsonb) AS lines"
+)
+COLUMNS = f"{_ROW}, {LINES}"
 LEASE = "make_interval(secs => $2)"
 # Each status transition is the event of its name (shop.order.paid, ...).
 STATUS_EVENT = "'shop.order.' || status"
@@ -42,37 +54,55 @@ class OrderRepository:
         self,
         *,
         user_id: int,
-        product_id: int,
-        quantity: int,
+        lines: list[tuple[int, int]],
         currency: str,
         payment_method: str,
         idempotency_key: str | None,
         request_fingerprint: str | None,
         lease: float,
     ) -> Order | None:
-        """A new pending order leased to its creator; None if the key already made one."""
-        return self._order(
-            await self.conn.fetchrow(
-                with_event(
-                    "INSERT INTO orders (user_id, product_id, quantity, currency, payment_method,"
-                    " idempotency_key, request_fingerprint, lease_until)"
-                    f" VALUES ($1, $3, $4, $5, $6, $7, $8, now() + {LEASE})"
-                    f" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}",
-                    type_sql="'shop.order.placed'",
-                    stream="order",
-                    traceparent_param=9,
+        """A new pending order of ``lines`` (product_id, quantity) leased to its creator, with
+        its lines and its ``shop.order.placed``, in one statement; None if the key already
+        made one."""
+        single = lines[0] if len(lines) == 1 else (None, None)
+        row = await self.conn.fetchrow(
+            with_event(
+                "INSERT INTO orders (user_id, product_id, quantity, currency, payment_method,"
+                " idempotency_key, request_fingerprint, lease_until)"
+                f" VALUES ($1, $3, $4, $5, $6, $7, $8, now() + {LEASE})"
+                f" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING {_ROW}",
+                type_sql="'shop.order.placed'",
+                stream="order",
+                traceparent_param=9,
+                also=(
+                    "placed AS (INSERT INTO order_lines (order_id, position, product_id, quantity)"
+                    " SELECT changed.id, w.n - 1, w.product_id, w.quantity FROM changed,"
+                    " unnest($10::bigint[], $11::int[])"
+                    " WITH ORDINALITY AS w(product_id, quantity, n)"
+                    " RETURNING position, product_id, quantity)"
                 ),
-                user_id,
-                lease,
-                product_id,
-                quantity,
-                currency,
-                payment_method,
-                idempotency_key,
-                request_fingerprint,
-                traceparent(),
-            )
+                data=(
+                    "to_jsonb(changed) || jsonb_build_object('lines', (SELECT jsonb_agg("
+                    "jsonb_build_object('product_id', product_id, 'name', NULL, 'quantity',"
+                    " quantity, 'unit_price', NULL, 'line_total', NULL) ORDER BY position)"
+                    " FROM placed))"
+                ),
+            ),
+            user_id,
+            lease,
+            single[0],
+            single[1],
+            currency,
+            payment_method,
+            idempotency_key,
+            request_fingerprint,
+            traceparent(),
+            [p for p, _ in lines],
+            [q for _, q in lines],
         )
+        if row is None:
+            return None
+        return Order.from_record(row, tuple(OrderLine(p, q) for p, q in lines))
 
     async def by_key(self, user_id: int, idempotency_key: str) -> Order | None:
         return self._order(
@@ -151,15 +181,27 @@ class OrderRepository:
         *,
         total_price: Decimal | None,
         failure_reason: str | None,
+        lines: tuple[OrderLine, ...] | None = None,
     ) -> None:
-        """Record saga progress (and what it learned) on an unfinished order."""
+        """Record saga progress (and what it learned: the price, the lines' names and unit
+        prices, or the stock a short line found) on an unfinished order, in one statement."""
+        learned = lines or ()
         await self.conn.execute(
-            "UPDATE orders SET saga_step = $2, total_price = COALESCE($3, total_price),"
+            "WITH learned AS (UPDATE order_lines l SET name = w.name, unit_price = w.unit_price,"
+            " available = w.available"
+            " FROM unnest($5::bigint[], $6::text[], $7::numeric[], $8::int[])"
+            " AS w(product_id, name, unit_price, available)"
+            " WHERE l.order_id = $1 AND l.product_id = w.product_id)"
+            " UPDATE orders SET saga_step = $2, total_price = COALESCE($3, total_price),"
             " failure_reason = COALESCE($4, failure_reason), updated_at = now() WHERE id = $1",
             order_id,
             step.value,
             total_price,
             failure_reason,
+            [line.product_id for line in learned],
+            [line.name for line in learned],
+            [line.unit_price for line in learned],
+            [line.available for line in learned],
         )
 
     async def finish(

@@ -26,6 +26,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 
 class OrderStatus(StrEnum):
     PENDING = "pending"
@@ -58,11 +60,38 @@ CANCELLABLE = (OrderStatus.PENDING, OrderStatus.PAID)
 
 
 @dataclass(frozen=True, slots=True)
+class OrderLine:
+    """One product of an order: its ``name`` and ``unit_price`` are learned when its stock is
+    reserved (and kept as they were then); ``available`` is the stock left when this line
+    was refused for want of it."""
+
+    product_id: int
+    quantity: int
+    name: str | None = None
+    unit_price: Decimal | None = None
+    available: int | None = None
+
+    @property
+    def line_total(self) -> Decimal | None:
+        return None if self.unit_price is None else self.unit_price * self.quantity
+
+    @classmethod
+    def from_json(cls, line: Mapping[str, Any]) -> OrderLine:
+        price = line.get("unit_price")
+        return cls(
+            product_id=line["product_id"],
+            quantity=line["quantity"],
+            name=line.get("name"),
+            unit_price=None if price is None else Decimal(price),
+            available=line.get("available"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Order:
     id: int
     user_id: int
-    product_id: int
-    quantity: int
+    lines: tuple[OrderLine, ...]
     total_price: Decimal | None
     currency: str
     status: OrderStatus
@@ -75,12 +104,16 @@ class Order:
     updated_at: datetime
 
     @classmethod
-    def from_record(cls, row: Mapping[str, Any]) -> Order:
+    def from_record(
+        cls, row: Mapping[str, Any], lines: tuple[OrderLine, ...] | None = None
+    ) -> Order:
+        """The order of a row; its lines from the row's ``lines`` JSON unless given."""
+        if lines is None:
+            lines = tuple(OrderLine.from_json(line) for line in orjson.loads(row["lines"]))
         return cls(
             id=row["id"],
             user_id=row["user_id"],
-            product_id=row["product_id"],
-            quantity=row["quantity"],
+            lines=lines,
             total_price=row["total_price"],
             currency=row["currency"],
             status=OrderStatus(row["status"]),
@@ -94,6 +127,15 @@ class Order:
         )
 
     @property
+    def product_id(self) -> int | None:
+        """The seed's one-product view: the line's product of a one-line order, else None."""
+        return self.lines[0].product_id if len(self.lines) == 1 else None
+
+    @property
+    def quantity(self) -> int | None:
+        return self.lines[0].quantity if len(self.lines) == 1 else None
+
+    @property
     def may_have_payment(self) -> bool:
         # The price is recorded with PAYING, before the payment call: without it, none was made.
         return self.total_price is not None
@@ -104,17 +146,17 @@ class Order:
 
 @dataclass(frozen=True, slots=True)
 class Reserved:
-    unit_price: Decimal
+    prices: Mapping[int, tuple[str, Decimal]]  # product id -> (name, unit price) of each line
 
 
 @dataclass(frozen=True, slots=True)
 class OutOfStock:
-    pass
+    available: Mapping[int, int]  # product id -> stock left, for each short line
 
 
 @dataclass(frozen=True, slots=True)
 class ProductMissing:
-    pass
+    product_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,11 +244,13 @@ class Next:
     total_price: Decimal | None = None
     failure_reason: str | None = None
     payment_id: str | None = None
+    lines: tuple[OrderLine, ...] | None = None  # the lines with what was learned of them
     durable: bool = False
 
     def apply(self, order: Order) -> Order:
         return dataclasses.replace(
             order,
+            lines=self.lines or order.lines,
             saga_step=self.step or order.saga_step,
             total_price=self.total_price if self.total_price is not None else order.total_price,
             failure_reason=self.failure_reason or order.failure_reason,
@@ -232,8 +276,23 @@ class Postpone:
 Transition = Next | Finish | Postpone
 
 
-def _compensate(reason: str, call: Call) -> Next:
-    return Next(call, step=SagaStep.COMPENSATING, failure_reason=reason, durable=True)
+def _compensate(reason: str, call: Call, lines: tuple[OrderLine, ...] | None = None) -> Next:
+    return Next(call, step=SagaStep.COMPENSATING, failure_reason=reason, lines=lines, durable=True)
+
+
+def priced(order: Order, prices: Mapping[int, tuple[str, Decimal]]) -> tuple[OrderLine, ...]:
+    """The order's lines with the name and unit price each was reserved at."""
+    return tuple(
+        dataclasses.replace(
+            line, name=prices[line.product_id][0], unit_price=prices[line.product_id][1]
+        )
+        for line in order.lines
+    )
+
+
+def total(lines: tuple[OrderLine, ...]) -> Decimal:
+    """What the order costs: the sum of its line totals (every line priced)."""
+    return sum((line.unit_price * line.quantity for line in lines if line.unit_price), Decimal(0))
 
 
 def start(order: Order, *, recovering: bool) -> Transition:
@@ -258,12 +317,21 @@ def after(order: Order, outcome: Outcome) -> Transition:
     """The transition an outcome leads to from the order's current step."""
     cancelling = order.saga_step is SagaStep.CANCELLING
     match outcome:
-        case Reserved(unit_price=price):
+        case Reserved(prices=prices):
+            lines = priced(order, prices)
             return Next(
-                Call.PAY, step=SagaStep.PAYING, total_price=price * order.quantity, durable=True
+                Call.PAY,
+                step=SagaStep.PAYING,
+                total_price=total(lines),
+                lines=lines,
+                durable=True,
             )
-        case OutOfStock():
-            return _compensate("insufficient_stock", Call.RELEASE)
+        case OutOfStock(available=available):
+            short = tuple(
+                dataclasses.replace(line, available=available.get(line.product_id))
+                for line in order.lines
+            )
+            return _compensate("insufficient_stock", Call.RELEASE, short)
         case ProductMissing():
             return _compensate("product_not_found", Call.RELEASE)
         case ReservationRefused():

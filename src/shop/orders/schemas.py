@@ -1,32 +1,111 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
-from shop.common.types import Id, Int, Money, Page, StrictModel
+from shop.common.types import (
+    LINE_QUANTITY_MAX,
+    ORDER_LINES_MAX,
+    ORDER_QUANTITY_MAX,
+    Id,
+    Int,
+    Money,
+    Page,
+    StrictModel,
+)
 
 OrderStatus = Literal["pending", "paid", "shipped", "delivered", "failed", "cancelled"]
 PaymentMethod = Literal["card", "paypal", "bank_transfer"]
 
 
-class OrderCreate(StrictModel):
+class OrderLineCreate(StrictModel):
     product_id: Id
-    quantity: Int = Field(ge=1, le=10_000)
+    quantity: Int = Field(ge=1, le=LINE_QUANTITY_MAX)
+
+
+# The schema says "one of the two forms" as well: ``lines``, or the seed's product_id and
+# quantity (the other form's fields absent or null).
+_ONE_FORM: JsonDict = {
+    "oneOf": [
+        {
+            "required": ["lines"],
+            "properties": {
+                "lines": {"type": "array"},
+                "product_id": {"type": "null"},
+                "quantity": {"type": "null"},
+            },
+        },
+        {
+            "required": ["product_id", "quantity"],
+            "properties": {
+                "lines": {"type": "null"},
+                "product_id": {"type": "integer"},
+                "quantity": {"type": "integer"},
+            },
+        },
+    ]
+}
+
+
+class OrderCreate(StrictModel):
+    """An order of ``lines`` (each product at most once), or the seed's one-product body
+    (``product_id`` and ``quantity``), which is a one-line order."""
+
+    model_config = ConfigDict(json_schema_extra=_ONE_FORM)
+
+    lines: list[OrderLineCreate] | None = Field(
+        default=None, min_length=1, max_length=ORDER_LINES_MAX
+    )
+    product_id: Id | None = None
+    quantity: Int | None = Field(default=None, ge=1, le=ORDER_QUANTITY_MAX)
     payment_method: PaymentMethod = "card"
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Self:
+        single = self.product_id is not None or self.quantity is not None
+        if self.lines is None:
+            if self.product_id is None or self.quantity is None:
+                raise ValueError("give 'lines', or both 'product_id' and 'quantity'")
+        elif single:
+            raise ValueError("give 'lines' or 'product_id' and 'quantity', not both")
+        elif len({line.product_id for line in self.lines}) != len(self.lines):
+            raise ValueError("each product may appear in one line only")
+        return self
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """The order's lines as ``(product_id, quantity)``, in the order given."""
+        if self.lines is None:
+            assert self.product_id is not None
+            assert self.quantity is not None
+            return [(self.product_id, self.quantity)]
+        return [(line.product_id, line.quantity) for line in self.lines]
 
 
 class StatusChange(StrictModel):
     status: OrderStatus
 
 
+class OrderLineRead(BaseModel):
+    product_id: int
+    name: str | None = Field(
+        description="The product's name when the order was placed (null if its stock was"
+        " never reserved, or for an order placed before orders had lines)"
+    )
+    quantity: int
+    unit_price: Money | None = Field(description="The price when the order was placed")
+    line_total: Money | None = Field(description="unit_price x quantity")
+
+
 class OrderRead(BaseModel):
     id: int
     user_id: int
-    product_id: int
-    quantity: int
-    total_price: Money | None
+    product_id: int | None = Field(description="A one-line order's product; null for more lines")
+    quantity: int | None = Field(description="A one-line order's quantity; null for more lines")
+    lines: list[OrderLineRead]
+    total_price: Money | None = Field(description="The sum of the lines' totals")
     currency: str
     status: OrderStatus
     payment_id: str | None

@@ -49,17 +49,29 @@ PROBLEM_BY_REASON: dict[str, type[Problem]] = {
     "payment_declined": PaymentDeclined,
 }
 REASON_TEXT = {
-    "product_not_found": "The product does not exist.",
-    "insufficient_stock": "There is not enough stock for this order; nothing was charged.",
+    "product_not_found": "A product of the order does not exist; nothing was reserved.",
+    "insufficient_stock": "There is not enough stock for this order; nothing was reserved"
+    " and nothing was charged.",
     "payment_declined": "The payment was declined; the order failed and its stock was released.",
 }
 
 
 def failure_problem(order: Order) -> Problem:
+    """The problem a failed order answers with, every time (a replay of its key too): a short
+    line's entry in ``errors`` says how much stock it found (API.md, "Orders with lines")."""
     reason = order.failure_reason or "failed"
     problem = PROBLEM_BY_REASON.get(reason, Conflict)
     detail = REASON_TEXT.get(reason, f"The order failed ({reason}).")
-    return problem(detail, extra={"order_id": order.id, "code": reason})
+    errors = [
+        {
+            "loc": ["body", "lines", i, "quantity"],
+            "msg": f"only {line.available} of product {line.product_id} in stock",
+            "available": line.available,
+        }
+        for i, line in enumerate(order.lines)
+        if line.available is not None
+    ]
+    return problem(detail, errors=errors or None, extra={"order_id": order.id, "code": reason})
 
 
 def _record_final(order: Order) -> None:
@@ -94,8 +106,7 @@ class Saga:
                 orders = OrderRepository(conn)
                 order = await orders.add(
                     user_id=user_id,
-                    product_id=order_in.product_id,
-                    quantity=order_in.quantity,
+                    lines=order_in.pairs(),
                     currency=currency,
                     payment_method=order_in.payment_method,
                     idempotency_key=idempotency_key,
@@ -136,6 +147,7 @@ class Saga:
                             order.saga_step,
                             total_price=transition.total_price,
                             failure_reason=transition.failure_reason,
+                            lines=transition.lines,
                         )
                 transition = after(order, await self._call(transition.call, order))
         except DownstreamUnavailable:

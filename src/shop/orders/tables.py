@@ -16,8 +16,9 @@ orders = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("user_id", sa.BigInteger, nullable=False),
-    sa.Column("product_id", sa.BigInteger, nullable=False),
-    sa.Column("quantity", sa.Integer, nullable=False),
+    # The seed's columns: a one-line order's product and quantity (NULL for more lines).
+    sa.Column("product_id", sa.BigInteger, nullable=True),
+    sa.Column("quantity", sa.Integer, nullable=True),
     sa.Column("total_price", sa.Numeric(12, 2), nullable=True),
     sa.Column("currency", sa.String(3), nullable=False, server_default="USD"),
     sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
@@ -43,6 +44,22 @@ orders = sa.Table(
         "saga_step IN ('reserving', 'paying', 'compensating', 'cancelling', 'done')",
         name="orders_saga_step_check",
     ),
+)
+# Every order's lines (a one-line order has one): ``position`` is the line's index as placed.
+order_lines = sa.Table(
+    "order_lines",
+    metadata,
+    sa.Column(
+        "order_id", sa.BigInteger, sa.ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("position", sa.SmallInteger, primary_key=True),
+    sa.Column("product_id", sa.BigInteger, nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("unit_price", sa.Numeric(12, 2), nullable=True),
+    sa.Column("available", sa.Integer, nullable=True),
+    sa.CheckConstraint("quantity > 0", name="order_lines_quantity_positive"),
+    sa.UniqueConstraint("order_id", "product_id", name="order_lines_one_per_product"),
 )
 sa.Index("orders_user_idx", orders.c.user_id, orders.c.id)
 sa.Index("orders_user_idempotency_key", orders.c.user_id, orders.c.idempotency_key, unique=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from starlette.types import Scope
 
@@ -13,7 +14,7 @@ from shop.common.deps import AdminDep, DbDep, PageDep, PrivilegedDep
 from shop.common.errors import Unprocessable
 from shop.common.openapi import problems
 from shop.common.responses import JSONResponse, json_response
-from shop.common.types import MAX_ID, NO_NUL, ProblemRead
+from shop.common.types import MAX_ID, NO_NUL
 from shop.products import service
 from shop.products.cache import CachedBody, CatalogueCache
 from shop.products.db import ProductRepository
@@ -27,6 +28,7 @@ from shop.products.schemas import (
     ProductUpdate,
     ReservationCreate,
     ReservationRead,
+    ReservationRefusal,
     StockUpdate,
     product_dict,
 )
@@ -82,13 +84,10 @@ def _cached_response(request: Request, cached: CachedBody, if_none_match: str | 
 
 
 def _reservation(row: Any) -> dict[str, Any]:
-    price = row["unit_price"]
     return {
         "order_id": row["order_id"],
-        "product_id": row["product_id"],
-        "quantity": row["quantity"],
         "status": row["status"],
-        "unit_price": None if price is None else f"{price:.2f}",
+        "lines": orjson.loads(row["lines"]),
     }
 
 
@@ -178,67 +177,64 @@ async def update_stock(
     return json_response(product_dict(product))
 
 
-@router.post(
-    "/{product_id}/reservations",
+# Reservations: the saga's view of stock, one per order with every line (internal).
+reservations = APIRouter(prefix="/api/v1/reservations", tags=["reservations"])
+
+
+@reservations.post(
+    "",
     status_code=201,
     response_model=ReservationRead,
-    summary="Reserve stock for an order (internal; idempotent by order id)",
+    summary="Reserve every line of an order, all or nothing (internal; idempotent by order id)",
     responses={
         200: {"description": "Already reserved for this order", "model": ReservationRead},
         **problems(
+            404,
             409,
-            model=ProblemRead,
+            model=ReservationRefusal,
             descriptions={
-                409: "Insufficient stock (code insufficient_stock), the reservation was"
-                " released (reservation_released), or the order reserved other terms"
+                404: "A line's product does not exist (code product_not_found, with"
+                " product_ids); nothing was reserved",
+                409: "Insufficient stock (code insufficient_stock, one entry in errors per"
+                " short line with the stock available), the reservation was released"
+                " (reservation_released), or the order reserved other lines"
+                " (reservation_conflict); nothing was reserved",
             },
         ),
-        **NOT_FOUND,
         **PRIVILEGED,
     },
 )
-async def reserve(
-    product_id: ProductId, body: ReservationCreate, db: DbDep, cache: CacheDep, _: PrivilegedDep
-) -> Any:
-    return await _reserve(db, cache, product_id, body)
+async def reserve(body: ReservationCreate, db: DbDep, cache: CacheDep, _: PrivilegedDep) -> Any:
+    return await _reserve(db, cache, body)
 
 
 async def _reserve(
-    db: Database, cache: CatalogueCache | None, product_id: int, body: ReservationCreate
+    db: Database, cache: CatalogueCache | None, body: ReservationCreate
 ) -> JSONResponse:
-    reservation, created = await service.reserve_stock(
-        db=db, cache=cache, product_id=product_id, order_id=body.order_id, quantity=body.quantity
+    reservation, created = await service.reserve(
+        db=db, cache=cache, order_id=body.order_id, lines=body.pairs()
     )
     return json_response(_reservation(reservation), 201 if created else 200)
 
 
-async def lean_reserve(scope: Scope, params: dict[str, int], body: bytes) -> JSONResponse:
+async def lean_reserve(scope: Scope, _: dict[str, int], body: bytes) -> JSONResponse:
     """``reserve`` for its plain requests (``shop.common.fastpath``): the saga's every order."""
     reservation_in = fastpath.json_body(scope, body, ReservationCreate)
     if not (await fastpath.principal(scope)).is_privileged:
         raise fastpath.NotPlain  # the FastAPI route answers the 403
     state = scope["app"].state
-    return await _reserve(state.db, state.catalogue_cache, params["product_id"], reservation_in)
+    return await _reserve(state.db, state.catalogue_cache, reservation_in)
 
 
-@router.delete(
-    "/{product_id}/reservations/{order_id}",
+@reservations.delete(
+    "/{order_id}",
     response_model=ReservationRead,
-    summary="Release an order's stock (internal; idempotent: restores once)",
-    responses={
-        **problems(404, descriptions={404: "The order has no reservation of this product"}),
-        **PRIVILEGED,
-    },
+    summary="Release every line of an order's reservation (internal; idempotent: restores"
+    " once; before a reservation, refuses it for good)",
+    responses=PRIVILEGED,
 )
-async def release(
-    product_id: ProductId, order_id: OrderId, db: DbDep, cache: CacheDep, _: PrivilegedDep
-) -> Any:
-    reservation = await service.release_stock(
-        db=db, cache=cache, product_id=product_id, order_id=order_id
-    )
-    return json_response(_reservation(reservation))
+async def release(order_id: OrderId, db: DbDep, cache: CacheDep, _: PrivilegedDep) -> Any:
+    return json_response(_reservation(await service.release(db=db, cache=cache, order_id=order_id)))
 
 
-LEAN_ROUTES = [
-    fastpath.LeanRoute("POST", "/api/v1/products/{product_id}/reservations", lean_reserve)
-]
+LEAN_ROUTES = [fastpath.LeanRoute("POST", "/api/v1/reservations", lean_reserve)]

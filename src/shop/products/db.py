@@ -1,8 +1,9 @@
-"""The products and stock_reservations repository (the tables for Alembic: tables.py).
+"""The products and reservations repository (the tables for Alembic: tables.py).
 
-Every stock change an order makes is a row in ``stock_reservations`` keyed by the order id:
-reserving twice for one order reserves once, releasing twice restores once, and a release
-that arrives before its reservation leaves a tombstone that refuses the late reservation.
+Every stock change an order makes is its reservation (a row in ``reservations`` keyed by the
+order id) and one ``reservation_lines`` row per product: reserving twice for one order
+reserves once, releasing twice restores once, and a release that arrives before its
+reservation leaves a tombstone (a reservation with no lines) that refuses the late one.
 """
 
 from __future__ import annotations
@@ -167,55 +168,123 @@ class ReservationRepository:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def reserve(self, *, order_id: int, product_id: int, quantity: int) -> Any:
-        """Take stock and record the order's reservation in one statement, so the product's
-        row lock is held for one round trip only (a hot product serialises its buyers here).
+    async def reserve(self, *, order_id: int, lines: list[tuple[int, int]]) -> list[Any]:
+        """Take the stock of every line ``(product_id, quantity)`` and record the order's
+        reservation, all or nothing, in one statement: the products' row locks are held for
+        one round trip only (a hot product serialises its buyers here).
 
-        Returns the reservation, None if the stock (or product) was not there, and raises
-        UniqueViolationError if a concurrent call for the same order won.
+        The products are locked in id order before anything changes (the ``verdict`` count
+        reads all of ``locked`` first), so orders over overlapping products never deadlock.
+        Returns one row per live product asked for, with its stock as locked and
+        ``reserved``: True if every line was taken. Nothing is locked or taken when the order
+        already has a reservation (``reserved`` is then False for every row, or no rows).
+        Raises UniqueViolationError if a concurrent call for the same order won.
         """
-        return await self.conn.fetchrow(
-            """
-            WITH take AS (
-                UPDATE products SET stock = stock - $3, updated_at = now()
-                WHERE id = $2 AND deleted_at IS NULL AND stock >= $3
-                  AND NOT EXISTS (SELECT 1 FROM stock_reservations WHERE order_id = $1)
-                RETURNING id, name, description, price, stock, category, created_at, updated_at
-            ), event AS (
-                INSERT INTO outbox (type, subject, stream, data, traceparent)
-                SELECT 'shop.product.stock_changed', id::text, 'product:' || id, to_jsonb(take), $4
-                FROM take
+        product_ids = [p for p, _ in lines]
+        quantities = [q for _, q in lines]
+        return list(
+            await self.conn.fetch(
+                """
+                WITH wanted AS (
+                    SELECT * FROM unnest($2::bigint[], $3::int[]) AS w(product_id, quantity)
+                ), locked AS MATERIALIZED (
+                    SELECT p.id, p.name, p.price, p.stock, w.quantity
+                    FROM products p JOIN wanted w ON w.product_id = p.id
+                    WHERE p.deleted_at IS NULL
+                      AND NOT EXISTS (SELECT 1 FROM reservations WHERE order_id = $1)
+                    ORDER BY p.id
+                    FOR UPDATE OF p
+                ), verdict AS (
+                    SELECT count(*) = (SELECT count(*) FROM wanted)
+                           AND coalesce(bool_and(stock >= quantity), false) AS ok
+                    FROM locked
+                ), take AS (
+                    UPDATE products p SET stock = p.stock - l.quantity, updated_at = now()
+                    FROM locked l
+                    WHERE p.id = l.id AND (SELECT ok FROM verdict)
+                    RETURNING p.id, p.name, p.description, p.price, p.stock, p.category,
+                              p.created_at, p.updated_at, l.quantity
+                ), header AS (
+                    INSERT INTO reservations (order_id, status)
+                    SELECT $1, 'reserved' WHERE (SELECT ok FROM verdict)
+                ), lines AS (
+                    INSERT INTO reservation_lines (order_id, product_id, quantity, unit_price)
+                    SELECT $1, id, quantity, price FROM take
+                ), event AS (
+                    INSERT INTO outbox (type, subject, stream, data, traceparent)
+                    SELECT 'shop.product.stock_changed', id::text, 'product:' || id,
+                           to_jsonb(take) - 'quantity', $4
+                    FROM take
+                )
+                SELECT id AS product_id, name, price, stock, quantity,
+                       (SELECT ok FROM verdict) AS reserved
+                FROM locked ORDER BY id
+                """,
+                order_id,
+                product_ids,
+                quantities,
+                traceparent(),
             )
-            INSERT INTO stock_reservations (order_id, product_id, quantity, unit_price, status)
-            SELECT $1, $2, $3, price, 'reserved' FROM take
-            RETURNING *
-            """,
-            order_id,
-            product_id,
-            quantity,
-            traceparent(),
         )
 
-    async def get(self, order_id: int, *, lock: bool = False) -> Any:
+    async def get(self, order_id: int) -> Any:
+        """The order's reservation with its ``lines`` (product_id, name, quantity, unit_price),
+        or None."""
         return await self.conn.fetchrow(
-            "SELECT * FROM stock_reservations WHERE order_id = $1"
-            + (" FOR UPDATE" if lock else ""),
+            "SELECT r.order_id, r.status, coalesce(("
+            "  SELECT jsonb_agg(jsonb_build_object('product_id', l.product_id, 'name', p.name,"
+            "  'quantity', l.quantity, 'unit_price', l.unit_price::text) ORDER BY l.product_id)"
+            "  FROM reservation_lines l JOIN products p ON p.id = l.product_id"
+            "  WHERE l.order_id = r.order_id), '[]'::jsonb) AS lines"
+            " FROM reservations r WHERE r.order_id = $1",
             order_id,
         )
 
-    async def tombstone(self, *, order_id: int, product_id: int) -> bool:
+    async def tombstone(self, order_id: int) -> bool:
+        """Record the order as released before it reserved; False if it has a reservation."""
         return bool(
             await self.conn.fetchval(
-                "INSERT INTO stock_reservations (order_id, product_id, quantity, status)"
-                " VALUES ($1, $2, 0, 'released') ON CONFLICT (order_id) DO NOTHING RETURNING true",
+                "INSERT INTO reservations (order_id, status) VALUES ($1, 'released')"
+                " ON CONFLICT (order_id) DO NOTHING RETURNING true",
                 order_id,
-                product_id,
             )
         )
 
-    async def mark_released(self, order_id: int) -> Any:
-        return await self.conn.fetchrow(
-            "UPDATE stock_reservations SET status = 'released', updated_at = now()"
-            " WHERE order_id = $1 RETURNING *",
+    async def release(self, order_id: int) -> list[int]:
+        """Give back the stock of every line of a reserved order, once, in one statement
+        (the products locked in id order first, as ``reserve`` does). Returns the ids of the
+        products restocked (none if it was released already). A deleted product is restocked
+        too: its row is kept (soft delete) for this."""
+        rows = await self.conn.fetch(
+            """
+            WITH locked AS MATERIALIZED (
+                SELECT p.id, l.quantity
+                FROM reservation_lines l JOIN products p ON p.id = l.product_id
+                JOIN reservations r ON r.order_id = l.order_id
+                WHERE l.order_id = $1 AND r.status = 'reserved'
+                ORDER BY p.id
+                FOR UPDATE OF p, r
+            ), gate AS (
+                SELECT count(*) AS n FROM locked
+            ), header AS (
+                UPDATE reservations SET status = 'released', updated_at = now()
+                WHERE order_id = $1 AND status = 'reserved' AND (SELECT n FROM gate) >= 0
+                RETURNING order_id
+            ), back AS (
+                UPDATE products p SET stock = p.stock + l.quantity, updated_at = now()
+                FROM locked l, header h
+                WHERE p.id = l.id
+                RETURNING p.id, p.name, p.description, p.price, p.stock, p.category,
+                          p.created_at, p.updated_at
+            ), event AS (
+                INSERT INTO outbox (type, subject, stream, data, traceparent)
+                SELECT 'shop.product.stock_changed', id::text, 'product:' || id, to_jsonb(back),
+                       $2
+                FROM back
+            )
+            SELECT id FROM back ORDER BY id
+            """,
             order_id,
+            traceparent(),
         )
+        return [r["id"] for r in rows]

@@ -7,7 +7,18 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
-from shop.common.types import Id, Int, Money, Page, PositiveMoney, StrictModel, text
+from shop.common.types import (
+    ORDER_LINES_MAX,
+    ORDER_QUANTITY_MAX,
+    Id,
+    Int,
+    Money,
+    Page,
+    PositiveMoney,
+    ProblemRead,
+    StrictModel,
+    text,
+)
 
 Name = text(1, 200, examples=["Mechanical keyboard"])
 CATEGORY_MAX_LENGTH = 100
@@ -87,17 +98,46 @@ ID_LIST_DESCRIPTION = (
 )
 
 
+class ReservationLineIn(StrictModel):
+    product_id: Id
+    quantity: Int = Field(ge=1, le=ORDER_QUANTITY_MAX)
+
+
 class ReservationCreate(StrictModel):
+    """Every line of one order, reserved all or nothing (each product at most once)."""
+
     order_id: Id
-    quantity: Int = Field(ge=1, le=10_000)
+    lines: list[ReservationLineIn] = Field(min_length=1, max_length=ORDER_LINES_MAX)
+
+    @model_validator(mode="after")
+    def _one_line_per_product(self) -> Self:
+        if len({line.product_id for line in self.lines}) != len(self.lines):
+            raise ValueError("each product may appear in one line only")
+        return self
+
+    def pairs(self) -> list[tuple[int, int]]:
+        return [(line.product_id, line.quantity) for line in self.lines]
+
+
+class ReservationRefusal(ProblemRead):
+    product_ids: list[int] | None = Field(
+        default=None, description="For product_not_found: the lines' products that do not exist"
+    )
+
+
+class ReservationLineRead(BaseModel):
+    product_id: int
+    name: str = Field(description="The product's name now")
+    quantity: int
+    unit_price: Money = Field(description="The price the stock was reserved at")
 
 
 class ReservationRead(BaseModel):
     order_id: int
-    product_id: int
-    quantity: int
-    unit_price: Money | None
     status: Literal["reserved", "released"]
+    lines: list[ReservationLineRead] = Field(
+        description="Empty for an order released before it reserved anything"
+    )
 
 
 # The wire form of a product, serialised once from the repository's row (the shape of

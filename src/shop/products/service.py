@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import orjson
 
 from shop.common.db import Database
 from shop.common.errors import Conflict, NotFound
@@ -126,71 +127,90 @@ async def update_stock(
     return product
 
 
-async def reserve_stock(
-    *, db: Database, cache: CatalogueCache | None, product_id: int, order_id: int, quantity: int
+async def reserve(
+    *, db: Database, cache: CatalogueCache | None, order_id: int, lines: list[tuple[int, int]]
 ) -> tuple[Any, bool]:
-    """Take stock for an order, once. Returns the reservation and whether it is new."""
-    reservation, created = await _reserve(
-        db=db, product_id=product_id, order_id=order_id, quantity=quantity
-    )
-    if created:  # after the connection is back in the pool: Redis calls do not hold it
-        await _changed(cache, product_id, lists=False)
-    return reservation, created
+    """Take the stock of every line ``(product_id, quantity)`` for an order, all or nothing,
+    once. Returns the reservation (``ReservationRepository.get``) and whether it is new.
 
-
-async def _reserve(
-    *, db: Database, product_id: int, order_id: int, quantity: int
-) -> tuple[Any, bool]:
+    Refusals name what refused: an unknown product is a NotFound with ``product_ids``; short
+    stock a Conflict with one ``errors`` entry per short line (its index in ``lines`` and the
+    stock left); a reservation of this order already released, or made with other lines, a
+    Conflict too, with its own ``code``.
+    """
     async with db.acquire() as conn:
-        products, reservations = ProductRepository(conn), ReservationRepository(conn)
+        reservations = ReservationRepository(conn)
         try:
-            reservation = await reservations.reserve(
-                order_id=order_id, product_id=product_id, quantity=quantity
-            )
+            rows = await reservations.reserve(order_id=order_id, lines=lines)
         except asyncpg.UniqueViolationError:
-            reservation = None  # a concurrent call for this order won: answer with its result
-        if reservation is not None:
-            return reservation, True
-        existing = await reservations.get(order_id)
-        if existing is None:
-            if not await products.exists(product_id):
-                raise _missing(product_id)
-            STOCK_OUTS.inc()
-            raise Conflict(
-                f"Product {product_id} has fewer than {quantity} in stock.",
-                extra={"code": "insufficient_stock"},
-            )
+            rows = []  # a concurrent call for this order won: answer with its result
+        if rows and rows[0]["reserved"]:
+            reservation = await reservations.get(order_id)
+        else:
+            existing = await reservations.get(order_id)
+            if existing is None:
+                raise _refusal(lines, rows)
+            return _same_terms(existing, order_id, lines), False
+    # After the connection is back in the pool: Redis calls do not hold it.
+    for product_id, _ in lines:
+        await _changed(cache, product_id, lists=False)
+    return reservation, True
+
+
+def _refusal(lines: list[tuple[int, int]], rows: list[Any]) -> NotFound | Conflict:
+    found = {r["product_id"]: r for r in rows}
+    missing = [p for p, _ in lines if p not in found]
+    if missing:
+        return NotFound(
+            f"No product {', '.join(map(str, missing))}.",
+            extra={"code": "product_not_found", "product_ids": missing},
+        )
+    short = [
+        {
+            "loc": ["body", "lines", i, "quantity"],
+            "msg": f"only {found[p]['stock']} of product {p} in stock",
+            "available": found[p]["stock"],
+        }
+        for i, (p, quantity) in enumerate(lines)
+        if found[p]["stock"] < quantity
+    ]
+    STOCK_OUTS.inc()
+    return Conflict(
+        f"Not enough stock for {len(short)} of the lines; nothing was reserved.",
+        errors=short,
+        extra={"code": "insufficient_stock"},
+    )
+
+
+def _same_terms(existing: Any, order_id: int, lines: list[tuple[int, int]]) -> Any:
     if existing["status"] != "reserved":
         raise Conflict(
             f"The reservation of order {order_id} was released.",
             extra={"code": "reservation_released"},
         )
-    if existing["product_id"] != product_id or existing["quantity"] != quantity:
-        raise Conflict(f"Order {order_id} already reserved another product or quantity.")
-    return existing, False
+    held = sorted((line["product_id"], line["quantity"]) for line in _lines(existing))
+    if held != sorted(lines):
+        raise Conflict(
+            f"Order {order_id} already reserved other lines.",
+            extra={"code": "reservation_conflict"},
+        )
+    return existing
 
 
-async def release_stock(
-    *, db: Database, cache: CatalogueCache | None, product_id: int, order_id: int
-) -> Any:
-    """Give an order's stock back, once; leave a tombstone if nothing was reserved yet."""
-    reservation, restocked = await _release(db=db, product_id=product_id, order_id=order_id)
-    if restocked:
+def _lines(reservation: Any) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = orjson.loads(reservation["lines"])
+    return lines
+
+
+async def release(*, db: Database, cache: CatalogueCache | None, order_id: int) -> Any:
+    """Give back the stock of every line of an order, once; if it reserved nothing yet, leave
+    a tombstone that refuses its late reservation. Returns the (released) reservation."""
+    async with db.acquire() as conn:
+        reservations = ReservationRepository(conn)
+        restocked: list[int] = []
+        if not await reservations.tombstone(order_id):
+            restocked = await reservations.release(order_id)
+        reservation = await reservations.get(order_id)
+    for product_id in restocked:
         await _changed(cache, product_id, lists=False)
     return reservation
-
-
-async def _release(*, db: Database, product_id: int, order_id: int) -> tuple[Any, bool]:
-    async with db.acquire() as conn, conn.transaction():
-        products, reservations = ProductRepository(conn), ReservationRepository(conn)
-        reservation = await reservations.get(order_id, lock=True)
-        if reservation is None:
-            if await reservations.tombstone(order_id=order_id, product_id=product_id):
-                return await reservations.get(order_id), False
-            reservation = await reservations.get(order_id, lock=True)  # lost a race: re-read
-        if reservation["product_id"] != product_id:
-            raise NotFound(f"Order {order_id} has no reservation of product {product_id}.")
-        if reservation["status"] == "reserved":
-            await products.return_stock(product_id, reservation["quantity"])
-            return await reservations.mark_released(order_id), True
-        return reservation, False

@@ -1,4 +1,4 @@
-"""The products and stock_reservations tables, for Alembic: apart from db.py (see
+"""The products, reservations and reservation_lines tables, for Alembic: apart from db.py (see
 ``shop.common.tables``)."""
 
 from __future__ import annotations
@@ -37,13 +37,12 @@ sa.Index(
     postgresql_where=products.c.deleted_at.is_(None),
 )
 
-stock_reservations = sa.Table(
-    "stock_reservations",
+# An order's reservation (one per order id, whatever it holds) and its lines (one per product).
+# A reservation with no lines is a tombstone: the order was released before it reserved.
+reservations = sa.Table(
+    "reservations",
     metadata,
     sa.Column("order_id", sa.BigInteger, primary_key=True),
-    sa.Column("product_id", sa.BigInteger, nullable=False),
-    sa.Column("quantity", sa.Integer, nullable=False),
-    sa.Column("unit_price", sa.Numeric(12, 2), nullable=True),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
@@ -52,5 +51,20 @@ stock_reservations = sa.Table(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.CheckConstraint("status IN ('reserved', 'released')", name="reservations_status_check"),
-    sa.CheckConstraint("quantity >= 0", name="reservations_quantity_check"),
 )
+
+reservation_lines = sa.Table(
+    "reservation_lines",
+    metadata,
+    sa.Column(
+        "order_id",
+        sa.BigInteger,
+        sa.ForeignKey("reservations.order_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("product_id", sa.BigInteger, primary_key=True),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("unit_price", sa.Numeric(12, 2), nullable=False),
+    sa.CheckConstraint("quantity > 0", name="reservation_lines_quantity_check"),
+)
+sa.Index("reservation_lines_product_idx", reservation_lines.c.product_id)

@@ -39,17 +39,21 @@ def with_event(
     traceparent_param: int,
     subject: str = "id::text",
     where: str = "true",
+    also: str = "",
+    data: str = "to_jsonb(changed)",
 ) -> str:
     """``statement`` (an INSERT/UPDATE ... RETURNING) plus the insert of its event, one per
     returned row that matches ``where``. ``type_sql`` is a SQL expression over the row (a
     constant like ``'shop.product.created'`` or ``'shop.order.' || status``); the statement
-    takes the current ``traceparent()`` as parameter ``$traceparent_param``. It returns the
-    statement's rows, as before."""
+    takes the current ``traceparent()`` as parameter ``$traceparent_param``. ``also`` adds
+    statements that follow from the change (CTEs that may read ``changed``), and ``data`` the
+    event's data if it is more than the row. It returns the statement's rows, as before."""
     # Every part is a constant of the calling repository, never input: no injection here.
+    follows = f" {also}," if also else ""
     return (
-        f"WITH changed AS ({statement}),"  # noqa: S608
+        f"WITH changed AS ({statement}),{follows}"  # noqa: S608
         " event AS (INSERT INTO outbox (type, subject, stream, data, traceparent)"
-        f" SELECT {type_sql}, {subject}, '{stream}:' || {subject}, to_jsonb(changed),"
+        f" SELECT {type_sql}, {subject}, '{stream}:' || {subject}, {data},"
         f" ${traceparent_param} FROM changed WHERE {where})"
         " SELECT * FROM changed"
     )
