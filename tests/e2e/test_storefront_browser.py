@@ -131,9 +131,8 @@ class Api:
             )
         token = login.json()["access_token"]
         claims = token.split(".")[1]
-        self.user_id = int(
-            json.loads(base64.urlsafe_b64decode(claims + "=" * -len(claims) % 4))["sub"]
-        )
+        payload = base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4))
+        self.user_id = int(json.loads(payload)["sub"])
         self.headers = {"Authorization": f"Bearer {token}"}
 
     def get(self, service: str, path: str) -> Any:
