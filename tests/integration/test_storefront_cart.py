@@ -271,6 +271,23 @@ async def test_a_checkout_short_of_stock_names_the_line_and_keeps_the_cart(
         (["body", "lines", 1, "quantity"], str(scarce["id"]), 1)
     ]
     assert (await shop.gql(CART, token))["data"]["cart"]["count"] == 5  # kept, all of it
+
+    # The service keeps the refused order as failed, never priced: GraphQL says so, and names
+    # its lines from the products as they are now.
+    failed = await shop.gql(
+        "query ($id: ID!) { order(id: $id) { status totalPrice lines { name unitPrice"
+        " lineTotal priced } } }",
+        token,
+        id=str(refused["errors"][0]["extensions"]["order_id"]),
+    )
+    assert failed["data"]["order"] == {
+        "status": "failed",
+        "totalPrice": "0.00",
+        "lines": [
+            {"name": "Plenty", "unitPrice": "1.00", "lineTotal": "0.00", "priced": False},
+            {"name": "Scarce", "unitPrice": "2.00", "lineTotal": "0.00", "priced": False},
+        ],
+    }
     user_id = await _user_id(shop, token)
     payments = await platform.sql(
         "payments", "SELECT count(*) FROM payments WHERE user_id=$1", user_id
@@ -378,3 +395,26 @@ async def test_changes_from_many_devices_at_once_all_count(
     finally:
         await carts.aclose()
     assert anonymous.changed is False  # a signed-in customer's cart never touched the cookie
+
+
+async def test_a_deleted_product_leaves_the_cart(
+    shop: Storefront,
+    make_product: Callable[..., Any],
+    platform: Platform,
+    redis: aioredis.Redis,
+    prefix: str,
+) -> None:
+    token = await _customer(shop, "cart_deleted")
+    kept = await make_product(name="Kept", price="1.00")
+    dropped = await make_product(name="Dropped", price="9.00")
+    await shop.gql(ADD, token, p=str(kept["id"]), q=1)
+    await shop.gql(ADD, token, p=str(dropped["id"]), q=4)
+    gone = await platform.products.delete(
+        f"/api/v1/products/{dropped['id']}", headers=platform.admin
+    )
+    assert gone.status_code == 204, gone.text
+
+    cart = (await shop.gql(CART, token))["data"]["cart"]
+    assert (cart["count"], cart["total"]) == (1, "1.00")
+    # Gone from storage too, so it takes no place among the 50 lines and no count in the header.
+    assert await redis.hgetall(f"{prefix}{await _user_id(shop, token)}") == {str(kept["id"]): "1"}

@@ -310,8 +310,11 @@ class Cart:
     count: int = strawberry.field(description="How many items: the sum of the quantities.")
 
 
-async def _cart_view(context: Context, cart: carts.Cart) -> Cart:
+async def _cart_view(context: Context, cart: carts.Cart, store: CartStore) -> Cart:
+    """The cart priced now; products deleted since they were added leave it for good."""
     products = await context.products.load_many(list(cart))
+    if gone := [p for p, found in zip(cart, products, strict=True) if found is None]:
+        await store.update(lambda current: carts.without(current, *gone))
     lines = [
         CartLine(
             product=Product.of(product),
@@ -417,7 +420,8 @@ class Query:
     )
     async def cart(self, info: Info[Context, None]) -> Cart:
         context = ctx(info)
-        return await _cart_view(context, await (await context.cart()).load())
+        store = await context.cart()
+        return await _cart_view(context, await store.load(), store)
 
     @strawberry.field(description="The caller; null without a token.")
     async def me(self, info: Info[Context, None]) -> User | None:
@@ -531,9 +535,8 @@ class Mutation:
         if await context.products.load(wanted) is None:
             raise ApiError("NOT_FOUND", "No such product.")
         store = await context.cart()
-        return await _cart_view(
-            context, await store.update(lambda cart: carts.added(cart, wanted, quantity))
-        )
+        cart = await store.update(lambda current: carts.added(current, wanted, quantity))
+        return await _cart_view(context, cart, store)
 
     @strawberry.mutation(description="Set a cart line's quantity; 0 removes it.")
     async def set_cart_quantity(
@@ -542,16 +545,16 @@ class Mutation:
         context = ctx(info)
         wanted = _id(product_id, "productId")
         store = await context.cart()
-        return await _cart_view(
-            context, await store.update(lambda cart: carts.with_quantity(cart, wanted, quantity))
-        )
+        cart = await store.update(lambda current: carts.with_quantity(current, wanted, quantity))
+        return await _cart_view(context, cart, store)
 
     @strawberry.mutation(description="Take a product out of the cart.")
     async def remove_from_cart(self, info: Info[Context, None], product_id: strawberry.ID) -> Cart:
         context = ctx(info)
         wanted = _id(product_id, "productId")
         store = await context.cart()
-        return await _cart_view(context, await store.update(lambda c: carts.without(c, wanted)))
+        cart = await store.update(lambda c: carts.without(c, wanted))
+        return await _cart_view(context, cart, store)
 
     @strawberry.mutation(
         description="Place one order for the whole cart, paid once; the ordered lines leave the"
@@ -568,7 +571,7 @@ class Mutation:
         context = ctx(info)
         await context.user()
         store = await context.cart()
-        view = await _cart_view(context, await store.load())
+        view = await _cart_view(context, await store.load(), store)
         wanted = [(int(line.product.id), line.quantity) for line in view.lines]
         if wanted and idempotency_key:
             await store.remember_checkout(idempotency_key, wanted)
