@@ -20,9 +20,10 @@ ALL = (
     "login",
     "order",
     "flash_sale",
+    "cart",
     "mixed",
 )
-ORDERS = ("order", "flash_sale")  # the scenarios that place orders
+ORDERS = ("order", "flash_sale", "cart")  # the scenarios that place orders
 FLASH_PRODUCT = 1  # every flash-sale order is for this product
 FLASH_STOCK = 10_000_000  # its stock for the run: the sale never sells out
 # The scenarios measured through the Envoy gateway (the rest go to the service directly):
@@ -108,6 +109,15 @@ def job(
                 "product": str(FLASH_PRODUCT),
                 "tokens": str(tokens_file),
             },
+            rate,
+        )
+    if name == "cart":  # three lines of three random products: one order, one payment
+        return Job(
+            name,
+            platform.url("orders", via_gateway=via_gateway),
+            "cart.lua",
+            connections,
+            {"products": str(platform.products), "tokens": str(tokens_file)},
             rate,
         )
     raise ValueError(f"unknown request kind {name}")

@@ -140,21 +140,32 @@ async def test_a_write_on_one_replica_invalidates_the_other(
     assert await _eventually(b_sees_rename)
     assert await _eventually(b_list_sees_rename)
 
-    # A reservation (the order path) on A: B's product page shows the new stock.
+    # A reservation of two lines (the order path) on A: B's pages of both products show the
+    # new stock (each product moved is dropped), and so after the release on B.
+    other = await _new_product(a, platform.admin, name="Other widget", stock=4)
+    other_path = f"/api/v1/products/{other['id']}"
+    assert (await b.get(other_path)).json()["stock"] == 4
+    assert await _eventually(lambda: _served_from_near(b, other_path))
+    lines = [
+        {"product_id": product["id"], "quantity": 2},
+        {"product_id": other["id"], "quantity": 1},
+    ]
     reserve = await a.post(
         "/api/v1/reservations",
-        json={"order_id": 4242, "lines": [{"product_id": product["id"], "quantity": 2}]},
+        json={"order_id": 4242, "lines": lines},
         headers=platform.service_token(),
     )
     assert reserve.status_code == 201, reserve.text
 
-    async def b_sees_stock(stock: int) -> bool:
-        return bool((await b.get(path)).json()["stock"] == stock)
+    async def b_sees_stock(at: str, stock: int) -> bool:
+        return bool((await b.get(at)).json()["stock"] == stock)
 
-    assert await _eventually(lambda: b_sees_stock(3))
+    assert await _eventually(lambda: b_sees_stock(path, 3))
+    assert await _eventually(lambda: b_sees_stock(other_path, 3))
     release = await b.delete("/api/v1/reservations/4242", headers=platform.service_token())
     assert release.status_code == 200
     assert await _eventually(lambda: _same_stock(a, path, 5))
+    assert await _eventually(lambda: _same_stock(a, other_path, 4))
 
     # A delete on B: A answers 404.
     assert (await b.delete(path, headers=platform.admin)).status_code == 204

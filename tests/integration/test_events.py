@@ -435,10 +435,15 @@ async def test_the_customer_gets_an_email_for_registration_and_payment(
             )
             assert registered.status_code == 201, registered.text
             user_id = registered.json()["id"]
-            product = await make_product(price="3.00")
+            product = await make_product(price="3.00", name="Mug")
+            other = await make_product(price="1.25", name="Spoon")
+            lines = [
+                {"product_id": product["id"], "quantity": 2},
+                {"product_id": other["id"], "quantity": 4},
+            ]
             response = await platform.orders.post(
                 "/api/v1/orders",
-                json={"product_id": product["id"], "quantity": 2, "payment_method": "card"},
+                json={"lines": lines, "payment_method": "card"},
                 headers=platform.token(user_id),
             )
             assert response.status_code == 201, response.text
@@ -455,7 +460,11 @@ async def test_the_customer_gets_an_email_for_registration_and_payment(
     paid = by_event["shop.order.paid"]
     assert paid["To"] == "mia@example.com"
     assert paid["Subject"] == f"Order {response.json()['id']} is paid"
-    assert "6.00 USD" in paid.get_content()
+    # One row per line, then the total (issue 28).
+    body = paid.get_content()
+    assert "2 x Mug at 3.00 = 6.00" in body
+    assert "4 x Spoon at 1.25 = 5.00" in body
+    assert "Total: 11.00 USD" in body
 
 
 async def test_two_relays_share_one_outbox_without_doubles_and_in_order(

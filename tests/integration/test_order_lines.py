@@ -7,6 +7,7 @@ import asyncio
 import itertools
 from typing import Any
 
+import orjson
 import pytest
 
 from shop.ops.consistency import check
@@ -211,3 +212,33 @@ async def test_concurrent_carts_over_overlapping_products_never_deadlock_or_over
         "payments", "SELECT count(*) AS n FROM payments WHERE status = 'completed'"
     )
     assert paid[0]["n"] == 20  # one payment per paid cart, none for a refused one
+
+
+async def test_the_orders_events_carry_its_lines_and_each_product_moved_has_its_own(
+    platform: Platform, make_product
+) -> None:
+    from shop.orders.app import RENDER
+
+    a = await make_product(name="Mug", price="3.00", stock=5)
+    b = await make_product(name="Spoon", price="1.25", stock=5)
+    order = (await place(platform, [(a["id"], 2), (b["id"], 4)])).json()
+    events = await platform.sql(
+        "orders",
+        "SELECT type, data::text FROM outbox WHERE subject = $1 ORDER BY id",
+        str(order["id"]),
+    )
+    assert [e["type"] for e in events] == ["shop.order.placed", "shop.order.paid"]
+    placed, paid = (orjson.loads(RENDER(e["type"], e["data"])) for e in events)
+    assert [(line["product_id"], line["quantity"]) for line in placed["lines"]] == [
+        (a["id"], 2),
+        (b["id"], 4),
+    ]
+    assert paid["lines"] == order["lines"]
+    assert paid["total_price"] == "11.00"
+    moved = await platform.sql(
+        "products",
+        "SELECT subject FROM outbox WHERE type = 'shop.product.stock_changed'"
+        " AND subject = ANY($1::text[]) ORDER BY subject",
+        [str(a["id"]), str(b["id"])],
+    )
+    assert sorted(m["subject"] for m in moved) == sorted([str(a["id"]), str(b["id"])])

@@ -96,6 +96,16 @@ def test_each_mailed_event_has_an_email_and_others_none() -> None:
     paid = compose(_event("shop.order.paid", **order), user, sender="s@x")
     assert paid is not None
     assert "6.00 USD" in paid.get_content()
+    lines = [
+        {"product_id": 1, "name": "Mug", "quantity": 2, "unit_price": "3.00", "line_total": "6.00"},
+        {"product_id": 4, "name": None, "quantity": 1, "unit_price": None, "line_total": None},
+    ]
+    cart = compose(_event("shop.order.paid", **order, lines=lines), user, sender="s@x")
+    assert cart is not None
+    assert cart.get_content().splitlines()[4:6] == [
+        "  2 x Mug at 3.00 = 6.00",
+        "  1 x product 4 at - = -",
+    ]
     assert compose(_event("shop.order.shipped", **order), user, sender="s@x") is None
 
 

@@ -28,8 +28,8 @@ SUBJECTS = {
 BODIES = {
     "shop.user.registered": "Hello {username},\n\nyour account is ready. Happy shopping!\n",
     "shop.order.paid": (
-        "Hello {username},\n\nthank you: order {id} ({quantity} x product {product_id}) is paid,"
-        " {total_price} {currency}. We will tell you when it ships.\n"
+        "Hello {username},\n\nthank you: order {id} is paid.\n\n{lines}\n\n"
+        "Total: {total_price} {currency}\n\nWe will tell you when it ships.\n"
     ),
     "shop.order.cancelled": (
         "Hello {username},\n\norder {id} is cancelled. Any payment has been refunded.\n"
@@ -44,7 +44,7 @@ BODIES = {
 def compose(event: Event, user: dict[str, Any], *, sender: str) -> EmailMessage | None:
     if event.type not in SUBJECTS:
         return None
-    fields = {**event.data, "username": user["username"]}
+    fields = {**event.data, "username": user["username"], "lines": _lines(event.data)}
     message = EmailMessage()
     message["From"] = sender
     message["To"] = user["email"]
@@ -53,6 +53,20 @@ def compose(event: Event, user: dict[str, Any], *, sender: str) -> EmailMessage 
     message["X-Shop-Event"] = event.type
     message.set_content(BODIES[event.type].format_map(_Blank(fields)))
     return message
+
+
+def _lines(order: dict[str, Any]) -> str:
+    """The order's lines, one per row: quantity, name, unit price and line total."""
+    lines = order.get("lines") or [
+        {"product_id": order.get("product_id"), "quantity": order.get("quantity")}
+    ]
+    return "\n".join(_line(line) for line in lines)
+
+
+def _line(line: dict[str, Any]) -> str:
+    name = line.get("name") or f"product {line.get('product_id')}"
+    price, total = line.get("unit_price") or "-", line.get("line_total") or "-"
+    return f"  {line.get('quantity')} x {name} at {price} = {total}"
 
 
 class _Blank(dict[str, Any]):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from starlette.types import Scope
 
@@ -81,14 +80,6 @@ def _cached_response(request: Request, cached: CachedBody, if_none_match: str | 
     if cached.matches(if_none_match):
         return Response(status_code=304, headers=headers)
     return Response(cached.body, media_type="application/json", headers=headers)
-
-
-def _reservation(row: Any) -> dict[str, Any]:
-    return {
-        "order_id": row["order_id"],
-        "status": row["status"],
-        "lines": orjson.loads(row["lines"]),
-    }
 
 
 @router.get("", response_model=ProductPage, responses=CACHED_READ)
@@ -214,7 +205,7 @@ async def _reserve(
     reservation, created = await service.reserve(
         db=db, cache=cache, order_id=body.order_id, lines=body.pairs()
     )
-    return json_response(_reservation(reservation), 201 if created else 200)
+    return json_response(reservation, 201 if created else 200)
 
 
 async def lean_reserve(scope: Scope, _: dict[str, int], body: bytes) -> JSONResponse:
@@ -234,7 +225,7 @@ async def lean_reserve(scope: Scope, _: dict[str, int], body: bytes) -> JSONResp
     responses=PRIVILEGED,
 )
 async def release(order_id: OrderId, db: DbDep, cache: CacheDep, _: PrivilegedDep) -> Any:
-    return json_response(_reservation(await service.release(db=db, cache=cache, order_id=order_id)))
+    return json_response(await service.release(db=db, cache=cache, order_id=order_id))
 
 
 LEAN_ROUTES = [fastpath.LeanRoute("POST", "/api/v1/reservations", lean_reserve)]

@@ -129,7 +129,7 @@ async def update_stock(
 
 async def reserve(
     *, db: Database, cache: CatalogueCache | None, order_id: int, lines: list[tuple[int, int]]
-) -> tuple[Any, bool]:
+) -> tuple[dict[str, Any], bool]:
     """Take the stock of every line ``(product_id, quantity)`` for an order, all or nothing,
     once. Returns the reservation (``ReservationRepository.get``) and whether it is new.
 
@@ -145,9 +145,21 @@ async def reserve(
         except asyncpg.UniqueViolationError:
             rows = []  # a concurrent call for this order won: answer with its result
         if rows and rows[0]["reserved"]:
-            reservation = await reservations.get(order_id)
+            reservation = {
+                "order_id": order_id,
+                "status": "reserved",
+                "lines": [
+                    {
+                        "product_id": r["product_id"],
+                        "name": r["name"],
+                        "quantity": r["quantity"],
+                        "unit_price": f"{r['price']:.2f}",
+                    }
+                    for r in rows
+                ],
+            }
         else:
-            existing = await reservations.get(order_id)
+            existing = _parsed(await reservations.get(order_id))
             if existing is None:
                 raise _refusal(lines, rows)
             return _same_terms(existing, order_id, lines), False
@@ -182,13 +194,15 @@ def _refusal(lines: list[tuple[int, int]], rows: list[Any]) -> NotFound | Confli
     )
 
 
-def _same_terms(existing: Any, order_id: int, lines: list[tuple[int, int]]) -> Any:
+def _same_terms(
+    existing: dict[str, Any], order_id: int, lines: list[tuple[int, int]]
+) -> dict[str, Any]:
     if existing["status"] != "reserved":
         raise Conflict(
             f"The reservation of order {order_id} was released.",
             extra={"code": "reservation_released"},
         )
-    held = sorted((line["product_id"], line["quantity"]) for line in _lines(existing))
+    held = sorted((line["product_id"], line["quantity"]) for line in existing["lines"])
     if held != sorted(lines):
         raise Conflict(
             f"Order {order_id} already reserved other lines.",
@@ -197,12 +211,20 @@ def _same_terms(existing: Any, order_id: int, lines: list[tuple[int, int]]) -> A
     return existing
 
 
-def _lines(reservation: Any) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = orjson.loads(reservation["lines"])
-    return lines
+def _parsed(reservation: Any) -> dict[str, Any] | None:
+    """A reservation as the API answers it: order_id, status and its lines (parsed)."""
+    if reservation is None:
+        return None
+    return {
+        "order_id": reservation["order_id"],
+        "status": reservation["status"],
+        "lines": orjson.loads(reservation["lines"]),
+    }
 
 
-async def release(*, db: Database, cache: CatalogueCache | None, order_id: int) -> Any:
+async def release(
+    *, db: Database, cache: CatalogueCache | None, order_id: int
+) -> dict[str, Any] | None:
     """Give back the stock of every line of an order, once; if it reserved nothing yet, leave
     a tombstone that refuses its late reservation. Returns the (released) reservation."""
     async with db.acquire() as conn:
@@ -210,7 +232,7 @@ async def release(*, db: Database, cache: CatalogueCache | None, order_id: int) 
         restocked: list[int] = []
         if not await reservations.tombstone(order_id):
             restocked = await reservations.release(order_id)
-        reservation = await reservations.get(order_id)
+        reservation = _parsed(await reservations.get(order_id))
     for product_id in restocked:
         await _changed(cache, product_id, lists=False)
     return reservation
