@@ -253,6 +253,10 @@ async def test_a_retried_checkout_answers_the_same_order_once_the_cart_is_empty(
     stock = await platform.products.get(f"/api/v1/products/{product['id']}")
     assert stock.json()["stock"] == 3
     assert codes(await shop.gql(CHECKOUT, token, k="cart-retry-2")) == ["BAD_USER_INPUT"]
+    await shop.gql(ADD, token, p=str(product["id"]), q=1)
+    for bad in ("", "k" * 256):  # the services' Idempotency-Key bounds, before anything is kept
+        assert codes(await shop.gql(CHECKOUT, token, k=bad)) == ["BAD_USER_INPUT"]
+    assert (await shop.gql(CART, token))["data"]["cart"]["count"] == 1
 
 
 async def test_a_checkout_short_of_stock_names_the_line_and_keeps_the_cart(

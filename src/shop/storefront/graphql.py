@@ -26,6 +26,7 @@ from strawberry.types import Info
 
 from shop.common.auth import Principal, TokenVerifier
 from shop.common.errors import Unauthorized
+from shop.common.idempotency import MAX_KEY_LENGTH
 from shop.common.logging import get_logger
 from shop.common.types import MAX_ID, format_money
 from shop.storefront import cart as carts
@@ -570,6 +571,10 @@ class Mutation:
     ) -> Order:
         context = ctx(info)
         await context.user()
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY_LENGTH:
+            raise ApiError(
+                "BAD_USER_INPUT", f"idempotencyKey must be 1-{MAX_KEY_LENGTH} characters."
+            )
         store = await context.cart()
         view = await _cart_view(context, await store.load(), store)
         wanted = [(int(line.product.id), line.quantity) for line in view.lines]
