@@ -40,6 +40,7 @@ class Span:
     name: str
     kind: int
     attributes: dict[str, Any]
+    scope: str = ""  # the instrumentation that made it (its instrumentation scope's name)
 
 
 def _value(value: AnyValue) -> Any:
@@ -85,6 +86,7 @@ class OtlpReceiver(ThreadingHTTPServer):
                 name=span.name,
                 kind=span.kind,
                 attributes=_attributes(span.attributes),
+                scope=scope.scope.name,
             )
             for rs in request.resource_spans
             for scope in rs.scope_spans

@@ -76,6 +76,7 @@ SERVICE_METRICS = frozenset(
         "shop_payment_amount_total",
         "shop_refunds_total",
         "shop_stock_outs_total",
+        "shop_lean_requests_total",
         "shop_saga_recovery_backlog",
         "shop_saga_recovered_total",
         "shop_catalogue_cache_hits_total",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 
+import httpx
 import pytest
 
 from tests.monitoring.live import (
@@ -115,3 +116,88 @@ def test_one_order_is_one_trace_across_three_services(traced_platform: TracedPla
         if s.kind == SERVER and (s.name == RESERVE_ROUTE or s.name in PAYMENT_ROUTES)
     ]
     assert all(s.parent_id for s in internal), [s for s in internal if not s.parent_id]
+
+
+def _lean_answers(platform: TracedPlatform, service: str, route: str) -> float:
+    """``shop_lean_requests_total`` of ``route`` on ``service``'s /metrics (0 if absent)."""
+    with platform.client(service) as client:
+        text = client.get("/metrics").text
+    prefix = f'shop_lean_requests_total{{route="{route}"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_with_tracing_on_the_lean_routes_answer_and_are_traced_as_the_fastapi_routes(
+    traced_platform: TracedPlatform,
+) -> None:
+    """Issue 30: tracing does not switch the fast paths off. An order sent as the saga's
+    clients send it (``application/json``) is answered by the lean routes of all three
+    services (counted), and its server spans have the same names and attribute keys as the
+    same order answered by the FastAPI routes (a ``+json`` media type they leave to FastAPI);
+    the calls between services are aiohttp's, each with its client span."""
+    receiver = traced_platform.receiver
+    product_id = add_product(traced_platform, name="Lean lamp", price="3.00", stock=10)
+    customer = register(traced_platform, "lean_customer")
+    routes = {"orders": ORDER_ROUTE, "products": RESERVE_ROUTE, "payments": "POST /api/v1/payments"}
+    before = {s: _lean_answers(traced_platform, s, r.split(" ", 1)[1]) for s, r in routes.items()}
+
+    def place(kind: str) -> str:
+        request_id = f"req-lean-{secrets.token_hex(8)}"
+        body = httpx.Request(
+            "POST", "/", json={"product_id": product_id, "quantity": 1, "payment_method": "card"}
+        ).content
+        with traced_platform.client("orders") as orders:
+            placed = orders.post(
+                "/api/v1/orders",
+                content=body,
+                headers={**customer, "X-Request-ID": request_id, "Content-Type": kind},
+            )
+        assert placed.status_code == 201, placed.text
+        return request_id
+
+    lean_id = place("application/json")
+    after = {s: _lean_answers(traced_platform, s, r.split(" ", 1)[1]) for s, r in routes.items()}
+    # The order's own route, its reservation and its payment: each one lean answer more.
+    assert {s: after[s] - before[s] for s in routes} == dict.fromkeys(routes, 1)
+    fastapi_id = place("application/vnd.shop+json")
+    assert _lean_answers(traced_platform, "orders", "/api/v1/orders") == after["orders"]
+
+    def root_of(request_id: str, spans: list[Span]) -> Span | None:
+        return next(
+            (
+                s
+                for s in spans
+                if s.name == ORDER_ROUTE and request_id in str(s.attributes.get(REQUEST_ID))
+            ),
+            None,
+        )
+
+    def both_complete(spans: list[Span]) -> bool:
+        roots = [root_of(lean_id, spans), root_of(fastapi_id, spans)]
+        return all(
+            root
+            and {routes["products"], routes["payments"]}
+            <= {s.name for s in spans if s.trace_id == root.trace_id and s.kind == SERVER}
+            for root in roots
+        )
+
+    spans = receiver.wait_for(both_complete, timeout=SPAN_DEADLINE, what="both orders' traces")
+    lean_root, fastapi_root = root_of(lean_id, spans), root_of(fastapi_id, spans)
+    assert lean_root is not None
+    assert fastapi_root is not None
+    assert lean_root.name == fastapi_root.name == ORDER_ROUTE
+    assert lean_root.kind == fastapi_root.kind == SERVER
+    assert lean_root.parent_id == fastapi_root.parent_id == ""  # roots of their own traces
+    assert set(lean_root.attributes) == set(fastapi_root.attributes), (
+        lean_root.attributes,
+        fastapi_root.attributes,
+    )
+    assert lean_root.attributes.get("http.route") == "/api/v1/orders"
+    # Between services: the lean order's calls are aiohttp client spans, parents of the
+    # callees' server spans.
+    trace_spans = [s for s in spans if s.trace_id == lean_root.trace_id]
+    by_id = {s.span_id: s for s in trace_spans}
+    for span in trace_spans:
+        if span.kind == SERVER and span.service != "order-service":
+            parent = by_id[span.parent_id]
+            assert (parent.service, parent.kind) == ("order-service", CLIENT)
+            assert parent.scope == "opentelemetry.instrumentation.aiohttp_client", parent

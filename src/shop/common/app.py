@@ -149,14 +149,28 @@ class ServiceApp(FastAPI):
 
     A request one of ``lean_routes`` matches goes from here to the platform's request
     middleware and the route (``fastpath.front``); everything else, and every request while
-    any other middleware is installed (fault injection, tracing), goes through FastAPI as
-    usual, where the same lean routes lead the router."""
+    any other middleware is installed (fault injection), goes through FastAPI as usual, where
+    the same lean routes lead the router. Tracing wraps the app itself (``trace_requests``)."""
 
     lean_routes: tuple[BaseRoute, ...] = ()
     _lean: ASGIApp | None = None
     _lean_of: ASGIApp | None = None  # the middleware stack _lean was made for
+    _traced: ASGIApp | None = None  # tracing on: the server-span middleware round _serve
+
+    def trace_requests(self, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+        """Tracing on: every request, lean or not, goes through ``wrap(self._serve)`` (the
+        server span, ``shop.common.tracing``), outside both ways in, so both are traced alike
+        and the lean front stays on."""
+        self._traced = wrap(self._serve)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._traced is not None:
+            scope["app"] = self  # the span's name: the routes' matches read the app's state
+            await self._traced(scope, receive, send)
+        else:
+            await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         stack = self.middleware_stack
         if stack is not self._lean_of:  # built (by the first call) or rebuilt since
             self._lean_of = stack

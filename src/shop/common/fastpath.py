@@ -43,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop.common.auth import Principal
 from shop.common.deps import authenticate
+from shop.common.metrics import LEAN_REQUESTS
 from shop.common.middleware import RequestContextMiddleware
 from shop.common.types import IDEMPOTENCY_KEY_MAX, MAX_ID
 
@@ -193,9 +194,10 @@ def front(stack: ASGIApp, handlers: ExceptionHandlers) -> ASGIApp | None:
     """The lean routes' own stack: the app's request middleware (found in ``stack``, the app's
     built middleware stack) around the matched route, its exceptions answered by the app's
     ``handlers`` as FastAPI's exception middleware would. None if ``stack`` has no request
-    middleware, or a layer above it that is not one of FastAPI's own (OpenTelemetry's
-    instrumentation wraps the stack: its spans must see every request). The caller puts the
-    route's match (``route``, its parameters) in the scope."""
+    middleware, or a layer above it that is not one of FastAPI's own. (Tracing does not wrap
+    the stack: its server spans go round the whole app, ``ServiceApp.trace_requests``.) The
+    caller puts the route's match (``route``, its parameters) in the scope. Each answer is
+    counted in ``shop_lean_requests_total`` by route template."""
     layer: Any = stack
     while not isinstance(layer, RequestContextMiddleware):
         if f"{type(layer).__module__}.{type(layer).__qualname__}" not in _PASSED_OVER:
@@ -203,6 +205,8 @@ def front(stack: ASGIApp, handlers: ExceptionHandlers) -> ASGIApp | None:
         layer = layer.app
     below: ASGIApp = layer.app
     by_class = {k: v for k, v in handlers.items() if isinstance(k, type) and k is not Exception}
+
+    counters: dict[str, Any] = {}
 
     async def route(scope: Scope, receive: Receive, send: Send) -> None:
         scope[_BELOW] = below
@@ -223,6 +227,13 @@ def front(stack: ASGIApp, handlers: ExceptionHandlers) -> ASGIApp | None:
             if inspect.isawaitable(response):
                 response = await response
             await response(scope, receive, send)
+        finally:
+            if not scope.get(_DEFERRED):  # answered here, not handed down to FastAPI
+                template = scope["route"].path
+                counter = counters.get(template)
+                if counter is None:
+                    counter = counters[template] = LEAN_REQUESTS.labels(template)
+                counter.inc()
 
     outer = copy.copy(layer)
     outer.app = route

@@ -31,7 +31,7 @@ from shop.common.auth import ServiceTokens
 from shop.common.context import request_id_var
 from shop.common.errors import ServiceUnavailable
 from shop.common.metrics import OUTBOUND_DURATION, OUTBOUND_REQUESTS
-from shop.common.tracing import tracing_enabled
+from shop.common.tracing import aiohttp_trace_configs
 
 if TYPE_CHECKING:
     import httpx
@@ -110,10 +110,11 @@ class ServiceClient:
     """Calls to one service. By default on an aiohttp session (a pool per client, created on
     first use): in the order profile httpx's client layer cost as much as the HTTP work, and
     aiohttp's C parser cost the order service 0.5 ms less CPU per order than httpcore and h11
-    (docs/performance.md). With a ``transport`` (tests: httpx's ASGI transport) or with
-    tracing on (OpenTelemetry's httpx instrumentation makes the span and ``traceparent``), the
-    call goes through an ``httpx.AsyncClient`` (``shop.common.httpx_client``, imported only
-    then); both answer the same ``Reply``."""
+    (docs/performance.md). With tracing on, the session carries OpenTelemetry's aiohttp client
+    instrumentation (a client span and the ``traceparent`` per call), so the fast client stays
+    in use. With a ``transport`` (tests: httpx's ASGI transport) the call goes through an
+    ``httpx.AsyncClient`` (``shop.common.httpx_client``, imported only then); both answer the
+    same ``Reply``."""
 
     def __init__(
         self,
@@ -143,7 +144,7 @@ class ServiceClient:
         # caught first: aiohttp's are also ClientErrors).
         self._timed_out: tuple[type[Exception], ...] = (TimeoutError,)
         self._unavailable: tuple[type[Exception], ...] = (aiohttp.ClientError,)
-        if transport is not None or tracing_enabled():
+        if transport is not None:
             from shop.common import httpx_client
 
             self._client = httpx_client.traced_client(
@@ -169,6 +170,7 @@ class ServiceClient:
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
+                trace_configs=aiohttp_trace_configs() or None,
             )
         return self._session
 

@@ -55,6 +55,11 @@ DB_POOL_ACQUIRE = Histogram(
 )
 
 # --- Outbound calls ----------------------------------------------------------------------
+# Requests a lean route answered (shop.common.fastpath), by route template: with the route's
+# http_requests_total, the share of the fast path (which tracing must not turn off).
+LEAN_REQUESTS = Counter(
+    "shop_lean_requests", "Requests answered by a lean route, not FastAPI's.", ["route"]
+)
 OUTBOUND_REQUESTS = Counter(
     "outbound_requests_total", "Calls to other services.", ["target", "outcome"]
 )

@@ -21,7 +21,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import FastAPI
 from opentelemetry import trace
@@ -56,7 +56,9 @@ def traces_endpoint(settings: ServiceSettings) -> str | None:
 
 def instrument_app(app: FastAPI, settings: ServiceSettings) -> None:
     """Trace the app's requests and SQL if an endpoint is configured (spans are exported once
-    the lifespan runs ``exporting``)."""
+    the lifespan runs ``exporting``). A service app (``trace_requests``) puts the server spans
+    round itself, so its lean routes stay on and are traced like the rest; another app gets
+    FastAPI's instrumentation."""
     global _provider
     if traces_endpoint(settings) is None:
         return
@@ -64,13 +66,26 @@ def instrument_app(app: FastAPI, settings: ServiceSettings) -> None:
 
     if _provider is None:
         _provider = tracing_sdk.process_provider(settings)
-    tracing_sdk.instrument_fastapi(app, _provider, excluded_urls=EXCLUDED_URLS)
-    app.state.tracer_provider = _provider
+    provider = _provider
+    trace_requests = getattr(app, "trace_requests", None)
+    if trace_requests is not None:
+        trace_requests(
+            lambda inner: tracing_sdk.server_spans(
+                inner, app.router.routes, provider, excluded_urls=EXCLUDED_URLS
+            )
+        )
+    else:
+        tracing_sdk.instrument_fastapi(app, provider, excluded_urls=EXCLUDED_URLS)
+    app.state.tracer_provider = provider
 
 
-def tracing_enabled() -> bool:
-    """Whether this process traces (``instrument_app`` found an OTLP endpoint)."""
-    return _provider is not None
+def aiohttp_trace_configs() -> list[Any]:
+    """The trace configs an aiohttp session needs to trace its calls (none when off)."""
+    if _provider is None:
+        return []
+    from shop.common import tracing_sdk
+
+    return [tracing_sdk.aiohttp_tracing(_provider)]
 
 
 def instrument_client(client: _Client) -> _Client:

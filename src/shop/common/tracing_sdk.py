@@ -1,17 +1,22 @@
-"""The OpenTelemetry SDK side of tracing: the process's provider and sampler, the FastAPI, httpx
-and asyncpg instrumentations and the OTLP exporter. ``shop.common.tracing`` imports this only
-once an OTLP endpoint is configured, so a service that does not trace never loads any of it
-(docs/performance.md, "Memory")."""
+"""The OpenTelemetry SDK side of tracing: the process's provider and sampler, the server spans
+(OpenTelemetry's ASGI middleware), the aiohttp, httpx and asyncpg instrumentations and the OTLP
+exporter. ``shop.common.tracing`` imports this only once an OTLP endpoint is configured, so a
+service that does not trace never loads any of it (docs/performance.md, "Memory")."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from typing import Any
 
+import aiohttp
 import httpx
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -28,6 +33,8 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Scope
 
 from shop.common.settings import ServiceSettings
 
@@ -59,6 +66,20 @@ class RequestRootSampler(Sampler):
         return f"RequestRootSampler{{{self._ratio.get_description()}}}"
 
 
+def sample_ratio(settings: ServiceSettings) -> float:
+    """The share of new traces kept: the standard ``OTEL_TRACES_SAMPLER_ARG`` (with
+    ``OTEL_TRACES_SAMPLER=parentbased_traceidratio``, as the cluster sets them), else
+    ``SHOP_TRACE_SAMPLE_RATIO``. A traced caller's decision is always followed (parent-based)."""
+    sampler = os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    argument = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    if sampler in ("parentbased_traceidratio", "traceidratio") and argument:
+        try:
+            return min(1.0, max(0.0, float(argument)))
+        except ValueError:
+            pass
+    return settings.trace_sample_ratio
+
+
 def process_provider(settings: ServiceSettings) -> TracerProvider:
     """The process's provider (made once: it also patches asyncpg for the whole process)."""
     resource = Resource.create(
@@ -68,7 +89,7 @@ def process_provider(settings: ServiceSettings) -> TracerProvider:
             "deployment.environment": settings.env.value,
         }
     )
-    sampler = ParentBased(root=RequestRootSampler(settings.trace_sample_ratio))
+    sampler = ParentBased(root=RequestRootSampler(sample_ratio(settings)))
     provider = TracerProvider(resource=resource, sampler=sampler)
     trace.set_tracer_provider(provider)
     AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
@@ -76,6 +97,7 @@ def process_provider(settings: ServiceSettings) -> TracerProvider:
 
 
 def instrument_fastapi(app: FastAPI, provider: TracerProvider, *, excluded_urls: str) -> None:
+    """For an app that is not a ``ServiceApp`` (the storefront): FastAPI's instrumentation."""
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=provider,
@@ -85,6 +107,41 @@ def instrument_fastapi(app: FastAPI, provider: TracerProvider, *, excluded_urls:
         # One span per request, not one more per ASGI message.
         exclude_spans=["receive", "send"],
     )
+
+
+def server_spans(
+    app: ASGIApp, routes: Sequence[BaseRoute], provider: TracerProvider, *, excluded_urls: str
+) -> ASGIApp:
+    """``app`` with a server span round every request, named ``METHOD route-template`` from
+    ``routes`` (lean and FastAPI routes alike, so both answer under one name): OpenTelemetry's
+    ASGI middleware, the one FastAPI's instrumentation puts round the whole stack, here put
+    round the service app itself so that the lean front stays on (shop.common.fastpath)."""
+
+    def details(scope: Scope) -> tuple[str, dict[str, Any]]:
+        method = str(scope.get("method") or "HTTP")
+        for route in routes:  # the app's live list: routes included later count too
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                template = getattr(route, "path", None) or scope.get("path", "")
+                return f"{method} {template}", {"http.route": template}
+        return method, {}
+
+    return OpenTelemetryMiddleware(
+        app,
+        excluded_urls=excluded_urls,
+        default_span_details=details,
+        tracer_provider=provider,
+        # As attribute http.request.header.x_request_id: from a log line to its trace and back.
+        http_capture_headers_server_request=["x-request-id"],
+        # One span per request, not one more per ASGI message.
+        exclude_spans=["receive", "send"],
+    )
+
+
+def aiohttp_tracing(provider: TracerProvider) -> aiohttp.TraceConfig:
+    """A client span and a ``traceparent`` for every call an aiohttp session makes
+    (OpenTelemetry's aiohttp client instrumentation)."""
+    return create_trace_config(tracer_provider=provider)
 
 
 def instrument_httpx(client: httpx.AsyncClient | httpx.Client, provider: TracerProvider) -> None:
