@@ -7,9 +7,12 @@ that arrives before its reservation leaves a tombstone that refuses the late res
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any, Literal
 
 import asyncpg
+import orjson
 
 from shop.common.events.outbox import traceparent, with_event
 
@@ -19,6 +22,50 @@ STOCK_CHANGED = "'shop.product.stock_changed'"
 
 
 MAX_STOCK = 1_000_000_000  # schemas.Stock
+
+Sort = Literal["relevance", "price", "-price", "newest", "name"]
+# Each sort's ORDER BY, always ending in the id so that pages never overlap. "relevance"
+# without words is the catalogue's own order (by id), as a plain page has it.
+_ORDER = {
+    "relevance": "rank DESC, id",
+    "price": "price, id",
+    "-price": "price DESC, id",
+    "newest": "created_at DESC, id DESC",
+    "name": "name, id",
+}
+# A word matches a product if its stem is in the name, category or description, or if its
+# typo keys (products_name_keys, migration products_search) share one with the name's.
+_WORD = "(search_vector @@ plainto_tsquery('english', {p}) OR name_keys && products_name_keys({p}))"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """A catalogue query beyond a plain page: the words of ``q`` (normalised, see
+    schemas.search_words; None without ``q``), filters, a sort and the page. ``key()`` is its
+    catalogue-cache key."""
+
+    words: tuple[str, ...] | None
+    category: str | None
+    min_price: Decimal | None
+    max_price: Decimal | None
+    in_stock: bool
+    sort: Sort
+    limit: int
+    offset: int
+
+    def key(self) -> str:
+        return "s:" + orjson.dumps(asdict(self), default=str).decode()
+
+
+class _Params:
+    """Numbered bind parameters for a statement built from parts: values are never SQL."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = list(values)
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
 
 
 class ProductRepository:
@@ -66,6 +113,89 @@ class ProductRepository:
             f"SELECT count(*) FROM products WHERE {where.replace('$3', '$1')}", *args
         )
         return rows, total
+
+    async def search(self, query: SearchQuery) -> tuple[list[Any], int]:
+        """A page of the products that match every word and filter, in the query's order,
+        and how many match in all (one statement after the stop-word check)."""
+        params = _Params(query.limit, query.offset)
+        where = [LIVE]
+        if query.category is not None:
+            where.append(f"category = {params(query.category)}")
+        if query.min_price is not None:
+            where.append(f"price >= {params(query.min_price)}")
+        if query.max_price is not None:
+            where.append(f"price <= {params(query.max_price)}")
+        if query.in_stock:
+            where.append("stock > 0")
+        if query.words is None:
+            return await self._filtered(where, params.values, _ORDER[query.sort])
+        if not query.words:  # a q of punctuation only: no word to find
+            return [], 0
+        words = await self._searchable(query.words)
+        placeholders = [params(word) for word in words]
+        where += [_WORD.format(p=p) for p in placeholders]
+        # Stemmed hits ranked by ts_rank (name A, category B, description C); a word that only
+        # matched by its typo keys counts a little, in the name only.
+        either = " || ".join(f"plainto_tsquery('english', {p})" for p in placeholders)
+        typos = " + ".join(f"(name_keys && products_name_keys({p}))::int" for p in placeholders)
+        rows: list[Any] = await self.conn.fetch(
+            f"""
+            WITH matches AS MATERIALIZED (
+                SELECT id, price, name, created_at,
+                       ts_rank(search_vector, {either}) + 0.01 * ({typos}) AS rank
+                FROM products WHERE {" AND ".join(where)}
+            )
+            SELECT counted.total, page.*
+            FROM (SELECT count(*) AS total FROM matches) AS counted
+            LEFT JOIN LATERAL (
+                SELECT {", ".join(f"p.{c}" for c in COLUMNS.split(", "))}
+                FROM (SELECT id, rank, price, name, created_at FROM matches
+                      ORDER BY {_ORDER[query.sort]} LIMIT $1 OFFSET $2) AS m
+                JOIN products AS p USING (id)
+                ORDER BY {", ".join(f"m.{c}" for c in _ORDER[query.sort].split(", "))}
+            ) AS page ON true
+            """,
+            *params.values,
+        )
+        total = rows[0]["total"]
+        return [r for r in rows if r["id"] is not None], total
+
+    async def _searchable(self, words: tuple[str, ...]) -> list[str]:
+        """``words`` without the stop words ("the", "with"), unless nothing else is left."""
+        kept: list[str] = await self.conn.fetchval(
+            "SELECT coalesce(array_agg(w ORDER BY n), '{}') FROM unnest($1::text[])"
+            " WITH ORDINALITY AS t(w, n) WHERE numnode(plainto_tsquery('english', w)) > 0",
+            list(words),
+        )
+        return kept or list(words)
+
+    async def _filtered(
+        self, where: list[str], values: list[Any], order: str
+    ) -> tuple[list[Any], int]:
+        condition = " AND ".join(where)
+        order = "id" if order.startswith("rank") else order
+        rows = await self.conn.fetch(
+            f"SELECT {COLUMNS}, (SELECT count(*) FROM products WHERE {condition}) AS total"
+            f" FROM products WHERE {condition} ORDER BY {order} LIMIT $1 OFFSET $2",
+            *values,
+        )
+        if rows:
+            return rows, rows[0]["total"]
+        # The same parameters, so the same numbering: the page's two are used, and ignored.
+        total = await self.conn.fetchval(
+            f"SELECT count(*) FROM products WHERE {condition} AND $1::int IS NOT NULL"
+            " AND $2::int IS NOT NULL",
+            *values,
+        )
+        return rows, total
+
+    async def categories(self) -> list[Any]:
+        """Every category of a live product, by name, with its number of products."""
+        rows: list[Any] = await self.conn.fetch(
+            f"SELECT category AS name, count(*) AS count FROM products"
+            f" WHERE {LIVE} AND category IS NOT NULL GROUP BY category ORDER BY category"
+        )
+        return rows
 
     async def add(self, **values: Any) -> Any:
         return await self.conn.fetchrow(
