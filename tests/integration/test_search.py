@@ -145,9 +145,7 @@ async def test_bad_search_parameters_are_422_problems(platform: Platform) -> Non
     assert ok.status_code == 200
 
 
-async def test_categories_count_live_products(
-    platform: Platform, catalogue, make_product
-) -> None:
+async def test_categories_count_live_products(platform: Platform, catalogue, make_product) -> None:
     extra = await make_product(name="Tennis Ball", category="sport")
     response = await platform.products.get("/api/v1/categories")
     assert response.status_code == 200
