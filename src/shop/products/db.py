@@ -33,9 +33,6 @@ _ORDER = {
     "newest": "created_at DESC, id DESC",
     "name": "name, id",
 }
-# A word matches a product if its stem is in the name, category or description, or if its
-# typo keys (products_name_keys, migration products_search) share one with the name's.
-_WORD = "(search_vector @@ plainto_tsquery('english', {p}) OR name_keys && products_name_keys({p}))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +52,60 @@ class SearchQuery:
 
     def key(self) -> str:
         return "s:" + orjson.dumps(asdict(self), default=str).decode()
+
+
+def search_statement(query: SearchQuery, tsquery: str | None) -> tuple[str, list[Any]]:
+    """The statement of a search (``tsquery``: the words' query from ``search_query``; None:
+    filters only) and its arguments: one row per product of the page, each with the total,
+    or one row of NULLs with the total when the page is empty. Values are only ever bind
+    parameters."""
+    params = _Params(query.limit, query.offset)
+    where = [LIVE]
+    if query.category is not None:
+        where.append(f"category = {params(query.category)}")
+    if query.min_price is not None:
+        where.append(f"price >= {params(query.min_price)}")
+    if query.max_price is not None:
+        where.append(f"price <= {params(query.max_price)}")
+    if query.in_stock:
+        where.append("stock > 0")
+    order = _ORDER[query.sort]
+    if tsquery is None:
+        # The total is an index-only count, as a plain page's (ProductRepository.page).
+        condition = " AND ".join(where)
+        order = "id" if query.sort == "relevance" else order
+        return (
+            f"SELECT counted.total, page.* FROM"
+            f" (SELECT count(*) AS total FROM products WHERE {condition}) AS counted"
+            f" LEFT JOIN LATERAL (SELECT {COLUMNS} FROM products WHERE {condition}"
+            f" ORDER BY {order} LIMIT $1 OFFSET $2) AS page ON true",
+            params.values,
+        )
+    # One GIN index scan for the whole query; ts_rank weighs a hit in the name (A) above the
+    # category (B), the description (C) and a typo key of the name (D).
+    words = params(tsquery)
+    where.append(f"search_vector @@ {words}::tsquery")
+    columns = ", ".join(f"p.{c}" for c in COLUMNS.split(", "))
+    outer = ", ".join(f"m.{c}" for c in order.split(", "))
+    return (
+        f"""
+        WITH matches AS MATERIALIZED (
+            SELECT id, price, name, created_at,
+                   ts_rank(search_vector, {words}::tsquery) AS rank
+            FROM products WHERE {" AND ".join(where)}
+        )
+        SELECT counted.total, page.*
+        FROM (SELECT count(*) AS total FROM matches) AS counted
+        LEFT JOIN LATERAL (
+            SELECT {columns}
+            FROM (SELECT id, rank, price, name, created_at FROM matches
+                  ORDER BY {order} LIMIT $1 OFFSET $2) AS m
+            JOIN products AS p USING (id)
+            ORDER BY {outer}
+        ) AS page ON true
+        """,
+        params.values,
+    )
 
 
 class _Params:
@@ -116,78 +167,21 @@ class ProductRepository:
 
     async def search(self, query: SearchQuery) -> tuple[list[Any], int]:
         """A page of the products that match every word and filter, in the query's order,
-        and how many match in all (one statement after the stop-word check)."""
-        params = _Params(query.limit, query.offset)
-        where = [LIVE]
-        if query.category is not None:
-            where.append(f"category = {params(query.category)}")
-        if query.min_price is not None:
-            where.append(f"price >= {params(query.min_price)}")
-        if query.max_price is not None:
-            where.append(f"price <= {params(query.max_price)}")
-        if query.in_stock:
-            where.append("stock > 0")
-        if query.words is None:
-            return await self._filtered(where, params.values, _ORDER[query.sort])
-        if not query.words:  # a q of punctuation only: no word to find
+        and how many match in all."""
+        if query.words is not None and not query.words:  # a q of punctuation only
             return [], 0
-        words = await self._searchable(query.words)
-        placeholders = [params(word) for word in words]
-        where += [_WORD.format(p=p) for p in placeholders]
-        # Stemmed hits ranked by ts_rank (name A, category B, description C); a word that only
-        # matched by its typo keys counts a little, in the name only.
-        either = " || ".join(f"plainto_tsquery('english', {p})" for p in placeholders)
-        typos = " + ".join(f"(name_keys && products_name_keys({p}))::int" for p in placeholders)
-        rows: list[Any] = await self.conn.fetch(
-            f"""
-            WITH matches AS MATERIALIZED (
-                SELECT id, price, name, created_at,
-                       ts_rank(search_vector, {either}) + 0.01 * ({typos}) AS rank
-                FROM products WHERE {" AND ".join(where)}
-            )
-            SELECT counted.total, page.*
-            FROM (SELECT count(*) AS total FROM matches) AS counted
-            LEFT JOIN LATERAL (
-                SELECT {", ".join(f"p.{c}" for c in COLUMNS.split(", "))}
-                FROM (SELECT id, rank, price, name, created_at FROM matches
-                      ORDER BY {_ORDER[query.sort]} LIMIT $1 OFFSET $2) AS m
-                JOIN products AS p USING (id)
-                ORDER BY {", ".join(f"m.{c}" for c in _ORDER[query.sort].split(", "))}
-            ) AS page ON true
-            """,
-            *params.values,
-        )
-        total = rows[0]["total"]
-        return [r for r in rows if r["id"] is not None], total
+        tsquery = None if query.words is None else await self.search_query(query.words)
+        sql, args = search_statement(query, tsquery)
+        rows: list[Any] = await self.conn.fetch(sql, *args)
+        return [r for r in rows if r["id"] is not None], rows[0]["total"]
 
-    async def _searchable(self, words: tuple[str, ...]) -> list[str]:
-        """``words`` without the stop words ("the", "with"), unless nothing else is left."""
-        kept: list[str] = await self.conn.fetchval(
-            "SELECT coalesce(array_agg(w ORDER BY n), '{}') FROM unnest($1::text[])"
-            " WITH ORDINALITY AS t(w, n) WHERE numnode(plainto_tsquery('english', w)) > 0",
-            list(words),
+    async def search_query(self, words: tuple[str, ...]) -> str:
+        """The words as one tsquery (the migration's products_search_query), as text: bound
+        as a value to the search statement, which is then planned for it."""
+        found: str = await self.conn.fetchval(
+            "SELECT products_search_query($1::text[])::text", list(words)
         )
-        return kept or list(words)
-
-    async def _filtered(
-        self, where: list[str], values: list[Any], order: str
-    ) -> tuple[list[Any], int]:
-        condition = " AND ".join(where)
-        order = "id" if order.startswith("rank") else order
-        rows = await self.conn.fetch(
-            f"SELECT {COLUMNS}, (SELECT count(*) FROM products WHERE {condition}) AS total"
-            f" FROM products WHERE {condition} ORDER BY {order} LIMIT $1 OFFSET $2",
-            *values,
-        )
-        if rows:
-            return rows, rows[0]["total"]
-        # The same parameters, so the same numbering: the page's two are used, and ignored.
-        total = await self.conn.fetchval(
-            f"SELECT count(*) FROM products WHERE {condition} AND $1::int IS NOT NULL"
-            " AND $2::int IS NOT NULL",
-            *values,
-        )
-        return rows, total
+        return found
 
     async def categories(self) -> list[Any]:
         """Every category of a live product, by name, with its number of products."""

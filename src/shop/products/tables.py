@@ -27,22 +27,18 @@ products = sa.Table(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
-    # Catalogue search (migration products_search, docs/search.md): the weighted words, and the
-    # names' typo keys from the migration's SQL function products_name_keys.
+    # Catalogue search (migration products_search, docs/search.md): the weighted words, and
+    # at weight D the name's typo keys (the migration's function products_name_keys).
     sa.Column(
         "search_vector",
         postgresql.TSVECTOR,
         sa.Computed(
             "setweight(to_tsvector('english'::regconfig, name), 'A')"
             " || setweight(to_tsvector('english'::regconfig, coalesce(category, '')), 'B')"
-            " || setweight(to_tsvector('english'::regconfig, description), 'C')",
+            " || setweight(to_tsvector('english'::regconfig, description), 'C')"
+            " || setweight(array_to_tsvector(products_name_keys(name)), 'D')",
             persisted=True,
         ),
-    ),
-    sa.Column(
-        "name_keys",
-        postgresql.ARRAY(sa.Text),
-        sa.Computed("products_name_keys(name)", persisted=True),
     ),
     sa.CheckConstraint("price > 0", name="products_price_positive"),
     sa.CheckConstraint("stock >= 0", name="products_stock_non_negative"),
@@ -55,13 +51,9 @@ sa.Index(
     postgresql_where=products.c.deleted_at.is_(None),
 )
 _LIVE = products.c.deleted_at.is_(None)
-for _name, _column in (("search", "search_vector"), ("name_keys", "name_keys")):
-    sa.Index(
-        f"products_{_name}_idx",
-        products.c[_column],
-        postgresql_using="gin",
-        postgresql_where=_LIVE,
-    )
+sa.Index(
+    "products_search_idx", products.c.search_vector, postgresql_using="gin", postgresql_where=_LIVE
+)
 for _name, _column in (("price", "price"), ("name", "name"), ("created", "created_at")):
     sa.Index(f"products_{_name}_idx", products.c[_column], products.c.id, postgresql_where=_LIVE)
 
