@@ -384,7 +384,7 @@ def run(
         "search": options.connections,
         "search_nocache": options.connections,
     }
-    cached_reads = {"product_by_id", "product_list", "search", "mixed"} & set(selected)
+    cached_reads = {"product_by_id", "product_list", "mixed"} & set(selected)
     if cached_reads and platform.redis_url:
         warm_cache(platform, options.connections)
     if backends and {*scenarios.ORDERS} & set(selected):
