@@ -117,3 +117,24 @@ def test_the_search_scenarios_run_and_are_judged(tmp_path: Path) -> None:
         "search (uncached) >= 400 req/s at saturation",
         "search (uncached) p95 < 50 ms",
     } <= targets
+
+
+def test_the_search_plans_script_explains_every_typical_query() -> None:
+    env = dict(os.environ)
+    if os.environ.get("SHOP_TEST_DATABASE_URL"):
+        env["DATABASE_URL"] = os.environ["SHOP_TEST_DATABASE_URL"]
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.explain", "--products=300"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    # Every typical query, both plans, each with the search index or a sort index.
+    assert run.stdout.count("### generic plan") == 6
+    assert run.stdout.count("Execution Time") == 12
+    assert "products_search_idx" in run.stdout
+    assert "through asyncpg: median" in run.stdout
