@@ -41,11 +41,13 @@ TYPICAL: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-_SQL_TYPES = {int: "bigint", str: "text", Decimal: "numeric"}
+_SQL_TYPES = {int: "bigint", str: "text", Decimal: "numeric", list: "text[]"}
 
 
 def _literal(value: Any) -> str:
     """A value as an SQL literal, for EXECUTE's arguments (this script's own values only)."""
+    if isinstance(value, list):
+        return "ARRAY[" + ", ".join(_literal(v) for v in value) + "]::text[]"
     return "'" + str(value).replace("'", "''") + "'"
 
 
@@ -76,8 +78,7 @@ async def explain(url: str) -> str:
         for title, spec in TYPICAL.items():
             query = query_of(spec)
             repo = ProductRepository(conn)
-            words = None if query.words is None else await repo.search_query(query.words)
-            sql, args = search_statement(query, words)
+            sql, args = search_statement(query)
             out.append(f"\n## {title}: {spec}\n")
             custom = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *args)
             out.append(_plan("custom plan (its values)", custom))

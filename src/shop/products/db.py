@@ -54,11 +54,10 @@ class SearchQuery:
         return "s:" + orjson.dumps(asdict(self), default=str).decode()
 
 
-def search_statement(query: SearchQuery, tsquery: str | None) -> tuple[str, list[Any]]:
-    """The statement of a search (``tsquery``: the words' query from ``search_query``; None:
-    filters only) and its arguments: one row per product of the page, each with the total,
-    or one row of NULLs with the total when the page is empty. Values are only ever bind
-    parameters."""
+def search_statement(query: SearchQuery) -> tuple[str, list[Any]]:
+    """The one statement of a search (or of filters only, without words) and its arguments:
+    one row per product of the page, each with the total, or one row of NULLs with the total
+    when the page is empty. Values are only ever bind parameters."""
     params = _Params(query.limit, query.offset)
     where = [LIVE]
     if query.category is not None:
@@ -70,7 +69,7 @@ def search_statement(query: SearchQuery, tsquery: str | None) -> tuple[str, list
     if query.in_stock:
         where.append("stock > 0")
     order = _ORDER[query.sort]
-    if tsquery is None:
+    if query.words is None:
         # The total is an index-only count, as a plain page's (ProductRepository.page).
         condition = " AND ".join(where)
         order = "id" if query.sort == "relevance" else order
@@ -81,17 +80,18 @@ def search_statement(query: SearchQuery, tsquery: str | None) -> tuple[str, list
             f" ORDER BY {order} LIMIT $1 OFFSET $2) AS page ON true",
             params.values,
         )
-    # One GIN index scan for the whole query; ts_rank weighs a hit in the name (A) above the
-    # category (B), the description (C) and a typo key of the name (D).
-    words = params(tsquery)
-    where.append(f"search_vector @@ {words}::tsquery")
+    # The words as one tsquery (the migration's products_search_query), built once (an
+    # InitPlan), so one GIN index scan answers the whole query; ts_rank weighs a hit in the
+    # name (A) above the category (B), the description (C) and a typo key of the name (D).
+    words = f"(SELECT products_search_query({params(list(query.words))}::text[]))"
+    where.append(f"search_vector @@ {words}")
     columns = ", ".join(f"p.{c}" for c in COLUMNS.split(", "))
     outer = ", ".join(f"m.{c}" for c in order.split(", "))
     return (
         f"""
         WITH matches AS MATERIALIZED (
             SELECT id, price, name, created_at,
-                   ts_rank(search_vector, {words}::tsquery) AS rank
+                   ts_rank(search_vector, {words}) AS rank
             FROM products WHERE {" AND ".join(where)}
         )
         SELECT counted.total, page.*
@@ -170,18 +170,9 @@ class ProductRepository:
         and how many match in all."""
         if query.words is not None and not query.words:  # a q of punctuation only
             return [], 0
-        tsquery = None if query.words is None else await self.search_query(query.words)
-        sql, args = search_statement(query, tsquery)
+        sql, args = search_statement(query)
         rows: list[Any] = await self.conn.fetch(sql, *args)
         return [r for r in rows if r["id"] is not None], rows[0]["total"]
-
-    async def search_query(self, words: tuple[str, ...]) -> str:
-        """The words as one tsquery (the migration's products_search_query), as text: bound
-        as a value to the search statement, which is then planned for it."""
-        found: str = await self.conn.fetchval(
-            "SELECT products_search_query($1::text[])::text", list(words)
-        )
-        return found
 
     async def categories(self) -> list[Any]:
         """Every category of a live product, by name, with its number of products."""
