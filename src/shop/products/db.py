@@ -85,13 +85,16 @@ def search_statement(query: SearchQuery) -> tuple[str, list[Any]]:
     # name (A) above the category (B), the description (C) and a typo key of the name (D).
     words = f"(SELECT products_search_query({params(list(query.words))}::text[]))"
     where.append(f"search_vector @@ {words}")
+    # Ranking reads every match's vector (about half a search's cost, docs/search.md): only
+    # when the order needs it.
+    rank = f"ts_rank(search_vector, {words})" if query.sort == "relevance" else "0::real"
     columns = ", ".join(f"p.{c}" for c in COLUMNS.split(", "))
     outer = ", ".join(f"m.{c}" for c in order.split(", "))
     return (
         f"""
         WITH matches AS MATERIALIZED (
             SELECT id, price, name, created_at,
-                   ts_rank(search_vector, {words}) AS rank
+                   {rank} AS rank
             FROM products WHERE {" AND ".join(where)}
         )
         SELECT counted.total, page.*
