@@ -23,7 +23,10 @@ def test_schema_matches_the_exported_file() -> None:
 def test_schema_has_the_contract_minimum() -> None:
     text = EXPORTED.read_text()
     for line in (
-        "products(limit: Int! = 20, offset: Int! = 0, category: String = null): ProductPage!",
+        "products(limit: Int! = 20, offset: Int! = 0, category: String = null, q: String = null,"
+        " minPrice: String = null, maxPrice: String = null, inStock: Boolean! = false,"
+        " sort: ProductSort = null): ProductPage!",
+        "categories: [Category!]!",
         "product(id: ID!): Product",
         "me: User",
         "order(id: ID!): Order",

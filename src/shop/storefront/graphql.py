@@ -338,6 +338,41 @@ class ProductPage:
     total: int
 
 
+@strawberry.enum(description="The order of a product list (REST: relevance, price, -price, ...).")
+class ProductSort(enum.Enum):
+    RELEVANCE = "relevance"
+    PRICE = "price"
+    PRICE_DESC = "-price"
+    NEWEST = "newest"
+    NAME = "name"
+
+
+@strawberry.type
+class Category:
+    name: str
+    count: int
+
+
+def _catalogue_args(
+    q: str | None,
+    category: str | None,
+    min_price: str | None,
+    max_price: str | None,
+    in_stock: bool,
+    sort: ProductSort | None,
+) -> dict[str, str]:
+    """The REST query of a catalogue search; the product service checks every value."""
+    params = {
+        "q": q,
+        "category": category or None,
+        "min_price": min_price,
+        "max_price": max_price,
+        "in_stock": "true" if in_stock else None,
+        "sort": None if sort is None else sort.value,
+    }
+    return {k: v for k, v in params.items() if v is not None}
+
+
 @strawberry.type
 class OrderPage:
     items: list[Order]
@@ -403,12 +438,23 @@ class Query:
         limit: int = 20,
         offset: int = 0,
         category: str | None = None,
+        q: str | None = None,
+        min_price: str | None = None,
+        max_price: str | None = None,
+        in_stock: bool = False,
+        sort: ProductSort | None = None,
     ) -> ProductPage:
-        params: dict[str, str | int] = {**_page_args(limit, offset)}
-        if category:
-            params["category"] = category
+        params: dict[str, str | int] = {
+            **_page_args(limit, offset),
+            **_catalogue_args(q, category, min_price, max_price, in_stock, sort),
+        }
         page = await ctx(info).call("products", "GET", "/api/v1/products", params=params)
         return ProductPage(items=[Product.of(p) for p in page["items"]], total=page["total"])
+
+    @strawberry.field(description="Every category with its number of products, by name.")
+    async def categories(self, info: Info[Context, None]) -> list[Category]:
+        found = await ctx(info).call("products", "GET", "/api/v1/categories")
+        return [Category(name=c["name"], count=c["count"]) for c in found["items"]]
 
     @strawberry.field
     async def product(self, info: Info[Context, None], id: strawberry.ID) -> Product | None:
@@ -733,6 +779,7 @@ def error_code(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, ApiError | CartError):
         return original.code
-    if original is None:
+    # A variable the schema refuses (an enum's unknown value) comes wrapped in its own error.
+    if original is None or isinstance(original, GraphQLError):
         return "BAD_USER_INPUT"
     return "UNAVAILABLE"

@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import jinja2
 from fastapi import APIRouter, Form, Request
@@ -36,7 +37,6 @@ PAGES_CSP = (
 )
 ACCESS, REFRESH, CSRF = "shop_access", "shop_refresh", "shop_csrf"
 PAGE_SIZE = 12
-DEMO_CATEGORIES = ("electronics", "grocery", "jewellery", "kitchen", "office", "sports")
 # Autoescape on for every template, whatever its name: a product called
 # `<img src=x onerror=alert(1)>` is text.
 templates = Jinja2Templates(
@@ -221,7 +221,7 @@ async def catalogue(request: Request, category: str | None = None, page: int = 1
         request,
         "query ($limit: Int!, $offset: Int!, $category: String)"
         " { products(limit: $limit, offset: $offset, category: $category)"
-        " { total items { id name price stock category } } }",
+        " { total items { id name price stock category } } categories { name count } }",
         limit=PAGE_SIZE,
         offset=(page - 1) * PAGE_SIZE,
         category=category or None,
@@ -236,7 +236,81 @@ async def catalogue(request: Request, category: str | None = None, page: int = 1
         page=page,
         pages=pages,
         errors=errors,
-        categories=sorted({*DEMO_CATEGORIES, *([category] if category else [])}),
+        categories=_with_counts((data or {}).get("categories") or [], category),
+    )
+
+
+def _with_counts(found: list[dict[str, Any]], chosen: str | None) -> list[dict[str, Any]]:
+    """The catalogue's categories with their counts; the chosen one is listed even if empty."""
+    if chosen and chosen not in {c["name"] for c in found}:
+        found = sorted([*found, {"name": chosen, "count": 0}], key=lambda c: str(c["name"]))
+    return found
+
+
+SEARCH_SORTS = (
+    ("RELEVANCE", "Best match"),
+    ("PRICE", "Price: low to high"),
+    ("PRICE_DESC", "Price: high to low"),
+    ("NEWEST", "Newest"),
+    ("NAME", "Name"),
+)
+SEARCH_QUERY = (
+    "query ($q: String, $category: String, $minPrice: String, $maxPrice: String,"
+    " $inStock: Boolean!, $sort: ProductSort, $limit: Int!, $offset: Int!)"
+    " { products(q: $q, category: $category, minPrice: $minPrice, maxPrice: $maxPrice,"
+    " inStock: $inStock, sort: $sort, limit: $limit, offset: $offset)"
+    " { total items { id name price stock category } } categories { name count } }"
+)
+
+
+@router.get("/search", response_class=HTMLResponse)
+async def search(
+    request: Request,
+    q: str = "",
+    category: str = "",
+    min_price: str = "",
+    max_price: str = "",
+    in_stock: bool = False,
+    sort: str = "RELEVANCE",
+    page: int = 1,
+) -> Response:
+    """Search results with the filters, sort and category counts (API.md, "Catalogue search");
+    the product service checks every value, and its refusal is shown as the page's error."""
+    await current_user(request)
+    page = max(1, min(page, 10_000))
+    sort = sort if sort in dict(SEARCH_SORTS) else "RELEVANCE"
+    data, errors = await gql(
+        request,
+        SEARCH_QUERY,
+        q=q.strip() or None,
+        category=category or None,
+        minPrice=min_price or None,
+        maxPrice=max_price or None,
+        inStock=in_stock,
+        sort=sort,
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
+    )
+    products = (data or {}).get("products") or {"items": [], "total": 0}
+    kept = {"q": q, "category": category, "min_price": min_price, "max_price": max_price}
+    kept |= {"in_stock": "true" if in_stock else "", "sort": sort}
+    return render(
+        request,
+        "search.html",
+        products=products["items"],
+        total=products["total"],
+        q=q,
+        category=category,
+        min_price=min_price,
+        max_price=max_price,
+        in_stock=in_stock,
+        sort=sort,
+        sorts=SEARCH_SORTS,
+        page=page,
+        pages=max(1, -(-products["total"] // PAGE_SIZE)),
+        query=urlencode({k: v for k, v in kept.items() if v}),
+        errors=errors,
+        categories=_with_counts((data or {}).get("categories") or [], category),
     )
 
 
