@@ -166,7 +166,14 @@ def test_pods_are_locked_down(prod, name):
 
 def test_service_accounts_mount_no_token(prod):
     accounts = by_kind(prod, "ServiceAccount")
-    assert set(accounts) == {*WORKLOADS, "shop-backup", "redis", NOTIFICATIONS, "rabbitmq"}
+    assert set(accounts) == {
+        *WORKLOADS,
+        "shop-backup",
+        "redis",
+        "redis-carts",
+        NOTIFICATIONS,
+        "rabbitmq",
+    }
     assert all(sa["automountServiceAccountToken"] is False for sa in accounts.values())
 
 
@@ -577,7 +584,7 @@ def test_egress_dns_vault_database_and_service_calls(prod, name):
     assert services == expected
 
 
-def test_storefront_egress_is_dns_vault_and_the_four_services_only(prod):
+def test_storefront_egress_is_dns_vault_the_four_services_and_the_carts_only(prod):
     peers = allowed(by_kind(prod, "NetworkPolicy"), STOREFRONT, "egress")
     dns = {**namespace("kube-system"), **pod("kube-dns")}
     dns["podSelector"] = {"matchLabels": {"k8s-app": "kube-dns"}}
@@ -589,7 +596,8 @@ def test_storefront_egress_is_dns_vault_and_the_four_services_only(prod):
         for p, ports in peers
         if "podSelector" in p and "namespaceSelector" not in p
     }
-    assert services == {name: {port} for name, (_cli, port, _db) in SERVICES.items()}
+    carts = {"redis-carts": {6379}}  # signed-in customers' carts (issue 28)
+    assert services == {name: {port} for name, (_cli, port, _db) in SERVICES.items()} | carts
 
 
 def cidrsubnet(prefix: str, newbits: int, netnum: int) -> str:
