@@ -148,6 +148,29 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             f"{best:.0f} req/s" if best else "none of the tried rates held",
             best is not None and best >= 1500,
         )
+    traced = result.get("mixed_traced")
+    if traced:  # issue 30: tracing at 10% costs at most 10% more CPU, and the fast paths stay
+        overhead = traced["cpu_overhead"]
+        add(
+            "mixed_traced: <= 10% more CPU per request than untraced (services and gateway)",
+            f"{traced['traced']['cpu_ms_per_request_platform']} ms against"
+            f" {traced['untraced']['cpu_ms_per_request_platform']} ms"
+            + (f" (+{overhead:.1%})" if overhead is not None else ""),
+            overhead is not None and overhead <= 0.10,
+        )
+        lean = {
+            "untraced": traced["untraced"]["lean_answers"],
+            "traced": traced["traced"]["lean_answers"],
+        }
+        add(
+            "mixed_traced: the lean routes still answer with tracing on",
+            "; ".join(
+                f"{kind} " + ", ".join(f"{r} {n:.0f}" for r, n in sorted(counts.items()) if n)
+                for kind, counts in lean.items()
+            ),
+            sum(lean["traced"].values()) > 0
+            and sum(lean["traced"].values()) >= 0.9 * sum(lean["untraced"].values()),
+        )
     peaks = dict.fromkeys(SERVICES, 0.0)
     for s in scen.values():
         for svc in SERVICES:

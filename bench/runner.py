@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from bench import pgbench, scenarios
+from bench import pgbench, scenarios, traced
 from bench.platform import ROOT, Platform, environment, login_tokens, pgbench_database
 from bench.procstats import BackendCpu, Sampler
 from bench.wrk import Job, JobResult, merge, run_jobs
@@ -332,7 +332,7 @@ def run(
     }
     workdir = platform.workdir
     tokens_file = workdir / "tokens.txt"
-    if {*scenarios.ORDERS, "mixed"} & set(selected):
+    if {*scenarios.ORDERS, "mixed", "mixed_traced"} & set(selected):
         customers = min(20, platform.users)
         _log(f"logging in {customers} customers for the order scenarios")
         tokens_file.write_text("\n".join(login_tokens(platform, customers)) + "\n")
@@ -391,7 +391,7 @@ def run(
         warm_cache(platform, options.connections)
     if backends and {*scenarios.ORDERS} & set(selected):
         result["background_commits_per_second"] = background_commits(backends)
-    for name in [s for s in selected if s != "mixed"]:
+    for name in [s for s in selected if s not in ("mixed", "mixed_traced")]:
         _log(f"scenario {name} ({closed_loop[name]} connections, {duration:g} s)")
         jobs = [scenarios.job(name, platform, tokens_file, connections=closed_loop[name])]
         before = cache_counts(platform)
@@ -417,6 +417,21 @@ def run(
         result["scenarios"]["mixed"] = run_mixed(
             platform, result, tokens_file, options, pids, backends, mix_steps
         )
+    if "mixed_traced" in selected:
+        # Half the mix's sustained rate (or a modest one without it): both steps must hold it.
+        best = (result["scenarios"].get("mixed") or {}).get("highest_sustained_rps")
+        rate = max(50.0, round((best or 400.0) * 0.5, -1))
+        _log(f"scenario mixed_traced at {rate:g} req/s: untraced, then tracing on at 10%")
+        result["mixed_traced"] = traced.run_mixed_traced(
+            platform,
+            tokens_file,
+            rate=rate,
+            duration=duration,
+            measure=measure,
+            backends=backends,
+            mix=result["options"]["mix"],
+        )
+        pids.update(platform.pids())  # the services were restarted
     if {*scenarios.ORDERS, "mixed"} & set(selected):
         _log("checking stock and cross-service consistency")
         result["integrity"] = asyncio.run(_integrity(platform, stock_before))

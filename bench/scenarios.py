@@ -26,6 +26,7 @@ ALL = (
     "search",
     "search_nocache",
     "mixed",
+    "mixed_traced",  # the mix again with tracing on at 10% (bench/traced.py), last
 )
 ORDERS = ("order", "flash_sale", "cart")  # the scenarios that place orders
 FLASH_PRODUCT = 1  # every flash-sale order is for this product

@@ -165,7 +165,6 @@ class ServiceApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._traced is not None:
-            scope["app"] = self  # the span's name: the routes' matches read the app's state
             await self._traced(scope, receive, send)
         else:
             await self._serve(scope, receive, send)

@@ -19,7 +19,7 @@ from shop.common.context import request_id_var, user_id_var
 from shop.common.errors import PROBLEM_CONTENT_TYPE, problem_body
 from shop.common.logging import access_log, get_logger
 from shop.common.metrics import HTTP_EXCEPTIONS, in_progress, observe_request
-from shop.common.tracing import record_exception
+from shop.common.tracing import name_server_span, record_exception
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -105,6 +105,8 @@ class RequestContextMiddleware:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status, response_started = message["status"], True
+                # Routed by now, and the server span still open (it ends with the body).
+                name_server_span(method, getattr(scope.get("route"), "path", None) or "unmatched")
                 headers = [*message.get("headers", []), *extra_headers]
                 if not any(name == b"cache-control" for name, _ in headers):
                     headers.append(_NO_STORE)

@@ -70,9 +70,7 @@ def instrument_app(app: FastAPI, settings: ServiceSettings) -> None:
     trace_requests = getattr(app, "trace_requests", None)
     if trace_requests is not None:
         trace_requests(
-            lambda inner: tracing_sdk.server_spans(
-                inner, app.router.routes, provider, excluded_urls=EXCLUDED_URLS
-            )
+            lambda inner: tracing_sdk.server_spans(inner, provider, excluded_urls=EXCLUDED_URLS)
         )
     else:
         tracing_sdk.instrument_fastapi(app, provider, excluded_urls=EXCLUDED_URLS)
@@ -136,6 +134,17 @@ async def traced_process(settings: ServiceSettings) -> AsyncIterator[None]:
         yield
     finally:
         await asyncio.to_thread(processor.shutdown)
+
+
+def name_server_span(method: str, route: str) -> None:
+    """Name the request's server span after its route template, known once it is routed (the
+    request middleware calls this for every request); nothing unless a span is recording."""
+    if _provider is None:
+        return
+    span = trace.get_current_span()
+    if span.is_recording() and route != "unmatched":
+        span.update_name(f"{method} {route}")
+        span.set_attribute("http.route", route)
 
 
 def record_exception(exc: BaseException) -> None:

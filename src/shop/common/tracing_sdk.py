@@ -33,7 +33,6 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Scope
 
 from shop.common.settings import ServiceSettings
@@ -109,22 +108,16 @@ def instrument_fastapi(app: FastAPI, provider: TracerProvider, *, excluded_urls:
     )
 
 
-def server_spans(
-    app: ASGIApp, routes: Sequence[BaseRoute], provider: TracerProvider, *, excluded_urls: str
-) -> ASGIApp:
-    """``app`` with a server span round every request, named ``METHOD route-template`` from
-    ``routes`` (lean and FastAPI routes alike, so both answer under one name): OpenTelemetry's
-    ASGI middleware, the one FastAPI's instrumentation puts round the whole stack, here put
-    round the service app itself so that the lean front stays on (shop.common.fastpath)."""
+def server_spans(app: ASGIApp, provider: TracerProvider, *, excluded_urls: str) -> ASGIApp:
+    """``app`` with a server span round every request: OpenTelemetry's ASGI middleware, the one
+    FastAPI's instrumentation puts round the whole stack, here put round the service app itself
+    so that the lean front stays on (shop.common.fastpath). The span starts named by the method
+    alone; the request middleware names it ``METHOD route-template`` and sets ``http.route`` once
+    the request is routed (``shop.common.tracing.name_server_span``), lean or not, and only if
+    it records: an unsampled request pays for no route matching of its own."""
 
     def details(scope: Scope) -> tuple[str, dict[str, Any]]:
-        method = str(scope.get("method") or "HTTP")
-        for route in routes:  # the app's live list: routes included later count too
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
-                template = getattr(route, "path", None) or scope.get("path", "")
-                return f"{method} {template}", {"http.route": template}
-        return method, {}
+        return str(scope.get("method") or "HTTP"), {}
 
     return OpenTelemetryMiddleware(
         app,
