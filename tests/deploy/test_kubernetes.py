@@ -19,6 +19,7 @@ from .conftest import (
     SERVICES,
     STOREFRONT,
     STOREFRONT_PORT,
+    TRACING,
     WORKLOADS,
     by_kind,
     checkov_failures,
@@ -94,7 +95,7 @@ def pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_one_deployment_per_service_from_one_image(rendered, env):
     deployments = by_kind(rendered[env], "Deployment")
-    assert set(deployments) == {*WORKLOADS, NOTIFICATIONS}
+    assert set(deployments) == {*WORKLOADS, NOTIFICATIONS, *TRACING}
     images = set()
     for name, (cli, port, _db) in SERVICES.items():
         spec = pod_spec(deployments[name])
@@ -166,7 +167,14 @@ def test_pods_are_locked_down(prod, name):
 
 def test_service_accounts_mount_no_token(prod):
     accounts = by_kind(prod, "ServiceAccount")
-    assert set(accounts) == {*WORKLOADS, "shop-backup", "redis", NOTIFICATIONS, "rabbitmq"}
+    assert set(accounts) == {
+        *WORKLOADS,
+        "shop-backup",
+        "redis",
+        NOTIFICATIONS,
+        "rabbitmq",
+        *TRACING,
+    }
     assert all(sa["automountServiceAccountToken"] is False for sa in accounts.values())
 
 
@@ -325,7 +333,7 @@ def test_autoscaling_and_disruption_budgets(rendered, env):
     pdbs = by_kind(rendered[env], "PodDisruptionBudget")
     assert set(hpas) == set(WORKLOADS)
     # The email worker and the broker keep a budget too; the broker: one node at a time.
-    assert set(pdbs) == {*WORKLOADS, NOTIFICATIONS, "rabbitmq"}
+    assert set(pdbs) == {*WORKLOADS, NOTIFICATIONS, "rabbitmq", *TRACING}
     assert pdbs["rabbitmq"]["spec"]["maxUnavailable"] == 1
     for name, hpa in hpas.items():
         spec = hpa["spec"]
@@ -567,7 +575,8 @@ def test_egress_dns_vault_database_and_service_calls(prod, name):
         for p, ports in peers
         if "podSelector" in p and "namespaceSelector" not in p
     }
-    expected = {"rabbitmq": {5672}}  # events (docs/events.md)
+    # events (docs/events.md), spans (components/tracing)
+    expected = {"rabbitmq": {5672}, "otel-collector": {4318}}
     if name != "user-service":
         expected["user-service"] = {5000}
     if name == "order-service":
@@ -589,7 +598,10 @@ def test_storefront_egress_is_dns_vault_and_the_four_services_only(prod):
         for p, ports in peers
         if "podSelector" in p and "namespaceSelector" not in p
     }
-    assert services == {name: {port} for name, (_cli, port, _db) in SERVICES.items()}
+    assert services == {
+        **{name: {port} for name, (_cli, port, _db) in SERVICES.items()},
+        "otel-collector": {4318},  # its spans
+    }
 
 
 def cidrsubnet(prefix: str, newbits: int, netnum: int) -> str:
@@ -676,7 +688,12 @@ def test_the_notification_worker_reaches_only_the_broker_users_redis_and_smtp(pr
         for p, ports in peers
         if "podSelector" in p and "namespaceSelector" not in p
     }
-    assert pods == {"user-service": {5000}, "rabbitmq": {5672}, "redis": {6379}}  # redis: inbox
+    assert pods == {
+        "user-service": {5000},
+        "rabbitmq": {5672},
+        "redis": {6379},  # the inbox
+        "otel-collector": {4318},  # its spans
+    }
     assert ({"ipBlock": {"cidr": "0.0.0.0/0"}}, {587}) in peers
     ingress = allowed(by_kind(prod, "NetworkPolicy"), NOTIFICATIONS, "ingress")
     assert ingress == [(namespace("monitoring"), {5005})]
