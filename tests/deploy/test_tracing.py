@@ -176,6 +176,21 @@ def test_the_tracing_pods_are_locked_down_and_bounded(rendered, env, name):
     assert pdb["spec"]["minAvailable"] == 1
 
 
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_grafana_finds_jaeger_at_its_query_service(rendered, env):
+    docs = rendered[env]
+    (datasources,) = [
+        cm
+        for cm in by_kind(docs, "ConfigMap").values()
+        if cm["metadata"].get("labels", {}).get("grafana_datasource") == "1"
+    ]
+    (jaeger,) = yaml.safe_load(datasources["data"]["jaeger.yml"])["datasources"]
+    assert jaeger["uid"] == "jaeger"
+    url = urlsplit(jaeger["url"])
+    assert url.hostname == "jaeger.shop.svc"
+    assert service_port(docs, "jaeger", url.port) == container_ports(docs, "jaeger")["query"]
+
+
 # --- network policy: exactly the tracing flows ----------------------------------------------
 
 

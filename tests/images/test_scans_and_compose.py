@@ -157,6 +157,8 @@ def test_compose_traces_every_process_into_its_collector_and_jaeger():
     assert "memory" in jaeger["extensions"]["jaeger_storage"]["backends"][store]
     assert jaeger["extensions"]["jaeger_query"]["storage"]["traces"] == store
     assert services["jaeger"]["ports"][0]["published"] == "16686"
+    # Prometheus keeps the latency exemplars that link a bucket to its trace.
+    assert "--enable-feature=exemplar-storage" in services["prometheus"]["command"]
     for path in GATEWAY_CONFIGS:  # the gateway starts the trace the services continue
         gateway = yaml.safe_load(path.read_text())
         (listener,) = gateway["static_resources"]["listeners"]
