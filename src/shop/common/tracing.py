@@ -55,47 +55,20 @@ def traces_endpoint(settings: ServiceSettings) -> str | None:
     return None
 
 
-def _process_provider(settings: ServiceSettings) -> TracerProvider:
-    """The process's provider, made on first use (tracing is on)."""
-    global _provider
-    from shop.common import tracing_sdk
-
-    if _provider is None:
-        _provider = tracing_sdk.process_provider(settings)
-        record_trace_exemplars()  # latency buckets link to their traces
-    return _provider
-
-
-@asynccontextmanager
-async def worker_tracing(settings: ServiceSettings) -> AsyncIterator[None]:
-    """For a process with no app (the notification worker): while it runs, its spans (the
-    consumers', which continue the event's ``traceparent``, and its calls) are exported; what
-    is left is flushed at the end. Nothing when tracing is off."""
-    endpoint = traces_endpoint(settings)
-    if endpoint is None:
-        yield
-        return
-    from shop.common import tracing_sdk
-
-    provider = _process_provider(settings)
-    processor = tracing_sdk.otlp_exporter(endpoint)
-    provider.add_span_processor(processor)
-    try:
-        yield
-    finally:
-        await asyncio.to_thread(processor.shutdown)
-
-
 def instrument_app(app: FastAPI, settings: ServiceSettings) -> None:
     """Trace the app's requests and SQL if an endpoint is configured (spans are exported once
     the lifespan runs ``exporting``). A service app (``trace_requests``) puts the server spans
     round itself, so its lean routes stay on and are traced like the rest; another app gets
     FastAPI's instrumentation."""
+    global _provider
     if traces_endpoint(settings) is None:
         return
     from shop.common import tracing_sdk  # only when tracing: see the module's docstring
 
-    provider = _process_provider(settings)
+    if _provider is None:
+        _provider = tracing_sdk.process_provider(settings)
+        record_trace_exemplars()  # latency buckets link to their traces
+    provider = _provider
     trace_requests = getattr(app, "trace_requests", None)
     if trace_requests is not None:
         trace_requests(

@@ -14,7 +14,6 @@ from shop.common.events.inbox import RedisInbox
 from shop.common.http import ServiceClient
 from shop.common.logging import configure_logging, get_logger
 from shop.common.metrics import EVENTS_INBOX_UP
-from shop.common.tracing import worker_tracing
 from shop.notifications.service import KEYS, Notifier
 from shop.notifications.settings import NotificationsSettings
 
@@ -104,12 +103,5 @@ async def serve(settings: NotificationsSettings) -> None:
         log.info("notifications stopped")
 
 
-async def run(settings: NotificationsSettings) -> None:
-    """The worker, its consumer spans exported when tracing is configured (before any client
-    is built, so that its calls are traced too)."""
-    async with worker_tracing(settings):
-        await serve(settings)
-
-
 def main() -> None:
-    asyncio.run(run(NotificationsSettings()))
+    asyncio.run(serve(NotificationsSettings()))
