@@ -67,4 +67,4 @@ clean:
 # The storefront's pages as docs/storefront/*.png (the browser journeys, at a phone's size).
 screenshots: $(STAMP)
 	mkdir -p docs/storefront
-	SHOP_SCREENSHOTS=docs/storefront $(BIN)/pytest tests/e2e/test_storefront_browser.py -q -p no:randomly
+	SHOP_SCREENSHOTS=docs/storefront $(BIN)/pytest tests/e2e/test_storefront_browser.py tests/e2e/test_storefront_search_browser.py -q -p no:randomly

@@ -50,7 +50,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--order-connections", type=int, default=8)
     parser.add_argument("--login-connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per service")
-    parser.add_argument("--products", type=int, default=10_000)
+    parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--no-baselines", action="store_true", help="skip the floor and pgbench")
     parser.add_argument("--pgbench-scale", type=int, default=10, help="pgbench -i --scale")

@@ -28,7 +28,7 @@ from shop.products.cache import CatalogueCache
 MIX_STEPS = (0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.15)
 MIX_REFINEMENTS = 2  # bisections between the last held and the first failed rate
 MIX_RESOLUTION = 0.1  # ... while they are more than 10% of the held rate apart
-LATENCY_AT_HALF_LOAD = ("product_by_id", "order", "flash_sale", "cart")
+LATENCY_AT_HALF_LOAD = ("product_by_id", "order", "flash_sale", "cart", "search_nocache")
 P95_TARGET_MS = 100.0
 
 
@@ -383,6 +383,8 @@ def run(
         "order": options.order_connections,
         "flash_sale": options.order_connections,
         "cart": options.order_connections,
+        "search": options.connections,
+        "search_nocache": options.connections,
     }
     cached_reads = {"product_by_id", "product_list", "mixed"} & set(selected)
     if cached_reads and platform.redis_url:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
-from bench.platform import CATEGORIES, PASSWORD, Platform
+from bench.platform import ADJECTIVES, CATEGORIES, NOUNS, PASSWORD, Platform
 from bench.wrk import Job
 
 # The seed's traffic: mostly catalogue reads, some logins and orders (shares of requests).
@@ -21,6 +23,8 @@ ALL = (
     "order",
     "flash_sale",
     "cart",
+    "search",
+    "search_nocache",
     "mixed",
 )
 ORDERS = ("order", "flash_sale", "cart")  # the scenarios that place orders
@@ -39,6 +43,42 @@ class Options:
     connections: int  # per closed-loop read scenario
     order_connections: int
     login_connections: int
+
+
+SEARCH_QUERIES = 2_000  # distinct search requests in a run's query file
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    """``word`` with one letter dropped or two neighbours swapped, as people mistype."""
+    i = rng.randrange(1, len(word) - 1)
+    if rng.random() < 0.5:
+        return word[:i] + word[i + 1 :]
+    return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+
+
+def search_queries(count: int = SEARCH_QUERIES, *, seed: int = 29) -> list[str]:
+    """Realistic search requests against the bench catalogue (bench/platform.py's words), a
+    quarter each: one word; two words; a typo in each of two words; a word with a filter
+    (in stock under a price, or a category sorted by price)."""
+    rng = random.Random(seed)
+    paths = []
+    for i in range(count):
+        adjective, noun = rng.choice(ADJECTIVES), rng.choice(NOUNS)
+        kind = i % 4
+        params: dict[str, str]
+        if kind == 0:
+            params = {"q": noun}
+        elif kind == 1:
+            params = {"q": f"{adjective} {noun}"}
+        elif kind == 2:
+            params = {"q": f"{_typo(adjective, rng)} {_typo(noun, rng)}"}
+        elif rng.random() < 0.5:
+            params = {"q": noun, "in_stock": "true", "max_price": str(rng.choice([50, 100, 200]))}
+        else:
+            category = f"category-{rng.randrange(1, CATEGORIES + 1):02d}"
+            params = {"q": noun, "category": category, "sort": "price"}
+        paths.append("/api/v1/products?" + urlencode(params))
+    return paths
 
 
 def job(
@@ -78,6 +118,18 @@ def job(
             "product_list.lua",
             connections,
             {"categories": str(CATEGORIES)},
+            rate,
+        )
+    if name == "search":
+        queries = platform.workdir / "search-queries.txt"
+        if not queries.exists():
+            queries.write_text("\n".join(search_queries()) + "\n")
+        return Job(
+            name,
+            platform.url("products", via_gateway=via_gateway),
+            "search.lua",
+            connections,
+            {"queries": str(queries)},
             rate,
         )
     if name == "login":

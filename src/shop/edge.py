@@ -46,6 +46,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/api/v1/users/logout", "users", public=("POST",), exact=True),
     Route("/api/v1/users", "users"),
     Route("/api/v1/products", "products", public=READS),
+    Route("/api/v1/categories", "products", public=READS, exact=True),
     Route("/api/v1/orders", "orders"),
     Route("/api/v1/payments", "payments"),
     # The storefront (GraphQL BFF and pages) checks its own sessions; a token sent to it must

@@ -94,3 +94,47 @@ def test_the_mix_can_be_profiled(tmp_path: Path) -> None:
     assert set(summary["load"]["jobs"]) == {"product_by_id", "product_list", "order", "login"}
     assert set(summary["profiles"]) == {"products", "users", "orders", "payments"}
     assert summary["profiles"]["products"]["samples"] > 0
+
+
+def test_the_search_scenarios_run_and_are_judged(tmp_path: Path) -> None:
+    output = tmp_path / "result.json"
+    _bench(
+        "--duration=1",
+        "--scenarios=search,search_nocache",
+        "--no-baselines",
+        f"--output={output}",
+    )
+    result = json.loads(output.read_text())
+    for name in ("search", "search_nocache"):
+        scenario = result["scenarios"][name]
+        assert scenario["requests"] > 0
+        assert scenario["error_count"] == 0, scenario["errors"]
+    # The cache-on process serves repeated searches from its cache.
+    assert result["scenarios"]["search"]["cache"]["hit_ratio"] > 0
+    assert result["scenarios"]["search_nocache"]["at_half_load"]["rps"] > 0
+    targets = {t["target"] for t in result["targets"]}
+    assert {
+        "search (uncached) >= 400 req/s at saturation",
+        "search (uncached) p95 < 50 ms",
+    } <= targets
+
+
+def test_the_search_plans_script_explains_every_typical_query() -> None:
+    env = dict(os.environ)
+    if os.environ.get("SHOP_TEST_DATABASE_URL"):
+        env["DATABASE_URL"] = os.environ["SHOP_TEST_DATABASE_URL"]
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.explain", "--products=300"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    # Every typical query, both plans, each with the search index or a sort index.
+    assert run.stdout.count("### generic plan") == 6
+    assert run.stdout.count("Execution Time") == 12
+    assert "products_search_idx" in run.stdout
+    assert "through asyncpg: median" in run.stdout

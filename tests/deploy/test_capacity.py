@@ -127,11 +127,41 @@ def test_the_catalogue_cache_redis_in_kubernetes(rendered, model, env):
         assert policies[name]["spec"]["egress"][0]["to"] == [
             {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "redis"}}}
         ]
-    # No other pod is selected by a policy that lets it reach 6379.
+    # No other pod is selected by a policy that lets it reach 6379, but the storefront's to
+    # the carts' own Redis (test_the_carts_redis_keeps_every_cart).
     for name, policy in policies.items():
         for rule in policy["spec"].get("egress", []):
             if {"protocol": "TCP", "port": 6379} in rule.get("ports", []):
-                assert name in clients
+                assert name in clients | {"storefront-redis-carts-egress"}
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_the_carts_redis_keeps_every_cart(rendered, env) -> None:
+    """Issue 28: signed-in carts live in a Redis of their own that never evicts, keeps an
+    append-only file on a persistent volume, and is reached by the storefront only."""
+    docs = rendered[env]
+    carts = by_kind(docs, "StatefulSet")["redis-carts"]
+    (container,) = carts["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/data"]
+    (claim,) = carts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert "volumes" not in carts["spec"]["template"]["spec"]  # not an emptyDir
+    storefront = by_kind(docs, "Deployment")["storefront"]
+    assert config(docs, storefront)["SHOP_REDIS_URL"] == "redis://redis-carts:6379/0"
+    policies = by_kind(docs, "NetworkPolicy")
+    ingress = policies["redis-carts-ingress"]["spec"]
+    assert ingress["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "redis-carts"}}
+    (rule,) = ingress["ingress"]
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "storefront"}}}
+    ]
+    egress = policies["storefront-redis-carts-egress"]["spec"]["egress"]
+    assert egress[0]["to"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "redis-carts"}}}
+    ]
 
 
 def test_terraform_follows_the_model(hcl, model):

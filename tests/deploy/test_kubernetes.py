@@ -171,6 +171,7 @@ def test_service_accounts_mount_no_token(prod):
         *WORKLOADS,
         "shop-backup",
         "redis",
+        "redis-carts",
         NOTIFICATIONS,
         "rabbitmq",
         *TRACING,
@@ -586,7 +587,7 @@ def test_egress_dns_vault_database_and_service_calls(prod, name):
     assert services == expected
 
 
-def test_storefront_egress_is_dns_vault_and_the_four_services_only(prod):
+def test_storefront_egress_is_dns_vault_the_four_services_and_the_carts_only(prod):
     peers = allowed(by_kind(prod, "NetworkPolicy"), STOREFRONT, "egress")
     dns = {**namespace("kube-system"), **pod("kube-dns")}
     dns["podSelector"] = {"matchLabels": {"k8s-app": "kube-dns"}}
@@ -598,10 +599,11 @@ def test_storefront_egress_is_dns_vault_and_the_four_services_only(prod):
         for p, ports in peers
         if "podSelector" in p and "namespaceSelector" not in p
     }
-    assert services == {
-        **{name: {port} for name, (_cli, port, _db) in SERVICES.items()},
-        "otel-collector": {4318},  # its spans
-    }
+    carts = {"redis-carts": {6379}}  # signed-in customers' carts (issue 28)
+    spans = {"otel-collector": {4318}}  # its spans (components/tracing)
+    assert (
+        services == {name: {port} for name, (_cli, port, _db) in SERVICES.items()} | carts | spans
+    )
 
 
 def cidrsubnet(prefix: str, newbits: int, netnum: int) -> str:

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from shop.edge import ROUTES
+
 from .conftest import (
     CRD_KINDS,
     K8S,
@@ -86,13 +88,15 @@ def test_each_service_allows_only_the_calls_the_platform_makes(mesh):
         if name == STOREFRONT:  # its gateway routes end in the catch-all "/"
             assert {p for w, _m, p in allowed if w == "envoy-gateway-system"} == {"/*"}
             continue
-        # The gateway reaches only the service's own public prefix (and the JWKS); so does
-        # the storefront (the caller's token, the service's public API).
+        # The gateway reaches only the service's own public prefix and the gateway's other
+        # routes to it (the JWKS, the product service's categories); so does the storefront
+        # (the caller's token, the service's public API).
         prefix = "/api/v1/" + SERVICES[name][0]
+        routed = {r.path for r in ROUTES if r.service == SERVICES[name][0] and r.exact}
         storefront_paths = {p for w, _m, p in allowed if w == STOREFRONT}
-        assert all(p.startswith(prefix) or p == "/.well-known/jwks.json" for p in storefront_paths)
+        assert all(p.startswith(prefix) or p in routed for p in storefront_paths)
         gateway_paths = {p for who, _m, p in allowed if who == "envoy-gateway-system"}
-        assert all(p.startswith(prefix) or p == "/.well-known/jwks.json" for p in gateway_paths)
+        assert all(p.startswith(prefix) or p in routed for p in gateway_paths)
     jwks_only = {p for w, _m, p in _allowed(policies["user-service"]) if w == "order-service"}
     assert jwks_only == {"/.well-known/jwks.json"}
 

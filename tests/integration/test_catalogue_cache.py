@@ -353,3 +353,47 @@ async def test_a_stalled_redis_close_does_not_hold_up_a_shutdown(redis_url: str)
         for stuck in stalled:
             stuck.set_result(None)
         await asyncio.sleep(0)
+
+
+async def test_search_and_categories_are_cached_and_follow_catalogue_edits(
+    platform: Platform, replicas: Any, redis_url: str
+) -> None:
+    a, b = await replicas(2, redis_url=redis_url, prefix=_prefix())
+    product = await _new_product(a, platform.admin, name="Wireless Headphones", category="audio")
+    path = f"/api/v1/products/{product['id']}"
+    search = "/api/v1/products?q=wireles+headphnes&in_stock=true"
+
+    async def b_finds(name: str | None) -> bool:
+        items = (await b.get(search)).json()["items"]
+        return [p["name"] for p in items] == ([] if name is None else [name])
+
+    async def b_counts(count: int) -> bool:
+        items = (await b.get("/api/v1/categories")).json()["items"]
+        return items == ([{"name": "audio", "count": count}] if count else [])
+
+    assert await _eventually(lambda: b_finds("Wireless Headphones"))
+    assert await _eventually(lambda: b_counts(1))
+    assert await _eventually(lambda: _served_from_near(b, search))
+
+    # Behind the cache's back: the repeated search and the counts come from the cache.
+    await platform.sql(
+        "products", "UPDATE products SET stock = 0, category = 'x' WHERE id = $1", product["id"]
+    )
+    assert await b_finds("Wireless Headphones")
+    assert await b_counts(1)
+
+    # Through the API on A: a rename, then a stock change, each shows in B's search.
+    body = {"name": "Wireless Earbuds", "price": "12.00", "description": "", "category": "audio"}
+    assert (await a.put(path, json=body, headers=platform.admin)).status_code == 200
+    assert await _eventually(lambda: b_finds(None))
+    earbuds = "/api/v1/products?q=wireles+earbds&in_stock=true"
+    assert (await b.get(earbuds)).json()["total"] == 0  # stock 0 from the SQL above
+    stock = await a.patch(f"{path}/stock", json={"stock": 3}, headers=platform.admin)
+    assert stock.status_code == 200
+
+    async def b_finds_earbuds() -> bool:
+        return bool((await b.get(earbuds)).json()["total"] == 1)
+
+    assert await _eventually(b_finds_earbuds)
+    assert (await a.delete(path, headers=platform.admin)).status_code == 204
+    assert await _eventually(lambda: b_counts(0))

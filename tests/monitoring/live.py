@@ -27,6 +27,7 @@ from shop.devtools.processes import ServiceProcess
 
 SERVER = ProtoSpan.SpanKind.SPAN_KIND_SERVER
 CLIENT = ProtoSpan.SpanKind.SPAN_KIND_CLIENT
+CONSUMER = ProtoSpan.SpanKind.SPAN_KIND_CONSUMER
 ADMIN_PASSWORD = "live-admin-password"
 PASSWORD = "a long password"
 

@@ -7,12 +7,14 @@ The services export their spans over OTLP/HTTP to a receiver in the test; W3C tr
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.monitoring.live import (
     CLIENT,
+    CONSUMER,
     SERVER,
     Span,
     TracedPlatform,
@@ -201,3 +203,95 @@ def test_with_tracing_on_the_lean_routes_answer_and_are_traced_as_the_fastapi_ro
             parent = by_id[span.parent_id]
             assert (parent.service, parent.kind) == ("order-service", CLIENT)
             assert parent.scope == "opentelemetry.instrumentation.aiohttp_client", parent
+
+
+def test_the_notification_worker_joins_the_trace_its_event_carries(
+    traced_platform: TracedPlatform, amqp_url: str, tmp_path: Path
+) -> None:
+    """Issue 30: an event's ``traceparent`` (the span that wrote it) is the parent of the
+    notification worker's consumer span, exported from that process like the services'."""
+    import asyncio
+    import uuid
+
+    import aio_pika
+    import orjson
+
+    from shop.common.events.broker import Topology, delete_topology
+    from shop.devtools.events import EventProcesses
+
+    run = secrets.token_hex(4)
+    topology = Topology(amqp_url, f"shop.events.t{run}", f"shop.t{run}.")
+    with traced_platform.client("users") as users:
+        me = users.post(
+            "/api/v1/users/register",
+            json={"username": "mail_traced", "email": "mail@example.com", "password": "p" * 12},
+        ).json()
+    trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
+    event = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/shop/orders",
+        "type": "shop.order.cancelled",
+        "subject": "424242",
+        "time": "2026-12-06T00:00:00Z",
+        "datacontenttype": "application/json",
+        "data": {"id": 424242, "user_id": me["id"], "status": "cancelled"},
+        "traceparent": f"00-{trace_id}-{parent_id}-01",
+    }
+    worker = EventProcesses(
+        state_dir=tmp_path,
+        amqp_url=amqp_url,
+        users_url=traced_platform.url("users"),
+        service_token_secret=traced_platform.procs["users"].env["SHOP_SERVICE_TOKEN_SECRET"],
+        env="test",
+        extra={
+            "SHOP_AMQP_EXCHANGE": topology.exchange,
+            "SHOP_AMQP_QUEUE_PREFIX": topology.queue_prefix,
+            "SHOP_OTLP_ENDPOINT": traced_platform.receiver.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        },
+    )
+
+    async def publish_once_the_worker_listens() -> None:
+        """Publish as mandatory until the broker routes it: the worker binds its queue as it
+        starts, and a message published before that would go nowhere."""
+        connection = await topology.connect()
+        async with connection:
+            channel = await connection.channel(on_return_raises=True)
+            exchange = await topology.declare_exchange(channel)
+            for _ in range(600):
+                try:
+                    await exchange.publish(
+                        aio_pika.Message(
+                            orjson.dumps(event), content_type="application/cloudevents+json"
+                        ),
+                        routing_key=event["type"],
+                        mandatory=True,
+                    )
+                    return
+                except aio_pika.exceptions.DeliveryError:  # returned: no queue bound yet
+                    await asyncio.sleep(0.1)
+            raise AssertionError("the worker never bound its queue")
+
+    worker.start()
+    try:
+        asyncio.run(publish_once_the_worker_listens())
+        spans = traced_platform.receiver.wait_for(
+            lambda spans: any(
+                s.trace_id == trace_id
+                and s.kind == CONSUMER
+                and s.service == "notification-service"
+                for s in spans
+            ),
+            timeout=SPAN_DEADLINE,
+            what="the worker's consumer span in the event's trace",
+        )
+    finally:
+        worker.stop()
+        asyncio.run(delete_topology(topology, ["notifications"]))
+    [consumed] = [s for s in spans if s.trace_id == trace_id and s.kind == CONSUMER]
+    assert consumed.parent_id == parent_id
+    assert consumed.name == "notifications shop.order.cancelled"
+    # Its call to the user service (for the customer's address) is in the trace, under it.
+    calls = [s for s in spans if s.trace_id == trace_id and s.parent_id == consumed.span_id]
+    assert any(s.kind == CLIENT for s in calls), calls

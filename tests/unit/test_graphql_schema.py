@@ -23,13 +23,23 @@ def test_schema_matches_the_exported_file() -> None:
 def test_schema_has_the_contract_minimum() -> None:
     text = EXPORTED.read_text()
     for line in (
-        "products(limit: Int! = 20, offset: Int! = 0, category: String = null): ProductPage!",
+        "products(limit: Int! = 20, offset: Int! = 0, category: String = null, q: String = null,"
+        " minPrice: String = null, maxPrice: String = null, inStock: Boolean! = false,"
+        " sort: ProductSort = null): ProductPage!",
+        "categories: [Category!]!",
         "product(id: ID!): Product",
         "me: User",
         "order(id: ID!): Order",
         "cancelOrder(id: ID!): Order!",
-        "placeOrder(productId: ID!, quantity: Int!, paymentMethod: PaymentMethod! = CARD,"
-        " idempotencyKey: String = null): Order!",
+        "placeOrder(lines: [OrderLineInput!] = null, productId: ID = null, quantity: Int = null,"
+        " paymentMethod: PaymentMethod! = CARD, idempotencyKey: String = null): Order!",
+        "input OrderLineInput {\n  productId: ID!\n  quantity: Int!\n}",
+        "lines: [OrderLine!]!",
+        "cart: Cart!",
+        "addToCart(productId: ID!, quantity: Int! = 1): Cart!",
+        "setCartQuantity(productId: ID!, quantity: Int!): Cart!",
+        "removeFromCart(productId: ID!): Cart!",
+        "checkout(paymentMethod: PaymentMethod! = CARD, idempotencyKey: String = null): Order!",
         "refreshToken: String",
     ):
         assert line in text, line

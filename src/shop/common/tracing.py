@@ -118,6 +118,28 @@ async def exporting(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(processor.shutdown)
 
 
+@asynccontextmanager
+async def traced_process(settings: ServiceSettings) -> AsyncIterator[None]:
+    """For a process that is not an app (the notification worker): if an endpoint is
+    configured, a provider and its exporter while the body runs, so its consumers' spans join
+    the traces their events carry (``traceparent``) and its calls to services are traced."""
+    global _provider
+    endpoint = traces_endpoint(settings)
+    if endpoint is None:
+        yield
+        return
+    from shop.common import tracing_sdk
+
+    if _provider is None:
+        _provider = tracing_sdk.process_provider(settings)
+    processor = tracing_sdk.otlp_exporter(endpoint)
+    _provider.add_span_processor(processor)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(processor.shutdown)
+
+
 def record_exception(exc: BaseException) -> None:
     """Attach an exception to the current span (a no-op when nothing is recording)."""
     span = trace.get_current_span()

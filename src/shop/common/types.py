@@ -114,6 +114,11 @@ Int = Annotated[int, BeforeValidator(_json_int)]
 
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_json_int)]
+
+# For a bounded integer of one's own: Annotated[int, Field(ge=..., le=...), JSON_INT], the
+# bounds before the validator, so they reach the schema as minimum and maximum (also inside
+# an ``X | None``, where a field's own ge/le would land as unknown keywords).
+JSON_INT = BeforeValidator(_json_int)
 Bool = StrictBool  # true or false only (not 0, 1, "yes")
 
 # Whitespace as request bodies trim it (pydantic's str_strip_whitespace: Unicode White_Space).

@@ -62,6 +62,7 @@ class Cluster:
         tls_port: int | None = None,
         admin_port: int = 0,
         storefront: bool = False,
+        storefront_extra: Mapping[str, str] | None = None,
         relay: bool = False,
     ) -> Cluster:
         names = (*SERVICES, STOREFRONT) if storefront else SERVICES
@@ -98,7 +99,11 @@ class Cluster:
             envs[STOREFRONT] = storefront_env(
                 services={name: gateway.internal_url(name) for name in SERVICES},
                 port=ports[STOREFRONT][0],
-                shared={"SHOP_ENV": env, "SHOP_SERVICE_TOKEN_SECRET": service_token_secret},
+                shared={
+                    "SHOP_ENV": env,
+                    "SHOP_SERVICE_TOKEN_SECRET": service_token_secret,
+                    **(storefront_extra or {}),
+                },
             )
         logs = state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)

@@ -82,7 +82,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     admin_password, service_secret = local_secrets()
     added = asyncio.run(seed_catalogue(urls["products"]))
     print(f"Demo catalogue: {added} products added")
-    return run_cluster(args, urls, admin_password, service_secret, amqp_url=find_amqp())
+    return run_cluster(
+        args, urls, admin_password, service_secret, amqp_url=find_amqp(), redis_url=find_carts()
+    )
+
+
+def find_carts() -> str | None:
+    """Redis for signed-in customers' carts (shop.devtools.redis); None: carts in cookies."""
+    from shop.devtools.redis import find_redis
+
+    url = find_redis()
+    if url is None:
+        print("Redis: none (set SHOP_REDIS_URL or install redis-server): carts stay in cookies")
+        return None
+    print(f"Redis: {_redact(url)}, for signed-in customers' carts (the same on every device)")
+    return url
 
 
 def find_amqp() -> str | None:
@@ -108,6 +122,7 @@ def run_cluster(
     service_secret: str,
     *,
     amqp_url: str | None = None,
+    redis_url: str | None = None,
 ) -> int:
     """N replicas per service (default 1) behind the Envoy gateway; a replica that dies is
     started again, as a Kubernetes ReplicaSet would."""
@@ -128,6 +143,7 @@ def run_cluster(
         admin_password=admin_password,
         service_token_secret=service_secret,
         storefront=True,
+        storefront_extra={"SHOP_REDIS_URL": redis_url} if redis_url else None,
         extra={"SHOP_AMQP_URL": amqp_url} if amqp_url else None,
         relay=bool(amqp_url),  # one `shop relay` process for the four outboxes
     )

@@ -14,6 +14,7 @@ from shop.common.events.inbox import RedisInbox
 from shop.common.http import ServiceClient
 from shop.common.logging import configure_logging, get_logger
 from shop.common.metrics import EVENTS_INBOX_UP
+from shop.common.tracing import traced_process
 from shop.notifications.service import KEYS, Notifier
 from shop.notifications.settings import NotificationsSettings
 
@@ -103,5 +104,11 @@ async def serve(settings: NotificationsSettings) -> None:
         log.info("notifications stopped")
 
 
+async def serve_traced(settings: NotificationsSettings) -> None:
+    """``serve``, its consumer's spans exported when tracing is configured (OTEL_*)."""
+    async with traced_process(settings):
+        await serve(settings)
+
+
 def main() -> None:
-    asyncio.run(serve(NotificationsSettings()))
+    asyncio.run(serve_traced(NotificationsSettings()))

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
 from shop.common.types import (
+    JSON_INT,
     LINE_QUANTITY_MAX,
     ORDER_LINES_MAX,
     ORDER_QUANTITY_MAX,
@@ -21,6 +22,9 @@ OrderStatus = Literal["pending", "paid", "shipped", "delivered", "failed", "canc
 PaymentMethod = Literal["card", "paypal", "bank_transfer"]
 
 
+SeedQuantity = Annotated[int, Field(ge=1, le=ORDER_QUANTITY_MAX), JSON_INT]
+
+
 class OrderLineCreate(StrictModel):
     product_id: Id
     quantity: Int = Field(ge=1, le=LINE_QUANTITY_MAX)
@@ -32,20 +36,9 @@ _ONE_FORM: JsonDict = {
     "oneOf": [
         {
             "required": ["lines"],
-            "properties": {
-                "lines": {"type": "array"},
-                "product_id": {"type": "null"},
-                "quantity": {"type": "null"},
-            },
+            "properties": {"product_id": {"type": "null"}, "quantity": {"type": "null"}},
         },
-        {
-            "required": ["product_id", "quantity"],
-            "properties": {
-                "lines": {"type": "null"},
-                "product_id": {"type": "integer"},
-                "quantity": {"type": "integer"},
-            },
-        },
+        {"required": ["product_id", "quantity"], "properties": {"lines": {"type": "null"}}},
     ]
 }
 
@@ -60,7 +53,7 @@ class OrderCreate(StrictModel):
         default=None, min_length=1, max_length=ORDER_LINES_MAX
     )
     product_id: Id | None = None
-    quantity: Int | None = Field(default=None, ge=1, le=ORDER_QUANTITY_MAX)
+    quantity: SeedQuantity | None = None
     payment_method: PaymentMethod = "card"
 
     @model_validator(mode="after")

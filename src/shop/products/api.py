@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -16,11 +17,15 @@ from shop.common.responses import JSONResponse, json_response
 from shop.common.types import MAX_ID, NO_NUL
 from shop.products import service
 from shop.products.cache import CachedBody, CatalogueCache
-from shop.products.db import ProductRepository
+from shop.products.db import ProductRepository, SearchQuery, Sort
 from shop.products.schemas import (
     CATEGORY_MAX_LENGTH,
     ID_LIST_DESCRIPTION,
     ID_LIST_PATTERN,
+    PRICE_FILTER_PATTERN,
+    SEARCH_MAX_LENGTH,
+    SEARCH_MAX_WORDS,
+    CategoryList,
     ProductCreate,
     ProductPage,
     ProductRead,
@@ -30,9 +35,11 @@ from shop.products.schemas import (
     ReservationRefusal,
     StockUpdate,
     product_dict,
+    search_words,
 )
 
 router = APIRouter(prefix="/api/v1/products", tags=["products"])
+categories_router = APIRouter(prefix="/api/v1/categories", tags=["products"])
 ProductId = Annotated[int, Path(ge=1, le=MAX_ID)]
 OrderId = Annotated[int, Path(ge=1, le=MAX_ID)]
 NOT_FOUND = problems(404, descriptions={404: "No such product"})
@@ -95,13 +102,82 @@ async def list_products(
         str | None,
         Query(pattern=ID_LIST_PATTERN, description=ID_LIST_DESCRIPTION, examples=["1,2,3"]),
     ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=SEARCH_MAX_LENGTH,
+            pattern=NO_NUL,
+            description="Words to search for in the name (ranked highest), category and"
+            " description: English stems, and a typo or two in a name's word. Punctuation"
+            f" separates words; the first {SEARCH_MAX_WORDS} distinct words are searched for,"
+            " and a product matches when it matches every one.",
+            examples=["wireless headphones"],
+        ),
+    ] = None,
+    min_price: Annotated[
+        str | None,
+        Query(
+            pattern=PRICE_FILTER_PATTERN,
+            description="Products at this price or more.",
+            examples=["10.00"],
+        ),
+    ] = None,
+    max_price: Annotated[
+        str | None,
+        Query(
+            pattern=PRICE_FILTER_PATTERN,
+            description="Products at this price or less.",
+            examples=["99.99"],
+        ),
+    ] = None,
+    in_stock: Annotated[
+        bool, Query(description="true: only products with stock above zero.")
+    ] = False,
+    sort: Annotated[
+        Sort | None,
+        Query(
+            description="The order: relevance (the default with q), price, -price (highest"
+            " first), newest or name. Without q and sort, by id."
+        ),
+    ] = None,
     if_none_match: IfNoneMatch = None,
 ) -> Any:
     if ids is not None:
         return await _batch(db, page, ids)
-    cached = await service.page_body(
-        db=db, cache=cache, limit=page.limit, offset=page.offset, category=category
+    low = None if min_price is None else Decimal(min_price)
+    high = None if max_price is None else Decimal(max_price)
+    if low is not None and high is not None and low > high:
+        raise Unprocessable(
+            "min_price is above max_price.",
+            errors=[{"loc": ["query", "min_price"], "msg": "must be at most max_price"}],
+        )
+    if q is None and low is None and high is None and not in_stock and sort in (None, "relevance"):
+        # A plain page: the lean route's answer, byte for byte (fastpath.PageRoute).
+        cached = await service.page_body(
+            db=db, cache=cache, limit=page.limit, offset=page.offset, category=category
+        )
+        return _cached_response(request, cached, if_none_match)
+    query = SearchQuery(
+        words=None if q is None else search_words(q),
+        category=category,
+        min_price=low,
+        max_price=high,
+        in_stock=in_stock,
+        sort=sort or "relevance",
+        limit=page.limit,
+        offset=page.offset,
     )
+    cached = await service.search_body(db=db, cache=cache, query=query)
+    return _cached_response(request, cached, if_none_match)
+
+
+@categories_router.get("", response_model=CategoryList, responses=CACHED_READ)
+async def list_categories(
+    request: Request, db: DbDep, cache: CacheDep, if_none_match: IfNoneMatch = None
+) -> Any:
+    """Every category of the catalogue with its number of products, by name."""
+    cached = await service.categories_body(db=db, cache=cache)
     return _cached_response(request, cached, if_none_match)
 
 

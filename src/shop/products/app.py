@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from shop.common.app import create_service_app
 from shop.common.events.relay import relay_extension, render_as
 from shop.common.events.sidecar import RelaySource
-from shop.products.api import LEAN_ROUTES, reservations, router
+from shop.products.api import LEAN_ROUTES, categories_router, reservations, router
 from shop.products.cache import CatalogueCache
 from shop.products.events import follow_catalogue
 from shop.products.fastpath import PageRoute, ProductRoute
@@ -53,7 +53,7 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
         settings,
         title="shop product service",
         description="The product catalogue and its stock.",
-        routers=[router, reservations],
+        routers=[router, categories_router, reservations],
         # First in line: the catalogue reads' plain requests (fastpath.py), the saga's
         # reservations (api.LEAN_ROUTES).
         lean_routes=[

@@ -8,9 +8,12 @@ reservation leaves a tombstone (a reservation with no lines) that refuses the la
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any, Literal
 
 import asyncpg
+import orjson
 
 from shop.common.events.outbox import traceparent, with_event
 
@@ -20,6 +23,104 @@ STOCK_CHANGED = "'shop.product.stock_changed'"
 
 
 MAX_STOCK = 1_000_000_000  # schemas.Stock
+
+Sort = Literal["relevance", "price", "-price", "newest", "name"]
+# Each sort's ORDER BY, always ending in the id so that pages never overlap. "relevance"
+# without words is the catalogue's own order (by id), as a plain page has it.
+_ORDER = {
+    "relevance": "rank DESC, id",
+    "price": "price, id",
+    "-price": "price DESC, id",
+    "newest": "created_at DESC, id DESC",
+    "name": "name, id",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """A catalogue query beyond a plain page: the words of ``q`` (normalised, see
+    schemas.search_words; None without ``q``), filters, a sort and the page. ``key()`` is its
+    catalogue-cache key."""
+
+    words: tuple[str, ...] | None
+    category: str | None
+    min_price: Decimal | None
+    max_price: Decimal | None
+    in_stock: bool
+    sort: Sort
+    limit: int
+    offset: int
+
+    def key(self) -> str:
+        return "s:" + orjson.dumps(asdict(self), default=str).decode()
+
+
+def search_statement(query: SearchQuery) -> tuple[str, list[Any]]:
+    """The one statement of a search (or of filters only, without words) and its arguments:
+    one row per product of the page, each with the total, or one row of NULLs with the total
+    when the page is empty. Values are only ever bind parameters."""
+    params = _Params(query.limit, query.offset)
+    where = [LIVE]
+    if query.category is not None:
+        where.append(f"category = {params(query.category)}")
+    if query.min_price is not None:
+        where.append(f"price >= {params(query.min_price)}")
+    if query.max_price is not None:
+        where.append(f"price <= {params(query.max_price)}")
+    if query.in_stock:
+        where.append("stock > 0")
+    order = _ORDER[query.sort]
+    if query.words is None:
+        # The total is an index-only count, as a plain page's (ProductRepository.page).
+        condition = " AND ".join(where)
+        order = "id" if query.sort == "relevance" else order
+        return (
+            f"SELECT counted.total, page.* FROM"
+            f" (SELECT count(*) AS total FROM products WHERE {condition}) AS counted"
+            f" LEFT JOIN LATERAL (SELECT {COLUMNS} FROM products WHERE {condition}"
+            f" ORDER BY {order} LIMIT $1 OFFSET $2) AS page ON true",
+            params.values,
+        )
+    # The words as one tsquery (the migration's products_search_query), built once (an
+    # InitPlan), so one GIN index scan answers the whole query; ts_rank weighs a hit in the
+    # name (A) above the category (B), the description (C) and a typo key of the name (D).
+    words = f"(SELECT products_search_query({params(list(query.words))}::text[]))"
+    where.append(f"search_vector @@ {words}")
+    # Ranking reads every match's vector (about half a search's cost, docs/search.md): only
+    # when the order needs it.
+    rank = f"ts_rank(search_vector, {words})" if query.sort == "relevance" else "0::real"
+    columns = ", ".join(f"p.{c}" for c in COLUMNS.split(", "))
+    outer = ", ".join(f"m.{c}" for c in order.split(", "))
+    return (
+        f"""
+        WITH matches AS MATERIALIZED (
+            SELECT id, price, name, created_at,
+                   {rank} AS rank
+            FROM products WHERE {" AND ".join(where)}
+        )
+        SELECT counted.total, page.*
+        FROM (SELECT count(*) AS total FROM matches) AS counted
+        LEFT JOIN LATERAL (
+            SELECT {columns}
+            FROM (SELECT id, rank, price, name, created_at FROM matches
+                  ORDER BY {order} LIMIT $1 OFFSET $2) AS m
+            JOIN products AS p USING (id)
+            ORDER BY {outer}
+        ) AS page ON true
+        """,
+        params.values,
+    )
+
+
+class _Params:
+    """Numbered bind parameters for a statement built from parts: values are never SQL."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = list(values)
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
 
 
 class ProductRepository:
@@ -67,6 +168,23 @@ class ProductRepository:
             f"SELECT count(*) FROM products WHERE {where.replace('$3', '$1')}", *args
         )
         return rows, total
+
+    async def search(self, query: SearchQuery) -> tuple[list[Any], int]:
+        """A page of the products that match every word and filter, in the query's order,
+        and how many match in all."""
+        if query.words is not None and not query.words:  # a q of punctuation only
+            return [], 0
+        sql, args = search_statement(query)
+        rows: list[Any] = await self.conn.fetch(sql, *args)
+        return [r for r in rows if r["id"] is not None], rows[0]["total"]
+
+    async def categories(self) -> list[Any]:
+        """Every category of a live product, by name, with its number of products."""
+        rows: list[Any] = await self.conn.fetch(
+            f"SELECT category AS name, count(*) AS count FROM products"
+            f" WHERE {LIVE} AND category IS NOT NULL GROUP BY category ORDER BY category"
+        )
+        return rows
 
     async def add(self, **values: Any) -> Any:
         return await self.conn.fetchrow(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal, Self
 
@@ -96,6 +97,33 @@ ID_LIST_DESCRIPTION = (
     "Comma-separated product ids (at most 100): the live products among them, in id order;"
     " unknown or deleted ids are left out. Paging and category do not apply."
 )
+
+
+# Catalogue search (API.md, "Catalogue search"; docs/search.md).
+SEARCH_MAX_LENGTH = 200  # characters of q
+SEARCH_MAX_WORDS = 10  # distinct words of q searched for; later ones are left out
+# A price filter: a non-negative amount with at most two decimal places, as a query string.
+PRICE_FILTER_PATTERN = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
+_WORD = re.compile(r"[^\W_]+")
+
+
+def search_words(q: str) -> tuple[str, ...]:
+    """The words of a query as searched: lower case, letters and digits only (the split of
+    the SQL function products_name_keys), each once, at most SEARCH_MAX_WORDS."""
+    return tuple(dict.fromkeys(_WORD.findall(q.lower())))[:SEARCH_MAX_WORDS]
+
+
+class CategoryRead(BaseModel):
+    name: str
+    count: int
+
+
+class CategoryList(BaseModel):
+    items: list[CategoryRead]
+
+
+def categories_json(rows: list[Any]) -> bytes:
+    return orjson.dumps({"items": [{"name": r["name"], "count": r["count"]} for r in rows]})
 
 
 class ReservationLineIn(StrictModel):

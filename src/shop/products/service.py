@@ -16,11 +16,12 @@ from shop.common.db import Database
 from shop.common.errors import Conflict, NotFound
 from shop.common.metrics import STOCK_OUTS
 from shop.products.cache import CachedBody, CatalogueCache
-from shop.products.db import ProductRepository, ReservationRepository
+from shop.products.db import ProductRepository, ReservationRepository, SearchQuery
 from shop.products.schemas import (
     ProductCreate,
     ProductUpdate,
     StockUpdate,
+    categories_json,
     page_json,
     product_json,
 )
@@ -63,6 +64,34 @@ async def page_body(
     if cache is None:
         return CachedBody.of(await load())
     return await cache.page(f"{limit}:{offset}:{category or ''}", load)
+
+
+async def search_body(
+    *, db: Database, cache: CatalogueCache | None, query: SearchQuery
+) -> CachedBody:
+    """A page of search results or filtered products as sent. Cached as a list page: every
+    catalogue edit drops it at once, a reservation's stock change within the list TTL."""
+
+    async def load() -> bytes:
+        async with db.acquire() as conn:
+            rows, total = await ProductRepository(conn).search(query)
+        return page_json(rows, total=total, limit=query.limit, offset=query.offset)
+
+    if cache is None:
+        return CachedBody.of(await load())
+    return await cache.page(query.key(), load)
+
+
+async def categories_body(*, db: Database, cache: CatalogueCache | None) -> CachedBody:
+    """Every category with its number of products, as sent; cached as a list page."""
+
+    async def load() -> bytes:
+        async with db.acquire() as conn:
+            return categories_json(await ProductRepository(conn).categories())
+
+    if cache is None:
+        return CachedBody.of(await load())
+    return await cache.page("categories", load)
 
 
 async def _changed(cache: CatalogueCache | None, product_id: int, *, lists: bool) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from shop.common.tables import define_event_tables
 
@@ -26,6 +27,19 @@ products = sa.Table(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+    # Catalogue search (migration products_search, docs/search.md): the weighted words, and
+    # at weight D the name's typo keys (the migration's function products_name_keys).
+    sa.Column(
+        "search_vector",
+        postgresql.TSVECTOR,
+        sa.Computed(
+            "setweight(to_tsvector('english'::regconfig, name), 'A')"
+            " || setweight(to_tsvector('english'::regconfig, coalesce(category, '')), 'B')"
+            " || setweight(to_tsvector('english'::regconfig, description), 'C')"
+            " || setweight(array_to_tsvector(products_name_keys(name)), 'D')",
+            persisted=True,
+        ),
+    ),
     sa.CheckConstraint("price > 0", name="products_price_positive"),
     sa.CheckConstraint("stock >= 0", name="products_stock_non_negative"),
 )
@@ -36,6 +50,12 @@ sa.Index(
     products.c.id,
     postgresql_where=products.c.deleted_at.is_(None),
 )
+_LIVE = products.c.deleted_at.is_(None)
+sa.Index(
+    "products_search_idx", products.c.search_vector, postgresql_using="gin", postgresql_where=_LIVE
+)
+for _name, _column in (("price", "price"), ("name", "name"), ("created", "created_at")):
+    sa.Index(f"products_{_name}_idx", products.c[_column], products.c.id, postgresql_where=_LIVE)
 
 # An order's reservation (one per order id, whatever it holds) and its lines (one per product).
 # A reservation with no lines is a tombstone: the order was released before it reserved.

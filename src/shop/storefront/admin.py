@@ -95,7 +95,8 @@ async def orders(request: Request, page: int = 1) -> Response:
     data, errors = await gql(
         request,
         "query ($limit: Int!, $offset: Int!) { orders(limit: $limit, offset: $offset)"
-        " { total items { id userId status quantity totalPrice product { name } } } }",
+        " { total items { id userId status totalPrice createdAt"
+        " lines { name quantity unitPrice priced } } } }",
         limit=ORDERS_PER_PAGE,
         offset=(page - 1) * ORDERS_PER_PAGE,
     )

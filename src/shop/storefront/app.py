@@ -29,9 +29,17 @@ from shop.common.middleware import RequestContextMiddleware
 from shop.common.responses import JSONResponse
 from shop.common.tracing import exporting, instrument_app
 from shop.storefront.admin import router as admin_router
+from shop.storefront.cart import Carts
 from shop.storefront.clients import Backend
 from shop.storefront.graphql import Context, Limits, build_schema, error_code
-from shop.storefront.pages import PAGES_CSP, CsrfRejected, refresh_session, render
+from shop.storefront.pages import (
+    PAGES_CSP,
+    CsrfRejected,
+    cookie_cart,
+    refresh_session,
+    render,
+    save_cookie_cart,
+)
 from shop.storefront.pages import router as pages_router
 from shop.storefront.settings import StorefrontSettings
 
@@ -72,6 +80,18 @@ def _bearer(request: Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+async def _report_carts(carts: Carts) -> None:
+    """Say at start-up where signed-in customers' carts live."""
+    if carts.mode == "cookie":
+        log.warning(
+            "carts in cookies (SHOP_REDIS_URL unset): a customer's cart stays in one browser"
+        )
+    elif await carts.available():
+        log.info("carts in Redis: a signed-in customer's cart is the same on every device")
+    else:
+        log.warning("cart Redis unreachable: signed-in customers' carts fail until it answers")
+
+
 def create_app(
     settings: StorefrontSettings | None = None,
     *,
@@ -104,6 +124,10 @@ def create_app(
         app.state.backend = Backend.open(
             urls, timeout=settings.http_timeout_seconds, transports=transports
         )
+        app.state.carts = Carts.from_url(
+            settings.redis_url, ttl_seconds=settings.cart_ttl_seconds, prefix=settings.cart_prefix
+        )
+        await _report_carts(app.state.carts)
         async with exporting(app):
             if getattr(app.state, "verifier", None) is None:
                 app.state.verifier = build_verifier(settings)
@@ -114,10 +138,17 @@ def create_app(
                 finally:
                     app.state.shutting_down = True
                     await app.state.backend.aclose()
+                    await app.state.carts.aclose()
                     log.info("service stopped")
 
     async def context(request: Request) -> Context:
-        return Context(request.app.state.backend, request.app.state.verifier, _bearer(request))
+        return Context(
+            request.app.state.backend,
+            request.app.state.verifier,
+            _bearer(request),
+            carts=request.app.state.carts,
+            cookie_cart=cookie_cart(request),
+        )
 
     app = FastAPI(
         title="shop storefront",
@@ -136,6 +167,7 @@ def create_app(
 
     app.add_exception_handler(CsrfRejected, on_csrf)
     app.add_middleware(BaseHTTPMiddleware, dispatch=refresh_session)
+    app.add_middleware(BaseHTTPMiddleware, dispatch=save_cookie_cart)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,

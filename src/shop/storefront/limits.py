@@ -1,4 +1,10 @@
-"""Query cost: a bound on how many objects one query can make the BFF fetch.
+"""The storefront's bounds, declared once: the cart's size, and the cost of a GraphQL query.
+
+A cart holds at most ``CART_MAX_LINES`` products and ``CART_MAX_QUANTITY`` of one product
+(API.md, "Orders with lines"); ``shop.storefront.cart`` enforces them for the pages and GraphQL
+alike, and the templates' inputs take their ``max`` from here.
+
+Query cost: a bound on how many objects one query can make the BFF fetch.
 
 Each field costs 1; a paged field (one with a ``limit`` argument) multiplies what is under it
 by its page size: the literal given, the schema's default of 20 when absent, or the maximum of
@@ -26,6 +32,9 @@ from graphql import (
 )
 
 from shop.common.types import PAGE_LIMIT_MAX
+
+CART_MAX_LINES = 50
+CART_MAX_QUANTITY = 99
 
 DEFAULT_PAGE = 20
 MAX_PAGE = PAGE_LIMIT_MAX  # what the REST pages allow

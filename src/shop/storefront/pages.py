@@ -11,28 +11,32 @@ new pair before the page runs, so a visitor stays logged in as long as the refre
 
 from __future__ import annotations
 
-import json
 import secrets
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import jinja2
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.base import RequestResponseEndpoint
+from strawberry.types import ExecutionResult
 
+from shop.storefront.cart import COOKIE as CART
+from shop.storefront.cart import CartEmpty, CartError, CookieCartStore
 from shop.storefront.clients import ApiError
-from shop.storefront.graphql import Context
+from shop.storefront.graphql import Context, error_code
+from shop.storefront.limits import CART_MAX_QUANTITY
 
 PAGES_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
     " form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
-ACCESS, REFRESH, CSRF, CART = "shop_access", "shop_refresh", "shop_csrf", "shop_cart"
+ACCESS, REFRESH, CSRF = "shop_access", "shop_refresh", "shop_csrf"
 PAGE_SIZE = 12
-DEMO_CATEGORIES = ("electronics", "grocery", "jewellery", "kitchen", "office", "sports")
 # Autoescape on for every template, whatever its name: a product called
 # `<img src=x onerror=alert(1)>` is text.
 templates = Jinja2Templates(
@@ -41,6 +45,24 @@ templates = Jinja2Templates(
     )
 )
 router = APIRouter(include_in_schema=False)
+
+
+def when(value: str | None) -> str:
+    """An ISO 8601 time as a person reads it, in UTC: "6 December 2026, 01:25 UTC"."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return f"{moment.day} {moment:%B %Y, %H:%M} UTC"
+
+
+templates.env.filters["when"] = when
+templates.env.globals["cart_max_quantity"] = CART_MAX_QUANTITY
 
 DECLINE_WORDS = (
     "Your payment was declined, so you have not been charged and the order was not placed."
@@ -52,16 +74,46 @@ class CsrfRejected(Exception):
     """A state change without a matching CSRF token."""
 
 
-async def gql(request: Request, query: str, **variables: Any) -> tuple[Any, list[Any]]:
-    """Run one operation as the visitor; returns (data, errors as (code, message))."""
-    context = Context(request.app.state.backend, request.app.state.verifier, access_token(request))
-    result = await request.app.state.schema.execute(
+async def execute(request: Request, query: str, **variables: Any) -> ExecutionResult:
+    """Run one operation as the visitor, with their cart."""
+    context = Context(
+        request.app.state.backend,
+        request.app.state.verifier,
+        access_token(request),
+        carts=request.app.state.carts,
+        cookie_cart=cookie_cart(request),
+    )
+    result: ExecutionResult = await request.app.state.schema.execute(
         query, variable_values=variables, context_value=context
     )
-    from shop.storefront.graphql import error_code
+    return result
 
+
+async def gql(request: Request, query: str, **variables: Any) -> tuple[Any, list[Any]]:
+    """Run one operation as the visitor; returns (data, errors as (code, message))."""
+    result = await execute(request, query, **variables)
     errors = [(error_code(e), e.message) for e in result.errors or []]
     return result.data, errors
+
+
+def cookie_cart(request: Request) -> CookieCartStore:
+    """This request's cookie cart (one per request, written back by ``save_cookie_cart``)."""
+    store: CookieCartStore | None = getattr(request.state, "cookie_cart", None)
+    if store is None:
+        secure = request.app.state.settings.is_production
+        store = request.state.cookie_cart = CookieCartStore(
+            request.cookies.get(CART), secure=secure
+        )
+    return store
+
+
+async def save_cookie_cart(request: Request, call_next: RequestResponseEndpoint) -> Response:
+    """Middleware: a cookie cart changed by the page or GraphQL goes out with the response."""
+    response = await call_next(request)
+    store: CookieCartStore | None = getattr(request.state, "cookie_cart", None)
+    if store is not None:
+        store.apply(response)
+    return response
 
 
 def _csrf(request: Request) -> str:
@@ -85,10 +137,14 @@ def _cookie_args(request: Request) -> dict[str, Any]:
 def render(request: Request, template: str, status: int = 200, **values: Any) -> Response:
     token = _csrf(request)
     values.setdefault("me", getattr(request.state, "me", None))
+    count = getattr(request.state, "cart_count", None)
+    if count is None:  # not signed in, or the page did not look: the cookie's
+        count = sum(cookie_cart(request).held().values())
+    values.setdefault("cart_count", count)
     response: Response = templates.TemplateResponse(
         request,
         template,
-        {"csrf": token, "cart_count": sum(_cart(request).values()), **values},
+        {"csrf": token, **values},
         status_code=status,
     )
     if request.cookies.get(CSRF) != token:
@@ -98,18 +154,6 @@ def render(request: Request, template: str, status: int = 200, **values: Any) ->
 
 def redirect(to: str) -> RedirectResponse:
     return RedirectResponse(to, status_code=303)
-
-
-def _cart(request: Request) -> dict[str, int]:
-    try:
-        raw = json.loads(request.cookies.get(CART) or "{}")
-        return {str(int(k)): max(1, min(int(v), 99)) for k, v in raw.items()}
-    except (ValueError, TypeError, AttributeError):
-        return {}
-
-
-def _save_cart(request: Request, response: Response, cart: dict[str, int]) -> None:
-    response.set_cookie(CART, json.dumps(cart, separators=(",", ":")), **_cookie_args(request))
 
 
 def access_token(request: Request) -> str | None:
@@ -152,11 +196,18 @@ def _is_page(path: str) -> bool:
 
 
 async def current_user(request: Request) -> Any:
+    """Who the visitor is (``me``), and how many items their cart holds, for the header."""
     if access_token(request) is None:
         return None
     data, _ = await gql(request, "{ me { id username role } }")
-    request.state.me = (data or {}).get("me")
-    return request.state.me
+    request.state.me = me = (data or {}).get("me")
+    if me is not None:
+        store = request.app.state.carts.of(user_id=int(me["id"]), cookie=cookie_cart(request))
+        try:
+            request.state.cart_count = sum((await store.load()).values())
+        except CartError:
+            request.state.cart_count = 0  # the cart page says why
+    return me
 
 
 CsrfField = Annotated[str | None, Form()]
@@ -170,7 +221,7 @@ async def catalogue(request: Request, category: str | None = None, page: int = 1
         request,
         "query ($limit: Int!, $offset: Int!, $category: String)"
         " { products(limit: $limit, offset: $offset, category: $category)"
-        " { total items { id name price stock category } } }",
+        " { total items { id name price stock category } } categories { name count } }",
         limit=PAGE_SIZE,
         offset=(page - 1) * PAGE_SIZE,
         category=category or None,
@@ -185,7 +236,81 @@ async def catalogue(request: Request, category: str | None = None, page: int = 1
         page=page,
         pages=pages,
         errors=errors,
-        categories=sorted({*DEMO_CATEGORIES, *([category] if category else [])}),
+        categories=_with_counts((data or {}).get("categories") or [], category),
+    )
+
+
+def _with_counts(found: list[dict[str, Any]], chosen: str | None) -> list[dict[str, Any]]:
+    """The catalogue's categories with their counts; the chosen one is listed even if empty."""
+    if chosen and chosen not in {c["name"] for c in found}:
+        found = sorted([*found, {"name": chosen, "count": 0}], key=lambda c: str(c["name"]))
+    return found
+
+
+SEARCH_SORTS = (
+    ("RELEVANCE", "Best match"),
+    ("PRICE", "Price: low to high"),
+    ("PRICE_DESC", "Price: high to low"),
+    ("NEWEST", "Newest"),
+    ("NAME", "Name"),
+)
+SEARCH_QUERY = (
+    "query ($q: String, $category: String, $minPrice: String, $maxPrice: String,"
+    " $inStock: Boolean!, $sort: ProductSort, $limit: Int!, $offset: Int!)"
+    " { products(q: $q, category: $category, minPrice: $minPrice, maxPrice: $maxPrice,"
+    " inStock: $inStock, sort: $sort, limit: $limit, offset: $offset)"
+    " { total items { id name price stock category } } categories { name count } }"
+)
+
+
+@router.get("/search", response_class=HTMLResponse)
+async def search(
+    request: Request,
+    q: str = "",
+    category: str = "",
+    min_price: str = "",
+    max_price: str = "",
+    in_stock: bool = False,
+    sort: str = "RELEVANCE",
+    page: int = 1,
+) -> Response:
+    """Search results with the filters, sort and category counts (API.md, "Catalogue search");
+    the product service checks every value, and its refusal is shown as the page's error."""
+    await current_user(request)
+    page = max(1, min(page, 10_000))
+    sort = sort if sort in dict(SEARCH_SORTS) else "RELEVANCE"
+    data, errors = await gql(
+        request,
+        SEARCH_QUERY,
+        q=q.strip() or None,
+        category=category or None,
+        minPrice=min_price or None,
+        maxPrice=max_price or None,
+        inStock=in_stock,
+        sort=sort,
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
+    )
+    products = (data or {}).get("products") or {"items": [], "total": 0}
+    kept = {"q": q, "category": category, "min_price": min_price, "max_price": max_price}
+    kept |= {"in_stock": "true" if in_stock else "", "sort": sort}
+    return render(
+        request,
+        "search.html",
+        products=products["items"],
+        total=products["total"],
+        q=q,
+        category=category,
+        min_price=min_price,
+        max_price=max_price,
+        in_stock=in_stock,
+        sort=sort,
+        sorts=SEARCH_SORTS,
+        page=page,
+        pages=max(1, -(-products["total"] // PAGE_SIZE)),
+        query=urlencode({k: v for k, v in kept.items() if v}),
+        errors=errors,
+        categories=_with_counts((data or {}).get("categories") or [], category),
     )
 
 
@@ -203,19 +328,61 @@ async def product_page(request: Request, product_id: int) -> Response:
     return render(request, "product.html", product=product, errors=errors)
 
 
+CART_QUERY = "{ cart { total count lines { quantity lineTotal product { id name price stock } } } }"
+Quantity = Annotated[int, Form(ge=0, le=CART_MAX_QUANTITY)]
+
+
+async def _cart_page(
+    request: Request, status: int = 200, error: str | None = None, **values: Any
+) -> Response:
+    data, errors = await gql(request, CART_QUERY)
+    cart = (data or {}).get("cart") or {"lines": [], "total": "0.00", "count": 0}
+    request.state.cart_count = cart["count"]
+    if error is None and errors:
+        error = errors[0][1]
+    return render(request, "cart.html", status, cart=cart, error=error, **values)
+
+
+async def _change_cart(request: Request, mutation: str, **variables: Any) -> Response:
+    _, errors = await gql(request, mutation, **variables)
+    if errors:
+        code, message = errors[0]
+        status = {"NOT_FOUND": 404, "UNAVAILABLE": 503}.get(code, 422)
+        await current_user(request)
+        return await _cart_page(request, status, error=message)
+    return redirect("/cart")
+
+
 @router.post("/cart")
 async def add_to_cart(
     request: Request,
     product_id: Annotated[int, Form(ge=1)],
     csrf_token: CsrfField = None,
-    quantity: Annotated[int, Form(ge=1, le=99)] = 1,
+    quantity: Annotated[int, Form(ge=1, le=CART_MAX_QUANTITY)] = 1,
 ) -> Response:
     check_csrf(request, csrf_token)
-    cart = _cart(request)
-    cart[str(product_id)] = min(99, cart.get(str(product_id), 0) + quantity)
-    response = redirect("/cart")
-    _save_cart(request, response, cart)
-    return response
+    return await _change_cart(
+        request,
+        "mutation ($p: ID!, $q: Int!) { addToCart(productId: $p, quantity: $q) { count } }",
+        p=str(product_id),
+        q=quantity,
+    )
+
+
+@router.post("/cart/quantity")
+async def set_cart_quantity(
+    request: Request,
+    product_id: Annotated[int, Form(ge=1)],
+    quantity: Quantity,
+    csrf_token: CsrfField = None,
+) -> Response:
+    check_csrf(request, csrf_token)
+    return await _change_cart(
+        request,
+        "mutation ($p: ID!, $q: Int!) { setCartQuantity(productId: $p, quantity: $q) { count } }",
+        p=str(product_id),
+        q=quantity,
+    )
 
 
 @router.post("/cart/remove")
@@ -223,44 +390,61 @@ async def remove_from_cart(
     request: Request, product_id: Annotated[int, Form(ge=1)], csrf_token: CsrfField = None
 ) -> Response:
     check_csrf(request, csrf_token)
-    cart = _cart(request)
-    cart.pop(str(product_id), None)
-    response = redirect("/cart")
-    _save_cart(request, response, cart)
-    return response
-
-
-async def _cart_lines(request: Request) -> list[dict[str, Any]]:
-    cart = _cart(request)
-    if not cart:
-        return []
-    # One operation, one aliased field per line: the dataloader makes it one products call.
-    fields = " ".join(
-        f"p{product_id}: product(id: {product_id}) {{ id name price stock }}" for product_id in cart
+    return await _change_cart(
+        request,
+        "mutation ($p: ID!) { removeFromCart(productId: $p) { count } }",
+        p=str(product_id),
     )
-    data, _ = await gql(request, f"{{ {fields} }}")
-    return [
-        {"product": product, "quantity": quantity}
-        for product_id, quantity in cart.items()
-        if (product := (data or {}).get(f"p{product_id}"))
-    ]
 
 
 @router.get("/cart", response_class=HTMLResponse)
 async def cart_page(request: Request) -> Response:
     await current_user(request)
-    return render(request, "cart.html", lines=await _cart_lines(request))
+    return await _cart_page(request)
+
+
+async def _checkout_page(
+    request: Request,
+    status: int = 200,
+    *,
+    checkout_key: str,
+    error: str | None = None,
+    short: dict[str, int] | None = None,
+) -> Response:
+    data, errors = await gql(request, CART_QUERY)
+    cart = (data or {}).get("cart")
+    if cart is None:
+        return render(request, "message.html", 503, title="Cart unavailable", message=errors[0][1])
+    if not cart["lines"]:
+        return redirect("/cart")
+    request.state.cart_count = cart["count"]
+    return render(
+        request,
+        "checkout.html",
+        status,
+        cart=cart,
+        checkout_key=checkout_key,
+        error=error,
+        short=short or {},
+    )
 
 
 @router.get("/checkout", response_class=HTMLResponse)
 async def checkout_page(request: Request) -> Response:
     if await current_user(request) is None:
         return redirect("/login?next=/checkout")
-    lines = await _cart_lines(request)
-    if not lines:
-        return redirect("/cart")
     # One key per checkout: a second submit (double click, reload) places nothing new.
-    return render(request, "checkout.html", lines=lines, checkout_key=uuid.uuid4().hex)
+    return await _checkout_page(request, checkout_key=uuid.uuid4().hex)
+
+
+SHORT_WORDS = (
+    "Some of your cart is not in stock in the quantity you asked for, so nothing was ordered"
+    " or charged. The lines marked below say what is left; change them in your cart."
+)
+CHECKOUT = (
+    "mutation ($m: PaymentMethod!, $k: String!)"
+    " { checkout(paymentMethod: $m, idempotencyKey: $k) { id } }"
+)
 
 
 @router.post("/checkout")
@@ -270,32 +454,36 @@ async def place_order(
     payment_method: Annotated[str, Form(pattern=r"^(CARD|PAYPAL|BANK_TRANSFER)$")] = "CARD",
     csrf_token: CsrfField = None,
 ) -> Response:
+    """One order for the whole cart, paid once; on a refusal the cart keeps everything."""
     check_csrf(request, csrf_token)
     if await current_user(request) is None:
         return redirect("/login?next=/checkout")
-    placed: list[str] = []
-    for line in await _cart_lines(request):
-        product_id = line["product"]["id"]
-        data, errors = await gql(
-            request,
-            "mutation ($p: ID!, $q: Int!, $m: PaymentMethod!, $k: String!)"
-            " { placeOrder(productId: $p, quantity: $q, paymentMethod: $m, idempotencyKey: $k)"
-            " { id } }",
-            p=product_id,
-            q=line["quantity"],
-            m=payment_method,
-            k=f"{checkout_key}-{product_id}",
-        )
-        if errors:
-            code, message = errors[0]
-            words = DECLINE_WORDS if code == "PAYMENT_DECLINED" else message
-            return render(
-                request, "checkout.html", 409, lines=[line], checkout_key=checkout_key, error=words
-            )
-        placed.append(data["placeOrder"]["id"])
-    response = redirect(f"/orders/{placed[0]}" if len(placed) == 1 else "/orders")
-    _save_cart(request, response, {})
-    return response
+    result = await execute(request, CHECKOUT, m=payment_method, k=checkout_key)
+    if not result.errors and result.data:
+        return redirect(f"/orders/{result.data['checkout']['id']}")
+    if not result.errors:
+        return redirect("/orders")
+    error = result.errors[0]
+    code = error_code(error)
+    if isinstance(error.original_error, CartEmpty):
+        return redirect("/orders")  # a second submit after the first placed the order
+    status = {"PAYMENT_DECLINED": 402, "UNAVAILABLE": 503}.get(code, 409)
+    short = _short_lines(error.extensions or {}, getattr(error.original_error, "details", {}))
+    words = DECLINE_WORDS if code == "PAYMENT_DECLINED" else SHORT_WORDS if short else error.message
+    # A new key: what was refused placed nothing, and the next try is a new attempt.
+    return await _checkout_page(
+        request, status, checkout_key=uuid.uuid4().hex, error=words, short=short
+    )
+
+
+def _short_lines(*sources: dict[str, Any]) -> dict[str, int]:
+    """product id -> how many are left, from a short-stock refusal's errors."""
+    short: dict[str, int] = {}
+    for source in sources:
+        for entry in source.get("errors") or []:
+            if isinstance(entry, dict) and "productId" in entry and "available" in entry:
+                short[str(entry["productId"])] = int(entry["available"])
+    return short
 
 
 @router.get("/orders", response_class=HTMLResponse)
@@ -305,7 +493,7 @@ async def my_orders(request: Request) -> Response:
     data, errors = await gql(
         request,
         "{ me { orders(limit: 50) { total items { id status quantity totalPrice createdAt"
-        " product { name } payment { status } } } } }",
+        " lines { name quantity } payment { status } } } } }",
     )
     orders = ((data or {}).get("me") or {}).get("orders") or {"items": []}
     return render(request, "orders.html", orders=orders["items"], errors=errors)
@@ -318,8 +506,8 @@ async def order_page(request: Request, order_id: int) -> Response:
     data, _ = await gql(
         request,
         "query ($id: ID!) { order(id: $id) { id status quantity totalPrice createdAt"
-        " failureReason product { id name } payment { status amount paymentMethod"
-        " failureReason } } }",
+        " failureReason lines { name quantity unitPrice lineTotal priced product { id } }"
+        " payment { status amount paymentMethod failureReason } } }",
         id=str(order_id),
     )
     order = (data or {}).get("order")

@@ -22,6 +22,11 @@ class StorefrontSettings(ServiceSettings):
     # Introspection lets tools read the schema; off by default in production, where the
     # published schema.graphql is the contract.
     graphql_introspection: bool | None = None
+    # Signed-in customers' carts (shop.storefront.cart): in Redis when configured, one hash per
+    # user kept cart_ttl_seconds after its last change; unset: every cart is a cookie.
+    redis_url: str | None = None
+    cart_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    cart_prefix: str = "shop:cart:"
 
     @property
     def introspection(self) -> bool:
