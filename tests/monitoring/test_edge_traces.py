@@ -111,6 +111,7 @@ def test_the_edge_starts_a_trace_or_continues_a_sampled_one(
     # No traceparent: the gateway's span is the root, and the service continues from it.
     root = by_trace[started[0]]
     assert (root.parent_id, root.kind, started[2]) == ("", SERVER, "01")
+    assert root.name == f"gateway {ROUTE}"  # the route's decorator, not Envoy's "ingress"
     assert started[1] == root.span_id
     assert root.attributes["http.request.header.x_request_id"] == upstream.seen[0]["x-request-id"]
     # A sampled traceparent: the same trace, the gateway's span a child of the caller's.

@@ -98,5 +98,9 @@ def test_with_a_collector_the_public_listeners_trace_into_it_at_the_sampling_giv
         "address": "otel-collector",
         "port_value": 4318,
     }
+    routes = hcms["public_http"]["route_config"]["virtual_hosts"][0]["routes"]
+    routed = [r for r in routes if "route" in r]
+    assert routed
+    assert all(r["decorator"]["operation"].startswith("gateway /") for r in routed)
     tags = {t["tag"]: t["request_header"]["name"] for t in tracing["custom_tags"]}
     assert tags == {"http.request.header.x_request_id": "x-request-id"}

@@ -249,18 +249,19 @@ class EnvoyConfig:
                     per_filter["envoy.filters.http.local_ratelimit"] = _local_ratelimit(
                         "gateway_auth", self.limits.auth
                     )
-                out.append(
-                    {
-                        "name": name,
-                        "match": match,
-                        "route": {
-                            "cluster": route.service,
-                            "timeout": "30s",
-                            "retry_policy": _retry_policy(idem),
-                        },
-                        "typed_per_filter_config": per_filter,
-                    }
-                )
+                envoy_route: dict[str, Any] = {
+                    "name": name,
+                    "match": match,
+                    "route": {
+                        "cluster": route.service,
+                        "timeout": "30s",
+                        "retry_policy": _retry_policy(idem),
+                    },
+                    "typed_per_filter_config": per_filter,
+                }
+                if self.otlp_endpoint is not None:  # the span's name; Envoy's own is "ingress"
+                    envoy_route["decorator"] = {"operation": f"gateway {route.path}"}
+                out.append(envoy_route)
         return out
 
     def _jwt_filter(self) -> dict[str, Any]:
