@@ -15,7 +15,8 @@ so ``docker compose up --scale products=2`` is balanced), the listener binds 0.0
 container, the access log is the container's stdout, and there is no TLS listener (compose
 publishes plain HTTP on 127.0.0.1:8080; `make run` and the cluster terminate TLS). A service is
 routed only if compose.yaml runs it (the storefront's routes appear once it does); its port is
-its SHOP_PORT there.
+its SHOP_PORT there. The gateway traces every request into compose's otel-collector (OTLP/HTTP),
+as the services do (compose.yaml's OTEL_* variables): development keeps every trace.
 
 Usage: .venv/bin/python scripts/gen-compose-gateway.py [--check]
 """
@@ -38,6 +39,7 @@ COMPOSE = ROOT / "compose.yaml"
 OUTPUT = ROOT / "deploy/compose"
 PORT = 8080  # inside the container; compose.yaml publishes it on 127.0.0.1:8080
 ADMIN_PORT = 9901  # loopback inside the container only: Envoy's admin API can stop it
+COLLECTOR = "http://otel-collector:4318"  # compose.yaml's otel-collector, as the services'
 
 
 def upstreams() -> dict[str, list[int]]:
@@ -67,6 +69,8 @@ def gateway(
         listen_address="0.0.0.0",  # inside the container; compose publishes it on loopback
         log_path=Path("/dev/stdout"),
         limits=Limits(enabled=rate_limiting),
+        otlp_endpoint=COLLECTOR,
+        trace_sampling=100.0,
     )
 
 

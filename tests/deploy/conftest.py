@@ -40,7 +40,10 @@ GATEWAY_KINDS = {
     "SecurityPolicy",
     "BackendTrafficPolicy",
     "ClientTrafficPolicy",
+    "EnvoyProxy",  # the gateway's tracer (components/tracing)
 }
+# The tracing component (deploy/k8s/components/tracing), in both overlays: Deployment names.
+TRACING = ("otel-collector", "jaeger")
 MESH_KINDS = {"PeerAuthentication", "AuthorizationPolicy", "DestinationRule", "VirtualService"}
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule", *GATEWAY_KINDS}
 INSTALL_HINT = "run scripts/install-deploy-tools.sh"

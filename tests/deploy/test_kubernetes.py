@@ -19,6 +19,7 @@ from .conftest import (
     SERVICES,
     STOREFRONT,
     STOREFRONT_PORT,
+    TRACING,
     WORKLOADS,
     by_kind,
     checkov_failures,
@@ -94,7 +95,7 @@ def pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_one_deployment_per_service_from_one_image(rendered, env):
     deployments = by_kind(rendered[env], "Deployment")
-    assert set(deployments) == {*WORKLOADS, NOTIFICATIONS}
+    assert set(deployments) == {*WORKLOADS, NOTIFICATIONS, *TRACING}
     images = set()
     for name, (cli, port, _db) in SERVICES.items():
         spec = pod_spec(deployments[name])
@@ -173,6 +174,7 @@ def test_service_accounts_mount_no_token(prod):
         "redis-carts",
         NOTIFICATIONS,
         "rabbitmq",
+        *TRACING,
     }
     assert all(sa["automountServiceAccountToken"] is False for sa in accounts.values())
 
@@ -332,7 +334,7 @@ def test_autoscaling_and_disruption_budgets(rendered, env):
     pdbs = by_kind(rendered[env], "PodDisruptionBudget")
     assert set(hpas) == set(WORKLOADS)
     # The email worker and the broker keep a budget too; the broker: one node at a time.
-    assert set(pdbs) == {*WORKLOADS, NOTIFICATIONS, "rabbitmq"}
+    assert set(pdbs) == {*WORKLOADS, NOTIFICATIONS, "rabbitmq", *TRACING}
     assert pdbs["rabbitmq"]["spec"]["maxUnavailable"] == 1
     for name, hpa in hpas.items():
         spec = hpa["spec"]
@@ -574,7 +576,8 @@ def test_egress_dns_vault_database_and_service_calls(prod, name):
         for p, ports in peers
         if "podSelector" in p and "namespaceSelector" not in p
     }
-    expected = {"rabbitmq": {5672}}  # events (docs/events.md)
+    # events (docs/events.md), spans (components/tracing)
+    expected = {"rabbitmq": {5672}, "otel-collector": {4318}}
     if name != "user-service":
         expected["user-service"] = {5000}
     if name == "order-service":
@@ -597,7 +600,10 @@ def test_storefront_egress_is_dns_vault_the_four_services_and_the_carts_only(pro
         if "podSelector" in p and "namespaceSelector" not in p
     }
     carts = {"redis-carts": {6379}}  # signed-in customers' carts (issue 28)
-    assert services == {name: {port} for name, (_cli, port, _db) in SERVICES.items()} | carts
+    spans = {"otel-collector": {4318}}  # its spans (components/tracing)
+    assert (
+        services == {name: {port} for name, (_cli, port, _db) in SERVICES.items()} | carts | spans
+    )
 
 
 def cidrsubnet(prefix: str, newbits: int, netnum: int) -> str:
@@ -684,7 +690,12 @@ def test_the_notification_worker_reaches_only_the_broker_users_redis_and_smtp(pr
         for p, ports in peers
         if "podSelector" in p and "namespaceSelector" not in p
     }
-    assert pods == {"user-service": {5000}, "rabbitmq": {5672}, "redis": {6379}}  # redis: inbox
+    assert pods == {
+        "user-service": {5000},
+        "rabbitmq": {5672},
+        "redis": {6379},  # the inbox
+        "otel-collector": {4318},  # its spans
+    }
     assert ({"ipBlock": {"cidr": "0.0.0.0/0"}}, {587}) in peers
     ingress = allowed(by_kind(prod, "NetworkPolicy"), NOTIFICATIONS, "ingress")
     assert ingress == [(namespace("monitoring"), {5005})]

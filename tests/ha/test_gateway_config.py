@@ -54,6 +54,16 @@ def test_generated_config_passes_envoy_validate(
     assert ("envoy.filters.http.local_ratelimit" in text) is limits.enabled
 
 
+def test_the_tracer_passes_envoy_validate(tmp_path: Path) -> None:
+    """Envoy's OpenTelemetry tracer and its collector cluster, as ``shop run`` renders them
+    when an OTLP endpoint is configured (the compose files are validated in tests/images)."""
+    gateway = _gateway(
+        tmp_path, SERVICES, otlp_endpoint="http://127.0.0.1:4318", trace_sampling=10.0
+    )
+    gateway.validate()
+    assert "envoy.tracers.opentelemetry" in gateway.config_path.read_text()
+
+
 def _routes(gateway: Gateway) -> list[dict[str, Any]]:
     config = gateway.render()
     (listener, *_rest) = config["static_resources"]["listeners"]

@@ -131,6 +131,43 @@ def test_compose_prometheus_scrapes_every_process():
     assert targets == {f"{svc}:{DEFAULT_PORTS[svc]}" for svc in SERVICES}
 
 
+def test_compose_traces_every_process_into_its_collector_and_jaeger():
+    """The services and the gateway export to compose's otel-collector, which runs the
+    cluster's Collector configuration and hands the spans to compose's Jaeger; nothing waits for
+    either, so `up` of the platform alone (tests/images/test_compose_up.py) never pulls them."""
+    config = compose_config()
+    services = config["services"]
+    for svc in SERVICES:
+        env = services[svc]["environment"]
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
+        assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+        assert env["OTEL_TRACES_SAMPLER_ARG"] == "1"  # development keeps every trace
+        assert "otel-collector" not in services[svc].get("depends_on", {})
+    assert "otel-collector" not in services["gateway"].get("depends_on", {})
+    collector_file = Path(config["configs"]["otel-collector"]["file"])
+    assert collector_file == ROOT / "deploy/k8s/components/tracing/otel-collector-config.yaml"
+    collector = yaml.safe_load(collector_file.read_text())
+    http = collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    assert http.endswith(":4318")
+    (exporter,) = collector["service"]["pipelines"]["traces"]["exporters"]
+    assert collector["exporters"][exporter]["endpoint"] == "jaeger:4317"  # compose's jaeger
+    jaeger = yaml.safe_load(Path(config["configs"]["jaeger"]["file"]).read_text())
+    assert jaeger["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].endswith(":4317")
+    store = jaeger["exporters"]["jaeger_storage_exporter"]["trace_storage"]
+    assert "memory" in jaeger["extensions"]["jaeger_storage"]["backends"][store]
+    assert jaeger["extensions"]["jaeger_query"]["storage"]["traces"] == store
+    assert services["jaeger"]["ports"][0]["published"] == "16686"
+    # Prometheus keeps the latency exemplars that link a bucket to its trace.
+    assert "--enable-feature=exemplar-storage" in services["prometheus"]["command"]
+    for path in GATEWAY_CONFIGS:  # the gateway starts the trace the services continue
+        gateway = yaml.safe_load(path.read_text())
+        (listener,) = gateway["static_resources"]["listeners"]
+        tracing = listener["filter_chains"][0]["filters"][0]["typed_config"]["tracing"]
+        uri = tracing["provider"]["typed_config"]["http_service"]["http_uri"]["uri"]
+        assert uri == "http://otel-collector:4318/v1/traces"
+        assert tracing["random_sampling"] == {"value": 100.0}
+
+
 GATEWAY_CONFIGS = sorted((ROOT / "deploy/compose").glob("envoy-rate-limiting-*.yaml"))
 
 
@@ -186,6 +223,7 @@ def test_compose_gateway_routes_every_service_by_its_compose_name():
     config = yaml.safe_load((ROOT / "deploy/compose/envoy-rate-limiting-true.yaml").read_text())
     resources = config["static_resources"]
     clusters = {c["name"]: c for c in resources["clusters"]}
+    clusters.pop("otel_collector")  # the tracer's (test_compose_traces_every_process_...)
     assert set(clusters) == set(SERVICES)  # no storefront: compose.yaml does not run one
     for svc, cluster in clusters.items():
         assert cluster["type"] == "STRICT_DNS"

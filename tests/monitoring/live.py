@@ -121,7 +121,10 @@ class _OtlpHandler(BaseHTTPRequestHandler):
         if self.path != "/v1/traces":
             self.send_error(404)
             return
-        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        if self.headers.get("transfer-encoding") == "chunked":  # Envoy's exporter sends so
+            body = self._read_chunked()
+        else:
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
         if self.headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)
         self.server.add(ExportTraceServiceRequest.FromString(body))
@@ -131,6 +134,15 @@ class _OtlpHandler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _read_chunked(self) -> bytes:
+        chunks = []
+        while size := int(self.rfile.readline().split(b";")[0].strip(), 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()  # the CRLF after each chunk
+        while self.rfile.readline().strip():  # trailers, up to the empty line
+            pass
+        return b"".join(chunks)
 
     def log_message(self, *_: Any) -> None:
         pass

@@ -11,9 +11,12 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import yaml
+
+from shop.common.metrics import TRACE_ID_LABEL
 
 from .conftest import run_promtool
 from .queries import (
@@ -209,6 +212,37 @@ def test_datasource_provisioning() -> None:
     assert datasource["uid"] == DATASOURCE["uid"]
     assert datasource["type"] == DATASOURCE["type"]
     assert datasource["url"]
+
+
+def test_the_jaeger_datasource_and_the_exemplars_link_to_it() -> None:
+    (jaeger,) = load_yaml(PROVISIONING / "datasources" / "jaeger.yml")["datasources"]
+    assert (jaeger["type"], jaeger["uid"]) == ("jaeger", "jaeger")
+    assert jaeger["url"] == "$JAEGER_URL"
+    (prometheus,) = load_yaml(PROVISIONING / "datasources" / "prometheus.yml")["datasources"]
+    # The label the services put on their latency exemplars opens the trace in Jaeger.
+    assert prometheus["jsonData"]["exemplarTraceIdDestinations"] == [
+        {"name": TRACE_ID_LABEL, "datasourceUid": jaeger["uid"]}
+    ]
+
+
+def test_the_service_dashboard_opens_the_services_traces_and_shows_exemplars() -> None:
+    service = DASHBOARDS["service.json"]
+    (link,) = [link for link in service["links"] if "Jaeger" in link["title"]]
+    assert link["type"] == "link"
+    assert link["url"].startswith("/explore?left=")
+    explore = json.loads(unquote(link["url"].removeprefix("/explore?left=")))
+    (query,) = explore["queries"]
+    assert explore["datasource"] == query["datasource"]["uid"] == "jaeger"
+    # The job is the Service name, which is also the service.name of its spans (the settings).
+    assert (query["queryType"], query["service"]) == ("search", "${job}")
+    latency = [
+        target
+        for panel in iter_panels(service["panels"])
+        for target in panel.get("targets", [])
+        if "http_request_duration_seconds_bucket" in target["expr"] and panel["type"] != "stat"
+    ]
+    assert latency
+    assert all(target.get("exemplar") is True for target in latency)
 
 
 def test_dashboard_provisioning() -> None:

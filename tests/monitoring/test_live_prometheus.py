@@ -232,3 +232,30 @@ def test_dashboards_and_rules_on_real_prometheus(
     # A healthy platform with every target up has no target missing.
     missing = next(r for r in rules if r.name == "ServiceTargetsMissing")
     assert promql.query(missing.expr) == []
+
+
+def test_latency_buckets_link_to_the_traces_of_their_requests(
+    traced_platform: TracedPlatform, prometheus: PrometheusProcess
+) -> None:
+    """Prometheus scrapes /metrics as OpenMetrics and keeps the exemplars: each order's latency
+    bucket carries the trace id of a trace the services exported (every trace is sampled here)."""
+    with traced_platform.client("products") as products:
+        assert products.get("/api/v1/products?limit=3").status_code == 200
+    http = httpx.Client(base_url=prometheus.url, timeout=30)
+    query = 'http_request_duration_seconds_bucket{job="product-service", route="/api/v1/products"}'
+    start = time.time() - 600
+
+    def exemplars() -> list[dict[str, Any]]:
+        response = http.get(
+            "/api/v1/query_exemplars",
+            params={"query": query, "start": start, "end": time.time() + 60},
+        )
+        body = response.json()
+        assert body["status"] == "success", body
+        return [e for series in body["data"] for e in series["exemplars"]]
+
+    wait_until(lambda: [] if exemplars() else ["no exemplar"], what="no exemplar stored")
+    trace_ids = {e["labels"]["trace_id"] for e in exemplars()}
+    assert all(len(t) == 32 for t in trace_ids), trace_ids
+    exported = {s.trace_id for s in traced_platform.receiver.snapshot()}
+    assert trace_ids & exported, (trace_ids, len(exported))

@@ -61,3 +61,46 @@ def test_the_gateway_runs_the_same_rendering() -> None:
     assert gateway.render() == _config().render()
     assert {r.service for r in gateway.routes()} == {"users", "products", "orders", "payments"}
     assert [r for r in ROUTES if r.service == "storefront"]  # left out: not among the upstreams
+
+
+def _public_hcms(rendered: dict[str, object]) -> dict[str, dict[str, object]]:
+    listeners = rendered["static_resources"]["listeners"]  # type: ignore[index]
+    return {
+        listener["name"]: listener["filter_chains"][0]["filters"][0]["typed_config"]
+        for listener in listeners
+    }
+
+
+def test_without_a_collector_the_gateway_traces_nothing() -> None:
+    rendered = _config().render()
+    assert all("tracing" not in hcm for hcm in _public_hcms(rendered).values())
+    assert "otel_collector" not in {c["name"] for c in rendered["static_resources"]["clusters"]}
+
+
+def test_with_a_collector_the_public_listeners_trace_into_it_at_the_sampling_given() -> None:
+    config = _config()
+    config.otlp_endpoint = "http://otel-collector:4318/"
+    config.trace_sampling = 10.0
+    rendered = config.render()
+    hcms = _public_hcms(rendered)
+    traced = {name for name, hcm in hcms.items() if "tracing" in hcm}
+    # The edge only: the internal listeners stand in for direct calls between services.
+    assert traced == {"public_http", "public_https"}
+    tracing = hcms["public_http"]["tracing"]
+    assert tracing["random_sampling"] == {"value": 10.0}
+    provider = tracing["provider"]
+    assert provider["name"] == "envoy.tracers.opentelemetry"
+    uri = provider["typed_config"]["http_service"]["http_uri"]
+    assert uri["uri"] == "http://otel-collector:4318/v1/traces"
+    clusters = {c["name"]: c for c in rendered["static_resources"]["clusters"]}
+    address = clusters[uri["cluster"]]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    assert address["endpoint"]["address"]["socket_address"] == {
+        "address": "otel-collector",
+        "port_value": 4318,
+    }
+    routes = hcms["public_http"]["route_config"]["virtual_hosts"][0]["routes"]
+    routed = [r for r in routes if "route" in r]
+    assert routed
+    assert all(r["decorator"]["operation"].startswith("gateway /") for r in routed)
+    tags = {t["tag"]: t["request_header"]["name"] for t in tracing["custom_tags"]}
+    assert tags == {"http.request.header.x_request_id": "x-request-id"}

@@ -313,7 +313,7 @@ def create_service_app(
     )
     async def metrics(request: Request) -> Response:
         request.app.state.db.observe_pool()
-        payload, content_type = render_metrics()
+        payload, content_type = render_metrics(request.headers.get("accept"))
         return Response(payload, media_type=content_type)
 
     app.include_router(health)

@@ -2,6 +2,13 @@
 
 Multi-worker safe: when ``PROMETHEUS_MULTIPROC_DIR`` is set before start-up (uvicorn with
 several workers), values go to shared files and ``/metrics`` aggregates them.
+
+With tracing on (``record_trace_exemplars``, called by ``shop.common.tracing``), a request's
+latency observation carries the trace id of its sampled server span as an exemplar, so a slow
+bucket in Grafana opens its trace in Jaeger. Exemplars exist only in the OpenMetrics format:
+``/metrics`` answers in it when the scraper asks (``Accept: application/openmetrics-text``, as
+Prometheus does), else in Prometheus' text format. With tracing off the observation costs one
+flag test more (docs/observability.md, "Exemplars").
 """
 
 from __future__ import annotations
@@ -10,8 +17,10 @@ import functools
 import os
 from typing import Any
 
+from opentelemetry import trace
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -19,6 +28,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as _mp
+from prometheus_client.openmetrics import exposition as _openmetrics
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10)
 
@@ -107,12 +117,40 @@ def status_class(status: int) -> str:
     return f"{status // 100}xx"
 
 
-def render_metrics() -> tuple[bytes, str]:
+def render_metrics(accept: str | None = None) -> tuple[bytes, str]:
+    """The registry as the scraper asked (its ``Accept`` header): OpenMetrics, which carries
+    the exemplars, or Prometheus' text format."""
+    registry: CollectorRegistry | None = None
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         _mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+    if accept and "application/openmetrics-text" in accept:
+        payload = _openmetrics.generate_latest(registry or REGISTRY)  # type: ignore[no-untyped-call]
+        return payload, _openmetrics.CONTENT_TYPE_LATEST
+    return generate_latest(registry or REGISTRY), CONTENT_TYPE_LATEST
+
+
+# The exemplar's label: Grafana's Prometheus data source links it to Jaeger by this name
+# (deploy/monitoring/grafana/provisioning/datasources/prometheus.yml).
+TRACE_ID_LABEL = "trace_id"
+
+
+class _Exemplars:
+    """Whether latency observations look for a recording span (set once, when tracing is on)."""
+
+    on = False
+
+
+def record_trace_exemplars() -> None:
+    """From now on, a request observed inside a sampled span carries its trace id."""
+    _Exemplars.on = True
+
+
+def _trace_exemplar() -> dict[str, str] | None:
+    context = trace.get_current_span().get_span_context()
+    if not context.trace_flags.sampled:
+        return None
+    return {TRACE_ID_LABEL: format(context.trace_id, "032x")}
 
 
 _UNTIMED_ROUTES = frozenset({"/metrics", "/health/live", "/health/ready"})
@@ -143,7 +181,10 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     docs/performance.md); the keys are the same few the metrics themselves hold: route
     templates, never raw paths."""
     if route not in _UNTIMED_ROUTES:
-        _duration(method, route).observe(seconds)
+        if _Exemplars.on:
+            _duration(method, route).observe(seconds, _trace_exemplar())
+        else:
+            _duration(method, route).observe(seconds)
     _requests(method, route, status).inc()
 
 

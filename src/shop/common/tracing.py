@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fastapi import FastAPI
 from opentelemetry import trace
 
+from shop.common.metrics import record_trace_exemplars
 from shop.common.settings import ServiceSettings
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ def instrument_app(app: FastAPI, settings: ServiceSettings) -> None:
 
     if _provider is None:
         _provider = tracing_sdk.process_provider(settings)
+        record_trace_exemplars()  # latency buckets link to their traces
     provider = _provider
     trace_requests = getattr(app, "trace_requests", None)
     if trace_requests is not None:

@@ -36,6 +36,7 @@ from opentelemetry.util.types import Attributes
 from starlette.types import ASGIApp, Scope
 
 from shop.common.settings import ServiceSettings
+from shop.common.tracing_env import sample_ratio_from_env
 
 
 class RequestRootSampler(Sampler):
@@ -66,17 +67,10 @@ class RequestRootSampler(Sampler):
 
 
 def sample_ratio(settings: ServiceSettings) -> float:
-    """The share of new traces kept: the standard ``OTEL_TRACES_SAMPLER_ARG`` (with
-    ``OTEL_TRACES_SAMPLER=parentbased_traceidratio``, as the cluster sets them), else
-    ``SHOP_TRACE_SAMPLE_RATIO``. A traced caller's decision is always followed (parent-based)."""
-    sampler = os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
-    argument = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
-    if sampler in ("parentbased_traceidratio", "traceidratio") and argument:
-        try:
-            return min(1.0, max(0.0, float(argument)))
-        except ValueError:
-            pass
-    return settings.trace_sample_ratio
+    """The share of new traces kept (``tracing_env.sample_ratio_from_env``, with
+    ``SHOP_TRACE_SAMPLE_RATIO`` as the default). A traced caller's decision is always followed
+    (parent-based)."""
+    return sample_ratio_from_env(os.environ, settings.trace_sample_ratio)
 
 
 def process_provider(settings: ServiceSettings) -> TracerProvider:

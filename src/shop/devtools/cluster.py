@@ -14,6 +14,7 @@ relays (docs/events.md).
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shop.common.services import SERVICES, STOREFRONT
+from shop.common.tracing_env import edge_collector, sample_ratio_from_env
 from shop.devtools.contract import platform_openapi
 from shop.devtools.gateway import Gateway
 from shop.devtools.processes import (
@@ -68,6 +70,9 @@ class Cluster:
             name: [base_port + i + 10 * r for r in range(replicas)] for i, name in enumerate(names)
         }
         internal = {name: gateway_port + 1 + i for i, name in enumerate(SERVICES)}
+        # The services read these from their environment; the gateway's tracer is told.
+        environ = {**os.environ, **(extra or {})}
+        default_ratio = float(environ.get("SHOP_TRACE_SAMPLE_RATIO") or 1.0)
         gateway = Gateway(
             state_dir=state_dir / "gateway",
             port=gateway_port,
@@ -77,6 +82,8 @@ class Cluster:
             admin_port=admin_port,
             limits=limits or Limits.from_env(),
             openapi=platform_openapi(),
+            otlp_endpoint=edge_collector(environ),
+            trace_sampling=100 * sample_ratio_from_env(environ, default_ratio),
         )
         envs = platform_env(
             database_urls=database_urls,

@@ -19,12 +19,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from shop.edge import IDEMPOTENT, READS, ROUTES, Bucket, Limits, Route
 
 PROBLEM = "https://shop.example.com/problems/"
 OVERWRITE = "OVERWRITE_IF_EXISTS_OR_ADD"
 EXT = "type.googleapis.com/envoy.extensions."  # the prefix of every filter's config type
+OTLP_CLUSTER = "otel_collector"  # where the tracer's spans go (EnvoyConfig.otlp_endpoint)
 
 
 def _problem(status: int, slug: str, title: str, detail: str) -> dict[str, Any]:
@@ -151,6 +153,12 @@ class EnvoyConfig:
     log_path: Path | None = None
     # The platform's combined OpenAPI (shop.devtools.contract), served at /openapi.json.
     openapi: Mapping[str, Any] | None = field(default=None, repr=False)
+    # Tracing at the edge: an OTLP/HTTP collector's base URL (the services' SHOP_OTLP_ENDPOINT,
+    # http://127.0.0.1:4318) turns on Envoy's OpenTelemetry tracer on the public listeners; it
+    # continues a request's traceparent or starts a trace, kept at ``trace_sampling`` percent,
+    # whose decision the services follow (parent-based). None: no tracer, no collector cluster.
+    otlp_endpoint: str | None = None
+    trace_sampling: float = 100.0
 
     def __post_init__(self) -> None:
         self.state_dir = self.state_dir.resolve()
@@ -241,18 +249,19 @@ class EnvoyConfig:
                     per_filter["envoy.filters.http.local_ratelimit"] = _local_ratelimit(
                         "gateway_auth", self.limits.auth
                     )
-                out.append(
-                    {
-                        "name": name,
-                        "match": match,
-                        "route": {
-                            "cluster": route.service,
-                            "timeout": "30s",
-                            "retry_policy": _retry_policy(idem),
-                        },
-                        "typed_per_filter_config": per_filter,
-                    }
-                )
+                envoy_route: dict[str, Any] = {
+                    "name": name,
+                    "match": match,
+                    "route": {
+                        "cluster": route.service,
+                        "timeout": "30s",
+                        "retry_policy": _retry_policy(idem),
+                    },
+                    "typed_per_filter_config": per_filter,
+                }
+                if self.otlp_endpoint is not None:  # the span's name; Envoy's own is "ingress"
+                    envoy_route["decorator"] = {"operation": f"gateway {route.path}"}
+                out.append(envoy_route)
         return out
 
     def _jwt_filter(self) -> dict[str, Any]:
@@ -413,13 +422,72 @@ class EnvoyConfig:
         if self.openapi is not None:  # Envoy's default cap on a direct response is 4 KiB
             size = len(json.dumps(self.openapi, separators=(",", ":")).encode())
             route_config["max_direct_response_body_size_bytes"] = size + 1024
-        return _hcm(
+        hcm = _hcm(
             stat_prefix,
             route_config,
             self._http_filters(),
             access_log=self.access_log,
             local_reply=self._local_reply_config(),
         )
+        if self.otlp_endpoint is not None:
+            hcm["typed_config"]["tracing"] = self._tracing()
+        return hcm
+
+    def _tracing(self) -> dict[str, Any]:
+        """The public listeners' tracer: OpenTelemetry, spans over OTLP/HTTP to the collector,
+        the request id as a span attribute (from a log line to its trace, docs/observability.md).
+        The internal listeners have none: in the cluster a service calls another directly, so
+        the hop is the caller's client span and the callee's server span, not a gateway's."""
+        assert self.otlp_endpoint is not None
+        return {
+            "random_sampling": {"value": self.trace_sampling},
+            "provider": {
+                "name": "envoy.tracers.opentelemetry",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                    "service_name": "shop-gateway",
+                    "http_service": {
+                        "http_uri": {
+                            "uri": self.otlp_endpoint.rstrip("/") + "/v1/traces",
+                            "cluster": OTLP_CLUSTER,
+                            "timeout": "2s",
+                        }
+                    },
+                },
+            },
+            "custom_tags": [
+                {
+                    "tag": "http.request.header.x_request_id",
+                    "request_header": {"name": "x-request-id", "default_value": "-"},
+                }
+            ],
+        }
+
+    def _otlp_cluster(self) -> dict[str, Any]:
+        """Where the tracer sends its spans: the collector of ``otlp_endpoint``."""
+        assert self.otlp_endpoint is not None
+        url = urlsplit(self.otlp_endpoint)
+        host = url.hostname or "127.0.0.1"
+        port = url.port or (443 if url.scheme == "https" else 80)
+        cluster: dict[str, Any] = {
+            "name": OTLP_CLUSTER,
+            "type": "STRICT_DNS",
+            "dns_refresh_rate": "5s",
+            "connect_timeout": "2s",
+            "load_assignment": {
+                "cluster_name": OTLP_CLUSTER,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(port, host)}}]}],
+            },
+        }
+        if url.scheme == "https":
+            cluster["transport_socket"] = {
+                "name": "envoy.transport_sockets.tls",
+                "typed_config": {
+                    "@type": EXT + "transport_sockets.tls.v3.UpstreamTlsContext",
+                    "sni": host,
+                },
+            }
+        return cluster
 
     def render(self) -> dict[str, Any]:
         """The bootstrap configuration (Envoy's JSON), regenerated on every start."""
@@ -516,7 +584,8 @@ class EnvoyConfig:
             },
             "static_resources": {
                 "listeners": listeners,
-                "clusters": [self._cluster(s) for s in self.upstreams],
+                "clusters": [self._cluster(s) for s in self.upstreams]
+                + ([self._otlp_cluster()] if self.otlp_endpoint is not None else []),
             },
         }
 

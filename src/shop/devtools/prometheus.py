@@ -93,6 +93,9 @@ class PrometheusProcess:
                     f"--config.file={self.config}",
                     f"--storage.tsdb.path={self.data_dir}",
                     f"--web.listen-address=127.0.0.1:{self.port}",
+                    # Keeps the latency buckets' exemplars (trace ids), which Grafana links to
+                    # Jaeger; Prometheus 2.x stores none without it (docs/observability.md).
+                    "--enable-feature=exemplar-storage",
                     "--log.level=warn",
                 ],
                 stdout=log,

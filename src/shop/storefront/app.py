@@ -203,8 +203,8 @@ def create_app(
         return {"status": "ok", "checks": {"signing_keys": True}}
 
     @health.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics() -> Response:
-        payload, content_type = render_metrics()
+    async def metrics(request: Request) -> Response:
+        payload, content_type = render_metrics(request.headers.get("accept"))
         return Response(payload, media_type=content_type)
 
     app.include_router(health)

@@ -6,8 +6,8 @@ Run once per controller upgrade, by hand (it needs the CRD files, which are larg
 
 The CRDs vendored on 2026-12-01: Envoy Gateway (github envoyproxy/gateway, commit d32f282,
 charts/gateway-helm/charts/crds: Gateway API bundle v1.6.1 and gateway.envoyproxy.io
-v1alpha1) and Istio (github istio/istio, commit 86c9f01,
-manifests/charts/base/files/crd-all.gen.yaml). Each kind's served version's
+v1alpha1; EnvoyProxy added on 2026-12-06 from the same commit) and Istio (github istio/istio,
+commit 86c9f01, manifests/charts/base/files/crd-all.gen.yaml). Each kind's served version's
 ``openAPIV3Schema`` is kept, made strict: an object with ``properties`` and no
 ``additionalProperties`` or ``x-kubernetes-preserve-unknown-fields`` refuses unknown fields
 (the API server would prune them silently, which is how a misspelt field goes unnoticed).
@@ -29,6 +29,7 @@ WANTED = {
         "SecurityPolicy",
         "BackendTrafficPolicy",
         "ClientTrafficPolicy",
+        "EnvoyProxy",
     },
     ("security.istio.io", "v1"): {"PeerAuthentication", "AuthorizationPolicy"},
     ("networking.istio.io", "v1"): {"DestinationRule", "VirtualService"},
