@@ -72,7 +72,12 @@ def instrument_app(app: FastAPI, settings: ServiceSettings) -> None:
     trace_requests = getattr(app, "trace_requests", None)
     if trace_requests is not None:
         trace_requests(
-            lambda inner: tracing_sdk.server_spans(inner, provider, excluded_urls=EXCLUDED_URLS)
+            lambda inner: tracing_sdk.server_spans(
+                inner,
+                provider,
+                excluded_urls=EXCLUDED_URLS,
+                ratio=tracing_sdk.sample_ratio(settings),
+            )
         )
     else:
         tracing_sdk.instrument_fastapi(app, provider, excluded_urls=EXCLUDED_URLS)

@@ -6,12 +6,14 @@ service that does not trace never loads any of it (docs/performance.md, "Memory"
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Sequence
-from typing import Any
+from contextvars import ContextVar
 
 import aiohttp
 import httpx
 from fastapi import FastAPI
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -30,21 +32,28 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
-from starlette.types import ASGIApp, Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shop.common.settings import ServiceSettings
 from shop.common.tracing_env import sample_ratio_from_env
 
+# A server span's sampling decision made before the span (``server_spans``): the sampler
+# follows it, so a request the fast path chose to trace is traced, once, at the chosen ratio.
+_DECIDED: ContextVar[bool | None] = ContextVar("shop_server_span_sampled", default=None)
+
 
 class RequestRootSampler(Sampler):
     """For spans without a parent: sample server (and explicitly opened internal) spans at
-    ``ratio``; drop client spans, which are SQL or HTTP calls made outside any request."""
+    ``ratio`` (or as ``server_spans`` decided); drop client spans, which are SQL or HTTP calls
+    made outside any request."""
 
     def __init__(self, ratio: float = 1.0) -> None:
         self._ratio = TraceIdRatioBased(ratio)
+        self.ratio = ratio
 
     def should_sample(
         self,
@@ -58,6 +67,10 @@ class RequestRootSampler(Sampler):
     ) -> SamplingResult:
         if kind is SpanKind.CLIENT:
             return SamplingResult(Decision.DROP, None, trace_state)
+        decided = _DECIDED.get() if kind is SpanKind.SERVER else None
+        if decided is not None:
+            decision = Decision.RECORD_AND_SAMPLE if decided else Decision.DROP
+            return SamplingResult(decision, attributes if decided else None, trace_state)
         return self._ratio.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )
@@ -102,27 +115,86 @@ def instrument_fastapi(app: FastAPI, provider: TracerProvider, *, excluded_urls:
     )
 
 
-def server_spans(app: ASGIApp, provider: TracerProvider, *, excluded_urls: str) -> ASGIApp:
-    """``app`` with a server span round every request: OpenTelemetry's ASGI middleware, the one
-    FastAPI's instrumentation puts round the whole stack, here put round the service app itself
-    so that the lean front stays on (shop.common.fastpath). The span starts named by the method
-    alone; the request middleware names it ``METHOD route-template`` and sets ``http.route`` once
-    the request is routed (``shop.common.tracing.name_server_span``), lean or not, and only if
-    it records: an unsampled request pays for no route matching of its own."""
+def server_spans(
+    app: ASGIApp, provider: TracerProvider, *, excluded_urls: str, ratio: float
+) -> ASGIApp:
+    """``app`` with a server span round every request it samples, and the trace context of
+    every other one.
 
-    def details(scope: Scope) -> tuple[str, dict[str, Any]]:
-        return str(scope.get("method") or "HTTP"), {}
+    A sampled request (a caller's sampled ``traceparent``, or a new trace kept at ``ratio``)
+    goes through OpenTelemetry's ASGI middleware, the one FastAPI's instrumentation puts round
+    the whole stack, here round the service app itself so that the lean front stays on
+    (shop.common.fastpath). Its span starts named by the method; the request middleware names
+    it ``METHOD route-template`` once routed (``shop.common.tracing.name_server_span``).
 
-    return OpenTelemetryMiddleware(
+    An unsampled request skips that middleware: it cost about 125 us a request even when it
+    records nothing (its request attributes and metrics are built first; timed in-process,
+    docs/observability.md). It runs in its trace context alone (the caller's, or a new trace's
+    ids, not sampled), so its calls carry a ``traceparent`` that says "not sampled" and the
+    services it calls keep the decision instead of starting traces of their own.
+    """
+    full = OpenTelemetryMiddleware(
         app,
         excluded_urls=excluded_urls,
-        default_span_details=details,
+        default_span_details=lambda scope: (str(scope.get("method") or "HTTP"), {}),
         tracer_provider=provider,
         # As attribute http.request.header.x_request_id: from a log line to its trace and back.
         http_capture_headers_server_request=["x-request-id"],
         # One span per request, not one more per ASGI message.
         exclude_spans=["receive", "send"],
     )
+    propagator = TraceContextTextMapPropagator()
+    bound = round(ratio * 2**64)  # TraceIdRatioBased's rule, on a fresh 64-bit draw
+    unsampled = TraceFlags(TraceFlags.DEFAULT)
+
+    async def traced(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        carrier = None
+        for name, value in scope["headers"]:
+            if name == b"traceparent":
+                carrier = {"traceparent": value.decode("latin-1")}
+                break
+        if carrier is not None:
+            parent_context = propagator.extract(carrier)
+            parent = trace.get_current_span(parent_context).get_span_context()
+            if parent.is_valid:
+                if parent.trace_flags.sampled:
+                    await full(scope, receive, send)  # parent-based: the caller decided
+                    return
+                await _within(parent_context, app, scope, receive, send)
+                return
+        if random.getrandbits(64) < bound:
+            token = _DECIDED.set(True)
+            try:
+                await full(scope, receive, send)
+            finally:
+                _DECIDED.reset(token)
+            return
+        context = trace.set_span_in_context(
+            NonRecordingSpan(
+                SpanContext(
+                    trace_id=random.getrandbits(128) or 1,
+                    span_id=random.getrandbits(64) or 1,
+                    is_remote=False,
+                    trace_flags=unsampled,
+                )
+            )
+        )
+        await _within(context, app, scope, receive, send)
+
+    return traced
+
+
+async def _within(
+    context: Context, app: ASGIApp, scope: Scope, receive: Receive, send: Send
+) -> None:
+    token = otel_context.attach(context)
+    try:
+        await app(scope, receive, send)
+    finally:
+        otel_context.detach(token)
 
 
 def aiohttp_tracing(provider: TracerProvider) -> aiohttp.TraceConfig:
