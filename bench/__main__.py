@@ -83,6 +83,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="with SHOP_AMQP_URL set: relay the outboxes in a `shop relay` process (default,"
         " reported as its own line) or inside each service process (SHOP_RELAY_IN_PROCESS)",
     )
+    parser.add_argument(
+        "--no-events",
+        action="store_true",
+        help="leave the broker out: no relay, consumers or notification worker (before issue 31)",
+    )
     return parser.parse_args(argv)
 
 
@@ -133,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_logs=args.keep_logs,
         synchronous_commit=args.synchronous_commit,
         relay=args.relay,
+        events=not args.no_events,
     ) as platform:
         if args.command == "profile":
             from bench import profile
