@@ -2,14 +2,15 @@
 
 Each round claims up to ``batch`` unsent rows with ``FOR UPDATE SKIP LOCKED`` (so replicas
 relaying side by side never take the same row), leaves out any row whose stream has an earlier
-unsent event outside the claim (held by another replica: order per resource wins), publishes
-the rest on a confirming channel, and marks them sent in the same transaction once the broker
-has confirmed every one. A round's messages are written as one write, in ``id`` order, under
-the channel's lock, and their confirms are awaited together (one round trip per round, not per
-event; ``ConfirmingPublisher``): RabbitMQ routes the messages of one channel in the order it
-receives them, so order per resource holds. Publishing one message at a time through aio-pika
-(a task, a lock, a ``Message`` and its properties per event) was most of the relay's CPU per
-order (docs/performance.md, "Events"). A crash
+unsent event outside the claim (held by another replica: order per resource wins), marks the
+rest sent in the same statement, publishes them on a confirming channel, and commits the mark
+only once the broker has confirmed every one (anything else rolls it back). A round's messages
+are written as one write, in ``id`` order, under the channel's lock, and their confirms are
+awaited together (one round trip per round, not per event; ``ConfirmingPublisher``): RabbitMQ
+routes the messages of one channel in the order it receives them, so order per resource holds.
+Publishing one message at a time through aio-pika (a task, a lock, a ``Message`` and its
+properties per event) was most of the relay's CPU per order (docs/performance.md, "Events").
+A crash
 between publish and commit publishes those events again: at least once; consumers deduplicate
 on the CloudEvent ``id``. A stop (:meth:`Relay.stop`, the relay process's SIGTERM) lets the
 round in flight finish first, so a rolling update publishes nothing twice. While the broker is
@@ -55,18 +56,22 @@ log = get_logger("shop.events.relay")
 # (type, data as stored: JSON text or its object) -> the JSON of data in the resource's REST shape.
 Render = Callable[[str, str | dict[str, Any]], bytes]
 
+# Claim and mark sent in one statement: the round's transaction commits the mark only once
+# the broker has confirmed every message (a failed or cut round rolls it back). RETURNING has
+# no order of its own: the rows are sorted by id before publishing.
 CLAIM = """
 WITH claim AS (
     SELECT id FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+), ready AS (
+    SELECT o.id FROM outbox o JOIN claim USING (id)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM outbox p
+        WHERE p.stream = o.stream AND p.sent_at IS NULL AND p.id < o.id
+          AND p.id NOT IN (SELECT id FROM claim)
+    )
 )
-SELECT o.id, o.event_id, o.type, o.subject, o.data, o.traceparent, o.created_at
-FROM outbox o JOIN claim USING (id)
-WHERE NOT EXISTS (
-    SELECT 1 FROM outbox p
-    WHERE p.stream = o.stream AND p.sent_at IS NULL AND p.id < o.id
-      AND p.id NOT IN (SELECT id FROM claim)
-)
-ORDER BY o.id
+UPDATE outbox o SET sent_at = now() FROM ready WHERE o.id = ready.id
+RETURNING o.id, o.event_id, o.type, o.subject, o.data, o.traceparent, o.created_at
 """
 BACKLOG = (
     "SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM outbox WHERE sent_at IS NULL"
@@ -223,7 +228,7 @@ class Relay:
     async def publish_once(self, publisher: Publisher) -> int:
         """One round: publish what can be published now. Returns how many were sent."""
         async with self.db.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(CLAIM, self.batch)
+            rows = sorted(await conn.fetch(CLAIM, self.batch), key=lambda r: r["id"])
             if not rows:
                 return 0
             messages = [self.message(row) for row in rows]  # a row that cannot render: none
@@ -231,12 +236,8 @@ class Relay:
             await publisher.publish(messages)
             for row in rows:
                 EVENTS_PUBLISHED.labels(row["type"]).inc()
-            if self.crash_after_publish:
+            if self.crash_after_publish:  # before the commit of the claim's mark
                 os.kill(os.getpid(), signal.SIGKILL)
-            await conn.execute(
-                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
-                [r["id"] for r in rows],
-            )
         return len(rows)
 
     async def observe(self) -> None:
