@@ -347,3 +347,38 @@ def render_mix_cost(cost: dict[str, Any] | None) -> str:
         f" CPU ms per request: {parts}; total {cost['total_cpu_ms_per_request']:.3f} ms,"
         f" {cost['cores_busy']:.2f} cores busy"
     )
+
+
+def processes_table(results: dict[str, dict[str, Any]], scenario: str = "order") -> str:
+    """A markdown table of CPU ms per request by process, one column per result (label ->
+    result): what docs/performance.md shows for an order with its events, before and after."""
+    columns = {label: r["scenarios"][scenario] for label, r in results.items()}
+    names: list[str] = []
+    for s in columns.values():
+        names += [n for n, _, _ in per_process(s) if n not in names]
+    head = "| process (ms CPU per order) | " + " | ".join(columns) + " |"
+    lines = [head, "|---|" + "---|" * len(columns)]
+    for name in names:
+        label = f"{name} (not the platform's)" if name in NOT_THE_PLATFORM else name
+        cells = []
+        for s in columns.values():
+            found = {n: ms for n, _, ms in per_process(s)}
+            cells.append(f"{found[name]:.2f}" if name in found else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| **platform total** (services, gateway, relay, worker, broker) | "
+        + " | ".join(f"**{platform_cpu_ms(s):.2f}**" for s in columns.values())
+        + " |"
+    )
+    lines.append(
+        "| notification worker per mail sent | "
+        + " | ".join(
+            f"{1000 * s['processes']['notifications']['cpu_seconds'] / s['mails_sent']:.2f}"
+            if s.get("mails_sent") and "notifications" in s.get("processes", {})
+            else "-"
+            for s in columns.values()
+        )
+        + " |"
+    )
+    lines.append("| orders/s | " + " | ".join(f"{s['rps']:.0f}" for s in columns.values()) + " |")
+    return "\n".join(lines)
