@@ -6,6 +6,7 @@ python -m bench profile [--duration S] [--scenarios order]   py-spy profile of o
 python -m bench capacity RESULT.json      the capacity model (docs/performance.md) from a run
     [--write-deploy deploy/capacity.json]  ... and the deploy values deploy/ follows
 python -m bench mix RESULT.json           the mix's CPU per request, by process, and cores busy
+python -m bench processes A.json B.json   the order's CPU per request by process, one column each
 """
 
 from __future__ import annotations
@@ -27,14 +28,24 @@ def parser_default() -> str:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "command", nargs="?", default="run", choices=["run", "profile", "capacity", "mix"]
+        "command",
+        nargs="?",
+        default="run",
+        choices=["run", "profile", "capacity", "mix", "processes"],
     )
-    parser.add_argument("result", nargs="?", type=Path, help="capacity, mix: a result JSON")
+    parser.add_argument(
+        "result", nargs="*", type=Path, help="capacity, mix: a result JSON; processes: several"
+    )
     parser.add_argument(
         "--mix",
         help="another mix than the seed's, e.g. product_by_id=0.76,product_list=0.2,order=0.04",
     )
     parser.add_argument("--rps", type=float, default=10_000, help="capacity: the target rate")
+    parser.add_argument(
+        "--events",
+        type=Path,
+        help="capacity: a run with the event side, whose order scenario sizes an order with events",
+    )
     parser.add_argument(
         "--write-deploy",
         type=Path,
@@ -83,6 +94,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="with SHOP_AMQP_URL set: relay the outboxes in a `shop relay` process (default,"
         " reported as its own line) or inside each service process (SHOP_RELAY_IN_PROCESS)",
     )
+    parser.add_argument(
+        "--no-events",
+        action="store_true",
+        help="leave the broker out: no relay, consumers or notification worker (before issue 31)",
+    )
     return parser.parse_args(argv)
 
 
@@ -95,29 +111,41 @@ def main(argv: list[str] | None = None) -> int:
     )
     if mix and set(mix) - set(scenarios.MIX):
         raise SystemExit(f"--mix takes shares of {sorted(scenarios.MIX)}")
+    if args.command == "processes":
+        if not args.result:
+            raise SystemExit("usage: python -m bench processes RESULT.json [RESULT.json ...]")
+        results = {path.stem: json.loads(path.read_text()) for path in args.result}
+        print(report.processes_table(results))
+        return 0
+    if args.command in ("mix", "capacity"):
+        if len(args.result) != 1:
+            raise SystemExit(f"usage: python -m bench {args.command} RESULT.json")
+        args.result = args.result[0]
     if args.command == "mix":
-        if args.result is None:
-            raise SystemExit("usage: python -m bench mix RESULT.json")
         print(report.render_mix_cost(report.mix_cost(json.loads(args.result.read_text()))))
         return 0
     if args.command == "capacity":
         from bench import capacity
 
-        if args.result is None:
-            raise SystemExit("usage: python -m bench capacity RESULT.json")
         result = json.loads(args.result.read_text())
         if mix:
             result["options"]["mix"] = mix
-        print(capacity.render(capacity.model(result, rps=args.rps)))
+        events = json.loads(args.events.read_text()) if args.events else None
+        print(capacity.render(capacity.model(result, rps=args.rps, events=events)))
         if args.write_deploy:
             from bench import sizing
 
             if mix:
                 raise SystemExit("--write-deploy takes the run's own mix (no --mix)")
-            source = args.result.resolve().relative_to(Path.cwd().resolve()).as_posix()
-            sizing.write(
-                sizing.deploy_values(result, source=source, rps=args.rps), args.write_deploy
+            here = Path.cwd().resolve()
+            source = args.result.resolve().relative_to(here).as_posix()
+            events_source = (
+                args.events.resolve().relative_to(here).as_posix() if args.events else None
             )
+            values = sizing.deploy_values(
+                result, source=source, rps=args.rps, events=events, events_source=events_source
+            )
+            sizing.write(values, args.write_deploy)
             print(f"wrote {args.write_deploy}")
         return 0
     selected = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -133,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_logs=args.keep_logs,
         synchronous_commit=args.synchronous_commit,
         relay=args.relay,
+        events=not args.no_events,
     ) as platform:
         if args.command == "profile":
             from bench import profile

@@ -4,6 +4,13 @@
 The measured inputs are each scenario's CPU milliseconds per request of every service process
 and of the PostgreSQL backends, its commits per request and its peak memory; the rest are the
 deployment's choices, named below, not measurements.
+
+``--events RUN.json`` (issue 31) names a run with the event side (bench/platform.py: the relay,
+every consumer, the notification worker, the broker): its ``order`` scenario gives the CPU per
+order of the relay, the notification worker (per mail sent: one per paid order) and the broker,
+which size the event side. The services' own figures stay the first run's: a run of the order
+scenario alone on a busy machine would resize the services and RDS from a disturbed figure (the
+user service's look-up per mail, which the events run charges to users, is left out so).
 """
 
 from __future__ import annotations
@@ -40,6 +47,29 @@ def per_request(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     return figures
 
 
+EVENT_PROCESSES = ("relay", "notifications", "rabbitmq")
+
+
+def event_figures(events: dict[str, Any] | None) -> dict[str, float] | None:
+    """CPU ms per order of the relay, the notification worker and the broker, and mails per
+    order, from a run's ``order`` scenario with the event side; None without one."""
+    if events is None:
+        return None
+    s = events["scenarios"].get("order")
+    if not s or not s["requests"] or not all(p in s["processes"] for p in EVENT_PROCESSES):
+        raise SystemExit("the events run has no order scenario with the relay, worker and broker")
+    n = s["requests"]
+    row = {p: 1000 * s["processes"][p]["cpu_seconds"] / n for p in EVENT_PROCESSES}
+    # One mail per paid order: the worker's CPU per mail sent in the same window is its cost
+    # per order (the window's mails include the warm-up's, sent late, so per request would
+    # charge the worker for more mails than the requests counted).
+    if s.get("mails_sent"):
+        row["notifications"] = (
+            1000 * s["processes"]["notifications"]["cpu_seconds"] / s["mails_sent"]
+        )
+    return row
+
+
 def gateway_ms_per_request(result: dict[str, Any]) -> float | None:
     """The Envoy gateway's CPU ms per request, from ``product_by_id_gateway`` (the same read
     sent through it); None for a run without that scenario. Taken as every kind's: the proxy's
@@ -50,9 +80,12 @@ def gateway_ms_per_request(result: dict[str, Any]) -> float | None:
     return 1000 * s["processes"]["gateway"]["cpu_seconds"] / s["requests"]
 
 
-def model(result: dict[str, Any], *, rps: float = TARGET_RPS) -> dict[str, Any]:
+def model(
+    result: dict[str, Any], *, rps: float = TARGET_RPS, events: dict[str, Any] | None = None
+) -> dict[str, Any]:
     mix: dict[str, float] = result["options"]["mix"]
     figures = per_request(result)
+    event_side = event_figures(events)
     missing = [k for k in mix if k not in figures]
     if missing:
         raise SystemExit(f"the result has no figures for {missing}: run every scenario")
@@ -114,6 +147,16 @@ def model(result: dict[str, Any], *, rps: float = TARGET_RPS) -> dict[str, Any]:
         ),
         "rds_vcpu_needed": round(cores["postgres"] / RDS_TARGET, 1),
         "peak_rss_mb": peak_rss,
+        # The event side per order and its cores at the target (None: not measured).
+        "events": None
+        if event_side is None
+        else {
+            "cpu_ms_per_order": {k: round(v, 3) for k, v in event_side.items()},
+            "cores_at_target": {
+                p: round(rps * mix.get("order", 0.0) * event_side[p] / 1000, 3)
+                for p in EVENT_PROCESSES
+            },
+        },
     }
 
 
@@ -164,4 +207,12 @@ def render(m: dict[str, Any]) -> str:
         f" ~{m['write_transactions_per_second']:,} from orders and logins (the writes)"
     )
     lines.append("peak RSS MB: " + ", ".join(f"{s} {v:g}" for s, v in m["peak_rss_mb"].items()))
+    if m.get("events"):
+        ev = m["events"]
+        lines.append(
+            "event side per order (ms CPU): "
+            + ", ".join(f"{k} {v:g}" for k, v in ev["cpu_ms_per_order"].items())
+            + "; cores at the target: "
+            + ", ".join(f"{k} {v:g}" for k, v in ev["cores_at_target"].items())
+        )
     return "\n".join(lines)

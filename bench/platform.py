@@ -1,12 +1,22 @@
-"""The platform under test: its own databases, a loaded catalogue and users, four processes,
-and the Envoy gateway in front of them (rate limits off: one address drives all the load).
+"""The platform under test, as ``make run`` starts it: its own databases, a loaded catalogue and
+users, four processes, the Envoy gateway in front of them (rate limits off: one address drives
+all the load), and the event side.
 
-With a broker (``SHOP_AMQP_URL`` in the environment, and ``SHOP_AMQP_EXCHANGE`` to keep to a
-run's own exchange) the outboxes are relayed as ``shop run`` relays them: by one ``shop relay``
-process for the four services (``relay="process"``, the default), whose CPU is reported as its
-own line ``relay``, not in the services' CPU; ``relay="in-process"`` sets
-``SHOP_RELAY_IN_PROCESS`` and every service process relays its own outbox instead (the before
-of docs/events.md's comparison).
+The event side (issue 31): RabbitMQ found as ``shop run`` finds it (``SHOP_AMQP_URL``, else
+127.0.0.1:5672, else a private node; ``shop.devtools.broker``), on the run's own exchange and
+queue names (``<prefix>events``, ``<prefix><consumer>``), so every consumer runs as it does in
+``make run``: the catalogue cache's in the product service, the order-follows-refund one in the
+order service, and the notification worker with the SMTP sink (``shop.devtools.mailsink``, the
+local stand-in for SES) started by the same ``EventProcesses`` as ``shop run``. The outboxes are
+relayed by one ``shop relay`` process for the four services (``relay="process"``, the default);
+``relay="in-process"`` sets ``SHOP_RELAY_IN_PROCESS`` and every service process relays its own
+outbox instead (the before of docs/events.md's comparison). ``events=False`` leaves the broker
+out (the bench as it was before issue 31: the outboxes only fill).
+
+``Platform.pids`` names every process the run samples: the services, the gateway, ``relay``,
+``notifications``, ``mailsink`` (not the platform's: SES stands there in production) and
+``rabbitmq`` (the broker's pid, found by its listening port; a broker shared with other work on
+the machine is charged for that work too).
 
 Everything is created with a random prefix on the PostgreSQL the project finds (DATABASE_URL,
 else 127.0.0.1:5432, else the embedded server) and dropped at the end, so a run never sees
@@ -21,15 +31,22 @@ import random
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
+import psutil
+from redis.asyncio import Redis
 
+from shop.common.events.broker import Topology, delete_topology
+from shop.devtools.broker import find_broker
+from shop.devtools.events import EventProcesses
 from shop.devtools.gateway import Gateway
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases, find_server
 from shop.devtools.processes import (
@@ -62,6 +79,8 @@ class Platform:
     gateway: Gateway | None = None
     redis_url: str | None = None
     relay: str = "process"  # or "in-process"; "none" without a broker
+    events: EventProcesses | None = None  # the notification worker and the SMTP sink
+    broker_pid: int | None = None
 
     def url(self, service: str, *, via_gateway: bool = False) -> str:
         """Where a client reaches ``service``: its own process, or the gateway in front."""
@@ -79,7 +98,42 @@ class Platform:
         pids = {name: p.process.pid for name, p in self.procs.items() if p.process}
         if self.gateway is not None and self.gateway.process is not None:
             pids["gateway"] = self.gateway.process.pid
+        if self.events is not None:
+            if self.events.worker is not None:
+                pids["notifications"] = self.events.worker.pid
+            if self.events.sink is not None:
+                pids["mailsink"] = self.events.sink.pid
+        if self.broker_pid is not None:
+            pids["rabbitmq"] = self.broker_pid
         return pids
+
+    @property
+    def mail_dir(self) -> Path | None:
+        """Where the SMTP sink writes one ``.eml`` per mail received (None: no event side)."""
+        return self.events.mail_dir if self.events is not None else None
+
+
+# Processes whose CPU a run reports but that are not the platform's own: the SMTP sink stands
+# in for Amazon SES; the load generator (wrk) and PostgreSQL are reported on lines of their own.
+NOT_THE_PLATFORM = ("mailsink", "products_nocache")
+
+
+def mails_received(folder: Path | None) -> int:
+    """How many mails the sink has written so far."""
+    if folder is None or not folder.exists():
+        return 0
+    return sum(1 for entry in os.scandir(folder) if entry.name.endswith(".eml"))
+
+
+def listening_pid(port: int) -> int | None:
+    """The pid of the process listening on loopback ``port`` (the broker's), if readable."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                return conn.pid
+    except psutil.Error:
+        return None
+    return None
 
 
 def catalogue_prefix(prefix: str) -> str:
@@ -215,9 +269,11 @@ def running_platform(
     keep_logs: bool = False,
     synchronous_commit: str | None = None,
     relay: str = "process",
+    events: bool = True,
 ) -> Iterator[Platform]:
-    """Create, migrate and load the databases, start the four services (and, with a broker and
-    ``relay="process"``, the relay process); undo it all after."""
+    """Create, migrate and load the databases, start the four services and (with a broker and
+    ``events``) the relay process, the notification worker and the SMTP sink; undo it all
+    after."""
     if relay not in RELAY_MODES:
         raise ValueError(f"relay is one of {RELAY_MODES}")
     from shop.common.auth import generate_private_key_pem
@@ -227,7 +283,17 @@ def running_platform(
     prefix = f"bench{secrets.token_hex(3)}_"
     workdir = Path(tempfile.mkdtemp(prefix="shop-bench-"))
     platform: Platform | None = None
+    topology: Topology | None = None
     try:
+        broker = find_broker(ROOT / ".shop") if events else None
+        amqp: dict[str, str] = {}
+        if broker is not None:
+            topology = Topology(broker.url, f"{prefix}events", prefix)
+            amqp = {
+                "SHOP_AMQP_URL": broker.url,
+                "SHOP_AMQP_EXCHANGE": topology.exchange,
+                "SHOP_AMQP_QUEUE_PREFIX": topology.queue_prefix,
+            }
         urls = prepare(server, prefix=prefix)
         asyncio.run(load_catalogue(urls["products"], products=products))
         asyncio.run(load_users(urls["users"], users=users))
@@ -237,13 +303,14 @@ def running_platform(
         secrets_dir.mkdir(mode=0o700)
         (secrets_dir / "jwt-signing.pem").write_text(generate_private_key_pem())
         ports = {name: free_port() for name in SERVICES}
+        service_token_secret = secrets.token_urlsafe(32)
         envs = platform_env(
             database_urls=urls,
             ports=ports,
             secrets_dir=secrets_dir,
             admin_password=secrets.token_urlsafe(16),
-            service_token_secret=secrets.token_urlsafe(32),
-            extra=service_env(workers, relay=relay),
+            service_token_secret=service_token_secret,
+            extra={**service_env(workers, relay=relay), **amqp},
         )
         # The catalogue cache: Redis found as PostgreSQL is (SHOP_REDIS_URL, else the local one,
         # else a private redis-server), under this run's own key prefix. A second product
@@ -263,7 +330,7 @@ def running_platform(
         }
         platform = Platform(server, prefix, urls, workdir, products, users, workers)
         platform.redis_url = redis_url
-        platform.relay = relay if os.environ.get("SHOP_AMQP_URL") else "none"
+        platform.relay = relay if broker is not None else "none"
         for name in [*SERVICES, "products_nocache"]:
             proc = ServiceProcess(
                 name if name in SERVICES else "products",
@@ -283,7 +350,25 @@ def running_platform(
                 services=SERVICES,
             )
             platform.procs["relay"].start()
+        if topology is not None:  # the notification worker and the sink, as `shop run` has them
+            platform.events = EventProcesses(
+                workdir / "events",
+                topology.url,
+                users_url=platform.procs["users"].url,
+                service_token_secret=service_token_secret,
+                extra={
+                    **amqp,
+                    "SHOP_REDIS_URL": redis_url or "",
+                    "SHOP_INBOX_KEY_PREFIX": f"{prefix}inbox:",
+                },
+            )
+            platform.events.start()
+            platform.broker_pid = listening_pid(urlsplit(topology.url).port or 5672)
         wait_ready(list(platform.procs.values()), timeout=120)
+        if platform.events is not None and topology is not None:
+            _wait_for(platform.events.ready, "the notification worker", 60)
+            # Events published before a consumer's queue is bound would be dropped unrouted.
+            asyncio.run(_wait_for_queues(topology, ["notifications", "orders"]))
         platform.gateway = Gateway(
             state_dir=workdir / "gateway",
             port=free_port(),
@@ -295,13 +380,57 @@ def running_platform(
     finally:
         if platform and platform.gateway:
             platform.gateway.stop()
+        if platform and platform.events:
+            platform.events.stop()
         for proc in platform.procs.values() if platform else ():
             proc.stop()
+        if topology is not None:
+            asyncio.run(_forget_events(topology, platform.redis_url if platform else None))
         asyncio.run(drop_databases(server, _database_names(prefix)))
         if keep_logs:
             print(f"service logs kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_for(ready: Callable[[], bool], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} was not ready after {timeout:g} s")
+        time.sleep(0.2)
+
+
+async def _wait_for_queues(topology: Topology, consumers: list[str]) -> None:
+    """Until every durable consumer queue exists (a passive declare succeeds), 60 s at most."""
+    deadline = time.monotonic() + 60
+    pending = list(consumers)
+    while pending:
+        connection = await topology.connect()
+        async with connection:
+            for consumer in list(pending):
+                channel = await connection.channel()
+                try:
+                    await channel.declare_queue(topology.queue(consumer), passive=True)
+                    pending.remove(consumer)
+                except Exception:  # not declared yet (the broker closed the channel)
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"queues not declared: {pending}") from None
+        if pending:
+            await asyncio.sleep(0.3)
+
+
+async def _forget_events(topology: Topology, redis_url: str | None) -> None:
+    """The run's exchange and queues, and its notification inbox keys in Redis."""
+    await delete_topology(topology, ["notifications", "orders"])
+    if redis_url:
+        client = Redis.from_url(redis_url)
+        try:
+            keys = [k async for k in client.scan_iter(match=f"{topology.queue_prefix}inbox:*")]
+            for start in range(0, len(keys), 500):
+                await client.delete(*keys[start : start + 500])
+        finally:
+            await client.aclose()
 
 
 async def _set_synchronous_commit(server: Server, prefix: str, value: str) -> None:

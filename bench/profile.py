@@ -85,7 +85,8 @@ def summarise(raw: Path, top: int = 15) -> dict[str, Any]:
 
 
 PROFILED_BY_SCENARIO = {
-    "order": ("orders", "products", "payments"),
+    # With the event side (bench/platform.py): the relay and the notification worker too.
+    "order": ("orders", "products", "payments", "relay", "notifications"),
     "flash_sale": ("orders", "products", "payments"),
     "product_by_id": ("products",),
     "product_list": ("products",),
@@ -126,7 +127,7 @@ def profile_scenario(
     out_dir.mkdir(parents=True, exist_ok=True)
     pids = platform.pids()
     spies = {}
-    for svc in PROFILED_BY_SCENARIO[scenario]:
+    for svc in [s for s in PROFILED_BY_SCENARIO[scenario] if s in pids]:
         raw = out_dir / f"profile-{scenario}-{svc}.txt"
         spies[svc] = (
             raw,

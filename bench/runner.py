@@ -18,7 +18,14 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from bench import pgbench, scenarios, traced
-from bench.platform import ROOT, Platform, environment, login_tokens, pgbench_database
+from bench.platform import (
+    ROOT,
+    Platform,
+    environment,
+    login_tokens,
+    mails_received,
+    pgbench_database,
+)
 from bench.procstats import BackendCpu, Sampler
 from bench.wrk import Job, JobResult, merge, run_jobs
 from shop.devtools.postgres import SERVICE_DATABASES
@@ -49,11 +56,14 @@ def measure(
     backends: tuple[str, str] | None,
     warmup: float = 0.0,
     exact_commits: bool = False,
+    mail_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run jobs together; return the merged load figures and each process's CPU and memory
-    (``exact_commits``: wait for every backend to publish its commits, see BackendCpu)."""
+    (``exact_commits``: wait for every backend to publish its commits, see BackendCpu), and
+    the mails the SMTP sink received in the window (``mail_dir``: the sink's folder)."""
     if warmup > 0:
         run_jobs(jobs, warmup)
+    mails_before = mails_received(mail_dir)
     with ExitStack() as stack:
         sampler = stack.enter_context(Sampler(pids))
         backend = (
@@ -68,8 +78,13 @@ def measure(
             else None
         )
         results, wrk_cpu = run_jobs(jobs, duration)
+    # Counted at the two ends of the CPU window (the sampler's), which also holds the
+    # commit counts' settling: the mail of the window's last orders is sent, and counted, there.
+    mails = mails_received(mail_dir) - mails_before
     summary = merge(results, wrk_cpu)
     summary["jobs"] = by_job(results)
+    if mail_dir is not None:
+        summary["mails_sent"] = mails
     summary["connections"] = {j.name: j.connections for j in jobs}
     summary["processes"] = {
         name: {
@@ -325,6 +340,7 @@ def run(
             "users": platform.users,
             "workers": platform.workers,
             "relay": platform.relay,
+            "events": platform.events is not None,
             "mix": mix or scenarios.MIX,
         },
         "baselines": {},
@@ -402,6 +418,7 @@ def run(
             backends=backends,
             warmup=warmup,
             exact_commits=name in scenarios.ORDERS,
+            mail_dir=platform.mail_dir,
         )
         result["scenarios"][name]["cache"] = cache_delta(before, cache_counts(platform))
         if name in LATENCY_AT_HALF_LOAD:

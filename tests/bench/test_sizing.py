@@ -60,7 +60,10 @@ def test_more_replicas_raise_the_hpa_maximum_and_the_pools_still_fit(result):
         assert more["services"][name]["hpa"]["max"] >= base["services"][name]["hpa"]["max"]
     for values in (base, more):
         rds = values["rds"]
-        worst = sum(s["hpa"]["max"] * s["db_pool"]["max"] for s in values["services"].values())
+        worst = sum(
+            s["hpa"]["max"] * (s["db_pool"]["max"] + rds["relay_pool_per_replica"])
+            for s in values["services"].values()
+        )
         assert worst <= rds["connection_budget"] <= rds["max_connections"]
 
 

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 
 from bench import sizing
 
@@ -32,7 +33,17 @@ def committed() -> dict[str, Any]:
 def model(committed) -> dict[str, Any]:
     """The values recomputed now from the run the committed file names."""
     result = json.loads((ROOT / committed["source"]).read_text(encoding="utf-8"))
-    return sizing.deploy_values(result, source=committed["source"], rps=committed["rps"])
+    events_source = committed.get("events_source")
+    events = (
+        json.loads((ROOT / events_source).read_text(encoding="utf-8")) if events_source else None
+    )
+    return sizing.deploy_values(
+        result,
+        source=committed["source"],
+        rps=committed["rps"],
+        events=events,
+        events_source=events_source,
+    )
 
 
 def test_the_committed_values_are_the_models(committed, model):
@@ -43,14 +54,61 @@ def test_the_model_keeps_its_promises(model):
     rds = model["rds"]
     pods = sum(s["hpa"]["max"] for s in model["services"].values())
     assert pods == model["pods_at_hpa_max"]
-    worst = sum(s["hpa"]["max"] * s["db_pool"]["max"] for s in model["services"].values())
+    # Every pod at its maximum: its pool and its relay sidecar's.
+    worst = sum(
+        s["hpa"]["max"] * (s["db_pool"]["max"] + rds["relay_pool_per_replica"])
+        for s in model["services"].values()
+    )
     assert worst == rds["connections_at_hpa_max"]
     assert worst <= rds["max_connections"] * (1 - sizing.CONNECTION_HEADROOM)
     assert rds["cores_busy_at_target"] <= rds["vcpu"] * rds["cpu_target"]
     assert not rds["instance_class"].startswith("db.t")  # no CPU credits at a sustained peak
     for svc in model["services"].values():
         assert svc["hpa"]["max"] >= svc["replicas_at_target"] >= 1
-        assert svc["hpa"]["min"] >= 2
+        assert (svc["hpa"]["min"], svc["hpa"]["max"]) == (2, 10)  # the architecture document's
+
+
+def test_the_guard_rails_hold_with_every_hpa_at_its_maximum(model):
+    """Issue 31: connections (every pod's pool and its relay sidecar's), the node group's
+    maximum and the broker fit every HPA at its maximum; the first limit and its alert."""
+    events = model["events"]
+    assert events is not None, "deploy/capacity.json names no run with the event side"
+    rds, rails = model["rds"], events["guard_rails"]
+    pods = model["pods_at_hpa_max"]
+    assert pods == 10 * len(sizing.DEPLOYMENTS)
+    per_pod = rds["pool_per_replica"] + rds["relay_pool_per_replica"]
+    assert pods * per_pod == rds["connections_at_hpa_max"] <= rds["connection_budget"]
+    assert rails["nodes"]["node_group_max"] >= rails["nodes"]["nodes_at_hpa_max"]
+    broker = events["broker"]
+    assert broker["cores_busy_at_hpa_max"] <= broker["vcpu"] * broker["cpu_target"]
+    assert rails["binds_first"] in rails["rates"]
+    assert rails["binds_first_rate"] == min(rails["rates"].values())
+    assert rails["alert_at_rate"] < rails["binds_first_rate"]
+    assert events["notifications"]["hpa"] == {"min": 2, "max": 10}
+
+
+def test_prod_event_side_follows_the_model(rendered, hcl, model):
+    events, cmd = model["events"], model["generated_by"]
+    prod = rendered["prod"]
+    worker = by_kind(prod, "Deployment")["notifications"]
+    assert app_container(worker)["resources"] == events["notifications"]["resources"], (
+        MESSAGE.format(cmd=cmd)
+    )
+    hpa = by_kind(prod, "HorizontalPodAutoscaler")["notifications"]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 10)
+    for name in sizing.DEPLOYMENTS.values():
+        containers = by_kind(prod, "Deployment")[name]["spec"]["template"]["spec"]["containers"]
+        (relay,) = [c for c in containers if c["name"] == "relay"]
+        assert relay["resources"]["requests"]["cpu"] == events["relay_sidecar"]["cpu_request"], (
+            MESSAGE.format(cmd=cmd)
+        )
+    prod_vars = hcl["environments/prod/terraform.tfvars"]
+    assert prod_vars["node_max_size"] == events["guard_rails"]["nodes"]["node_group_max"], (
+        MESSAGE.format(cmd=cmd)
+    )
+    assert prod_vars["mq_instance_type"] == events["broker"]["mq_instance_type"], MESSAGE.format(
+        cmd=cmd
+    )
 
 
 def app_container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -199,3 +257,21 @@ def test_elasticache_is_private_and_encrypted(hcl):
     assert "egress" not in sg
     secret = resource(hcl, "cache", "aws_secretsmanager_secret.auth")
     assert secret["kms_key_id"] == "${aws_kms_key.cache.arn}"
+
+
+def test_the_capacity_alert_fires_below_the_first_limit(model):
+    """PlatformNearCapacityLimit's threshold is the model's: 80% of the rate at which the
+    first limit binds with every HPA at its maximum (issue 31)."""
+    rules = yaml.safe_load(
+        (ROOT / "deploy/monitoring/prometheus/alerts.yml").read_text(encoding="utf-8")
+    )
+    (alert,) = [
+        r
+        for group in rules["groups"]
+        for r in group["rules"]
+        if r.get("alert") == "PlatformNearCapacityLimit"
+    ]
+    threshold = float(alert["expr"].rsplit(">", 1)[1])
+    assert threshold == model["events"]["guard_rails"]["alert_at_rate"], MESSAGE.format(
+        cmd=model["generated_by"]
+    )

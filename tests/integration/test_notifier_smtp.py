@@ -121,3 +121,52 @@ def test_the_worker_rides_out_half_an_hour_of_smtp_outage() -> None:
         ).backoff(10)
         == 512
     )  # other consumers keep plain doubling
+
+
+class Counting:
+    """An SMTP server that accepts every mail and counts its sessions (EHLOs) and mails."""
+
+    def __init__(self) -> None:
+        self.sessions, self.mails = 0, []
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.mails.append(envelope.content)
+        return "250 OK"
+
+
+def _registered(n: int) -> Event:
+    data = {"id": n, "username": f"u{n}", "email": f"u{n}@example.com"}
+    return Event(f"e-{n}", "shop.user.registered", "/shop/users", str(n), "t", data)
+
+
+async def test_one_connection_carries_every_mail_and_a_closed_one_is_replaced() -> None:
+    """The worker keeps one SMTP connection (issue 31): three mails, one session. The relay
+    restarted meanwhile closes it: the next mail opens a new one and goes out once, without
+    waiting for the consumer's retry."""
+    port = free_port()
+    first = Counting()
+    controller = Controller(first, hostname="127.0.0.1", port=port)
+    controller.start()
+    notifier = _notifier(port)
+    try:
+        for n in range(3):
+            await notifier(_registered(n), None)
+        assert (first.sessions, len(first.mails)) == (1, 3)
+        assert b"To: u2@example.com" in first.mails[2]
+        controller.stop()
+        second = Counting()
+        controller = Controller(second, hostname="127.0.0.1", port=port)
+        controller.start()
+        await notifier(_registered(3), None)
+        assert (second.sessions, len(second.mails)) == (1, 1)
+        assert len(first.mails) == 3
+    finally:
+        await notifier.sender.close()
+        controller.stop()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import email
 import re
 from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 from uuid import uuid4
 
@@ -17,7 +20,7 @@ from shop.common.events.outbox import with_event
 from shop.common.events.relay import cloudevent, crash_after_publish
 from shop.common.events.sidecar import RelaySource
 from shop.common.settings import ServiceSettings
-from shop.notifications.service import KEYS, compose
+from shop.notifications.service import KEYS, Mail, compose
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,24 +87,32 @@ def _event(type_: str, **data: object) -> Event:
     return Event(str(uuid4()), type_, "/shop/orders", "5", "2026-12-01T00:00:00Z", dict(data))
 
 
+def _parsed(mail: Mail | None) -> EmailMessage:
+    """The mail as a mail reader sees it (the standard library's parser, policy default)."""
+    assert mail is not None
+    message = email.message_from_bytes(mail.data, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    assert not message.defects
+    return message
+
+
 def test_each_mailed_event_has_an_email_and_others_none() -> None:
     user = {"username": "mia", "email": "mia@example.com"}
     order = {"id": 5, "quantity": 2, "product_id": 1, "total_price": "6.00", "currency": "USD"}
     for type_ in KEYS:
-        message = compose(
-            _event(type_, **order, failure_reason="payment_declined"), user, sender="s@x"
-        )
-        assert message is not None
+        event = _event(type_, **order, failure_reason="payment_declined")
+        mail = compose(event, user, sender="s@x")
+        message = _parsed(mail)
         assert message["To"] == "mia@example.com"
-    paid = compose(_event("shop.order.paid", **order), user, sender="s@x")
-    assert paid is not None
+        assert mail is not None
+        assert (mail.sender, mail.recipient) == ("s@x", "mia@example.com")
+    paid = _parsed(compose(_event("shop.order.paid", **order), user, sender="s@x"))
     assert "6.00 USD" in paid.get_content()
     lines = [
         {"product_id": 1, "name": "Mug", "quantity": 2, "unit_price": "3.00", "line_total": "6.00"},
         {"product_id": 4, "name": None, "quantity": 1, "unit_price": None, "line_total": None},
     ]
-    cart = compose(_event("shop.order.paid", **order, lines=lines), user, sender="s@x")
-    assert cart is not None
+    cart = _parsed(compose(_event("shop.order.paid", **order, lines=lines), user, sender="s@x"))
     assert cart.get_content().splitlines()[4:6] == [
         "  2 x Mug at 3.00 = 6.00",
         "  1 x product 4 at - = -",
@@ -112,10 +123,20 @@ def test_each_mailed_event_has_an_email_and_others_none() -> None:
 def test_a_redelivered_event_makes_the_same_message_id() -> None:
     event = _event("shop.order.cancelled", id=5)
     user = {"username": "mia", "email": "mia@example.com"}
-    first, second = (compose(event, user, sender="s@x") for _ in range(2))
-    assert first is not None
-    assert second is not None
+    first, second = (_parsed(compose(event, user, sender="s@x")) for _ in range(2))
     assert first["Message-ID"] == second["Message-ID"] == f"<{event.id}@shop.events>"
+
+
+def test_a_mail_with_non_ascii_text_reads_back_as_written() -> None:
+    """Headers and body beyond ASCII are encoded (RFC 2047, quoted-printable), and a line
+    break in a name never becomes a header of its own."""
+    user = {"username": "Zoë Ødegård\nBcc: eve@example.com", "email": "zoe@example.com"}
+    event = _event("shop.user.registered", username="Zoë Ødegård", email="zoe@example.com")
+    message = _parsed(compose(event, user, sender="shop <no-reply@shop.local>"))
+    assert message["Subject"] == "Welcome to shop, Zoë Ødegård Bcc: eve@example.com"
+    assert message["Bcc"] is None
+    assert message.get_content().startswith("Hello Zoë Ødegård")
+    assert message.get_content_charset() == "utf-8"
 
 
 class _Message:

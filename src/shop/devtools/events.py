@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ class EventProcesses:
     extra: Mapping[str, str] = field(default_factory=dict)  # more of the worker's settings
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     sink: subprocess.Popen[bytes] | None = None
+    worker: subprocess.Popen[bytes] | None = None  # the notification worker
 
     @property
     def mail_dir(self) -> Path:
@@ -60,7 +62,7 @@ class EventProcesses:
 
     def start(self) -> None:
         self.start_sink()
-        self._spawn(
+        self.worker = self._spawn(
             ["-m", "shop.cli", "notifications"],
             "notifications.log",
             {
@@ -76,6 +78,18 @@ class EventProcesses:
                 **self.extra,
             },
         )
+
+    def ready(self) -> bool:
+        """The worker serves its metrics port (it has built its consumer and inbox)."""
+        if self.worker is None or self.worker.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=1
+            ) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
 
     def stop(self) -> None:
         for proc in self.processes:

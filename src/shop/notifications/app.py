@@ -98,6 +98,8 @@ async def serve(settings: NotificationsSettings) -> None:
     except asyncio.CancelledError:
         pass
     finally:
+        if isinstance(consumer.handler, Notifier):
+            await consumer.handler.sender.close()
         await users.aclose()
         if inbox is not None:
             await inbox.aclose()

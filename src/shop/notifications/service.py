@@ -1,13 +1,24 @@
 """What the customer is told, per event, and how it is sent.
 
-``compose`` is pure (tests/unit): an event and the customer give the message, or None for an
+``compose`` is pure (tests/unit): an event and the customer give the mail, or None for an
 event that needs no mail. Each message's ``Message-ID`` is made from the event id, so a
 redelivered event (at least once) yields the same message, which mail systems can recognise.
+
+The mail is written as its RFC 5322 bytes directly (a plain-text part, UTF-8, headers
+RFC 2047-encoded where they are not ASCII), not built as an ``EmailMessage``: the standard
+library's header registry parsed every header again and was a third of the worker's CPU per
+mail (docs/performance.md, "Events"). ``SmtpSender`` keeps one SMTP connection per worker and
+sends every mail over it (connecting, EHLO and the local host name's look-up were a quarter).
 """
 
 from __future__ import annotations
 
-from email.message import EmailMessage
+import asyncio
+import quopri
+import time
+from dataclasses import dataclass
+from email.header import Header
+from email.utils import parseaddr
 from typing import Any
 
 import aiosmtplib
@@ -41,18 +52,51 @@ BODIES = {
 }
 
 
-def compose(event: Event, user: dict[str, Any], *, sender: str) -> EmailMessage | None:
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """One mail as SMTP sends it: the envelope's sender and recipient, and the message."""
+
+    sender: str
+    recipient: str
+    data: bytes
+
+
+def compose(event: Event, user: dict[str, Any], *, sender: str) -> Mail | None:
     if event.type not in SUBJECTS:
         return None
     fields = {**event.data, "username": user["username"], "lines": _lines(event.data)}
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = user["email"]
-    message["Subject"] = SUBJECTS[event.type].format(**fields)
-    message["Message-ID"] = f"<{event.id}@shop.events>"
-    message["X-Shop-Event"] = event.type
-    message.set_content(BODIES[event.type].format_map(_Blank(fields)))
-    return message
+    body = BODIES[event.type].format_map(_Blank(fields))
+    encoded = body.encode()
+    if body.isascii():
+        transfer = "7bit"
+    else:
+        transfer, encoded = "quoted-printable", quopri.encodestring(encoded)
+    head = "".join(
+        _header(name, value)
+        for name, value in (
+            ("From", sender),
+            ("To", str(user["email"])),
+            ("Subject", SUBJECTS[event.type].format(**fields)),
+            ("Message-ID", f"<{event.id}@shop.events>"),
+            ("X-Shop-Event", event.type),
+            ("MIME-Version", "1.0"),
+            ("Content-Type", 'text/plain; charset="utf-8"'),
+            ("Content-Transfer-Encoding", transfer),
+        )
+    )
+    return Mail(
+        parseaddr(sender)[1] or sender,
+        parseaddr(str(user["email"]))[1],
+        head.encode() + b"\r\n" + encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"),
+    )
+
+
+def _header(name: str, value: str) -> str:
+    """One header line; a line break in a value never starts another header."""
+    value = " ".join(value.splitlines())
+    if not value.isascii():
+        value = Header(value, "utf-8", header_name=name).encode()
+    return f"{name}: {value}\r\n"
 
 
 def _lines(order: dict[str, Any]) -> str:
@@ -74,11 +118,92 @@ class _Blank(dict[str, Any]):
         return "-"
 
 
+class SmtpSender:
+    """One SMTP connection, kept and reused for every mail (one at a time, in order).
+
+    It connects (STARTTLS and login if configured) on first use. A connection idle for
+    ``smtp_idle_check_seconds`` is checked with a NOOP first (relays close idle ones), and one
+    that has sent ``smtp_messages_per_connection`` mails is replaced, as a relay may cap them.
+    Any failure closes the connection: the next mail opens a new one. The mail that failed is
+    retried by the consumer (retry queue, backoff), as it was with a connection per mail: a
+    kept connection adds no second send.
+    """
+
+    def __init__(self, settings: NotificationsSettings) -> None:
+        self.settings = settings
+        self._client: aiosmtplib.SMTP | None = None
+        self._sent = 0
+        self._last_used = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _connected(self) -> tuple[aiosmtplib.SMTP, bool]:
+        """The kept connection (and True), else a new one (and False)."""
+        s = self.settings
+        client = self._client
+        if client is not None and client.is_connected:
+            if self._sent >= s.smtp_messages_per_connection:
+                await self.close()
+            elif time.monotonic() - self._last_used > s.smtp_idle_check_seconds:
+                try:
+                    await client.noop()
+                except (aiosmtplib.SMTPException, OSError):
+                    await self.close()
+            if self._client is not None:
+                return self._client, True
+        await self.close()
+        client = aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            start_tls=s.smtp_starttls,
+            timeout=s.smtp_timeout_seconds,
+            local_hostname=s.smtp_local_hostname,
+        )
+        await client.connect()
+        self._client, self._sent = client, 0
+        return client, False
+
+    async def send(self, mail: Mail) -> None:
+        """One mail transaction (MAIL, RCPT, DATA) on the kept connection. A kept connection
+        the relay has closed fails at MAIL, before anything of the mail was sent: that one
+        step is tried again, once, on a new connection."""
+        async with self._lock:
+            try:
+                client, kept = await self._connected()
+                try:
+                    await client.mail(mail.sender)
+                except (aiosmtplib.SMTPServerDisconnected, OSError):
+                    if not kept:
+                        raise
+                    await self.close()
+                    client, _ = await self._connected()
+                    await client.mail(mail.sender)
+                await client.rcpt(mail.recipient)
+                await client.data(mail.data)
+            except BaseException:
+                await self.close()
+                raise
+            self._sent += 1
+            self._last_used = time.monotonic()
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            if client.is_connected:
+                await asyncio.wait_for(client.quit(), 1)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            client.close()
+
+
 class Notifier:
-    """The handler: find the customer, compose, send over SMTP."""
+    """The handler: find the customer, compose, send over SMTP (one kept connection)."""
 
     def __init__(self, settings: NotificationsSettings, users: ServiceClient) -> None:
         self.settings, self.users = settings, users
+        self.sender = SmtpSender(settings)
 
     async def customer(self, event: Event) -> dict[str, Any]:
         if event.type == "shop.user.registered":
@@ -92,20 +217,11 @@ class Notifier:
         return user
 
     async def __call__(self, event: Event, _conn: Connection | None) -> None:
-        message = compose(event, await self.customer(event), sender=self.settings.mail_from)
-        if message is None:
+        mail = compose(event, await self.customer(event), sender=self.settings.mail_from)
+        if mail is None:
             return
-        s = self.settings
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username,
-                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-                start_tls=s.smtp_starttls,
-                timeout=s.smtp_timeout_seconds,
-            )
+            await self.sender.send(mail)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             if all(refused.code >= 500 for refused in exc.recipients):
                 raise PermanentError(f"the relay refused every recipient: {exc}") from exc

@@ -17,6 +17,12 @@ class NotificationsSettings(ServiceSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    # One SMTP connection per worker, kept (notifications/service.py, SmtpSender): checked
+    # with a NOOP after this long idle, replaced after this many mails; the EHLO name is given,
+    # not looked up (socket.getfqdn in a thread, per connection).
+    smtp_idle_check_seconds: float = Field(default=5.0, ge=0)
+    smtp_messages_per_connection: int = Field(default=100, ge=1)
+    smtp_local_hostname: str = "shop-notifications"
     # Nothing waits on mail: while the SMTP relay is down a mail is retried every 30 s at most,
     # for about half an hour (1+2+4+8+16 s, then 30 s each: 60 attempts) before its event goes
     # to the DLQ; a relay that refuses the mail itself (5xx) sends it there at once.

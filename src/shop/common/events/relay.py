@@ -2,12 +2,15 @@
 
 Each round claims up to ``batch`` unsent rows with ``FOR UPDATE SKIP LOCKED`` (so replicas
 relaying side by side never take the same row), leaves out any row whose stream has an earlier
-unsent event outside the claim (held by another replica: order per resource wins), publishes
-the rest on a confirming channel, and marks them sent in the same transaction once the broker
-has confirmed every one. The publishes of a round start together, in ``id`` order, and their
-confirms are awaited together (one round trip per round, not per event): aiormq numbers and
-writes them under the channel's FIFO lock in the order they start, and RabbitMQ routes the
-messages of one channel in the order it receives them, so order per resource holds. A crash
+unsent event outside the claim (held by another replica: order per resource wins), marks the
+rest sent in the same statement, publishes them on a confirming channel, and commits the mark
+only once the broker has confirmed every one (anything else rolls it back). A round's messages
+are written as one write, in ``id`` order, under the channel's lock, and their confirms are
+awaited together (one round trip per round, not per event; ``ConfirmingPublisher``): RabbitMQ
+routes the messages of one channel in the order it receives them, so order per resource holds.
+Publishing one message at a time through aio-pika (a task, a lock, a ``Message`` and its
+properties per event) was most of the relay's CPU per order (docs/performance.md, "Events").
+A crash
 between publish and commit publishes those events again: at least once; consumers deduplicate
 on the CloudEvent ``id``. A stop (:meth:`Relay.stop`, the relay process's SIGTERM) lets the
 round in flight finish first, so a rolling update publishes nothing twice. While the broker is
@@ -28,10 +31,11 @@ import os
 import random
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from pydantic import BaseModel
@@ -44,26 +48,30 @@ from shop.common.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_
 from shop.common.settings import ServiceSettings
 
 if TYPE_CHECKING:  # aio-pika itself is imported once connected (events/broker.py)
-    import aio_pika
-    from aio_pika.abc import AbstractExchange
+    import aiormq
+    from aiormq.abc import ConfirmationFrameType
 
 log = get_logger("shop.events.relay")
 
 # (type, data as stored: JSON text or its object) -> the JSON of data in the resource's REST shape.
 Render = Callable[[str, str | dict[str, Any]], bytes]
 
+# Claim and mark sent in one statement: the round's transaction commits the mark only once
+# the broker has confirmed every message (a failed or cut round rolls it back). RETURNING has
+# no order of its own: the rows are sorted by id before publishing.
 CLAIM = """
 WITH claim AS (
     SELECT id FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+), ready AS (
+    SELECT o.id FROM outbox o JOIN claim USING (id)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM outbox p
+        WHERE p.stream = o.stream AND p.sent_at IS NULL AND p.id < o.id
+          AND p.id NOT IN (SELECT id FROM claim)
+    )
 )
-SELECT o.id, o.event_id, o.type, o.subject, o.data, o.traceparent, o.created_at
-FROM outbox o JOIN claim USING (id)
-WHERE NOT EXISTS (
-    SELECT 1 FROM outbox p
-    WHERE p.stream = o.stream AND p.sent_at IS NULL AND p.id < o.id
-      AND p.id NOT IN (SELECT id FROM claim)
-)
-ORDER BY o.id
+UPDATE outbox o SET sent_at = now() FROM ready WHERE o.id = ready.id
+RETURNING o.id, o.event_id, o.type, o.subject, o.data, o.traceparent, o.created_at
 """
 BACKLOG = (
     "SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM outbox WHERE sent_at IS NULL"
@@ -74,12 +82,18 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def cloudevent(service: str, row: Any, data: dict[str, Any] | orjson.Fragment) -> dict[str, Any]:
+def cloudevent(
+    service: str,
+    row: Any,
+    data: dict[str, Any] | orjson.Fragment,
+    *,
+    event_id: str | None = None,
+) -> dict[str, Any]:
     """The structured-mode CloudEvent 1.0 of an outbox row (EVENTS.md); ``data`` as an object
     or as its JSON already made (``orjson.Fragment``)."""
     event: dict[str, Any] = {
         "specversion": "1.0",
-        "id": str(row["event_id"]),
+        "id": event_id or str(row["event_id"]),
         "source": source(service),
         "type": row["type"],
         "subject": row["subject"],
@@ -90,6 +104,76 @@ def cloudevent(service: str, row: Any, data: dict[str, Any] | orjson.Fragment) -
     if row["traceparent"]:
         event["traceparent"] = row["traceparent"]
     return event
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One event as the relay publishes it: its routing key (the type), body and properties."""
+
+    routing_key: str
+    body: bytes
+    properties: Any  # aiormq.spec.Basic.Properties
+
+
+class Publisher(Protocol):
+    async def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Publish ``messages`` in order; return once the broker has confirmed every one."""
+
+
+class ConfirmingPublisher:
+    """Publishes a round's messages on a confirming aiormq channel as one write, under the
+    channel's lock (its numbering of delivery tags), then awaits their confirms together.
+
+    The same steps as ``aiormq.Channel.basic_publish`` for one message (delivery tag,
+    confirmation future, frames), done once for the whole round: no task, lock or timeout per
+    message. A nack, a lost channel or ``timeout`` raises: the round rolls back and is
+    published again (at least once)."""
+
+    def __init__(self, channel: aiormq.Channel, exchange: str, timeout: float = 30.0) -> None:
+        self.channel, self.exchange, self.timeout = channel, exchange, timeout
+
+    async def publish(self, messages: Sequence[Outgoing]) -> None:
+        from aiormq.abc import ChannelFrame
+        from pamqp import commands as spec
+        from pamqp.body import ContentBody
+        from pamqp.header import ContentHeader
+
+        channel = self.channel
+        if channel.is_closed:
+            raise ConnectionError("the relay's channel is closed")
+        size = channel.max_content_size
+        confirms: list[asyncio.Future[ConfirmationFrameType]] = []
+        async with channel.lock:
+            first = channel.delivery_tag
+            frames: list[Any] = []
+            for message in messages:
+                channel.delivery_tag += 1
+                confirm: asyncio.Future[ConfirmationFrameType] = channel.create_future()
+                channel.confirmations[channel.delivery_tag] = confirm
+                confirms.append(confirm)
+                body = message.body
+                frames.append(
+                    spec.Basic.Publish(exchange=self.exchange, routing_key=message.routing_key)
+                )
+                frames.append(ContentHeader(0, len(body), message.properties))
+                frames += [ContentBody(body[i : i + size]) for i in range(0, len(body), size)]
+            drained = channel.create_future()
+            try:
+                await channel.write_queue.put(
+                    ChannelFrame.marshall(
+                        channel_number=channel.number, frames=frames, drain_future=drained
+                    )
+                )
+            except BaseException:  # nothing written: give the delivery tags back
+                for tag in range(first + 1, channel.delivery_tag + 1):
+                    channel.confirmations.pop(tag, None)
+                channel.delivery_tag = first
+                for confirm in confirms:
+                    confirm.cancel()
+                raise
+            await drained
+        async with asyncio.timeout(self.timeout):
+            await asyncio.gather(*confirms)  # a nack raises aiormq's DeliveryError
 
 
 class Relay:
@@ -124,46 +208,36 @@ class Relay:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    def message(self, row: Any) -> aio_pika.Message:
-        import aio_pika  # loaded already once connected: a dictionary look-up
+    def message(self, row: Any) -> Outgoing:
+        from pamqp.commands import Basic  # loaded already once connected
 
         data = orjson.Fragment(self.render(row["type"], row["data"]))
-        return aio_pika.Message(
-            orjson.dumps(cloudevent(self.service, row, data)),
-            message_id=str(row["event_id"]),
-            content_type=CONTENT_TYPE,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            type=row["type"],
-            app_id=self.service,
+        event_id = str(row["event_id"])
+        return Outgoing(
+            row["type"],
+            orjson.dumps(cloudevent(self.service, row, data, event_id=event_id)),
+            Basic.Properties(
+                message_id=event_id,
+                content_type=CONTENT_TYPE,
+                delivery_mode=2,  # persistent
+                message_type=row["type"],
+                app_id=self.service,
+            ),
         )
 
-    async def publish_once(self, exchange: AbstractExchange) -> int:
+    async def publish_once(self, publisher: Publisher) -> int:
         """One round: publish what can be published now. Returns how many were sent."""
         async with self.db.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(CLAIM, self.batch)
+            rows = sorted(await conn.fetch(CLAIM, self.batch), key=lambda r: r["id"])
             if not rows:
                 return 0
             messages = [self.message(row) for row in rows]  # a row that cannot render: none
-            # Started in id order (gather wraps them in tasks in this order, and each reaches
-            # the channel's lock before the next starts); then every confirm is awaited.
-            results = await asyncio.gather(
-                *(
-                    exchange.publish(message, routing_key=row["type"], mandatory=False)
-                    for row, message in zip(rows, messages, strict=True)
-                ),
-                return_exceptions=True,
-            )
-            for result in results:  # any unconfirmed: roll back, all of the claim is retried
-                if isinstance(result, BaseException):
-                    raise result
+            # In id order, in one write; any unconfirmed: roll back, the claim is retried.
+            await publisher.publish(messages)
             for row in rows:
                 EVENTS_PUBLISHED.labels(row["type"]).inc()
-            if self.crash_after_publish:
+            if self.crash_after_publish:  # before the commit of the claim's mark
                 os.kill(os.getpid(), signal.SIGKILL)
-            await conn.execute(
-                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
-                [r["id"] for r in rows],
-            )
         return len(rows)
 
     async def observe(self) -> None:
@@ -182,18 +256,23 @@ class Relay:
     async def run(self) -> None:
         """Relay until :meth:`stop` (after the round in flight) or cancelled (the round cut),
         reconnecting with backoff while the broker is away."""
+        import aiormq  # loaded with aio-pika, which connect() imports
+
         delay = 0.5
         while not self._stopping.is_set():
             try:
                 connection = await self.topology.connect()
                 async with connection:
                     channel = await connection.channel(publisher_confirms=True)
-                    exchange = await self.topology.declare_exchange(channel)
+                    await self.topology.declare_exchange(channel)
+                    underlay = await channel.get_underlay_channel()
+                    assert isinstance(underlay, aiormq.Channel)  # aio-pika's own, always
+                    publisher = ConfirmingPublisher(underlay, self.topology.exchange)
                     log.info("relay connected", exchange=self.topology.exchange)
                     delay = 0.5
                     next_observe, wait = 0.0, self.poll
                     while not self._stopping.is_set():
-                        sent = await self.publish_once(exchange)
+                        sent = await self.publish_once(publisher)
                         if time.monotonic() >= next_observe:
                             await self.observe()
                             next_observe = time.monotonic() + 5
