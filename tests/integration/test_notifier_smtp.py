@@ -128,6 +128,7 @@ class Counting:
 
     def __init__(self) -> None:
         self.sessions, self.mails = 0, []
+        self.envelopes: list[tuple[str, list[str]]] = []  # (recipient, MAIL FROM options)
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -137,7 +138,8 @@ class Counting:
         return responses
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.mails.append(envelope.content)
+        self.mails.append(envelope.original_content or envelope.content)
+        self.envelopes.append((envelope.rcpt_tos[0], list(envelope.mail_options)))
         return "250 OK"
 
 
@@ -167,6 +169,25 @@ async def test_one_connection_carries_every_mail_and_a_closed_one_is_replaced() 
         await notifier(_registered(3), None)
         assert (second.sessions, len(second.mails)) == (1, 1)
         assert len(first.mails) == 3
+    finally:
+        await notifier.sender.close()
+        controller.stop()
+
+
+async def test_a_mail_to_an_address_outside_ascii_goes_with_smtputf8() -> None:
+    """An internationalised address (RFC 6531) is sent as it is, with SMTPUTF8, as the
+    standard library's one-call send did; the subject and body are still plain UTF-8 text."""
+    port = free_port()
+    received = Counting()
+    controller = Controller(received, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
+    controller.start()
+    notifier = _notifier(port)
+    try:
+        data = {"id": 9, "username": "Zoë", "email": "zoë@exämple.com"}
+        await notifier(Event("e-9", "shop.user.registered", "/shop/users", "9", "t", data), None)
+        (mail,) = received.mails
+        assert "To: zoë@exämple.com".encode() in mail
+        assert received.envelopes[0] == ("zoë@exämple.com", ["SMTPUTF8"])
     finally:
         await notifier.sender.close()
         controller.stop()

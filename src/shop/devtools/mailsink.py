@@ -30,7 +30,8 @@ class MaildirHandler:
 
 
 def start(folder: Path, host: str = "127.0.0.1", port: int = 8025) -> Controller:
-    controller = Controller(MaildirHandler(folder), hostname=host, port=port)
+    # SMTPUTF8 (RFC 6531) as a real relay offers it: mail to an address outside ASCII.
+    controller = Controller(MaildirHandler(folder), hostname=host, port=port, enable_SMTPUTF8=True)
     controller.start()
     return controller
 

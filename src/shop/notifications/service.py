@@ -60,6 +60,11 @@ class Mail:
     recipient: str
     data: bytes
 
+    @property
+    def international(self) -> bool:
+        """An address outside ASCII (``zoë@exämple.com``): sent with SMTPUTF8 (RFC 6531)."""
+        return not (self.sender.isascii() and self.recipient.isascii())
+
 
 def compose(event: Event, user: dict[str, Any], *, sender: str) -> Mail | None:
     if event.type not in SUBJECTS:
@@ -72,7 +77,7 @@ def compose(event: Event, user: dict[str, Any], *, sender: str) -> Mail | None:
     else:
         transfer, encoded = "quoted-printable", quopri.encodestring(encoded)
     head = "".join(
-        _header(name, value)
+        _header(name, value, raw=name in ("From", "To"))
         for name, value in (
             ("From", sender),
             ("To", str(user["email"])),
@@ -91,10 +96,12 @@ def compose(event: Event, user: dict[str, Any], *, sender: str) -> Mail | None:
     )
 
 
-def _header(name: str, value: str) -> str:
-    """One header line; a line break in a value never starts another header."""
+def _header(name: str, value: str, *, raw: bool = False) -> str:
+    """One header line; a line break in a value never starts another header. Text outside
+    ASCII is RFC 2047-encoded, but an address (``raw``), which must stay as it is: a mail to
+    one is sent with SMTPUTF8, whose headers are UTF-8 (RFC 6532)."""
     value = " ".join(value.splitlines())
-    if not value.isascii():
+    if not value.isascii() and not raw:
         value = Header(value, "utf-8", header_name=name).encode()
     return f"{name}: {value}\r\n"
 
@@ -171,15 +178,17 @@ class SmtpSender:
         async with self._lock:
             try:
                 client, kept = await self._connected()
+                options = ["SMTPUTF8"] if mail.international else []
+                encoding = "utf-8" if mail.international else "ascii"
                 try:
-                    await client.mail(mail.sender)
+                    await client.mail(mail.sender, options=options, encoding=encoding)
                 except (aiosmtplib.SMTPServerDisconnected, OSError):
                     if not kept:
                         raise
                     await self.close()
                     client, _ = await self._connected()
-                    await client.mail(mail.sender)
-                await client.rcpt(mail.recipient)
+                    await client.mail(mail.sender, options=options, encoding=encoding)
+                await client.rcpt(mail.recipient, encoding=encoding)
                 await client.data(mail.data)
             except BaseException:
                 await self.close()
