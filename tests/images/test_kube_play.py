@@ -62,7 +62,14 @@ def local_manifests(
 
     Returns the documents and, per Deployment, what the test checks: its pod name, its port
     and the paths of its probes."""
-    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    # The platform's own pods (the shop image's "app" container); the tracing component's
+    # Collector and Jaeger run images of their own and are checked offline (tests/deploy).
+    deployments = [
+        d
+        for d in docs
+        if d["kind"] == "Deployment"
+        and any(c["name"] == "app" for c in d["spec"]["template"]["spec"]["containers"])
+    ]
     config_maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
     ports = {}
     for dep in deployments:

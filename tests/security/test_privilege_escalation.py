@@ -100,8 +100,12 @@ async def test_a_customer_cannot_write_products(
         ("PATCH", f"/api/v1/products/{pid}/stock", {"stock": 1_000_000}),
         ("PATCH", f"/api/v1/products/{pid}/stock", {"delta": -5}),
         ("DELETE", f"/api/v1/products/{pid}", None),
-        ("POST", f"/api/v1/products/{pid}/reservations", {"order_id": 999, "quantity": 5}),
-        ("DELETE", f"/api/v1/products/{pid}/reservations/1", None),
+        (
+            "POST",
+            "/api/v1/reservations",
+            {"order_id": 999, "lines": [{"product_id": pid, "quantity": 5}]},
+        ),
+        ("DELETE", "/api/v1/reservations/1", None),
     ]
     for method, path, body in attempts:
         response = await platform.products.request(method, path, json=body, headers=as_alice)

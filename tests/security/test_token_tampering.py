@@ -127,8 +127,8 @@ async def test_a_user_token_cannot_pass_as_a_service_token(platform: Platform) -
     # sub=service:order-service is still just a user token (its role decides, here: refused).
     forged = platform.keys.sign(claims(sub="service:order-service", role="service"))
     response = await platform.products.post(
-        "/api/v1/products/1/reservations",
-        json={"order_id": 1, "quantity": 1},
+        "/api/v1/reservations",
+        json={"order_id": 1, "lines": [{"product_id": 1, "quantity": 1}]},
         headers={"Authorization": f"Bearer {forged}"},
     )
     assert_problem(response, 401)
