@@ -28,9 +28,16 @@ ALL = (
     "mixed",
     "mixed_traced",  # the mix again with tracing on at 10% (bench/traced.py), last
 )
-ORDERS = ("order", "flash_sale", "cart")  # the scenarios that place orders
 FLASH_PRODUCT = 1  # every flash-sale order is for this product
 FLASH_STOCK = 10_000_000  # its stock for the run: the sale never sells out
+CART_LINES = 3  # a cart scenario's order: three lines of three random products, one payment
+# order.lua's options for each scenario that places orders.
+ORDER_KINDS: dict[str, dict[str, str]] = {
+    "order": {},
+    "flash_sale": {"product": str(FLASH_PRODUCT)},
+    "cart": {"lines": str(CART_LINES)},
+}
+ORDERS = tuple(ORDER_KINDS)  # the scenarios that place orders
 # The scenarios measured through the Envoy gateway (the rest go to the service directly):
 # the gateway's cost per request is product_by_id_gateway against product_by_id.
 VIA_GATEWAY = "_gateway"
@@ -142,35 +149,13 @@ def job(
             {"users": str(platform.users), "password": PASSWORD},
             rate,
         )
-    if name == "order":
+    if name in ORDER_KINDS:  # all three through order.lua: one product, a flash sale, a cart
         return Job(
             name,
             platform.url("orders", via_gateway=via_gateway),
             "order.lua",
             connections,
-            {"products": str(platform.products), "tokens": str(tokens_file)},
-            rate,
-        )
-    if name == "flash_sale":
-        return Job(
-            name,
-            platform.url("orders"),
-            "order.lua",
-            connections,
-            {
-                "products": str(platform.products),
-                "product": str(FLASH_PRODUCT),
-                "tokens": str(tokens_file),
-            },
-            rate,
-        )
-    if name == "cart":  # three lines of three random products: one order, one payment
-        return Job(
-            name,
-            platform.url("orders", via_gateway=via_gateway),
-            "cart.lua",
-            connections,
-            {"products": str(platform.products), "tokens": str(tokens_file)},
+            {"products": str(platform.products), "tokens": str(tokens_file), **ORDER_KINDS[name]},
             rate,
         )
     raise ValueError(f"unknown request kind {name}")

@@ -5,12 +5,26 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import MetaData, pool
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
 from shop.common.db import to_asyncpg_dsn
+
+
+def timestamps() -> list[sa.Column[object]]:
+    """``created_at`` and ``updated_at`` as every service's tables have them (set by the server).
+    Migrations that ran depend on it: change what it returns only with a new migration."""
+    return [
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+    ]
 
 
 def sqlalchemy_url(url: str) -> str:

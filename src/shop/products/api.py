@@ -25,6 +25,7 @@ from shop.products.schemas import (
     PRICE_FILTER_PATTERN,
     SEARCH_MAX_LENGTH,
     SEARCH_MAX_WORDS,
+    STOCK_MAX,
     CategoryList,
     ProductCreate,
     ProductPage,
@@ -234,7 +235,7 @@ async def delete_product(
     responses={
         **NOT_FOUND,
         **ADMIN,
-        **problems(409, descriptions={409: "Stock would go below zero or above 1000000000"}),
+        **problems(409, descriptions={409: f"Stock would go below zero or above {STOCK_MAX}"}),
     },
 )
 async def update_stock(

@@ -16,13 +16,12 @@ import asyncpg
 import orjson
 
 from shop.common.events.outbox import traceparent, with_event
+from shop.products.schemas import STOCK_MAX
 
 COLUMNS = "id, name, description, price, stock, category, created_at, updated_at"
 LIVE = "deleted_at IS NULL"
 STOCK_CHANGED = "'shop.product.stock_changed'"
 
-
-MAX_STOCK = 1_000_000_000  # schemas.Stock
 
 Sort = Literal["relevance", "price", "-price", "newest", "name"]
 # Each sort's ORDER BY, always ending in the id so that pages never overlap. "relevance"
@@ -237,11 +236,11 @@ class ProductRepository:
 
     async def add_stock(self, product_id: int, delta: int) -> Any:
         """Atomically add ``delta`` (may be negative); None if the stock would leave
-        0..MAX_STOCK (the bound a product's stock is created and set with)."""
+        0..STOCK_MAX (the bound a product's stock is created and set with)."""
         return await self.conn.fetchrow(
             with_event(
                 "UPDATE products SET stock = stock + $2, updated_at = now()"
-                f" WHERE id = $1 AND {LIVE} AND stock::bigint + $2 BETWEEN 0 AND {MAX_STOCK}"
+                f" WHERE id = $1 AND {LIVE} AND stock::bigint + $2 BETWEEN 0 AND {STOCK_MAX}"
                 f" RETURNING {COLUMNS}",
                 type_sql=STOCK_CHANGED,
                 stream="product",

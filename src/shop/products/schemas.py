@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
 from shop.common.types import (
+    JSON_INT,
     ORDER_LINES_MAX,
     ORDER_QUANTITY_MAX,
     Id,
@@ -25,14 +26,16 @@ Name = text(1, 200, examples=["Mechanical keyboard"])
 CATEGORY_MAX_LENGTH = 100
 Category = text(1, CATEGORY_MAX_LENGTH, default=None, examples=["electronics"])
 Description = text(0, 10_000, default="")
-Stock = Field(ge=0, le=1_000_000_000)
+STOCK_MAX = 1_000_000_000  # a product's stock stays within 0..STOCK_MAX (db and API check it)
+StockLevel = Annotated[int, Field(ge=0, le=STOCK_MAX), JSON_INT]
+StockDelta = Annotated[int, Field(ge=-STOCK_MAX, le=STOCK_MAX), JSON_INT]
 
 
 class ProductCreate(StrictModel):
     name: str = Name
     description: str = Description
     price: PositiveMoney
-    stock: Int = Field(default=0, ge=0, le=1_000_000_000)
+    stock: StockLevel = 0
     category: str | None = Category
 
 
@@ -45,8 +48,8 @@ class ProductUpdate(StrictModel):
     category: str | None = Category
 
 
-DELTA: JsonDict = {"type": "integer", "minimum": -1_000_000_000, "maximum": 1_000_000_000}
-STOCK: JsonDict = {"type": "integer", "minimum": 0, "maximum": 1_000_000_000}
+DELTA: JsonDict = {"type": "integer", "minimum": -STOCK_MAX, "maximum": STOCK_MAX}
+STOCK: JsonDict = {"type": "integer", "minimum": 0, "maximum": STOCK_MAX}
 
 
 class StockUpdate(StrictModel):
@@ -68,8 +71,8 @@ class StockUpdate(StrictModel):
         }
     )
 
-    delta: Int | None = Field(default=None, ge=-1_000_000_000, le=1_000_000_000)
-    stock: Int | None = Field(default=None, ge=0, le=1_000_000_000)
+    delta: StockDelta | None = None
+    stock: StockLevel | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:

@@ -18,6 +18,7 @@ from shop.common.metrics import STOCK_OUTS
 from shop.products.cache import CachedBody, CatalogueCache
 from shop.products.db import ProductRepository, ReservationRepository, SearchQuery
 from shop.products.schemas import (
+    STOCK_MAX,
     ProductCreate,
     ProductUpdate,
     StockUpdate,
@@ -147,7 +148,7 @@ async def update_stock(
             product = await products.add_stock(product_id, change.delta)
             if product is None and await products.exists(product_id):
                 raise Conflict(
-                    "Stock must stay between 0 and 1000000000; nothing was changed.",
+                    f"Stock must stay between 0 and {STOCK_MAX}; nothing was changed.",
                     extra={"code": "insufficient_stock"},
                 )
     if product is None:

@@ -343,7 +343,22 @@ async def _cart_page(
     return render(request, "cart.html", status, cart=cart, error=error, **values)
 
 
-async def _change_cart(request: Request, mutation: str, **variables: Any) -> Response:
+async def _change_cart(
+    request: Request,
+    csrf_token: str | None,
+    field: str,
+    product_id: int,
+    quantity: int | None = None,
+) -> Response:
+    """Run the cart mutation ``field`` for one product (and quantity, for the two that take
+    one); back to the cart, or the cart page again with the API's error."""
+    check_csrf(request, csrf_token)
+    variables: dict[str, Any] = {"p": str(product_id)}
+    params, arguments = "$p: ID!", "productId: $p"
+    if quantity is not None:
+        params, arguments = params + ", $q: Int!", arguments + ", quantity: $q"
+        variables["q"] = quantity
+    mutation = f"mutation ({params}) {{ {field}({arguments}) {{ count }} }}"
     _, errors = await gql(request, mutation, **variables)
     if errors:
         code, message = errors[0]
@@ -360,13 +375,7 @@ async def add_to_cart(
     csrf_token: CsrfField = None,
     quantity: Annotated[int, Form(ge=1, le=CART_MAX_QUANTITY)] = 1,
 ) -> Response:
-    check_csrf(request, csrf_token)
-    return await _change_cart(
-        request,
-        "mutation ($p: ID!, $q: Int!) { addToCart(productId: $p, quantity: $q) { count } }",
-        p=str(product_id),
-        q=quantity,
-    )
+    return await _change_cart(request, csrf_token, "addToCart", product_id, quantity)
 
 
 @router.post("/cart/quantity")
@@ -376,25 +385,14 @@ async def set_cart_quantity(
     quantity: Quantity,
     csrf_token: CsrfField = None,
 ) -> Response:
-    check_csrf(request, csrf_token)
-    return await _change_cart(
-        request,
-        "mutation ($p: ID!, $q: Int!) { setCartQuantity(productId: $p, quantity: $q) { count } }",
-        p=str(product_id),
-        q=quantity,
-    )
+    return await _change_cart(request, csrf_token, "setCartQuantity", product_id, quantity)
 
 
 @router.post("/cart/remove")
 async def remove_from_cart(
     request: Request, product_id: Annotated[int, Form(ge=1)], csrf_token: CsrfField = None
 ) -> Response:
-    check_csrf(request, csrf_token)
-    return await _change_cart(
-        request,
-        "mutation ($p: ID!) { removeFromCart(productId: $p) { count } }",
-        p=str(product_id),
-    )
+    return await _change_cart(request, csrf_token, "removeFromCart", product_id)
 
 
 @router.get("/cart", response_class=HTMLResponse)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from shop.common.idempotency import TABLE_DDL
+from shop.common.migrations import timestamps
 
 revision: str = "orders_0001"
 down_revision: str | None = None
@@ -34,12 +35,7 @@ def upgrade() -> None:
         sa.Column("failure_reason", sa.String(64), nullable=True),
         sa.Column("idempotency_key", sa.String(255), nullable=True),
         sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-        sa.Column(
-            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
+        *timestamps(),
         sa.CheckConstraint("quantity > 0", name="orders_quantity_positive"),
         sa.CheckConstraint(
             "status IN ('pending', 'paid', 'shipped', 'delivered', 'failed', 'cancelled')",

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from shop.common.idempotency import TABLE_DDL
+from shop.common.migrations import timestamps
 
 revision: str = "payments_0001"
 down_revision: str | None = None
@@ -32,12 +33,7 @@ def upgrade() -> None:
         sa.Column("transaction_id", sa.String(64), nullable=True),
         sa.Column("refund_id", sa.String(64), nullable=True),
         sa.Column("failure_reason", sa.Text, nullable=True),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-        sa.Column(
-            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
+        *timestamps(),
         sa.CheckConstraint("amount > 0", name="payments_amount_positive"),
         sa.CheckConstraint(
             "status IN ('pending', 'completed', 'failed', 'refunded')", name="payments_status_check"

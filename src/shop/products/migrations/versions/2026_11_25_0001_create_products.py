@@ -10,21 +10,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from shop.common.migrations import timestamps
+
 revision: str = "products_0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-
-def _timestamps() -> list[sa.Column[object]]:
-    return [
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-        sa.Column(
-            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-    ]
 
 
 def upgrade() -> None:
@@ -36,7 +27,7 @@ def upgrade() -> None:
         sa.Column("price", sa.Numeric(12, 2), nullable=False),
         sa.Column("stock", sa.Integer, nullable=False, server_default="0"),
         sa.Column("category", sa.String(100), nullable=True),
-        *_timestamps(),
+        *timestamps(),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("price > 0", name="products_price_positive"),
         sa.CheckConstraint("stock >= 0", name="products_stock_non_negative"),
@@ -57,7 +48,7 @@ def upgrade() -> None:
         sa.Column("quantity", sa.Integer, nullable=False),
         sa.Column("unit_price", sa.Numeric(12, 2), nullable=True),
         sa.Column("status", sa.String(16), nullable=False),
-        *_timestamps(),
+        *timestamps(),
         sa.CheckConstraint("status IN ('reserved', 'released')", name="reservations_status_check"),
         sa.CheckConstraint("quantity >= 0", name="reservations_quantity_check"),
     )

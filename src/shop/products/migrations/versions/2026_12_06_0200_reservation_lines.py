@@ -15,21 +15,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from shop.common.migrations import timestamps
+
 revision: str = "products_lines"
 down_revision: str | None = "products_events"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-
-def _timestamps() -> list[sa.Column[object]]:
-    return [
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-        sa.Column(
-            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-    ]
 
 
 def upgrade() -> None:
@@ -37,7 +28,7 @@ def upgrade() -> None:
         "reservations",
         sa.Column("order_id", sa.BigInteger, primary_key=True),
         sa.Column("status", sa.String(16), nullable=False),
-        *_timestamps(),
+        *timestamps(),
         sa.CheckConstraint("status IN ('reserved', 'released')", name="reservations_status_check"),
     )
     op.create_table(
@@ -90,7 +81,7 @@ def downgrade() -> None:
         sa.Column("quantity", sa.Integer, nullable=False),
         sa.Column("unit_price", sa.Numeric(12, 2), nullable=True),
         sa.Column("status", sa.String(16), nullable=False),
-        *_timestamps(),
+        *timestamps(),
         sa.CheckConstraint("status IN ('reserved', 'released')", name="reservations_status_check"),
         sa.CheckConstraint("quantity >= 0", name="reservations_quantity_check"),
     )
