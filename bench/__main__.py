@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench import report, runner, scenarios
+from bench import procstats, report, runner, scenarios
 from bench.platform import running_platform
 from bench.profile import MIX_RATE
 
@@ -80,6 +80,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--output",
         type=Path,
         help="JSON file (default: bench/results/); profile: a directory (bench/results/profile)",
+    )
+    parser.add_argument(
+        "--quick-counts",
+        action="store_true",
+        help="read commit counts without waiting for them to settle (the smoke test's; its"
+        " transactions per order may miss the last second's commits)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs")
     parser.add_argument(
@@ -148,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             sizing.write(values, args.write_deploy)
             print(f"wrote {args.write_deploy}")
         return 0
+    if args.quick_counts:
+        procstats.quick_counts()
     selected = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(selected) - set(scenarios.ALL)
     if unknown:

@@ -26,7 +26,7 @@ from bench.platform import (
     mails_received,
     pgbench_database,
 )
-from bench.procstats import BackendCpu, Sampler
+from bench.procstats import STATS_WAIT, BackendCpu, Sampler
 from bench.wrk import Job, JobResult, merge, run_jobs
 from shop.devtools.postgres import SERVICE_DATABASES
 from shop.devtools.processes import free_port
@@ -455,10 +455,12 @@ def run(
     return result
 
 
-def background_commits(backends: tuple[str, str], seconds: float = 10.0) -> float:
+def background_commits(backends: tuple[str, str], seconds: float | None = None) -> float:
     """Commits per second in the run's databases with no load at all: the services' own
     periodic work (health checks' pings, recovery's pass), which the order scenarios' windows
     also hold and commits per order should not."""
+    if seconds is None:
+        seconds = 10.0 if STATS_WAIT.idle else 1.0  # --quick-counts: a second is enough
     _log(f"counting the platform's background commits ({seconds:g} s idle)")
     with BackendCpu(*backends, exact=True) as idle:
         time.sleep(seconds)

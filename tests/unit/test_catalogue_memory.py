@@ -56,6 +56,9 @@ class _Redis:
     def pipeline(self, transaction: bool = True) -> _Pipeline:
         return _Pipeline()
 
+    async def incr(self, key: str) -> int:
+        return 1
+
 
 class _Pipeline:
     """A product page's invalidation: DEL and PUBLISH sent together."""
@@ -107,4 +110,33 @@ async def test_a_body_larger_than_the_bound_is_not_held_near() -> None:
 async def test_no_near_entries_means_no_near_cache() -> None:
     cache = _cache(near_entries=0)
     await _fill(cache, 1, 10)
+    assert cache.near_size == (0, 0)
+
+
+async def test_dropping_the_list_pages_keeps_the_product_pages() -> None:
+    """invalidate(None) drops every near list page and only those (it walks the list keys
+    alone: a walk of every near key was 2 ms per order with 20,000 product pages held)."""
+    entry = 100 + ENTRY_OVERHEAD
+    cache = _cache(near_entries=5)
+
+    async def load() -> bytes:
+        return b"x" * 100
+
+    for product_id in range(1, 4):
+        await _fill(cache, product_id, 100)
+    for offset in (0, 20, 40):
+        await cache.page(f"offset={offset}", load)
+    # Five entries at most: the oldest product page made room for the last list page.
+    assert cache.near_size == (5, 5 * entry)
+    assert cache.near_page("offset=40") is not None
+    await cache.invalidate(None)
+    assert cache.near_size == (2, 2 * entry)
+    assert cache.near_page("offset=0") is None
+    assert cache.near_product(2) is not None
+    assert cache.near_product(3) is not None
+    # The list keys' record follows evictions too: a page pushed out is not dropped again.
+    for offset in range(0, 200, 20):
+        await cache.page(f"offset={offset}", load)
+    assert cache.near_size == (5, 5 * entry)
+    await cache.invalidate(None)
     assert cache.near_size == (0, 0)

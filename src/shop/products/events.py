@@ -23,6 +23,7 @@ from shop.common.events.relay import running
 from shop.common.settings import ServiceSettings
 
 KEYS = ("shop.product.*",)
+STOCK_CHANGED = "shop.product.stock_changed"
 
 
 class CatalogueCache(Protocol):
@@ -31,9 +32,15 @@ class CatalogueCache(Protocol):
 
 
 def invalidating(cache: CatalogueCache) -> Handler:
+    """The cache's contract (shop.products.cache): a catalogue edit drops the product's page
+    and every list page; a stock change (every reservation and release) only the product's
+    page, and the list pages' stock lags by their short TTL. The writer has done the same
+    already, through Redis: this is the durable second path, for a replica that missed it."""
+
     async def on_product(event: Event, _conn: Connection | None) -> AfterCommit | None:
         await cache.invalidate(int(event.subject))
-        await cache.invalidate(None)  # a product's name, price or stock shows on list pages
+        if event.type != STOCK_CHANGED:
+            await cache.invalidate(None)  # a product's name or price shows on list pages
         return None
 
     return on_product
