@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from shop.devtools.processes import SERVICES
-from tests.e2e.conftest import ADMIN_PASSWORD, LivePlatform
+from tests.e2e.conftest import ADMIN_PASSWORD
+from tests.harness import Platform
 
 pytestmark = pytest.mark.e2e
 GENERATOR = Path(sys.executable).with_name("openapi-python-client")
@@ -45,7 +46,7 @@ class Generated:
 
 @pytest.fixture(scope="module")
 def generated(
-    live: LivePlatform, tmp_path_factory: pytest.TempPathFactory
+    live: Platform, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Generated]]:
     out = tmp_path_factory.mktemp("generated")
     # The generator formats its output with ruff when it finds it: the venv's.

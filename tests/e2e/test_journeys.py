@@ -8,13 +8,14 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.conftest import ADMIN_PASSWORD, LivePlatform
+from tests.e2e.conftest import ADMIN_PASSWORD
+from tests.harness import Platform
 
 pytestmark = pytest.mark.e2e
 
 
-def login(live: LivePlatform, username: str, password: str) -> dict[str, str]:
-    with live.client("users") as users:
+def login(live: Platform, username: str, password: str) -> dict[str, str]:
+    with live.sync_client("users") as users:
         response = users.post(
             "/api/v1/users/login", json={"username": username, "password": password}
         )
@@ -22,9 +23,9 @@ def login(live: LivePlatform, username: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
-def test_admin_journey(live: LivePlatform) -> None:
+def test_admin_journey(live: Platform) -> None:
     admin = login(live, "admin", ADMIN_PASSWORD)
-    with live.client("products") as products, live.client("users") as users:
+    with live.sync_client("products") as products, live.sync_client("users") as users:
         created = products.post(
             "/api/v1/products",
             headers=admin,
@@ -39,13 +40,13 @@ def test_admin_journey(live: LivePlatform) -> None:
         assert users.get("/api/v1/users", headers=admin).status_code == 200
 
 
-def test_customer_journey(live: LivePlatform) -> None:
+def test_customer_journey(live: Platform) -> None:
     admin = login(live, "admin", ADMIN_PASSWORD)
-    with live.client("products") as products:
+    with live.sync_client("products") as products:
         pid = products.post(
             "/api/v1/products", headers=admin, json={"name": "E2E mug", "price": "8.25", "stock": 3}
         ).json()["id"]
-    with live.client("users") as users:
+    with live.sync_client("users") as users:
         user = users.post(
             "/api/v1/users/register",
             json={
@@ -57,10 +58,10 @@ def test_customer_journey(live: LivePlatform) -> None:
         assert user.status_code == 201
     me = login(live, "e2e_customer", "a long password")
     user_id = user.json()["id"]
-    with live.client("products") as products:
+    with live.sync_client("products") as products:
         listing = products.get("/api/v1/products?limit=100").json()
         assert pid in [p["id"] for p in listing["items"]]
-    with live.client("orders") as orders, live.client("payments") as payments:
+    with live.sync_client("orders") as orders, live.sync_client("payments") as payments:
         placed = orders.post(
             "/api/v1/orders",
             headers={**me, "X-Request-ID": "req-e2e-1"},
@@ -83,7 +84,7 @@ def test_customer_journey(live: LivePlatform) -> None:
         assert refunded["status"] == "refunded"
         history = orders.get(f"/api/v1/orders/user/{user_id}", headers=me).json()
         assert history["total"] == 2
-    with live.client("products") as products:
+    with live.sync_client("products") as products:
         assert products.get(f"/api/v1/products/{pid}").json()["stock"] == 3
     # The request id reached the downstream services' logs.
     log = live.log_text()
@@ -91,7 +92,7 @@ def test_customer_journey(live: LivePlatform) -> None:
     assert '"service":"product-service"' in log
 
 
-def test_logs_are_json_lines_without_secrets(live: LivePlatform) -> None:
+def test_logs_are_json_lines_without_secrets(live: Platform) -> None:
     import json
 
     lines = [line for line in live.log_text().splitlines() if line.startswith("{")]
@@ -106,7 +107,7 @@ def test_logs_are_json_lines_without_secrets(live: LivePlatform) -> None:
         assert secret not in text
 
 
-def test_smoke_script_passes_against_the_local_platform(live: LivePlatform) -> None:
+def test_smoke_script_passes_against_the_local_platform(live: Platform) -> None:
     script = ROOT / "scripts" / "smoke_test.py"
     if not script.exists():
         pytest.fail("scripts/smoke_test.py is missing")

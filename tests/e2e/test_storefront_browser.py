@@ -21,7 +21,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from shop.devtools.processes import ServiceProcess, free_port, storefront_env, wait_ready
 from shop.devtools.redis import find_redis
-from tests.e2e.conftest import ADMIN_PASSWORD, LivePlatform
+from tests.e2e.conftest import ADMIN_PASSWORD
+from tests.harness import Platform
 
 CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "correct horse battery"
@@ -37,7 +38,7 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def storefront(live: LivePlatform) -> Iterator[str]:
+def storefront(live: Platform) -> Iterator[str]:
     port = free_port()
     # Signed-in carts in Redis (found as PostgreSQL is), under keys of this run only.
     redis_url = find_redis()
@@ -88,8 +89,8 @@ def shot(page: Page, name: str) -> None:
         page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
 
 
-def _admin_token(live: LivePlatform) -> str:
-    with live.client("users") as users:
+def _admin_token(live: Platform) -> str:
+    with live.sync_client("users") as users:
         r = users.post(
             "/api/v1/users/login", json={"username": "admin", "password": ADMIN_PASSWORD}
         )
@@ -123,9 +124,9 @@ def _add(page: Page, product_id: int, quantity: int = 1) -> None:
 class Api:
     """What the platform says, over REST, as the customer."""
 
-    def __init__(self, live: LivePlatform, username: str) -> None:
+    def __init__(self, live: Platform, username: str) -> None:
         self.live = live
-        with live.client("users") as users:
+        with live.sync_client("users") as users:
             login = users.post(
                 "/api/v1/users/login", json={"username": username, "password": PASSWORD}
             )
@@ -136,7 +137,7 @@ class Api:
         self.headers = {"Authorization": f"Bearer {token}"}
 
     def get(self, service: str, path: str) -> Any:
-        with self.live.client(service) as client:
+        with self.live.sync_client(service) as client:
             r = client.get(path, headers=self.headers)
         assert r.status_code == 200, r.text
         return r.json()
@@ -151,8 +152,8 @@ class Api:
         return int(self.get("products", f"/api/v1/products/{product_id}")["stock"])
 
 
-def _product(live: LivePlatform, name: str, price: str, stock: int = 10) -> int:
-    with live.client("products") as products:
+def _product(live: Platform, name: str, price: str, stock: int = 10) -> int:
+    with live.sync_client("products") as products:
         r = products.post(
             "/api/v1/products",
             json={"name": name, "price": price, "stock": stock, "category": "browser"},
@@ -162,7 +163,7 @@ def _product(live: LivePlatform, name: str, price: str, stock: int = 10) -> int:
         return int(r.json()["id"])
 
 
-def test_customer_buys_cancels_and_sees_the_refund(page: Page, live: LivePlatform) -> None:
+def test_customer_buys_cancels_and_sees_the_refund(page: Page, live: Platform) -> None:
     product_id = _product(live, "Browser kettle", "19.90")
     _product(live, XSS_NAME, "1.00")
 
@@ -206,7 +207,7 @@ def test_customer_buys_cancels_and_sees_the_refund(page: Page, live: LivePlatfor
     expect(page.get_by_test_id("logout")).to_have_count(0)
 
 
-def test_declined_payment_is_explained(page: Page, live: LivePlatform) -> None:
+def test_declined_payment_is_explained(page: Page, live: Platform) -> None:
     _product(live, "Browser diamond", "20000.00", stock=1)
     page.goto("/register")
     page.get_by_test_id("register-username").fill("browser_big")
@@ -240,8 +241,8 @@ def test_state_changes_need_the_csrf_token(storefront: str) -> None:
         assert "unsafe-inline" not in page.headers["content-security-policy"]
 
 
-def _paid_order(live: LivePlatform, product_id: int) -> int:
-    with live.client("users") as users, live.client("orders") as orders:
+def _paid_order(live: Platform, product_id: int) -> int:
+    with live.sync_client("users") as users, live.sync_client("orders") as orders:
         body = {"username": "rest_buyer", "email": "rest_buyer@example.com"}
         users.post("/api/v1/users/register", json={**body, "password": "correct horse battery"})
         login = users.post(
@@ -258,7 +259,7 @@ def _paid_order(live: LivePlatform, product_id: int) -> int:
         return int(r.json()["id"])
 
 
-def test_admin_creates_a_product_and_ships_an_order(page: Page, live: LivePlatform) -> None:
+def test_admin_creates_a_product_and_ships_an_order(page: Page, live: Platform) -> None:
     page.goto("/admin")  # a visitor is sent to log in first
     page.get_by_test_id("login-username").fill("admin")
     page.get_by_test_id("login-password").fill(ADMIN_PASSWORD)
@@ -302,7 +303,7 @@ def test_admin_pages_refuse_customers(page: Page) -> None:
     expect(page.get_by_test_id("error")).to_have_text("Admins only.")
 
 
-def test_a_three_line_cart_is_one_order_paid_once(page: Page, live: LivePlatform) -> None:
+def test_a_three_line_cart_is_one_order_paid_once(page: Page, live: Platform) -> None:
     tea = _product(live, "Cart tea", "4.00", stock=20)
     pot = _product(live, "Cart pot", "21.50", stock=5)
     cup = _product(live, "Cart cup", "3.25", stock=20)
@@ -357,7 +358,7 @@ def test_a_three_line_cart_is_one_order_paid_once(page: Page, live: LivePlatform
 
 
 def test_a_checkout_short_of_one_line_charges_nothing_and_keeps_the_cart(
-    page: Page, live: LivePlatform
+    page: Page, live: Platform
 ) -> None:
     plenty = _product(live, "Short plenty", "2.00", stock=30)
     scarce = _product(live, "Short scarce", "5.00", stock=1)
@@ -395,7 +396,7 @@ def test_a_checkout_short_of_one_line_charges_nothing_and_keeps_the_cart(
     assert len([o for o in api.orders() if o["status"] == "paid"]) == 1
 
 
-def test_cancelling_a_cart_order_restocks_every_line(page: Page, live: LivePlatform) -> None:
+def test_cancelling_a_cart_order_restocks_every_line(page: Page, live: Platform) -> None:
     products = [_product(live, f"Cancel {i}", "3.00", stock=10) for i in range(3)]
     _register(page, "browser_cancel")
     for quantity, product in enumerate(products, start=1):
@@ -416,7 +417,7 @@ def test_cancelling_a_cart_order_restocks_every_line(page: Page, live: LivePlatf
 
 @pytest.mark.skipif(find_redis() is None, reason="no Redis: carts stay in their browser")
 def test_the_cart_follows_the_customer_from_phone_to_laptop(
-    browser: Browser, storefront: str, live: LivePlatform
+    browser: Browser, storefront: str, live: Platform
 ) -> None:
     phone_only = _product(live, "Follow me", "7.00")
     laptop_too = _product(live, "And me", "2.50")
@@ -450,7 +451,7 @@ def test_the_cart_follows_the_customer_from_phone_to_laptop(
 
 
 def test_the_cart_refuses_what_does_not_exist_or_does_not_fit(
-    page: Page, storefront: str, live: LivePlatform
+    page: Page, storefront: str, live: Platform
 ) -> None:
     product = _product(live, "Bounded", "1.00", stock=500)
     _add(page, product, 99)

@@ -7,7 +7,7 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from tests.e2e import test_storefront_browser as journeys
-from tests.e2e.conftest import LivePlatform
+from tests.harness import Platform
 
 # The browser journeys' fixtures and marks: one storefront process and browser per module.
 storefront, browser, page = journeys.storefront, journeys.browser, journeys.page
@@ -20,9 +20,9 @@ def _zephyr(products: httpx.Client, token: str, name: str, price: str, stock: in
     assert r.status_code == 201, r.text
 
 
-def test_a_typo_finds_then_filters_and_sorts(page: Page, live: LivePlatform) -> None:
+def test_a_typo_finds_then_filters_and_sorts(page: Page, live: Platform) -> None:
     token = journeys._admin_token(live)
-    with live.client("products") as products:
+    with live.sync_client("products") as products:
         _zephyr(products, token, "Zephyr Kettle", "30.00", 5)
         _zephyr(products, token, "Zephyr Toaster", "20.00", 0)
         _zephyr(products, token, "Zephyr Blender", "45.00", 2)

@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from shop.devtools.processes import SERVICES
-from tests.e2e.conftest import ADMIN_PASSWORD, LivePlatform
+from tests.e2e.conftest import ADMIN_PASSWORD
+from tests.harness import Platform
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ EXAMPLES_PER_OPERATION = 15
 
 
 @pytest.fixture(scope="module")
-def admin_headers(live: LivePlatform) -> dict[str, str]:
+def admin_headers(live: Platform) -> dict[str, str]:
     response = httpx.post(
         f"{live.url('users')}/api/v1/users/login",
         json={"username": "admin", "password": ADMIN_PASSWORD},
@@ -37,9 +38,7 @@ def admin_headers(live: LivePlatform) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_every_check_passes(
-    live: LivePlatform, admin_headers: dict[str, str], service: str
-) -> None:
+def test_every_check_passes(live: Platform, admin_headers: dict[str, str], service: str) -> None:
     result = subprocess.run(
         [
             str(ST),

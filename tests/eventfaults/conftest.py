@@ -11,79 +11,33 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
-import asyncpg
-import httpx
 import orjson
 import pytest
 
 from shop.common.auth import SigningKeys, issue_access_token
 from shop.common.events.broker import Topology, delete_topology
 from shop.devtools.postgres import Server
-from shop.devtools.processes import (
-    SERVICES,
-    RelayProcess,
-    ServiceProcess,
-    free_port,
-    relay_env,
-    stable_ports,
-    wait_ready,
-)
-from tests.conftest import _databases, process_envs
+from tests.conftest import _databases
 from tests.eventfaults.proxy import Proxy
-from tests.waiting import WAIT_SECONDS as WAIT
-from tests.waiting import until
+from tests.harness import Platform, started
 
 ADMIN_PASSWORD = "eventfaults-admin-password"
 SERVICE_SECRET = secrets.token_urlsafe(32)
-READY_TIMEOUT = 300.0
 
 
 @dataclass
-class EventPlatform:
-    procs: dict[str, ServiceProcess]
-    envs: dict[str, dict[str, str]]
-    urls: dict[str, str]
-    proxy: Proxy
-    topology: Topology  # straight to the broker (the spy's)
-    relays: dict[str, RelayProcess] = field(default_factory=dict)
-    _conns: dict[str, asyncpg.Connection] = field(default_factory=dict)
+class EventPlatform(Platform):
+    """The harness's platform with every relay, reaching the broker through ``proxy``."""
 
-    def client(self, service: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.procs[service].url, timeout=60)
-
-    async def sql(self, service: str, query: str, *args: Any) -> list[asyncpg.Record]:
-        conn = self._conns.get(service)
-        if conn is None or conn.is_closed():
-            conn = self._conns[service] = await asyncpg.connect(self.urls[service])
-        return await conn.fetch(query, *args)
-
-    def kill(self, service: str) -> None:
-        proc = self.procs[service].process
-        assert proc is not None
-        assert proc.poll() is None
-        proc.kill()
-        proc.wait(30)
-
-    def restart(self, service: str, **env: str) -> None:
-        old = self.procs[service]
-        old.stop()
-        self.procs[service] = ServiceProcess(
-            service, old.port, {**self.envs[service], **env}, old.log_path
-        )
-        self.procs[service].start()
-        wait_ready([self.procs[service]], timeout=READY_TIMEOUT)
-
-    async def until(self, done: Callable[[], Any], what: str, within: float = WAIT) -> Any:
-        """``tests.waiting.until`` with every service's and relay's log lines on a timeout."""
-        logs = [*self.procs.values(), *self.relays.values()]
-        return await until(done, what, within=within, logs=logs)
+    proxy: Proxy | None = None
+    topology: Topology | None = None  # straight to the broker (the spy's)
 
     async def drained(self, service: str) -> None:
         """Wait until the service's outbox has nothing unsent (its relay has caught up)."""
@@ -93,22 +47,6 @@ class EventPlatform:
             return rows[0]["n"] == 0
 
         await self.until(empty, f"the {service} outbox to be drained")
-
-    def restart_relay(self, service: str, **env: str) -> RelayProcess:
-        """Stop the service's relay process (if it runs) and start it anew with ``env``."""
-        old = self.relays[service]
-        old.stop()
-        new = RelayProcess(
-            old.name,
-            old.port,
-            {**relay_env(self.envs, (service,), old.port), **env},
-            old.log_path,
-            services=(service,),
-        )
-        self.relays[service] = new
-        new.start()
-        wait_ready([new], timeout=READY_TIMEOUT)
-        return new
 
 
 class Spy:
@@ -167,58 +105,34 @@ def event_platform(
     target = urlsplit(amqp_url)
     proxy = Proxy(target.hostname or "127.0.0.1", target.port or 5672)
     proxy.up()
-    logs: Path = tmp_path_factory.mktemp("eventlogs")
-    base = stable_ports([0, 1, 2, 3])
-    ports = {name: base + i for i, name in enumerate(SERVICES)}
-    envs = process_envs(
-        tmp_path_factory,
-        database_urls=event_database_urls,
-        ports=ports,
-        admin_password=ADMIN_PASSWORD,
-        service_token_secret=SERVICE_SECRET,
-        extra={
-            "SHOP_AMQP_URL": _via(amqp_url, proxy.port),
-            "SHOP_AMQP_EXCHANGE": broker_names["amqp_exchange"],
-            "SHOP_AMQP_QUEUE_PREFIX": broker_names["amqp_queue_prefix"],
-            "SHOP_RELAY_POLL_SECONDS": "0.05",
-            "SHOP_FAULT_INJECTION": "true",
-            "SHOP_SAGA_LEASE_SECONDS": "3",
-            "SHOP_DB_POOL_MIN": "1",
-            "SHOP_DB_POOL_MAX": "5",
-        },
-    )
-    procs = {
-        name: ServiceProcess(name, ports[name], envs[name], logs / f"{name}.log")
-        for name in SERVICES
-    }
-    relays = {}
-    for name in SERVICES:
-        port = free_port()
-        relays[name] = RelayProcess(
-            f"{name}-relay",
-            port,
-            relay_env(envs, (name,), port),
-            logs / f"{name}-relay.log",
-            services=(name,),
-        )
-    for proc in [*procs.values(), *relays.values()]:
-        proc.start()
-    platform = EventPlatform(
-        procs,
-        envs,
-        event_database_urls,
-        proxy,
-        Topology(amqp_url, broker_names["amqp_exchange"], broker_names["amqp_queue_prefix"]),
-        relays,
-    )
+    topology = Topology(amqp_url, broker_names["amqp_exchange"], broker_names["amqp_queue_prefix"])
     try:
-        wait_ready([*procs.values(), *relays.values()], timeout=READY_TIMEOUT)
-        yield platform
+        with started(
+            tmp_path_factory,
+            database_urls=event_database_urls,
+            admin_password=ADMIN_PASSWORD,
+            service_token_secret=SERVICE_SECRET,
+            extra={
+                "SHOP_AMQP_URL": _via(amqp_url, proxy.port),
+                "SHOP_AMQP_EXCHANGE": broker_names["amqp_exchange"],
+                "SHOP_AMQP_QUEUE_PREFIX": broker_names["amqp_queue_prefix"],
+                "SHOP_RELAY_POLL_SECONDS": "0.05",
+                "SHOP_FAULT_INJECTION": "true",
+                "SHOP_SAGA_LEASE_SECONDS": "3",
+                "SHOP_DB_POOL_MIN": "1",
+                "SHOP_DB_POOL_MAX": "5",
+            },
+            restartable=True,
+            relays=True,
+            kind=EventPlatform,
+            stop_timeout=5,
+            proxy=proxy,
+            topology=topology,
+        ) as platform:
+            yield platform
     finally:
-        for proc in [*platform.procs.values(), *platform.relays.values()]:
-            proc.stop(timeout=5)
         proxy.close()
-        asyncio.run(delete_topology(platform.topology, ["orders"]))  # leave nothing behind
+        asyncio.run(delete_topology(topology, ["orders"]))  # leave nothing behind
 
 
 @pytest.fixture
@@ -231,10 +145,7 @@ async def spy(event_platform: EventPlatform) -> AsyncIterator[Spy]:
         yield watcher
     finally:
         await watcher.stop()
-        for conn in event_platform._conns.values():
-            if not conn.is_closed():
-                await conn.close()
-        event_platform._conns.clear()
+        await event_platform.close_sql()
 
 
 def user_token(event_platform: EventPlatform, user_id: int, role: str = "customer") -> str:

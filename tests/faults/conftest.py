@@ -18,29 +18,21 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
 from shop.common import migrations
 from shop.common.auth import ServiceTokens
 from shop.devtools.postgres import Server, create_databases, drop_databases
-from shop.devtools.processes import (
-    SERVICES,
-    ServiceProcess,
-    stable_ports,
-    wait_ready,
-)
-from tests.conftest import _databases, process_envs
-from tests.waiting import until
+from tests.conftest import _databases
+from tests.harness import READY_TIMEOUT, Platform, started
 
 ADMIN_PASSWORD = "faults-admin-password"
 SERVICE_SECRET = secrets.token_urlsafe(32)
-READY_TIMEOUT = 300.0  # seconds; CI machines can be far slower than a laptop
 
 
 class OwnPostgres:
@@ -73,28 +65,23 @@ class OwnPostgres:
 
 
 @dataclass
-class FaultPlatform:
-    procs: dict[str, ServiceProcess]
-    envs: dict[str, dict[str, str]]
-    urls: dict[str, str]  # database URLs
-    products_pg: OwnPostgres
-    logs: Path
+class FaultPlatform(Platform):
+    """The harness's platform, and what fault tests do to it: fault rules, the standalone
+    commands, the product service's own PostgreSQL."""
+
+    products_pg: OwnPostgres | None = None
     # Set when a dependency of the order service went away: its circuit breakers may be open.
     breakers_tripped: bool = False
-    _conns: dict[str, asyncpg.Connection] = field(default_factory=dict)
-
-    def url(self, service: str) -> str:
-        return self.procs[service].url
 
     async def wait_for(
         self, probe: Callable[[], Awaitable[Any]], what: str, interval: float = 0.05
     ) -> Any:
         """Poll until ``probe`` returns something truthy; after a minute fail with ``what``
-        and every service's last log lines (``tests.waiting.until``)."""
-        return await until(probe, what, interval=interval, logs=self.procs.values())
+        and every service's last log lines (``Platform.until``)."""
+        return await self.until(probe, what, interval=interval)
 
     def client(self, service: str, timeout: float = 120.0) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url(service), timeout=timeout)
+        return super().client(service, timeout)
 
     @property
     def service_token(self) -> dict[str, str]:
@@ -112,29 +99,9 @@ class FaultPlatform:
             result: list[dict[str, Any]] = response.json()
             return result
 
-    async def sql(self, service: str, query: str, *args: Any) -> list[asyncpg.Record]:
-        conn = self._conns.get(service)
-        if conn is None or conn.is_closed():
-            conn = self._conns[service] = await asyncpg.connect(self.urls[service])
-        return await conn.fetch(query, *args)
-
     def kill(self, service: str) -> None:
-        """kill -9: no shutdown hook runs, in-flight requests are cut."""
-        proc = self.procs[service].process
-        assert proc is not None
-        assert proc.poll() is None
-        proc.kill()
-        proc.wait(30)
+        super().kill(service)
         self.breakers_tripped = True
-
-    def restart(self, service: str, **env: str) -> None:
-        old = self.procs[service]
-        old.stop()
-        self.procs[service] = ServiceProcess(
-            service, old.port, {**self.envs[service], **env}, old.log_path
-        )
-        self.procs[service].start()
-        wait_ready([self.procs[service]], timeout=READY_TIMEOUT)
 
     def shop(self, *args: str, service: str = "orders") -> subprocess.CompletedProcess[str]:
         """Run the `shop` command line with a service's environment."""
@@ -188,13 +155,9 @@ def faulty(
     products_pg: OwnPostgres,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[FaultPlatform]:
-    logs = tmp_path_factory.mktemp("logs")
-    base = stable_ports([0, 1, 2, 3])  # services restart on their ports here
-    ports = {name: base + i for i, name in enumerate(SERVICES)}
-    envs = process_envs(
+    with started(
         tmp_path_factory,
         database_urls=fault_database_urls,
-        ports=ports,
         admin_password=ADMIN_PASSWORD,
         service_token_secret=SERVICE_SECRET,
         extra={
@@ -207,20 +170,12 @@ def faulty(
             "SHOP_DB_POOL_MIN": "1",
             "SHOP_DB_POOL_MAX": "5",
         },
-    )
-    procs = {
-        name: ServiceProcess(name, ports[name], envs[name], logs / f"{name}.log")
-        for name in SERVICES
-    }
-    for proc in procs.values():
-        proc.start()
-    platform = FaultPlatform(procs, envs, fault_database_urls, products_pg, logs)
-    try:
-        wait_ready(list(procs.values()), timeout=READY_TIMEOUT)
+        restartable=True,  # services restart on their ports here
+        kind=FaultPlatform,
+        stop_timeout=5,  # a response still held by a fault need not be waited for
+        products_pg=products_pg,
+    ) as platform:
         yield platform
-    finally:
-        for proc in platform.procs.values():
-            proc.stop(timeout=5)  # a response still held by a fault need not be waited for
 
 
 @pytest.fixture
@@ -237,7 +192,4 @@ async def fresh(faulty: FaultPlatform) -> AsyncIterator[FaultPlatform]:
     try:
         yield faulty
     finally:
-        for conn in faulty._conns.values():
-            if not conn.is_closed():
-                await conn.close()
-        faulty._conns.clear()
+        await faulty.close_sql()

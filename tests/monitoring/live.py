@@ -10,12 +10,10 @@ import gzip
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -23,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
-from shop.devtools.processes import ServiceProcess
+from tests.harness import Platform
 
 SERVER = ProtoSpan.SpanKind.SPAN_KIND_SERVER
 CLIENT = ProtoSpan.SpanKind.SPAN_KIND_CLIENT
@@ -149,21 +147,18 @@ class _OtlpHandler(BaseHTTPRequestHandler):
 
 
 @dataclass
-class TracedPlatform:
-    procs: dict[str, ServiceProcess]
-    receiver: OtlpReceiver
-    logs: Path
-    ports: dict[str, int] = field(default_factory=dict)
+class TracedPlatform(Platform):
+    """The harness's platform, exporting its spans to ``receiver``."""
 
-    def url(self, service: str) -> str:
-        return self.procs[service].url
+    receiver: OtlpReceiver | None = None
 
-    def client(self, service: str) -> httpx.Client:
-        return httpx.Client(base_url=self.url(service), timeout=30)
+    @property
+    def ports(self) -> dict[str, int]:
+        return {name: proc.port for name, proc in self.procs.items()}
 
 
 def bearer(platform: TracedPlatform, username: str, password: str) -> dict[str, str]:
-    with platform.client("users") as users:
+    with platform.sync_client("users") as users:
         response = users.post(
             "/api/v1/users/login", json={"username": username, "password": password}
         )
@@ -173,7 +168,7 @@ def bearer(platform: TracedPlatform, username: str, password: str) -> dict[str, 
 
 def register(platform: TracedPlatform, username: str) -> dict[str, str]:
     """Register a customer; return its Authorization header."""
-    with platform.client("users") as users:
+    with platform.sync_client("users") as users:
         response = users.post(
             "/api/v1/users/register",
             json={"username": username, "email": f"{username}@example.com", "password": PASSWORD},
@@ -184,7 +179,7 @@ def register(platform: TracedPlatform, username: str) -> dict[str, str]:
 
 def add_product(platform: TracedPlatform, *, name: str, price: str, stock: int) -> int:
     admin = bearer(platform, "admin", ADMIN_PASSWORD)
-    with platform.client("products") as products:
+    with platform.sync_client("products") as products:
         response = products.post(
             "/api/v1/products",
             headers=admin,

@@ -147,17 +147,17 @@ def drive_traffic(platform: TracedPlatform) -> None:
     ring = add_product(platform, name="Metered ring", price="12500.00", stock=2)
     alice = register(platform, "metered_alice")
     bob = register(platform, "metered_bob")
-    with platform.client("users") as users:
+    with platform.sync_client("users") as users:
         refused = users.post(
             "/api/v1/users/login", json={"username": "metered_bob", "password": PASSWORD + "x"}
         )
         assert refused.status_code == 401
     bob = bearer(platform, "metered_bob", PASSWORD)
-    with platform.client("products") as products:
+    with platform.sync_client("products") as products:
         assert products.get("/api/v1/products?limit=5").status_code == 200
         assert products.get(f"/api/v1/products/{lamp}").status_code == 200
         assert products.get("/api/v1/products/999999").status_code == 404
-    with platform.client("orders") as orders:
+    with platform.sync_client("orders") as orders:
 
         def order(who: dict[str, str], product: int, quantity: int) -> httpx.Response:
             return orders.post(
@@ -239,7 +239,7 @@ def test_latency_buckets_link_to_the_traces_of_their_requests(
 ) -> None:
     """Prometheus scrapes /metrics as OpenMetrics and keeps the exemplars: each order's latency
     bucket carries the trace id of a trace the services exported (every trace is sampled here)."""
-    with traced_platform.client("products") as products:
+    with traced_platform.sync_client("products") as products:
         assert products.get("/api/v1/products?limit=3").status_code == 200
     http = httpx.Client(base_url=prometheus.url, timeout=30)
     query = 'http_request_duration_seconds_bucket{job="product-service", route="/api/v1/products"}'

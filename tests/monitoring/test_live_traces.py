@@ -42,7 +42,7 @@ def test_one_order_is_one_trace_across_three_services(traced_platform: TracedPla
     customer = register(traced_platform, "traced_customer")
     request_id = f"req-trace-{secrets.token_hex(8)}"
 
-    with traced_platform.client("orders") as orders:
+    with traced_platform.sync_client("orders") as orders:
         placed = orders.post(
             "/api/v1/orders",
             headers={**customer, "X-Request-ID": request_id},
@@ -122,7 +122,7 @@ def test_one_order_is_one_trace_across_three_services(traced_platform: TracedPla
 
 def _lean_answers(platform: TracedPlatform, service: str, route: str) -> float:
     """``shop_lean_requests_total`` of ``route`` on ``service``'s /metrics (0 if absent)."""
-    with platform.client(service) as client:
+    with platform.sync_client(service) as client:
         text = client.get("/metrics").text
     prefix = f'shop_lean_requests_total{{route="{route}"}} '
     return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
@@ -147,7 +147,7 @@ def test_with_tracing_on_the_lean_routes_answer_and_are_traced_as_the_fastapi_ro
         body = httpx.Request(
             "POST", "/", json={"product_id": product_id, "quantity": 1, "payment_method": "card"}
         ).content
-        with traced_platform.client("orders") as orders:
+        with traced_platform.sync_client("orders") as orders:
             placed = orders.post(
                 "/api/v1/orders",
                 content=body,
@@ -221,7 +221,7 @@ def test_the_notification_worker_joins_the_trace_its_event_carries(
 
     run = secrets.token_hex(4)
     topology = Topology(amqp_url, f"shop.events.t{run}", f"shop.t{run}.")
-    with traced_platform.client("users") as users:
+    with traced_platform.sync_client("users") as users:
         me = users.post(
             "/api/v1/users/register",
             json={"username": "mail_traced", "email": "mail@example.com", "password": "p" * 12},
