@@ -364,13 +364,13 @@ class RecordingCache:
 async def test_a_catalogue_write_invalidates_the_cache_of_every_replica(
     platform: Platform, make_product: Any, topology: Topology
 ) -> None:
-    from shop.products.events import invalidating
+    from shop.products.events import KEYS, invalidating
 
     replicas = [RecordingCache(), RecordingCache()]
     consumers = [
         Consumer(
             name="products.cache",
-            keys=["shop.product.*"],
+            keys=KEYS,
             handler=invalidating(cache),
             topology=topology,
             exclusive=True,
@@ -391,11 +391,15 @@ async def test_a_catalogue_write_invalidates_the_cache_of_every_replica(
             f"/api/v1/products/{product['id']}/stock", json={"delta": -1}, headers=platform.admin
         )
         assert response.status_code == 200, response.text
-        await until(lambda: all(len(c.invalidated) >= 5 for c in replicas))
-    # Created, then updated: the product and the list pages each time; then a stock change
-    # (every order's): the product's page only (the list pages' stock lags by their TTL).
+        # Then deleted: a stock change (every order's) between them is not followed at all.
+        response = await platform.products.delete(
+            f"/api/v1/products/{product['id']}", headers=platform.admin
+        )
+        assert response.status_code == 204, response.text
+        await until(lambda: all(len(c.invalidated) >= 6 for c in replicas))
+    # Created, updated, deleted: the product and the list pages each time.
     for cache in replicas:
-        assert cache.invalidated == [product["id"], None, product["id"], None, product["id"]]
+        assert cache.invalidated == [product["id"], None] * 3
 
 
 async def test_the_customer_gets_an_email_for_registration_and_payment(

@@ -1,4 +1,4 @@
-"""Catalogue caches follow ``shop.product.*`` on every replica.
+"""Catalogue caches follow the catalogue's edits on every replica.
 
 Each replica of the product service consumes on an exclusive, auto-delete queue of its own
 (EVENTS.md: a consumer that must see every event on every replica), so a write on one replica
@@ -22,8 +22,11 @@ from shop.common.events.consumer import AfterCommit, Consumer, Event, Handler
 from shop.common.events.relay import running
 from shop.common.settings import ServiceSettings
 
-KEYS = ("shop.product.*",)
-STOCK_CHANGED = "shop.product.stock_changed"
+# The edits only. A stock change (one per line of every order) is not followed here: its
+# writer drops the product's page in Redis and on every replica through pub/sub, and the
+# cache's bound (a page at most its TTL stale, also when that message is lost) holds without
+# events; following it cost every replica one delivery per line (docs/performance.md).
+KEYS = ("shop.product.created", "shop.product.updated", "shop.product.deleted")
 
 
 class CatalogueCache(Protocol):
@@ -32,14 +35,15 @@ class CatalogueCache(Protocol):
 
 
 def invalidating(cache: CatalogueCache) -> Handler:
-    """The cache's contract (shop.products.cache): a catalogue edit drops the product's page
-    and every list page; a stock change (every reservation and release) only the product's
-    page, and the list pages' stock lags by their short TTL. The writer has done the same
-    already, through Redis: this is the durable second path, for a replica that missed it."""
+    """A catalogue edit drops the product's page and every list page (the cache's contract,
+    shop.products.cache). The writer has done the same already, through Redis: this is the
+    durable second path, for a replica that missed it. A stock change (every reservation and
+    release) is not bound to the queue at all (``KEYS``); if one arrives, it drops only the
+    product's page, as the writer does."""
 
     async def on_product(event: Event, _conn: Connection | None) -> AfterCommit | None:
         await cache.invalidate(int(event.subject))
-        if event.type != STOCK_CHANGED:
+        if event.type in KEYS:
             await cache.invalidate(None)  # a product's name or price shows on list pages
         return None
 
