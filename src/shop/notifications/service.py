@@ -208,15 +208,22 @@ class SmtpSender:
 
 
 class Notifier:
-    """The handler: find the customer, compose, send over SMTP (one kept connection)."""
+    """The handler: find the customer (in the event, else from the user service), compose,
+    send over SMTP (one kept connection)."""
 
     def __init__(self, settings: NotificationsSettings, users: ServiceClient) -> None:
         self.settings, self.users = settings, users
         self.sender = SmtpSender(settings)
 
     async def customer(self, event: Event) -> dict[str, Any]:
+        """Whom the mail goes to: the registered user, the contact an order event carries
+        (as at placement), or, for an order event without it (placed before orders recorded
+        it, and in flight across that upgrade), the user as the user service has it now."""
         if event.type == "shop.user.registered":
             return event.data
+        contact = event.data.get("customer")
+        if isinstance(contact, dict) and contact.get("email") and contact.get("username"):
+            return contact
         response = await self.users.request(
             "GET", f"/api/v1/users/{int(event.data['user_id'])}", idempotent=True
         )
