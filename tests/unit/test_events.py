@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
+from email.utils import parseaddr
 from pathlib import Path
 from uuid import uuid4
 
@@ -20,7 +21,7 @@ from shop.common.events.outbox import with_event
 from shop.common.events.relay import cloudevent, crash_after_publish
 from shop.common.events.sidecar import RelaySource
 from shop.common.settings import ServiceSettings
-from shop.notifications.service import KEYS, Mail, Notifier, compose
+from shop.notifications.service import KEYS, Mail, Notifier, _address, compose
 from shop.notifications.settings import NotificationsSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,6 +168,29 @@ async def test_an_order_event_without_the_customer_falls_back_to_the_look_up(cus
         "now@example.com"
     )
     assert users.calls == ["GET /api/v1/users/9"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mia@example.com",
+        "zoë@exämple.com",
+        "a+tag@x.io",
+        "shop <no-reply@shop.local>",
+        "<x@y>",
+        "x@y (comment)",
+        '"quoted"@x',
+        "  mia@example.com ",
+        "a@b,c@d",
+        "a@b@c",
+        "a@",
+        "@b",
+        "no-at",
+        "",
+    ],
+)
+def test_the_envelope_address_is_what_the_standard_parser_finds(text: str) -> None:
+    assert _address(text) == parseaddr(text)[1]
 
 
 def test_a_redelivered_event_makes_the_same_message_id() -> None:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import Any
 
 import aiosmtplib
@@ -90,10 +91,29 @@ def compose(event: Event, user: dict[str, Any], *, sender: str) -> Mail | None:
         )
     )
     return Mail(
-        parseaddr(sender)[1] or sender,
-        parseaddr(str(user["email"]))[1],
+        _address(sender) or sender,
+        _address(str(user["email"])),
         head.encode() + b"\r\n" + encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"),
     )
+
+
+# Characters that only a display name, a comment, a quoted part or a list brings into an address
+# (RFC 5322): without any, the text is the address itself.
+_NOT_BARE = frozenset('<>()",;: \t\r\n[]\\')
+
+
+@lru_cache(maxsize=8)
+def _named(address: str) -> str:
+    return parseaddr(address)[1]
+
+
+def _address(text: str) -> str:
+    """The envelope address of ``text``: a bare address (a user's, as registered) is itself;
+    one with a display name (the sender, configured once, so remembered) is parsed. The
+    standard library's parser for both was most of composing a mail (docs/events.md)."""
+    if text.count("@") == 1 and not text.endswith("@") and _NOT_BARE.isdisjoint(text):
+        return text
+    return _named(text)
 
 
 def _header(name: str, value: str, *, raw: bool = False) -> str:
