@@ -109,8 +109,8 @@ def _named(address: str) -> str:
 
 def _address(text: str) -> str:
     """The envelope address of ``text``: a bare address (a user's, as registered) is itself;
-    one with a display name (the sender, configured once, so remembered) is parsed. The
-    standard library's parser for both was most of composing a mail (docs/events.md)."""
+    one with a display name (the sender, configured once, so remembered) is parsed: the
+    standard library's parser, for both, was most of composing (docs/events.md, "Issue 31")."""
     if text.count("@") == 1 and not text.endswith("@") and _NOT_BARE.isdisjoint(text):
         return text
     return _named(text)

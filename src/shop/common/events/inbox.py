@@ -39,9 +39,8 @@ class RedisInbox:
     @classmethod
     def from_url(cls, url: str, *, retention_seconds: int, prefix: str) -> RedisInbox:
         """A client of one connection, kept (and made again after a failure), speaking RESP2:
-        the worker claims one event at a time, so a pool has nothing to share, and its
-        checkout plus RESP3's parser were a sixth of each claim's CPU (docs/events.md,
-        "Issue 31")."""
+        the worker claims one event at a time, so a pool has nothing to share; its checkout
+        and RESP3's parser cost CPU on every claim (measured in docs/events.md, "Issue 31")."""
         client = Redis.from_url(
             url,
             socket_timeout=0.5,
