@@ -74,9 +74,23 @@ class Platform:
     payments_link: FlakyTransport
     _conns: dict[str, asyncpg.Connection] = field(default_factory=dict)
 
-    def token(self, user_id: int, role: str = "customer") -> dict[str, str]:
+    def token(
+        self,
+        user_id: int,
+        role: str = "customer",
+        *,
+        username: str | None = None,
+        email: str | None = None,
+    ) -> dict[str, str]:
         token = issue_access_token(
-            self.keys, user_id=user_id, role=role, issuer="shop-users", audience="shop", ttl=300
+            self.keys,
+            user_id=user_id,
+            role=role,
+            issuer="shop-users",
+            audience="shop",
+            ttl=300,
+            username=username,
+            email=email,
         )
         return {"Authorization": f"Bearer {token}"}
 

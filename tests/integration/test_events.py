@@ -24,7 +24,7 @@ from shop.common.events.consumer import Consumer, Event
 from shop.common.events.relay import Relay, render_as
 from shop.devtools.processes import RelayProcess, free_port, wait_ready
 from shop.orders.events import CONSUMER, KEYS, follow_refunds
-from shop.orders.schemas import OrderRead
+from shop.orders.schemas import OrderEvent
 from shop.payments.schemas import PaymentRead
 from shop.products.schemas import ProductRead
 from shop.users.schemas import UserRead
@@ -34,7 +34,7 @@ USER = 7
 RENDER = {
     "users": UserRead,
     "products": ProductRead,
-    "orders": OrderRead,
+    "orders": OrderEvent,
     "payments": PaymentRead,
 }
 
@@ -160,8 +160,10 @@ async def test_an_order_publishes_placed_and_paid_in_the_contract_format(
     assert paid["subject"] == str(order["id"])
     assert paid["time"].endswith("Z")
     assert paid["datacontenttype"] == "application/json"
-    # data is the resource as the REST API returns it after the change
+    # data is the resource as the REST API returns it after the change, and the customer's
+    # contact as at placement (null here: the test's token carries none)
     rest = await platform.orders.get(f"/api/v1/orders/{order['id']}", headers=platform.admin)
+    assert paid["data"].pop("customer") is None
     assert same_instants(paid["data"]) == same_instants(rest.json())
     assert paid["data"]["total_price"] == "25.00"
     placed = spy.events("shop.order.placed")[0]
@@ -179,6 +181,37 @@ async def test_an_order_publishes_placed_and_paid_in_the_contract_format(
     ]
     unsent = await platform.sql("orders", "SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL")
     assert unsent[0]["n"] == 0
+
+
+async def test_order_events_carry_the_contact_the_token_carried_and_rest_does_not(
+    platform: Platform, make_product: Any, topology: Topology
+) -> None:
+    contact = {"username": "zoë", "email": "zoë@exämple.com"}
+    async with Spy(topology) as spy, background(*relays(platform, topology)):
+        product = await make_product(price="2.00", stock=5)
+        response = await platform.orders.post(
+            "/api/v1/orders",
+            json={"product_id": product["id"], "quantity": 1},
+            headers=platform.token(USER, **contact),
+        )
+        assert response.status_code == 201, response.text
+        order = response.json()
+        cancelled = await platform.orders.post(
+            f"/api/v1/orders/{order['id']}/cancel", headers=platform.token(USER)
+        )
+        assert cancelled.status_code == 200, cancelled.text
+        await spy.wait_for("shop.order.placed", "shop.order.paid", "shop.order.cancelled")
+    for type_ in ("shop.order.placed", "shop.order.paid", "shop.order.cancelled"):
+        (event,) = [e for e in spy.events(type_) if e["subject"] == str(order["id"])]
+        assert event["data"]["customer"] == contact  # as at placement, not the cancel's token
+    assert "customer" not in order
+    assert "customer" not in cancelled.json()
+    rows = await platform.sql(
+        "orders",
+        "SELECT customer_username, customer_email FROM orders WHERE id = $1",
+        order["id"],
+    )
+    assert tuple(rows[0]) == ("zoë", "zoë@exämple.com")
 
 
 async def test_registering_publishes_the_user_without_secrets(
@@ -419,15 +452,24 @@ async def test_the_customer_gets_an_email_for_registration_and_payment(
     from shop.notifications.settings import NotificationsSettings
     from tests.integration.conftest import SERVICE_SECRET
 
+    class Counted(httpx.AsyncBaseTransport):
+        def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+            self.inner, self.paths = inner, list[str]()
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            self.paths.append(request.url.path)
+            return await self.inner.handle_async_request(request)
+
     port = free_port()
     sink = mailsink.start(tmp_path / "mail", port=port)
     settings = NotificationsSettings(smtp_port=port, service_token_secret=SERVICE_SECRET)
+    to_users = Counted(httpx.ASGITransport(platform.apps["users"]))
     users = ServiceClient(
         target="user-service",
         base_url="http://users",
         tokens=ServiceTokens("notification-service", SERVICE_SECRET),
         timeout=10,
-        transport=httpx.ASGITransport(platform.apps["users"]),
+        transport=to_users,
     )
     consumer = Consumer(
         name="notifications",
@@ -451,12 +493,17 @@ async def test_the_customer_gets_an_email_for_registration_and_payment(
                 {"product_id": product["id"], "quantity": 2},
                 {"product_id": other["id"], "quantity": 4},
             ]
+            login = await platform.users.post(
+                "/api/v1/users/login", json={"username": "mia", "password": "y" * 12}
+            )
+            assert login.status_code == 200, login.text
             response = await platform.orders.post(
                 "/api/v1/orders",
                 json={"lines": lines, "payment_method": "card"},
-                headers=platform.token(user_id),
+                headers={"Authorization": f"Bearer {login.json()['access_token']}"},
             )
             assert response.status_code == 201, response.text
+            assert response.json()["user_id"] == user_id
             await until(lambda: len(list((tmp_path / "mail").glob("*.eml"))) >= 2)
     finally:
         sink.stop()
@@ -475,6 +522,9 @@ async def test_the_customer_gets_an_email_for_registration_and_payment(
     assert "2 x Mug at 3.00 = 6.00" in body
     assert "4 x Spoon at 1.25 = 5.00" in body
     assert "Total: 11.00 USD" in body
+    # The login's token carried the contact, the order recorded it, its event carried it: the
+    # mail needed no look-up at the user service (issue 31).
+    assert to_users.paths == []
 
 
 async def test_two_relays_share_one_outbox_without_doubles_and_in_order(

@@ -138,3 +138,41 @@ def test_orders_filled_before_lines_become_one_line_orders_and_back(fresh) -> No
     with pytest.raises(RuntimeError, match="more than one line"):
         migrations.downgrade("orders", orders, "orders_events")
     assert _sql(orders, "SELECT count(*) FROM order_lines") == [[(4,)]]
+
+
+def _columns(url: str, table: str) -> set[str]:
+    rows = _sql(
+        url,
+        f"SELECT column_name FROM information_schema.columns WHERE table_name = '{table}'",
+    )
+    return {name for (name,) in rows[0]}
+
+
+def test_orders_get_their_customers_contact_and_lose_it_going_down(fresh) -> None:
+    """Issue 31: orders placed before the contact was recorded keep it NULL (their mails are
+    addressed by a look-up); the downgrade drops the two columns and keeps every order."""
+    orders = fresh["orders"]
+    migrations.upgrade("orders", orders, "orders_lines")
+    _sql(
+        orders,
+        "INSERT INTO orders (id, user_id, total_price, status, payment_method, saga_step)"
+        " OVERRIDING SYSTEM VALUE VALUES (1, 7, 5.00, 'paid', 'card', 'done')",
+        "INSERT INTO order_lines (order_id, position, product_id, quantity, unit_price)"
+        " VALUES (1, 0, 10, 2, 2.50)",
+    )
+    migrations.upgrade("orders", orders)
+    assert _sql(orders, "SELECT id, customer_username, customer_email FROM orders") == [
+        [(1, None, None)]
+    ]
+    _sql(
+        orders,
+        "INSERT INTO orders (id, user_id, status, payment_method, customer_username,"
+        " customer_email) OVERRIDING SYSTEM VALUE"
+        " VALUES (2, 8, 'pending', 'card', 'mia', 'mia@example.com')",
+    )
+    migrations.downgrade("orders", orders, "orders_lines")
+    assert {"customer_username", "customer_email"}.isdisjoint(_columns(orders, "orders"))
+    assert _sql(orders, "SELECT id, user_id FROM orders ORDER BY id") == [[(1, 7), (2, 8)]]
+    assert _sql(orders, "SELECT count(*) FROM order_lines") == [[(1,)]]
+    migrations.upgrade("orders", orders)
+    assert _sql(orders, "SELECT customer_email FROM orders ORDER BY id") == [[(None,), (None,)]]

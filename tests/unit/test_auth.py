@@ -55,6 +55,28 @@ async def test_a_valid_user_token_gives_the_principal(keys, verifier) -> None:
     assert (principal.user_id, principal.role, principal.is_admin) == (5, "admin", True)
 
 
+async def test_a_user_token_carries_the_users_contact(keys, verifier) -> None:
+    signed = issue_access_token(
+        keys,
+        user_id=5,
+        role="customer",
+        issuer="shop-users",
+        audience="shop",
+        ttl=60,
+        username="mia",
+        email="mia@example.com",
+    )
+    assert jwt.decode(signed, options={"verify_signature": False})["email"] == "mia@example.com"
+    principal = await verifier.verify(signed)
+    assert (principal.username, principal.email) == ("mia", "mia@example.com")
+
+
+@pytest.mark.parametrize("contact", [{}, {"username": 7, "email": ["x"]}, {"email": ""}])
+async def test_a_token_without_a_contact_gives_none(keys, verifier, contact) -> None:
+    principal = await verifier.verify(token(keys, **contact))
+    assert (principal.user_id, principal.username, principal.email) == (5, None, None)
+
+
 async def test_a_service_token_gives_a_service_principal(verifier) -> None:
     principal = await verifier.verify(ServiceTokens("order-service", SECRET).token())
     assert principal.is_service

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
+from email.utils import parseaddr
 from pathlib import Path
 from uuid import uuid4
 
@@ -20,7 +21,8 @@ from shop.common.events.outbox import with_event
 from shop.common.events.relay import cloudevent, crash_after_publish
 from shop.common.events.sidecar import RelaySource
 from shop.common.settings import ServiceSettings
-from shop.notifications.service import KEYS, Mail, compose
+from shop.notifications.service import KEYS, Mail, Notifier, _address, compose
+from shop.notifications.settings import NotificationsSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,6 +120,77 @@ def test_each_mailed_event_has_an_email_and_others_none() -> None:
         "  1 x product 4 at - = -",
     ]
     assert compose(_event("shop.order.shipped", **order), user, sender="s@x") is None
+
+
+class _Users:
+    """The user service as the notifier sees it: answers ``GET /api/v1/users/{id}``."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def request(self, method: str, path: str, **_: object) -> object:
+        self.calls.append(f"{method} {path}")
+        return _Reply({"id": 9, "username": "now", "email": "now@example.com"})
+
+
+class _Reply:
+    status_code = 200
+
+    def __init__(self, body: dict[str, object]) -> None:
+        self.body = body
+
+    def json(self) -> dict[str, object]:
+        return self.body
+
+
+async def test_an_order_event_with_the_customer_is_mailed_without_a_look_up() -> None:
+    users = _Users()
+    notifier = Notifier(NotificationsSettings(), users)  # type: ignore[arg-type]
+    contact = {"username": "mia", "email": "mia@example.com"}
+    for type_ in KEYS[1:]:
+        event = _event(type_, id=5, user_id=9, customer=contact)
+        assert await notifier.customer(event) == contact
+        mail = compose(event, await notifier.customer(event), sender="s@x")
+        assert mail is not None
+        assert mail.recipient == "mia@example.com"
+    assert users.calls == []
+
+
+@pytest.mark.parametrize("customer", [None, {}, {"username": "mia"}, "mia@example.com"])
+async def test_an_order_event_without_the_customer_falls_back_to_the_look_up(customer) -> None:
+    """Events written before orders recorded the contact (in flight across the upgrade)."""
+    users = _Users()
+    notifier = Notifier(NotificationsSettings(), users)  # type: ignore[arg-type]
+    data: dict[str, object] = {"id": 5, "user_id": 9}
+    if customer is not None:
+        data["customer"] = customer
+    assert (await notifier.customer(_event("shop.order.paid", **data)))["email"] == (
+        "now@example.com"
+    )
+    assert users.calls == ["GET /api/v1/users/9"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mia@example.com",
+        "zoë@exämple.com",
+        "a+tag@x.io",
+        "shop <no-reply@shop.local>",
+        "<x@y>",
+        "x@y (comment)",
+        '"quoted"@x',
+        "  mia@example.com ",
+        "a@b,c@d",
+        "a@b@c",
+        "a@",
+        "@b",
+        "no-at",
+        "",
+    ],
+)
+def test_the_envelope_address_is_what_the_standard_parser_finds(text: str) -> None:
+    assert _address(text) == parseaddr(text)[1]
 
 
 def test_a_redelivered_event_makes_the_same_message_id() -> None:

@@ -39,11 +39,16 @@ VERIFIED_CACHE = 4096
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a user (``user_id`` and ``role``) or another service (``service``)."""
+    """Who is calling: a user (``user_id`` and ``role``) or another service (``service``).
+
+    A user's ``username`` and ``email`` are as the user service signed them into the token
+    (its contact at login); None for a service, or a token issued without them."""
 
     user_id: int | None
     role: str
     service: str | None = None
+    username: str | None = None
+    email: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -336,7 +341,12 @@ class TokenVerifier:
                 )
                 if claims.get("typ") != "access" or claims.get("role") not in ROLES:
                     raise Unauthorized("The token is not an access token.")
-                principal = Principal(user_id=int(claims["sub"]), role=claims["role"])
+                principal = Principal(
+                    user_id=int(claims["sub"]),
+                    role=claims["role"],
+                    username=_text(claims.get("username")),
+                    email=_text(claims.get("email")),
+                )
                 return principal, float(claims["exp"]), (kid, key)
             if alg == SERVICE_ALG:
                 claims = jwt.decode(
@@ -358,22 +368,39 @@ class TokenVerifier:
         raise Unauthorized("The token's algorithm is not accepted.")
 
 
+def _text(claim: Any) -> str | None:
+    return claim if isinstance(claim, str) and claim else None
+
+
 def issue_access_token(
-    keys: SigningKeys, *, user_id: int, role: str, issuer: str, audience: str, ttl: int
+    keys: SigningKeys,
+    *,
+    user_id: int,
+    role: str,
+    issuer: str,
+    audience: str,
+    ttl: int,
+    username: str | None = None,
+    email: str | None = None,
 ) -> str:
+    """A user's access token. ``username`` and ``email`` (OIDC's standard claims) are the
+    user's contact as at issue: an order records them, so its mails need no look-up."""
     now = int(time.time())
-    return keys.sign(
-        {
-            "iss": issuer,
-            "aud": audience,
-            "sub": str(user_id),
-            "role": role,
-            "typ": "access",
-            "iat": now,
-            "exp": now + ttl,
-            "jti": uuid.uuid4().hex,
-        }
-    )
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": str(user_id),
+        "role": role,
+        "typ": "access",
+        "iat": now,
+        "exp": now + ttl,
+        "jti": uuid.uuid4().hex,
+    }
+    if username is not None:
+        claims["username"] = username
+    if email is not None:
+        claims["email"] = email
+    return keys.sign(claims)
 
 
 class ServiceTokens:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import Any
 
 import aiosmtplib
@@ -90,10 +91,29 @@ def compose(event: Event, user: dict[str, Any], *, sender: str) -> Mail | None:
         )
     )
     return Mail(
-        parseaddr(sender)[1] or sender,
-        parseaddr(str(user["email"]))[1],
+        _address(sender) or sender,
+        _address(str(user["email"])),
         head.encode() + b"\r\n" + encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"),
     )
+
+
+# Characters that only a display name, a comment, a quoted part or a list brings into an address
+# (RFC 5322): without any, the text is the address itself.
+_NOT_BARE = frozenset('<>()",;: \t\r\n[]\\')
+
+
+@lru_cache(maxsize=8)
+def _named(address: str) -> str:
+    return parseaddr(address)[1]
+
+
+def _address(text: str) -> str:
+    """The envelope address of ``text``: a bare address (a user's, as registered) is itself;
+    one with a display name (the sender, configured once, so remembered) is parsed: the
+    standard library's parser, for both, was most of composing (docs/events.md, "Issue 31")."""
+    if text.count("@") == 1 and not text.endswith("@") and _NOT_BARE.isdisjoint(text):
+        return text
+    return _named(text)
 
 
 def _header(name: str, value: str, *, raw: bool = False) -> str:
@@ -208,15 +228,22 @@ class SmtpSender:
 
 
 class Notifier:
-    """The handler: find the customer, compose, send over SMTP (one kept connection)."""
+    """The handler: find the customer (in the event, else from the user service), compose,
+    send over SMTP (one kept connection)."""
 
     def __init__(self, settings: NotificationsSettings, users: ServiceClient) -> None:
         self.settings, self.users = settings, users
         self.sender = SmtpSender(settings)
 
     async def customer(self, event: Event) -> dict[str, Any]:
+        """Whom the mail goes to: the registered user, the contact an order event carries
+        (as at placement), or, for an order event without it (placed before orders recorded
+        it, and in flight across that upgrade), the user as the user service has it now."""
         if event.type == "shop.user.registered":
             return event.data
+        contact = event.data.get("customer")
+        if isinstance(contact, dict) and contact.get("email") and contact.get("username"):
+            return contact
         response = await self.users.request(
             "GET", f"/api/v1/users/{int(event.data['user_id'])}", idempotent=True
         )

@@ -23,7 +23,7 @@ from shop.common.openapi import order_links, problems
 from shop.common.responses import JSONResponse, json_response
 from shop.common.types import MAX_ID
 from shop.orders import service
-from shop.orders.saga import Order, OrderStatus
+from shop.orders.saga import Contact, Order, OrderStatus
 from shop.orders.schemas import OrderCreate, OrderPage, OrderRead, StatusChange
 from shop.orders.service import Saga
 
@@ -128,8 +128,17 @@ async def _place(
 ) -> JSONResponse:
     if principal.user_id is None:
         raise Forbidden("Orders are placed by users.")
+    customer = (
+        Contact(principal.username, principal.email)
+        if principal.username and principal.email
+        else None  # a token issued before it carried them: mails fall back to a look-up
+    )
     order = await saga.place(
-        user_id=principal.user_id, order_in=order_in, idempotency_key=key, currency=currency
+        user_id=principal.user_id,
+        order_in=order_in,
+        idempotency_key=key,
+        currency=currency,
+        customer=customer,
     )
     return json_response(_order(order), 201)
 

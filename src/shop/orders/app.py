@@ -16,15 +16,16 @@ from shop.common.events.sidecar import RelaySource
 from shop.orders.api import LEAN_ROUTES, router
 from shop.orders.events import build_consumer
 from shop.orders.recovery import recovery_loop
-from shop.orders.schemas import OrderRead
+from shop.orders.schemas import OrderEvent
 from shop.orders.service import build_saga
 from shop.orders.settings import OrdersSettings
 
 if TYPE_CHECKING:
     import httpx  # transports from tests only: the service itself calls on aiohttp
 
-# The events' data in the REST shape of OrderRead: for the in-process relay and `shop relay`.
-RENDER = render_as(OrderRead)
+# The events' data: the REST shape of OrderRead and the customer's contact (OrderEvent), for
+# the in-process relay and `shop relay`.
+RENDER = render_as(OrderEvent)
 
 
 def relay_source(settings: OrdersSettings | None = None) -> RelaySource:

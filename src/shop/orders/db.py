@@ -13,7 +13,7 @@ from decimal import Decimal
 import asyncpg
 
 from shop.common.events.outbox import traceparent, with_event
-from shop.orders.saga import CANCELLABLE, Order, OrderLine, OrderStatus, SagaStep
+from shop.orders.saga import CANCELLABLE, Contact, Order, OrderLine, OrderStatus, SagaStep
 
 # The one definition of an unfinished order (in SQL, where the partial index needs it): what
 # recovery looks for, and what a driver may take a lease on.
@@ -37,6 +37,12 @@ LINES = (
     " WHERE l.order_id = orders.id), '[]'::jsonb) AS lines"
 )
 COLUMNS = f"{_ROW}, {LINES}"
+# The customer's contact as at placement, for the data of the order's events only (the REST
+# answer does not show it; docs/events.md, "The customer's contact"): null when not recorded.
+CUSTOMER = (
+    "CASE WHEN customer_email IS NULL THEN NULL ELSE jsonb_build_object("
+    "'username', customer_username, 'email', customer_email) END AS customer"
+)
 LEASE = "make_interval(secs => $2)"
 # Each status transition is the event of its name (shop.order.paid, ...).
 STATUS_EVENT = "'shop.order.' || status"
@@ -54,6 +60,7 @@ class OrderRepository:
         self,
         *,
         user_id: int,
+        customer: Contact | None,
         lines: list[tuple[int, int]],
         currency: str,
         payment_method: str,
@@ -63,14 +70,16 @@ class OrderRepository:
     ) -> Order | None:
         """A new pending order of ``lines`` (product_id, quantity) leased to its creator, with
         its lines and its ``shop.order.placed``, in one statement; None if the key already
-        made one."""
+        made one. ``customer`` is recorded for the order's events (``CUSTOMER``)."""
         single = lines[0] if len(lines) == 1 else (None, None)
         row = await self.conn.fetchrow(
             with_event(
                 "INSERT INTO orders (user_id, product_id, quantity, currency, payment_method,"
-                " idempotency_key, request_fingerprint, lease_until)"
-                f" VALUES ($1, $3, $4, $5, $6, $7, $8, now() + {LEASE})"
-                f" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING {_ROW}",
+                " idempotency_key, request_fingerprint, lease_until, customer_username,"
+                " customer_email)"
+                f" VALUES ($1, $3, $4, $5, $6, $7, $8, now() + {LEASE}, $12, $13)"
+                " ON CONFLICT (user_id, idempotency_key) DO NOTHING"
+                f" RETURNING {_ROW}, {CUSTOMER}",
                 type_sql="'shop.order.placed'",
                 stream="order",
                 traceparent_param=9,
@@ -99,6 +108,8 @@ class OrderRepository:
             traceparent(),
             [p for p, _ in lines],
             [q for _, q in lines],
+            None if customer is None else customer.username,
+            None if customer is None else customer.email,
         )
         if row is None:
             return None
@@ -222,7 +233,7 @@ class OrderRepository:
                     " payment_id = COALESCE($4, payment_id),"
                     " total_price = COALESCE($5, total_price), lease_until = NULL,"
                     f" updated_at = now() WHERE id = $1 AND status = ANY($6::text[])"
-                    f" RETURNING {COLUMNS}",
+                    f" RETURNING {COLUMNS}, {CUSTOMER}",
                     type_sql=STATUS_EVENT,
                     stream="order",
                     traceparent_param=7,
@@ -250,7 +261,7 @@ class OrderRepository:
             await self.conn.fetchrow(
                 with_event(
                     "UPDATE orders SET status = $2, updated_at = now()"
-                    f" WHERE id = $1 AND status = $3 RETURNING {COLUMNS}",
+                    f" WHERE id = $1 AND status = $3 RETURNING {COLUMNS}, {CUSTOMER}",
                     type_sql=STATUS_EVENT,
                     stream="order",
                     traceparent_param=4,

@@ -60,6 +60,15 @@ CANCELLABLE = (OrderStatus.PENDING, OrderStatus.PAID)
 
 
 @dataclass(frozen=True, slots=True)
+class Contact:
+    """Whom an order's mails go to, as at placement (the token's claims): recorded on the
+    order for its events, not part of its REST answer."""
+
+    username: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
 class OrderLine:
     """One product of an order: its ``name`` and ``unit_price`` are learned when its stock is
     reserved (and kept as they were then); ``available`` is the stock left when this line

@@ -94,4 +94,17 @@ class OrderRead(BaseModel):
     updated_at: datetime
 
 
+class OrderCustomer(BaseModel):
+    username: str
+    email: str
+
+
+class OrderEvent(OrderRead):
+    """The data of a ``shop.order.*`` event: the order as the REST API answers it, and the
+    customer's contact as at placement, so a consumer can write to them without asking the
+    user service (null for an order placed before orders recorded it)."""
+
+    customer: OrderCustomer | None = None
+
+
 OrderPage = Page[OrderRead]

@@ -25,6 +25,7 @@ from shop.orders.saga import (
     CANCELLABLE,
     FULFILMENT,
     Call,
+    Contact,
     Finish,
     Next,
     Order,
@@ -92,9 +93,16 @@ class Saga:
     # --- placing -------------------------------------------------------------------------
 
     async def place(
-        self, *, user_id: int, order_in: OrderCreate, idempotency_key: str | None, currency: str
+        self,
+        *,
+        user_id: int,
+        order_in: OrderCreate,
+        idempotency_key: str | None,
+        currency: str,
+        customer: Contact | None = None,
     ) -> Order:
         """Run the saga to a final status. Returns the paid order or raises its problem.
+        ``customer`` (the contact the token carries) is recorded for the order's events.
 
         With a key, the order row is the key's record (``common.idempotency`` semantics):
         a repeat of a finished order answers as it did, one still being driven gets 409 with
@@ -106,6 +114,7 @@ class Saga:
                 orders = OrderRepository(conn)
                 order = await orders.add(
                     user_id=user_id,
+                    customer=customer,
                     lines=order_in.pairs(),
                     currency=currency,
                     payment_method=order_in.payment_method,

@@ -29,6 +29,9 @@ orders = sa.Table(
     sa.Column("idempotency_key", sa.String(255), nullable=True),
     sa.Column("request_fingerprint", sa.String(64), nullable=True),
     sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    # The customer's contact as at placement (the token's claims), for its events' mails.
+    sa.Column("customer_username", sa.String(32), nullable=True),
+    sa.Column("customer_email", sa.String(254), nullable=True),
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),

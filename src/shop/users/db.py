@@ -52,7 +52,7 @@ class UserRepository:
     async def credentials(self, login: str) -> Any:
         """The user whose username or email is ``login`` (case-insensitive), with the hash."""
         return await self.conn.fetchrow(
-            "SELECT id, role, password_hash FROM users"
+            "SELECT id, username, email, role, password_hash FROM users"
             " WHERE lower(username) = lower($1) OR lower(email) = lower($1)"
             " ORDER BY lower(username) = lower($1) DESC LIMIT 1",
             login,

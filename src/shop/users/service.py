@@ -105,21 +105,24 @@ async def _issue_tokens(
     *,
     keys: SigningKeys,
     settings: UsersSettings,
-    user_id: int,
-    role: str,
+    user: Any,
     family: uuid.UUID,
 ) -> TokenResponse:
+    """A refresh token (recorded) and an access token for ``user`` (a row: id, username,
+    email, role), which carries the user's contact (``issue_access_token``)."""
     refresh_token = secrets.token_urlsafe(32)
     await RefreshTokenRepository(conn).add(
-        user_id=user_id,
+        user_id=user["id"],
         family=family,
         token_hash=_refresh_hash(refresh_token),
         ttl_seconds=settings.refresh_token_ttl_seconds,
     )
     access_token = issue_access_token(
         keys,
-        user_id=user_id,
-        role=role,
+        user_id=user["id"],
+        role=user["role"],
+        username=user["username"],
+        email=user["email"],
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         ttl=settings.access_token_ttl_seconds,
@@ -165,8 +168,7 @@ async def login(
             conn,
             keys=keys,
             settings=settings,
-            user_id=user["id"],
-            role=user["role"],
+            user=user,
             family=uuid.uuid4(),
         )
 
@@ -193,8 +195,7 @@ async def refresh(
                     conn,
                     keys=keys,
                     settings=settings,
-                    user_id=user["id"],
-                    role=user["role"],
+                    user=user,
                     family=row["family"],
                 )
     if reused:

@@ -38,7 +38,16 @@ class RedisInbox:
 
     @classmethod
     def from_url(cls, url: str, *, retention_seconds: int, prefix: str) -> RedisInbox:
-        client = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        """A client of one connection, kept (and made again after a failure), speaking RESP2:
+        the worker claims one event at a time, so a pool has nothing to share; its checkout
+        and RESP3's parser cost CPU on every claim (measured in docs/events.md, "Issue 31")."""
+        client = Redis.from_url(
+            url,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+            single_connection_client=True,
+            protocol=2,
+        )
         return cls(client, retention_seconds=retention_seconds, prefix=prefix)
 
     def key(self, consumer: str, event_id: str) -> str:
