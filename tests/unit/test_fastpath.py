@@ -3,7 +3,6 @@ And the lean front: what answers a lean route's request, and its errors."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ from shop.common.errors import NotFound
 from shop.common.fastpath import LeanRoute, NotPlain, idempotency_key
 from shop.common.settings import ServiceSettings
 from shop.common.types import MAX_ID, PAGE_LIMIT_MAX, PAGE_OFFSET_MAX
-from shop.products.fastpath import ProductRoute, page_query
+from shop.products.api import LEAN_ROUTES, page_query
 
 
 async def _never(*_: Any) -> Any:
@@ -64,9 +63,8 @@ def test_the_id_boundary_is_the_contracts() -> None:
     above it, so the lean routes must leave 2**53 to it rather than answer 404."""
     assert ROUTE.matches(_scope(f"/api/v1/products/{MAX_ID}/reservations"))[0] is Match.FULL
     assert ROUTE.matches(_scope(f"/api/v1/products/{MAX_ID + 1}/reservations"))[0] is Match.NONE
-    product = ProductRoute(max_age_seconds=5)
-    state = SimpleNamespace(catalogue_cache=None)
-    read = _scope(f"/api/v1/products/{MAX_ID}", method="GET", app=SimpleNamespace(state=state))
+    product = next(r for r in LEAN_ROUTES if r.path == "/api/v1/products/{product_id}")
+    read = _scope(f"/api/v1/products/{MAX_ID}", method="GET")
     assert product.matches(read)[0] is Match.FULL
     for beyond in (MAX_ID + 1, 2**63 - 1, 10**17):
         over = {**read, "path": f"/api/v1/products/{beyond}"}

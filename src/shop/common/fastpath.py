@@ -1,19 +1,27 @@
 """Lean routes: a hand-written handler for the plain requests of one hot FastAPI route.
 
+One class, ``LeanRoute``, for every hot route: the saga's three POSTs and the catalogue's two
+reads (``shop.products.api``). Each is declared beside its FastAPI twin, reads its bounds from
+the same declarations (``shop.common.types``: ``MAX_ID``, ``IDEMPOTENCY_KEY_MAX``, the page
+bounds) and calls the same use case; tests/integration/test_lean_differential.py sends
+generated requests both ways, the boundaries included, and compares the answers.
+
 The saga's three calls (placing an order, reserving its stock, creating and confirming its
 payment) are each a POST with a small JSON body and a bearer token, and FastAPI's route
 machinery (dependency solving, body and response models, its exception layers) was about as
 much CPU as the use case itself in the order profile (docs/performance.md). A ``LeanRoute``
 sits before FastAPI's routes and matches the route's method and path (integer path
-parameters, no query string). Its handler reads the body and the headers itself, checked by
-the same pydantic model FastAPI would use, and calls the same use case; any request it does
-not recognise as plain (a body that does not validate, no bearer token, a header out of
-range) it hands back as is, and the request is routed again past the lean route, to the
-FastAPI route, which owns the contract's answers and the OpenAPI. A use case's ``Problem``
-and a token the verifier refuses are answered by the app's handlers, as from any route. The
-platform's middleware wraps both kinds: request id, access log, metrics (under the same
-route template), the body limit. tests/integration/test_lean_routes.py checks that both
-answer alike.
+parameters; no query string unless the route's ``query`` parser takes it). Its handler reads
+the body and the headers itself, checked by the same pydantic model FastAPI would use, and
+calls the same use case; any request it does not recognise as plain (a body that does not
+validate, no bearer token, a header out of range) it hands back as is (``NotPlain``), and the
+request is routed again past the lean route, to the FastAPI route, which owns the contract's
+answers and the OpenAPI. A catalogue read's route declines its unusual requests earlier, in
+its match (a query string ``page_query`` does not take), and they go to FastAPI directly.
+A use case's ``Problem`` and a token the verifier refuses are answered by the app's
+handlers, as from any route. The platform's middleware wraps both kinds: request id, access
+log, metrics (under the same route template), the body limit.
+tests/integration/test_lean_routes.py checks that both answer alike.
 
 **The lean front** (``front``, used by ``shop.common.app.ServiceApp``): a request a lean route
 matches does not go down FastAPI's stack at all (its error, telemetry and body-limit layers,
@@ -37,7 +45,6 @@ from typing import Any, TypeVar, cast
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -48,12 +55,18 @@ from shop.common.middleware import RequestContextMiddleware
 from shop.common.types import IDEMPOTENCY_KEY_MAX, MAX_ID
 
 M = TypeVar("M", bound=BaseModel)
-Handler = Callable[[Scope, dict[str, int], bytes], Awaitable[Response]]
+# A handler gets the scope, the path's integer parameters (and ``query``, what the route's
+# query parser made of the query string) and the body; it answers with an ASGI app, most
+# often a Response (which is one).
+Handler = Callable[[Scope, dict[str, Any], bytes], Awaitable[ASGIApp]]
+QueryParser = Callable[[bytes], object | None]
 
 _DEFERRED = "shop.lean_deferred"
 _BELOW = "shop.lean_below"  # on the lean front: the app's stack below the request middleware
 _PARAM = re.compile(r"\{([a-z_]+)\}")
-_ID = "([1-9][0-9]{0,18})"
+# An id as the FastAPI routes take it (``Path(ge=1, le=MAX_ID)``), with no leading zero; at
+# most MAX_ID's digits, and ``matches`` compares the value with MAX_ID itself.
+_ID = f"([1-9][0-9]{{0,{len(str(MAX_ID)) - 1}}})"
 _JSON = re.compile(r"^application/json\s*(;.*)?$", re.IGNORECASE)
 
 
@@ -62,12 +75,20 @@ class NotPlain(Exception):
 
 
 class LeanRoute(BaseRoute):
-    """``method path`` (``{name}`` parameters are positive integers) answered by ``handler``."""
+    """``method path`` (``{name}`` parameters are positive integers) answered by ``handler``.
 
-    def __init__(self, method: str, path: str, handler: Handler) -> None:
+    Without ``query`` a request with a query string is the FastAPI route's; with it, the
+    parser sees the raw query string and returns None to leave the request to FastAPI, or
+    the value the handler finds as ``params["query"]``. A GET's body is not read."""
+
+    def __init__(
+        self, method: str, path: str, handler: Handler, *, query: QueryParser | None = None
+    ) -> None:
         self.path = path  # the metrics' route label, shared with the FastAPI route
         self.method = method
         self.handler = handler
+        self.query = query
+        self._reads_body = method != "GET"
         parts = _PARAM.split(path)  # literal, name, literal, ...
         self._names = parts[1::2]
         self._regex = re.compile(
@@ -75,18 +96,22 @@ class LeanRoute(BaseRoute):
         )
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != self.method
-            or scope["query_string"]
-            or _DEFERRED in scope
-        ):
+        if scope["type"] != "http" or scope["method"] != self.method or _DEFERRED in scope:
             return Match.NONE, {}
         found = self._regex.match(scope["path"])
         if found is None:
             return Match.NONE, {}
-        params = {name: int(value) for name, value in zip(self._names, found.groups(), strict=True)}
+        params: dict[str, Any] = {
+            name: int(value) for name, value in zip(self._names, found.groups(), strict=True)
+        }
         if any(value > MAX_ID for value in params.values()):
+            return Match.NONE, {}  # the FastAPI route answers the contract's 422
+        if self.query is not None:
+            query = self.query(scope["query_string"])
+            if query is None:
+                return Match.NONE, {}
+            params["query"] = query
+        elif scope["query_string"]:
             return Match.NONE, {}
         return Match.FULL, {"route": self, "path_params": params}
 
@@ -94,15 +119,18 @@ class LeanRoute(BaseRoute):
         raise NoMatchFound(name, path_params)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive)
-        if body is None:
-            return  # the client went away: nobody to answer
+        body = b""
+        if self._reads_body:
+            read = await _read_body(receive)
+            if read is None:
+                return  # the client went away: nobody to answer
+            body = read
         try:
             response = await self.handler(scope, scope["path_params"], body)
         except NotPlain:
             scope[_DEFERRED] = True
             below = scope.get(_BELOW) or scope["app"].router
-            await below(scope, _replay(body, receive), send)
+            await below(scope, _replay(body, receive) if self._reads_body else receive, send)
             return
         await response(scope, receive, send)
 
