@@ -1,10 +1,12 @@
 """Lean routes: a hand-written handler for the plain requests of one hot FastAPI route.
 
 One class, ``LeanRoute``, for every hot route: the saga's three POSTs and the catalogue's two
-reads (``shop.products.api``). Each is declared beside its FastAPI twin, reads its bounds from
-the same declarations (``shop.common.types``: ``MAX_ID``, ``IDEMPOTENCY_KEY_MAX``, the page
-bounds) and calls the same use case; tests/integration/test_lean_differential.py sends
-generated requests both ways, the boundaries included, and compares the answers.
+reads (``shop.products.api``). Each reads its bounds from the declarations FastAPI's route
+reads (``shop.common.types``: ``MAX_ID``, ``IDEMPOTENCY_KEY_MAX``, the page bounds) and calls
+the same use case; tests/integration/test_lean_differential.py sends generated requests
+both ways, the boundaries included, and compares the answers. The saga's three POSTs are
+each one declaration (``hot_post``: its model, auth rule, Idempotency-Key and use case) from
+which both routes are made, so neither can restate the other's rules.
 
 The saga's three calls (placing an order, reserving its stock, creating and confirming its
 payment) are each a POST with a small JSON body and a bearer token, and FastAPI's route
@@ -40,21 +42,25 @@ import copy
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import orjson
+from fastapi import APIRouter
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import State
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop.common.auth import Principal
-from shop.common.deps import authenticate
+from shop.common.deps import IdempotencyKeyDep, PrincipalDep, PrivilegedDep, authenticate
 from shop.common.metrics import LEAN_REQUESTS
 from shop.common.middleware import RequestContextMiddleware
 from shop.common.types import IDEMPOTENCY_KEY_MAX, MAX_ID
 
 M = TypeVar("M", bound=BaseModel)
+M_in = TypeVar("M_in", bound=BaseModel, contravariant=True)
 # A handler gets the scope, the path's integer parameters (and ``query``, what the route's
 # query parser made of the query string) and the body; it answers with an ASGI app, most
 # often a Response (which is one).
@@ -202,6 +208,80 @@ async def principal(scope: Scope) -> Principal:
     if scheme.lower() != "bearer" or not token or " " in token:
         raise NotPlain
     return await authenticate(scope["app"].state.verifier, token)
+
+
+class UseCase(Protocol[M_in]):
+    """What a hot POST does, whichever route took the request: the app's state, the caller,
+    the validated body and the ``Idempotency-Key`` (None if absent or not declared)."""
+
+    def __call__(
+        self, *, state: State, principal: Principal, body: M_in, key: str | None
+    ) -> Awaitable[Response]: ...
+
+
+def hot_post(
+    router: APIRouter,
+    path: str,
+    *,
+    name: str,
+    body: type[M],
+    use_case: UseCase[M],
+    privileged: bool = False,
+    idempotent: bool = False,
+    **route: Any,
+) -> LeanRoute:
+    """Declare a hot POST once: its FastAPI route, added to ``router`` (named ``name``, the
+    OpenAPI's operation id; ``route`` is the rest of its OpenAPI: status code, response model,
+    responses), and the returned lean route, made from the same declaration.
+
+    ``body`` is the request's model; ``privileged``, whether only services and admins may call
+    (else any caller with a valid token, whom the use case may still refuse); ``idempotent``,
+    whether it takes an ``Idempotency-Key``. FastAPI's route takes them as dependencies
+    (``PrivilegedDep`` or ``PrincipalDep``, ``IdempotencyKeyDep``), with the OpenAPI and every
+    unusual request; the lean route checks the same things itself (``json_body``,
+    ``idempotency_key``, ``principal``) and leaves anything else to it. The use case's
+    docstring is the operation's description."""
+
+    async def endpoint(request: Request, **params: Any) -> Response:
+        return await use_case(
+            state=request.app.state,
+            principal=params["principal"],
+            body=params["body"],
+            key=params.get("key"),
+        )
+
+    parameters = [
+        inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=body),
+        inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+        inspect.Parameter(
+            "principal",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            annotation=PrivilegedDep if privileged else PrincipalDep,
+        ),
+    ]
+    if idempotent:
+        parameters.append(
+            inspect.Parameter(
+                "key",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=IdempotencyKeyDep,
+                default=None,
+            )
+        )
+    endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    endpoint.__name__ = endpoint.__qualname__ = name
+    endpoint.__doc__ = use_case.__doc__
+    router.add_api_route(path, endpoint, methods=["POST"], name=name, **route)
+
+    async def lean(scope: Scope, _: dict[str, Any], raw: bytes) -> Response:
+        model = json_body(scope, raw, body)
+        key = idempotency_key(scope) if idempotent else None
+        caller = await principal(scope)
+        if privileged and not caller.is_privileged:
+            raise NotPlain  # the FastAPI route answers the 403
+        return await use_case(state=scope["app"].state, principal=caller, body=model, key=key)
+
+    return LeanRoute("POST", router.prefix + path, lean)
 
 
 ExceptionHandlers = Mapping[Any, Callable[[Request, Exception], Any]]

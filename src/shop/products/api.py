@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from starlette.datastructures import State
 from starlette.types import Scope
 
 from shop.common import fastpath
-from shop.common.db import Database
+from shop.common.auth import Principal
 from shop.common.deps import AdminDep, DbDep, PageDep, PrivilegedDep
 from shop.common.errors import Unprocessable
 from shop.common.openapi import problems
@@ -329,8 +330,25 @@ async def update_stock(
 reservations = APIRouter(prefix="/api/v1/reservations", tags=["reservations"])
 
 
-@reservations.post(
+async def reserve(
+    *, state: State, principal: Principal, body: ReservationCreate, key: str | None
+) -> JSONResponse:
+    # Services and admins only (hot_post's privileged); idempotent by order id, not by key.
+    reservation, created = await service.reserve(
+        db=state.db, cache=state.catalogue_cache, order_id=body.order_id, lines=body.pairs()
+    )
+    return json_response(reservation, 201 if created else 200)
+
+
+# Both routes of POST /api/v1/reservations, from one declaration (fastpath.hot_post): the
+# saga's every order.
+RESERVE = fastpath.hot_post(
+    reservations,
     "",
+    name="reserve",
+    body=ReservationCreate,
+    use_case=reserve,
+    privileged=True,
     status_code=201,
     response_model=ReservationRead,
     summary="Reserve every line of an order, all or nothing (internal; idempotent by order id)",
@@ -352,26 +370,6 @@ reservations = APIRouter(prefix="/api/v1/reservations", tags=["reservations"])
         **PRIVILEGED,
     },
 )
-async def reserve(body: ReservationCreate, db: DbDep, cache: CacheDep, _: PrivilegedDep) -> Any:
-    return await _reserve(db, cache, body)
-
-
-async def _reserve(
-    db: Database, cache: CatalogueCache | None, body: ReservationCreate
-) -> JSONResponse:
-    reservation, created = await service.reserve(
-        db=db, cache=cache, order_id=body.order_id, lines=body.pairs()
-    )
-    return json_response(reservation, 201 if created else 200)
-
-
-async def lean_reserve(scope: Scope, _: dict[str, int], body: bytes) -> JSONResponse:
-    """``reserve`` for its plain requests (``shop.common.fastpath``): the saga's every order."""
-    reservation_in = fastpath.json_body(scope, body, ReservationCreate)
-    if not (await fastpath.principal(scope)).is_privileged:
-        raise fastpath.NotPlain  # the FastAPI route answers the 403
-    state = scope["app"].state
-    return await _reserve(state.db, state.catalogue_cache, reservation_in)
 
 
 @reservations.delete(
@@ -390,5 +388,5 @@ async def release(order_id: OrderId, db: DbDep, cache: CacheDep, _: PrivilegedDe
 LEAN_ROUTES = [
     fastpath.LeanRoute("GET", "/api/v1/products/{product_id}", lean_get_product),
     fastpath.LeanRoute("GET", "/api/v1/products", lean_list_products, query=page_query),
-    fastpath.LeanRoute("POST", "/api/v1/reservations", lean_reserve),
+    RESERVE,
 ]
