@@ -107,11 +107,12 @@ class LeanRoute(BaseRoute):
         found = self._regex.match(scope["path"])
         if found is None:
             return Match.NONE, {}
-        params: dict[str, Any] = {
-            name: int(value) for name, value in zip(self._names, found.groups(), strict=True)
-        }
-        if any(value > MAX_ID for value in params.values()):
-            return Match.NONE, {}  # the FastAPI route answers the contract's 422
+        params: dict[str, Any] = {}
+        for name, digits in zip(self._names, found.groups(), strict=True):
+            value = int(digits)
+            if value > MAX_ID:
+                return Match.NONE, {}  # the FastAPI route answers the contract's 422
+            params[name] = value
         if self.query is not None:
             query = self.query(scope["query_string"])
             if query is None:

@@ -92,7 +92,7 @@ class CachedResponse(Response):
     through Response's header handling: the lean reads' near-cache hits are the hottest path
     (docs/performance.md)."""
 
-    def __init__(self, state: Any, cached: CachedBody, if_none_match: str | None) -> None:
+    def __init__(self, state: State, cached: CachedBody, if_none_match: str | None) -> None:
         max_age: int = state.settings.catalogue_max_age_seconds
         self.background = None
         self.raw_headers = [
