@@ -2,31 +2,37 @@
 FastAPI route does; the two answers must be the same (issue 27: the product read's lean route
 once answered 404 at ids the contract rejects with 422).
 
-A catalogue read goes to FastAPI when it carries the test's ``X-Route: fastapi`` header, which
-the ``routes`` fixture makes the catalogue's lean routes decline (only their match is wrapped:
-the FastAPI side never touches a lean handler); a body goes to FastAPI with a ``+json`` media
-type, as tests/integration/test_lean_routes.py sends it. Compared:
-status, media type, body (less the request id) and the caching and retry headers. The
-generated values lean on the boundaries: ids 2**53-1 and 2**53, keys of 255 and 256
-characters, each page bound and one past it.
+A request goes to FastAPI when it carries the test's ``X-Route: fastapi`` header, which the
+``lean_answered`` fixture makes every lean route (``shop.common.fastpath.LeanRoute``) decline
+in its match: the FastAPI side never touches a lean handler. Compared: status, media type,
+body (less the request id, and for a new order the fields of a new record) and the caching
+and retry headers. The generated values lean on the boundaries: ids 2**53-1 and 2**53, keys
+of 255 and 256 characters, each page bound and one past it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.routing import Match
 
-from shop.common.types import IDEMPOTENCY_KEY_MAX, MAX_ID, PAGE_LIMIT_MAX, PAGE_OFFSET_MAX
-from shop.products.fastpath import PageRoute, ProductRoute
+from shop.common.fastpath import LeanRoute
+from shop.common.types import (
+    IDEMPOTENCY_KEY_MAX,
+    MAX_ID,
+    ORDER_QUANTITY_MAX,
+    PAGE_LIMIT_MAX,
+    PAGE_OFFSET_MAX,
+)
 from tests.integration.conftest import Platform
 
 HEADERS = ("content-type", "etag", "cache-control", "retry-after")
@@ -64,29 +70,24 @@ VIA_FASTAPI = {"X-Route": "fastapi"}
 
 
 @pytest.fixture
-def lean_answered(platform: Platform) -> Iterator[Counter[str]]:
-    """Makes the catalogue's lean routes decline a request marked ``X-Route: fastapi``, and
-    counts the reads each of them answered."""
+def lean_answered(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Makes every lean route decline a request marked ``X-Route: fastapi``, and counts, by
+    route template, the requests each of them took."""
     counts: Counter[str] = Counter()
-    originals = {cls: (cls.matches, cls.handle) for cls in (ProductRoute, PageRoute)}
+    matches, handle = LeanRoute.matches, LeanRoute.handle
 
-    def wrapped(cls: type, matches: Any, handle: Any) -> tuple[Any, Any]:
-        def declining(self: Any, scope: Any) -> Any:
-            if (b"x-route", b"fastapi") in scope.get("headers", ()):
-                return Match.NONE, {}
-            return matches(self, scope)
+    def declining(self: LeanRoute, scope: Any) -> Any:
+        if (b"x-route", b"fastapi") in scope.get("headers", ()):
+            return Match.NONE, {}
+        return matches(self, scope)
 
-        async def counting(self: Any, scope: Any, receive: Any, send: Any) -> None:
-            counts[cls.__name__] += 1
-            await handle(self, scope, receive, send)
+    async def counting(self: LeanRoute, scope: Any, receive: Any, send: Any) -> None:
+        counts[self.path] += 1
+        await handle(self, scope, receive, send)
 
-        return declining, counting
-
-    for cls, (matches, handle) in originals.items():
-        cls.matches, cls.handle = wrapped(cls, matches, handle)  # type: ignore[method-assign]
-    yield counts
-    for cls, (matches, handle) in originals.items():
-        cls.matches, cls.handle = matches, handle  # type: ignore[method-assign]
+    monkeypatch.setattr(LeanRoute, "matches", declining)
+    monkeypatch.setattr(LeanRoute, "handle", counting)
+    return counts
 
 
 async def _hypothesis(run: Callable[[Callable[[Awaitable[Any]], Any]], None]) -> None:
@@ -126,7 +127,7 @@ async def test_a_product_read_answers_alike_both_ways(
         both_ways()
 
     await _hypothesis(run)
-    assert lean_answered["ProductRoute"] > 0  # the plain ones did go the lean way
+    assert lean_answered["/api/v1/products/{product_id}"] > 0  # the plain ones went lean
 
 
 async def test_a_catalogue_page_answers_alike_both_ways(
@@ -152,11 +153,11 @@ async def test_a_catalogue_page_answers_alike_both_ways(
         both_ways()
 
     await _hypothesis(run)
-    assert lean_answered["PageRoute"] > 0
+    assert lean_answered["/api/v1/products"] > 0
 
 
 async def test_a_reservation_answers_alike_both_ways_at_the_boundaries(
-    platform: Platform,
+    platform: Platform, lean_answered: Counter[str]
 ) -> None:
     """No product exists at these ids, so neither way reserves anything: 404, 422 or 401."""
     client, service = platform.products, platform.service_token()
@@ -177,8 +178,8 @@ async def test_a_reservation_answers_alike_both_ways_at_the_boundaries(
             line = {"product_id": product, "quantity": 1}
             body = httpx.Request("POST", "/", json={"order_id": order_id, "lines": [line]}).content
             answers = [
-                wait(client.post(path, content=body, headers={**headers, "Content-Type": kind}))
-                for kind in ("application/json", "application/vnd.shop+json")
+                wait(client.post(path, content=body, headers={**headers, **via}))
+                for via in (JSON, {**JSON, **VIA_FASTAPI})
             ]
             assert _answer(answers[0]) == _answer(answers[1]), (product, order_id, key)
             assert answers[0].status_code in (401, 404, 422), answers[0].text
@@ -187,3 +188,121 @@ async def test_a_reservation_answers_alike_both_ways_at_the_boundaries(
 
     await _hypothesis(run)
     assert await platform.sql("products", "SELECT 1 FROM reservation_lines") == []
+    assert lean_answered["/api/v1/reservations"] > 0
+
+
+JSON = {"Content-Type": "application/json"}
+NEW_RECORD = {"id", "order_id", "payment_id", "transaction_id", "created_at", "updated_at"}
+_serial = itertools.count()
+
+
+def _key(length: int) -> dict[str, str]:
+    """An Idempotency-Key of ``length`` characters (none for 0), unique to its request."""
+    return {"Idempotency-Key": f"{next(_serial)}-".ljust(length, "k")[:length]} if length else {}
+
+
+def _body(value: Any) -> bytes:
+    return httpx.Request("POST", "/", json=value).content
+
+
+async def test_an_order_answers_alike_both_ways_at_the_boundaries(
+    platform: Platform, make_product: Any, lean_answered: Counter[str]
+) -> None:
+    """Each request is placed once each way: with a key the FastAPI way replays the lean way's
+    order (the same answer, ids and all); without one each way places an order, compared less
+    the new record's ids and times."""
+    product = await make_product(price="1.00", stock=10**6)
+    client, path = platform.orders, "/api/v1/orders"
+
+    def run(wait: Callable[[Awaitable[Any]], Any]) -> None:
+        @PROPERTY
+        @given(
+            product_id=st.sampled_from([product["id"], 99999999, MAX_ID, MAX_ID + 1, 2**63]),
+            quantity=st.sampled_from([0, 1, 2, ORDER_QUANTITY_MAX + 1]),
+            key=key_lengths,
+            who=st.sampled_from(["user", "service", "nobody"]),
+        )
+        @example(product["id"], 1, IDEMPOTENCY_KEY_MAX, "user")  # the boundaries, every run
+        @example(product["id"], 1, IDEMPOTENCY_KEY_MAX + 1, "user")
+        @example(MAX_ID, 1, 0, "user")
+        @example(MAX_ID + 1, 1, 0, "user")
+        def both_ways(product_id: int, quantity: int, key: int, who: str) -> None:
+            token = {
+                "user": platform.token(21),
+                "service": platform.service_token(),
+                "nobody": {},
+            }[who]
+            headers = {**token, **_key(key), **JSON}
+            body = _body({"product_id": product_id, "quantity": quantity})
+            lean = wait(client.post(path, content=body, headers=headers))
+            fastapi = wait(client.post(path, content=body, headers={**headers, **VIA_FASTAPI}))
+            if key:
+                assert _answer(lean) == _answer(fastapi), (product_id, quantity, key, who)
+            else:  # two orders (a failed one's problem names it: order_id)
+                assert _new(lean) == _new(fastapi), (product_id, quantity, who)
+            if key > IDEMPOTENCY_KEY_MAX or product_id > MAX_ID:
+                assert lean.status_code in (401, 422), lean.text  # 401: no token at all
+
+        both_ways()
+
+    await _hypothesis(run)
+    assert lean_answered["/api/v1/orders"] > 0
+    assert await platform.sql("orders", "SELECT 1 FROM orders WHERE status = 'paid' LIMIT 1")
+
+
+async def test_a_payment_answers_alike_both_ways_at_the_boundaries(
+    platform: Platform, lean_answered: Counter[str]
+) -> None:
+    """Each request is sent first to set the scene (the order's payment, the key's record),
+    then once each way: a repeat, answered alike whichever way it goes."""
+    client, path = platform.payments, "/api/v1/payments"
+    orders = itertools.count(1)
+
+    def run(wait: Callable[[Awaitable[Any]], Any]) -> None:
+        @PROPERTY
+        @given(
+            order_id=st.sampled_from([0, None, MAX_ID, MAX_ID + 1, 2**63]),
+            user_id=st.sampled_from([1, MAX_ID, MAX_ID + 1]),
+            amount=st.sampled_from(["12.50", "0.00", "9999999999.99", "10000000000.00"]),
+            key=key_lengths,
+            who=st.sampled_from(["service", "user", "nobody"]),
+        )
+        @example(None, MAX_ID, "12.50", IDEMPOTENCY_KEY_MAX, "service")  # every run
+        @example(None, 1, "12.50", IDEMPOTENCY_KEY_MAX + 1, "service")
+        @example(MAX_ID, 1, "12.50", 0, "service")
+        @example(MAX_ID + 1, 1, "12.50", 0, "service")
+        def both_ways(order_id: int | None, user_id: int, amount: str, key: int, who: str) -> None:
+            token = {
+                "service": platform.service_token(),
+                "user": platform.token(3),
+                "nobody": {},
+            }[who]
+            headers = {**token, **_key(key), **JSON}
+            payment = {
+                "order_id": next(orders) if order_id is None else order_id,
+                "user_id": user_id,
+                "amount": amount,
+                "payment_method": "card",
+                "confirm": True,
+            }
+            body = _body(payment)
+            wait(client.post(path, content=body, headers=headers))
+            lean = wait(client.post(path, content=body, headers=headers))
+            fastapi = wait(client.post(path, content=body, headers={**headers, **VIA_FASTAPI}))
+            assert _answer(lean) == _answer(fastapi), payment
+            if key > IDEMPOTENCY_KEY_MAX or max(payment["order_id"], user_id) > MAX_ID:
+                assert lean.status_code in (401, 403, 422), lean.text
+
+        both_ways()
+
+    await _hypothesis(run)
+    assert lean_answered["/api/v1/payments"] > 0
+    assert await platform.sql("payments", "SELECT 1 FROM payments WHERE order_id = $1", MAX_ID)
+
+
+def _new(response: httpx.Response) -> tuple[int, dict[str, str], Any]:
+    """An answer less the fields a new record has of its own."""
+    status, headers, body = _answer(response)
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k not in NEW_RECORD}
+    return status, headers, body

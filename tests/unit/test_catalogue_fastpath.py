@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from shop.products.api import page_query
 from shop.products.cache import CachedBody
-from shop.products.fastpath import page_query
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@ And the lean front: what answers a lean route's request, and its errors."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -16,10 +15,16 @@ from starlette.routing import Match
 from shop.common import tracing_sdk
 from shop.common.app import create_service_app
 from shop.common.errors import NotFound
-from shop.common.fastpath import LeanRoute, NotPlain, idempotency_key
+from shop.common.fastpath import LeanRoute, NotPlain, hot_post, idempotency_key
 from shop.common.settings import ServiceSettings
-from shop.common.types import MAX_ID, PAGE_LIMIT_MAX, PAGE_OFFSET_MAX
-from shop.products.fastpath import ProductRoute, page_query
+from shop.common.types import (
+    IDEMPOTENCY_KEY_MAX,
+    MAX_ID,
+    PAGE_LIMIT_MAX,
+    PAGE_OFFSET_MAX,
+    StrictModel,
+)
+from shop.products.api import LEAN_ROUTES, page_query
 
 
 async def _never(*_: Any) -> Any:
@@ -64,9 +69,8 @@ def test_the_id_boundary_is_the_contracts() -> None:
     above it, so the lean routes must leave 2**53 to it rather than answer 404."""
     assert ROUTE.matches(_scope(f"/api/v1/products/{MAX_ID}/reservations"))[0] is Match.FULL
     assert ROUTE.matches(_scope(f"/api/v1/products/{MAX_ID + 1}/reservations"))[0] is Match.NONE
-    product = ProductRoute(max_age_seconds=5)
-    state = SimpleNamespace(catalogue_cache=None)
-    read = _scope(f"/api/v1/products/{MAX_ID}", method="GET", app=SimpleNamespace(state=state))
+    product = next(r for r in LEAN_ROUTES if r.path == "/api/v1/products/{product_id}")
+    read = _scope(f"/api/v1/products/{MAX_ID}", method="GET")
     assert product.matches(read)[0] is Match.FULL
     for beyond in (MAX_ID + 1, 2**63 - 1, 10**17):
         over = {**read, "path": f"/api/v1/products/{beyond}"}
@@ -191,3 +195,43 @@ async def test_with_tracing_instrumented_lean_routes_go_through_its_middleware()
     tracing_sdk.instrument_fastapi(app, TracerProvider(), excluded_urls="")
     await _get(app, "/things/6", "/things/6")
     assert fronted == [False, False]
+
+
+# --- one declaration, both routes (fastpath.hot_post) ---------------------------------------
+
+
+class _Thing(StrictModel):
+    name: str
+
+
+async def _make_thing(*, state: Any, principal: Any, body: _Thing, key: str | None) -> Response:
+    """Make a thing."""
+    return JSONResponse({"name": body.name, "key": key}, 201)
+
+
+def test_a_hot_post_declares_the_fastapi_route_and_the_lean_route_alike() -> None:
+    router = APIRouter(prefix="/api/v1/things")
+    lean = hot_post(
+        router,
+        "",
+        name="make_thing",
+        body=_Thing,
+        use_case=_make_thing,
+        privileged=True,
+        idempotent=True,
+        status_code=201,
+    )
+    assert (lean.method, lean.path) == ("POST", "/api/v1/things")
+    app = create_service_app(
+        ServiceSettings(), title="t", description="d", routers=[router], lean_routes=[lean]
+    )
+    operation = app.openapi()["paths"]["/api/v1/things"]["post"]
+    assert operation["operationId"] == "make_thing"
+    assert operation["description"] == "Make a thing."
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/_Thing"
+    }
+    (key,) = operation["parameters"]
+    assert key["name"] == "Idempotency-Key"
+    assert key["schema"]["anyOf"][0]["maxLength"] == IDEMPOTENCY_KEY_MAX
+    assert operation["security"] == [{"HTTPBearer": []}]

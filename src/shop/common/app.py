@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shop.common import fastpath, faults
@@ -152,7 +152,7 @@ class ServiceApp(FastAPI):
     any other middleware is installed (fault injection), goes through FastAPI as usual, where
     the same lean routes lead the router. Tracing wraps the app itself (``trace_requests``)."""
 
-    lean_routes: tuple[BaseRoute, ...] = ()
+    lean_routes: tuple[fastpath.LeanRoute, ...] = ()
     _lean: ASGIApp | None = None
     _lean_of: ASGIApp | None = None  # the middleware stack _lean was made for
     _traced: ASGIApp | None = None  # tracing on: the server-span middleware round _serve
@@ -197,7 +197,7 @@ def create_service_app(
     routers: Sequence[APIRouter],
     extensions: Sequence[Extension] = (),
     ready_checks: Sequence[ReadyCheck] = (),
-    lean_routes: Sequence[BaseRoute] = (),
+    lean_routes: Sequence[fastpath.LeanRoute] = (),
 ) -> FastAPI:
     """Build a service. Nothing connects here; the lifespan opens the pool and clients.
 

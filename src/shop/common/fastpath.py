@@ -1,19 +1,29 @@
 """Lean routes: a hand-written handler for the plain requests of one hot FastAPI route.
 
+One class, ``LeanRoute``, for every hot route: the saga's three POSTs and the catalogue's two
+reads (``shop.products.api``). Each reads its bounds from the declarations FastAPI's route
+reads (``shop.common.types``: ``MAX_ID``, ``IDEMPOTENCY_KEY_MAX``, the page bounds) and calls
+the same use case; tests/integration/test_lean_differential.py sends generated requests
+both ways, the boundaries included, and compares the answers. The saga's three POSTs are
+each one declaration (``hot_post``: its model, auth rule, Idempotency-Key and use case) from
+which both routes are made, so neither can restate the other's rules.
+
 The saga's three calls (placing an order, reserving its stock, creating and confirming its
 payment) are each a POST with a small JSON body and a bearer token, and FastAPI's route
 machinery (dependency solving, body and response models, its exception layers) was about as
 much CPU as the use case itself in the order profile (docs/performance.md). A ``LeanRoute``
 sits before FastAPI's routes and matches the route's method and path (integer path
-parameters, no query string). Its handler reads the body and the headers itself, checked by
-the same pydantic model FastAPI would use, and calls the same use case; any request it does
-not recognise as plain (a body that does not validate, no bearer token, a header out of
-range) it hands back as is, and the request is routed again past the lean route, to the
-FastAPI route, which owns the contract's answers and the OpenAPI. A use case's ``Problem``
-and a token the verifier refuses are answered by the app's handlers, as from any route. The
-platform's middleware wraps both kinds: request id, access log, metrics (under the same
-route template), the body limit. tests/integration/test_lean_routes.py checks that both
-answer alike.
+parameters; no query string unless the route's ``query`` parser takes it). Its handler reads
+the body and the headers itself, checked by the same pydantic model FastAPI would use, and
+calls the same use case; any request it does not recognise as plain (a body that does not
+validate, no bearer token, a header out of range) it hands back as is (``NotPlain``), and the
+request is routed again past the lean route, to the FastAPI route, which owns the contract's
+answers and the OpenAPI. A catalogue read's route declines its unusual requests earlier, in
+its match (a query string ``page_query`` does not take), and they go to FastAPI directly.
+A use case's ``Problem`` and a token the verifier refuses are answered by the app's
+handlers, as from any route. The platform's middleware wraps both kinds: request id, access
+log, metrics (under the same route template), the body limit.
+tests/integration/test_lean_routes.py checks that both answer alike.
 
 **The lean front** (``front``, used by ``shop.common.app.ServiceApp``): a request a lean route
 matches does not go down FastAPI's stack at all (its error, telemetry and body-limit layers,
@@ -32,28 +42,37 @@ import copy
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import orjson
+from fastapi import APIRouter
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop.common.auth import Principal
-from shop.common.deps import authenticate
+from shop.common.deps import IdempotencyKeyDep, PrincipalDep, PrivilegedDep, authenticate
 from shop.common.metrics import LEAN_REQUESTS
 from shop.common.middleware import RequestContextMiddleware
 from shop.common.types import IDEMPOTENCY_KEY_MAX, MAX_ID
 
 M = TypeVar("M", bound=BaseModel)
-Handler = Callable[[Scope, dict[str, int], bytes], Awaitable[Response]]
+M_in = TypeVar("M_in", bound=BaseModel, contravariant=True)
+# A handler gets the scope, the path's integer parameters (and ``query``, what the route's
+# query parser made of the query string) and the body; it answers with an ASGI app, most
+# often a Response (which is one).
+Handler = Callable[[Scope, dict[str, Any], bytes], Awaitable[ASGIApp]]
+QueryParser = Callable[[bytes], object | None]
 
 _DEFERRED = "shop.lean_deferred"
 _BELOW = "shop.lean_below"  # on the lean front: the app's stack below the request middleware
 _PARAM = re.compile(r"\{([a-z_]+)\}")
-_ID = "([1-9][0-9]{0,18})"
+# An id as the FastAPI routes take it (``Path(ge=1, le=MAX_ID)``), with no leading zero; at
+# most MAX_ID's digits, and ``matches`` compares the value with MAX_ID itself.
+_ID = f"([1-9][0-9]{{0,{len(str(MAX_ID)) - 1}}})"
 _JSON = re.compile(r"^application/json\s*(;.*)?$", re.IGNORECASE)
 
 
@@ -62,12 +81,20 @@ class NotPlain(Exception):
 
 
 class LeanRoute(BaseRoute):
-    """``method path`` (``{name}`` parameters are positive integers) answered by ``handler``."""
+    """``method path`` (``{name}`` parameters are positive integers) answered by ``handler``.
 
-    def __init__(self, method: str, path: str, handler: Handler) -> None:
+    Without ``query`` a request with a query string is the FastAPI route's; with it, the
+    parser sees the raw query string and returns None to leave the request to FastAPI, or
+    the value the handler finds as ``params["query"]``. A GET's body is not read."""
+
+    def __init__(
+        self, method: str, path: str, handler: Handler, *, query: QueryParser | None = None
+    ) -> None:
         self.path = path  # the metrics' route label, shared with the FastAPI route
         self.method = method
         self.handler = handler
+        self.query = query
+        self._reads_body = method != "GET"
         parts = _PARAM.split(path)  # literal, name, literal, ...
         self._names = parts[1::2]
         self._regex = re.compile(
@@ -75,18 +102,23 @@ class LeanRoute(BaseRoute):
         )
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != self.method
-            or scope["query_string"]
-            or _DEFERRED in scope
-        ):
+        if scope["type"] != "http" or scope["method"] != self.method or _DEFERRED in scope:
             return Match.NONE, {}
         found = self._regex.match(scope["path"])
         if found is None:
             return Match.NONE, {}
-        params = {name: int(value) for name, value in zip(self._names, found.groups(), strict=True)}
-        if any(value > MAX_ID for value in params.values()):
+        params: dict[str, Any] = {}
+        for name, digits in zip(self._names, found.groups(), strict=True):
+            value = int(digits)
+            if value > MAX_ID:
+                return Match.NONE, {}  # the FastAPI route answers the contract's 422
+            params[name] = value
+        if self.query is not None:
+            query = self.query(scope["query_string"])
+            if query is None:
+                return Match.NONE, {}
+            params["query"] = query
+        elif scope["query_string"]:
             return Match.NONE, {}
         return Match.FULL, {"route": self, "path_params": params}
 
@@ -94,15 +126,18 @@ class LeanRoute(BaseRoute):
         raise NoMatchFound(name, path_params)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive)
-        if body is None:
-            return  # the client went away: nobody to answer
+        body = b""
+        if self._reads_body:
+            read = await _read_body(receive)
+            if read is None:
+                return  # the client went away: nobody to answer
+            body = read
         try:
             response = await self.handler(scope, scope["path_params"], body)
         except NotPlain:
             scope[_DEFERRED] = True
             below = scope.get(_BELOW) or scope["app"].router
-            await below(scope, _replay(body, receive), send)
+            await below(scope, _replay(body, receive) if self._reads_body else receive, send)
             return
         await response(scope, receive, send)
 
@@ -174,6 +209,80 @@ async def principal(scope: Scope) -> Principal:
     if scheme.lower() != "bearer" or not token or " " in token:
         raise NotPlain
     return await authenticate(scope["app"].state.verifier, token)
+
+
+class UseCase(Protocol[M_in]):
+    """What a hot POST does, whichever route took the request: the app's state, the caller,
+    the validated body and the ``Idempotency-Key`` (None if absent or not declared)."""
+
+    def __call__(
+        self, *, state: State, principal: Principal, body: M_in, key: str | None
+    ) -> Awaitable[Response]: ...
+
+
+def hot_post(
+    router: APIRouter,
+    path: str,
+    *,
+    name: str,
+    body: type[M],
+    use_case: UseCase[M],
+    privileged: bool = False,
+    idempotent: bool = False,
+    **route: Any,
+) -> LeanRoute:
+    """Declare a hot POST once: its FastAPI route, added to ``router`` (named ``name``, the
+    OpenAPI's operation id; ``route`` is the rest of its OpenAPI: status code, response model,
+    responses), and the returned lean route, made from the same declaration.
+
+    ``body`` is the request's model; ``privileged``, whether only services and admins may call
+    (else any caller with a valid token, whom the use case may still refuse); ``idempotent``,
+    whether it takes an ``Idempotency-Key``. FastAPI's route takes them as dependencies
+    (``PrivilegedDep`` or ``PrincipalDep``, ``IdempotencyKeyDep``), with the OpenAPI and every
+    unusual request; the lean route checks the same things itself (``json_body``,
+    ``idempotency_key``, ``principal``) and leaves anything else to it. The use case's
+    docstring is the operation's description."""
+
+    async def endpoint(request: Request, **params: Any) -> Response:
+        return await use_case(
+            state=request.app.state,
+            principal=params["principal"],
+            body=params["body"],
+            key=params.get("key"),
+        )
+
+    parameters = [
+        inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=body),
+        inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+        inspect.Parameter(
+            "principal",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            annotation=PrivilegedDep if privileged else PrincipalDep,
+        ),
+    ]
+    if idempotent:
+        parameters.append(
+            inspect.Parameter(
+                "key",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=IdempotencyKeyDep,
+                default=None,
+            )
+        )
+    endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    endpoint.__name__ = endpoint.__qualname__ = name
+    endpoint.__doc__ = use_case.__doc__
+    router.add_api_route(path, endpoint, methods=["POST"], name=name, **route)
+
+    async def lean(scope: Scope, _: dict[str, Any], raw: bytes) -> Response:
+        model = json_body(scope, raw, body)
+        key = idempotency_key(scope) if idempotent else None
+        caller = await principal(scope)
+        if privileged and not caller.is_privileged:
+            raise NotPlain  # the FastAPI route answers the 403
+        return await use_case(state=scope["app"].state, principal=caller, body=model, key=key)
+
+    return LeanRoute("POST", router.prefix + path, lean)
 
 
 ExceptionHandlers = Mapping[Any, Callable[[Request, Exception], Any]]

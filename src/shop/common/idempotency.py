@@ -37,10 +37,10 @@ from starlette.responses import Response
 from shop.common.db import Database
 from shop.common.errors import PROBLEM_CONTENT_TYPE, Conflict, Problem, Unprocessable
 from shop.common.responses import json_response
+from shop.common.types import IDEMPOTENCY_KEY_MAX
 
 LEASE_SECONDS = 30
 WAIT_SECONDS = 10.0
-MAX_KEY_LENGTH = 255
 
 TABLE_DDL = """
 CREATE TABLE idempotency_keys (
@@ -93,8 +93,8 @@ async def begin(
     db: Database, *, scope: str, key: str, request_fingerprint: str
 ) -> StoredResponse | None:
     """Claim the key. None: the caller runs the request. A response: replay it."""
-    if not key or len(key) > MAX_KEY_LENGTH:
-        raise Unprocessable(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.")
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX:
+        raise Unprocessable(f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} characters.")
     deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
     delay = 0.02
     while True:

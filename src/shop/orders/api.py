@@ -6,14 +6,13 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from starlette.types import Scope
+from starlette.datastructures import State
 
 from shop.common import fastpath
 from shop.common.auth import Principal
 from shop.common.deps import (
     AdminDep,
     DbDep,
-    IdempotencyKeyDep,
     PageDep,
     PrincipalDep,
     PrivilegedDep,
@@ -70,8 +69,37 @@ def _order(order: Order) -> dict[str, Any]:
     }
 
 
-@router.post(
+async def place_order(
+    *, state: State, principal: Principal, body: OrderCreate, key: str | None
+) -> JSONResponse:
+    """Place an order; with an ``Idempotency-Key``, at most once per user and key
+    (semantics: ``shop.common.idempotency``; the order row is the key's record)."""
+    if principal.user_id is None:
+        raise Forbidden("Orders are placed by users.")
+    customer = (
+        Contact(principal.username, principal.email)
+        if principal.username and principal.email
+        else None  # a token issued before it carried them: mails fall back to a look-up
+    )
+    saga: Saga = state.saga
+    order = await saga.place(
+        user_id=principal.user_id,
+        order_in=body,
+        idempotency_key=key,
+        currency=state.settings.currency,
+        customer=customer,
+    )
+    return json_response(_order(order), 201)
+
+
+# Both routes of POST /api/v1/orders, from one declaration (shop.common.fastpath.hot_post).
+PLACE_ORDER = fastpath.hot_post(
+    router,
     "",
+    name="place_order",
+    body=OrderCreate,
+    use_case=place_order,
+    idempotent=True,
     status_code=201,
     response_model=OrderRead,
     responses={
@@ -102,45 +130,6 @@ def _order(order: Order) -> dict[str, Any]:
         ),
     },
 )
-async def place_order(
-    order_in: OrderCreate,
-    request: Request,
-    saga: SagaDep,
-    principal: PrincipalDep,
-    key: IdempotencyKeyDep = None,
-) -> Any:
-    """Place an order; with an ``Idempotency-Key``, at most once per user and key
-    (semantics: ``shop.common.idempotency``; the order row is the key's record)."""
-    return await _place(saga, principal, order_in, key, request.app.state.settings.currency)
-
-
-async def lean_place_order(scope: Scope, _: dict[str, int], body: bytes) -> JSONResponse:
-    """``place_order`` for its plain requests (``shop.common.fastpath``)."""
-    order_in = fastpath.json_body(scope, body, OrderCreate)
-    key = fastpath.idempotency_key(scope)
-    principal = await fastpath.principal(scope)
-    state = scope["app"].state
-    return await _place(state.saga, principal, order_in, key, state.settings.currency)
-
-
-async def _place(
-    saga: Saga, principal: Principal, order_in: OrderCreate, key: str | None, currency: str
-) -> JSONResponse:
-    if principal.user_id is None:
-        raise Forbidden("Orders are placed by users.")
-    customer = (
-        Contact(principal.username, principal.email)
-        if principal.username and principal.email
-        else None  # a token issued before it carried them: mails fall back to a look-up
-    )
-    order = await saga.place(
-        user_id=principal.user_id,
-        order_in=order_in,
-        idempotency_key=key,
-        currency=currency,
-        customer=customer,
-    )
-    return json_response(_order(order), 201)
 
 
 @router.get(
@@ -225,4 +214,4 @@ async def cancel_order(order_id: Id, saga: SagaDep, principal: PrincipalDep) -> 
     return json_response(_order(await saga.cancel(order_id=order_id, principal=principal)))
 
 
-LEAN_ROUTES = [fastpath.LeanRoute("POST", "/api/v1/orders", lean_place_order)]
+LEAN_ROUTES = [PLACE_ORDER]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from shop.common.tables import define_event_tables
+from shop.common.types import IDEMPOTENCY_KEY_MAX
 from shop.orders.db import UNFINISHED
 
 metadata = sa.MetaData()
@@ -26,7 +27,7 @@ orders = sa.Table(
     sa.Column("payment_method", sa.String(16), nullable=False),
     sa.Column("saga_step", sa.String(24), nullable=False, server_default="reserving"),
     sa.Column("failure_reason", sa.String(64), nullable=True),
-    sa.Column("idempotency_key", sa.String(255), nullable=True),
+    sa.Column("idempotency_key", sa.String(IDEMPOTENCY_KEY_MAX), nullable=True),
     sa.Column("request_fingerprint", sa.String(64), nullable=True),
     sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
     # The customer's contact as at placement (the token's claims), for its events' mails.

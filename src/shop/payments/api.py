@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.datastructures import State
 from starlette.responses import Response
-from starlette.types import Scope
 
 from shop.common import fastpath
 from shop.common.auth import Principal
@@ -92,8 +92,24 @@ def _scope(principal: Principal, action: str) -> str:
     return f"{who}:{action}"
 
 
-@router.post(
+async def create_payment(
+    *, state: State, principal: Principal, body: PaymentCreate, key: str | None
+) -> Response:
+    """Create the order's payment; with ``confirm``, charge it too (create and confirm)."""
+    lease: float = state.settings.processing_lease_seconds
+    return await _create(state.db, state.provider, lease, principal, body, key)
+
+
+# Both routes of POST /api/v1/payments, from one declaration (fastpath.hot_post): the saga's
+# call.
+CREATE_PAYMENT = fastpath.hot_post(
+    router,
     "",
+    name="create_payment",
+    body=PaymentCreate,
+    use_case=create_payment,
+    privileged=True,
+    idempotent=True,
     status_code=201,
     response_model=PaymentRead,
     responses={
@@ -116,28 +132,6 @@ def _scope(principal: Principal, action: str) -> str:
         **PRIVILEGED,
     },
 )
-async def create_payment(
-    payment_in: PaymentCreate,
-    db: DbDep,
-    provider: ProviderDep,
-    lease: LeaseDep,
-    principal: PrivilegedDep,
-    key: IdempotencyKeyDep = None,
-) -> Any:
-    """Create the order's payment; with ``confirm``, charge it too (create and confirm)."""
-    return await _create(db, provider, lease, principal, payment_in, key)
-
-
-async def lean_create_payment(scope: Scope, _: dict[str, int], body: bytes) -> Response:
-    """``create_payment`` for its plain requests (``shop.common.fastpath``): the saga's call."""
-    payment_in = fastpath.json_body(scope, body, PaymentCreate)
-    key = fastpath.idempotency_key(scope)
-    principal = await fastpath.principal(scope)
-    if not principal.is_privileged:
-        raise fastpath.NotPlain  # the FastAPI route answers the 403
-    state = scope["app"].state
-    lease: float = state.settings.processing_lease_seconds
-    return await _create(state.db, state.provider, lease, principal, payment_in, key)
 
 
 async def _create(
@@ -340,4 +334,4 @@ async def payment_of_order(order_id: Id, db: DbDep, principal: PrincipalDep) -> 
     return json_response(_payment(_visible(principal, payment)))
 
 
-LEAN_ROUTES = [fastpath.LeanRoute("POST", "/api/v1/payments", lean_create_payment)]
+LEAN_ROUTES = [CREATE_PAYMENT]

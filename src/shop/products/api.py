@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from starlette.datastructures import State
 from starlette.types import Scope
 
 from shop.common import fastpath
-from shop.common.db import Database
+from shop.common.auth import Principal
 from shop.common.deps import AdminDep, DbDep, PageDep, PrivilegedDep
 from shop.common.errors import Unprocessable
 from shop.common.openapi import problems
 from shop.common.responses import JSONResponse, json_response
-from shop.common.types import MAX_ID, NO_NUL
+from shop.common.types import MAX_ID, NO_NUL, PAGE_LIMIT_MAX, PAGE_OFFSET_MAX
 from shop.products import service
 from shop.products.cache import CachedBody, CatalogueCache
 from shop.products.db import ProductRepository, SearchQuery, Sort
@@ -82,12 +85,32 @@ async def get_cache(request: Request) -> CatalogueCache | None:
 CacheDep = Annotated[CatalogueCache | None, Depends(get_cache)]
 
 
+class CachedResponse(Response):
+    """A catalogue read's answer, the one way both routes (FastAPI's and the lean one) send
+    it: the cached body with its ETag, or 304 with no body when ``If-None-Match`` names it;
+    ``Cache-Control`` from the settings either way. Its headers are built as raw bytes, not
+    through Response's header handling: the lean reads' near-cache hits are the hottest path
+    (docs/performance.md)."""
+
+    def __init__(self, state: State, cached: CachedBody, if_none_match: str | None) -> None:
+        max_age: int = state.settings.catalogue_max_age_seconds
+        self.background = None
+        self.raw_headers = [
+            (b"etag", cached.etag.encode()),
+            (b"cache-control", b"public, max-age=%d" % max_age),
+        ]
+        if cached.matches(if_none_match):
+            self.status_code, self.body = 304, b""
+            return
+        self.status_code, self.body = 200, cached.body
+        self.raw_headers += [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(cached.body)),
+        ]
+
+
 def _cached_response(request: Request, cached: CachedBody, if_none_match: str | None) -> Response:
-    max_age = request.app.state.settings.catalogue_max_age_seconds
-    headers = {"etag": cached.etag, "cache-control": f"public, max-age={max_age}"}
-    if cached.matches(if_none_match):
-        return Response(status_code=304, headers=headers)
-    return Response(cached.body, media_type="application/json", headers=headers)
+    return CachedResponse(request.app.state, cached, if_none_match)
 
 
 @router.get("", response_model=ProductPage, responses=CACHED_READ)
@@ -154,7 +177,7 @@ async def list_products(
             errors=[{"loc": ["query", "min_price"], "msg": "must be at most max_price"}],
         )
     if q is None and low is None and high is None and not in_stock and sort in (None, "relevance"):
-        # A plain page: the lean route's answer, byte for byte (fastpath.PageRoute).
+        # A plain page: the lean route's answer, byte for byte (lean_list_products).
         cached = await service.page_body(
             db=db, cache=cache, limit=page.limit, offset=page.offset, category=category
         )
@@ -171,6 +194,52 @@ async def list_products(
     )
     cached = await service.search_body(db=db, cache=cache, query=query)
     return _cached_response(request, cached, if_none_match)
+
+
+def page_query(query_string: bytes) -> str | None:
+    """The cache key of a plain list request (``limit``, ``offset``, ``category``) if every
+    parameter is one ``list_products`` would accept as is, by the same bounds (``PageDep``'s
+    and its ``category``); None for anything else (``ids``, a repeated or blank parameter, a
+    value out of range), which that route then answers."""
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name in params or name not in ("limit", "offset", "category"):
+            return None
+        params[name] = value
+    limit, offset = params.get("limit", "20"), params.get("offset", "0")
+    category = params.get("category")
+    if not (_NUMBER.match(limit) and _NUMBER.match(offset)):
+        return None
+    if not 1 <= int(limit) <= PAGE_LIMIT_MAX or int(offset) > PAGE_OFFSET_MAX:
+        return None
+    if category is not None and not (
+        1 <= len(category) <= CATEGORY_MAX_LENGTH and "\x00" not in category
+    ):
+        return None
+    return f"{int(limit)}:{int(offset)}:{category or ''}"
+
+
+# Digits enough for either page bound; page_query compares the values themselves.
+_NUMBER = re.compile(f"^[0-9]{{1,{len(str(max(PAGE_LIMIT_MAX, PAGE_OFFSET_MAX)))}}}$")
+
+
+async def lean_list_products(scope: Scope, params: dict[str, Any], _: bytes) -> Response:
+    """``list_products`` for a plain page (``page_query``): the near cache's bytes with no
+    I/O at all, else the same use case (``service.page_body``)."""
+    state = scope["app"].state
+    cache: CatalogueCache | None = state.catalogue_cache
+    query: str = params["query"]
+    cached = cache.near_page(query) if cache is not None else None
+    if cached is None:
+        limit, offset, category = query.split(":", 2)
+        cached = await service.page_body(
+            db=state.db,
+            cache=cache,
+            limit=int(limit),
+            offset=int(offset),
+            category=category or None,
+        )
+    return CachedResponse(state, cached, fastpath.header(scope, b"if-none-match"))
 
 
 @categories_router.get("", response_model=CategoryList, responses=CACHED_READ)
@@ -203,6 +272,18 @@ async def get_product(
 ) -> Any:
     cached = await service.product_body(db=db, cache=cache, product_id=product_id)
     return _cached_response(request, cached, if_none_match)
+
+
+async def lean_get_product(scope: Scope, params: dict[str, Any], _: bytes) -> Response:
+    """``get_product`` with no query string: the near cache's bytes with no I/O at all, else
+    the same use case (``service.product_body``; a missing product is its ``NotFound``)."""
+    state = scope["app"].state
+    cache: CatalogueCache | None = state.catalogue_cache
+    product_id: int = params["product_id"]
+    cached = cache.near_product(product_id) if cache is not None else None
+    if cached is None:
+        cached = await service.product_body(db=state.db, cache=cache, product_id=product_id)
+    return CachedResponse(state, cached, fastpath.header(scope, b"if-none-match"))
 
 
 @router.post("", status_code=201, response_model=ProductRead, responses=ADMIN)
@@ -249,8 +330,25 @@ async def update_stock(
 reservations = APIRouter(prefix="/api/v1/reservations", tags=["reservations"])
 
 
-@reservations.post(
+async def reserve(
+    *, state: State, principal: Principal, body: ReservationCreate, key: str | None
+) -> JSONResponse:
+    # Services and admins only (hot_post's privileged); idempotent by order id, not by key.
+    reservation, created = await service.reserve(
+        db=state.db, cache=state.catalogue_cache, order_id=body.order_id, lines=body.pairs()
+    )
+    return json_response(reservation, 201 if created else 200)
+
+
+# Both routes of POST /api/v1/reservations, from one declaration (fastpath.hot_post): the
+# saga's every order.
+RESERVE = fastpath.hot_post(
+    reservations,
     "",
+    name="reserve",
+    body=ReservationCreate,
+    use_case=reserve,
+    privileged=True,
     status_code=201,
     response_model=ReservationRead,
     summary="Reserve every line of an order, all or nothing (internal; idempotent by order id)",
@@ -272,26 +370,6 @@ reservations = APIRouter(prefix="/api/v1/reservations", tags=["reservations"])
         **PRIVILEGED,
     },
 )
-async def reserve(body: ReservationCreate, db: DbDep, cache: CacheDep, _: PrivilegedDep) -> Any:
-    return await _reserve(db, cache, body)
-
-
-async def _reserve(
-    db: Database, cache: CatalogueCache | None, body: ReservationCreate
-) -> JSONResponse:
-    reservation, created = await service.reserve(
-        db=db, cache=cache, order_id=body.order_id, lines=body.pairs()
-    )
-    return json_response(reservation, 201 if created else 200)
-
-
-async def lean_reserve(scope: Scope, _: dict[str, int], body: bytes) -> JSONResponse:
-    """``reserve`` for its plain requests (``shop.common.fastpath``): the saga's every order."""
-    reservation_in = fastpath.json_body(scope, body, ReservationCreate)
-    if not (await fastpath.principal(scope)).is_privileged:
-        raise fastpath.NotPlain  # the FastAPI route answers the 403
-    state = scope["app"].state
-    return await _reserve(state.db, state.catalogue_cache, reservation_in)
 
 
 @reservations.delete(
@@ -305,4 +383,10 @@ async def release(order_id: OrderId, db: DbDep, cache: CacheDep, _: PrivilegedDe
     return json_response(await service.release(db=db, cache=cache, order_id=order_id))
 
 
-LEAN_ROUTES = [fastpath.LeanRoute("POST", "/api/v1/reservations", lean_reserve)]
+# First in the app's line (shop.common.fastpath): the catalogue reads' plain requests and the
+# saga's reservations.
+LEAN_ROUTES = [
+    fastpath.LeanRoute("GET", "/api/v1/products/{product_id}", lean_get_product),
+    fastpath.LeanRoute("GET", "/api/v1/products", lean_list_products, query=page_query),
+    RESERVE,
+]

@@ -13,7 +13,6 @@ from shop.common.events.sidecar import RelaySource
 from shop.products.api import LEAN_ROUTES, categories_router, reservations, router
 from shop.products.cache import CatalogueCache
 from shop.products.events import follow_catalogue
-from shop.products.fastpath import PageRoute, ProductRoute
 from shop.products.schemas import ProductRead
 from shop.products.settings import ProductsSettings
 
@@ -54,13 +53,7 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
         title="shop product service",
         description="The product catalogue and its stock.",
         routers=[router, categories_router, reservations],
-        # First in line: the catalogue reads' plain requests (fastpath.py), the saga's
-        # reservations (api.LEAN_ROUTES).
-        lean_routes=[
-            ProductRoute(max_age_seconds=settings.catalogue_max_age_seconds),
-            PageRoute(max_age_seconds=settings.catalogue_max_age_seconds),
-            *LEAN_ROUTES,
-        ],
+        lean_routes=LEAN_ROUTES,
         # The cache must be on app.state before follow_catalogue runs.
         extensions=[
             catalogue_cache,

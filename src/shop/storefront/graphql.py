@@ -26,9 +26,8 @@ from strawberry.types import Info
 
 from shop.common.auth import Principal, TokenVerifier
 from shop.common.errors import Unauthorized
-from shop.common.idempotency import MAX_KEY_LENGTH
 from shop.common.logging import get_logger
-from shop.common.types import MAX_ID, format_money
+from shop.common.types import IDEMPOTENCY_KEY_MAX, MAX_ID, format_money
 from shop.storefront import cart as carts
 from shop.storefront.cart import CartEmpty, CartError, Carts, CartStore, CookieCartStore
 from shop.storefront.clients import ApiError, Backend
@@ -617,9 +616,9 @@ class Mutation:
     ) -> Order:
         context = ctx(info)
         await context.user()
-        if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY_LENGTH:
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
             raise ApiError(
-                "BAD_USER_INPUT", f"idempotencyKey must be 1-{MAX_KEY_LENGTH} characters."
+                "BAD_USER_INPUT", f"idempotencyKey must be 1-{IDEMPOTENCY_KEY_MAX} characters."
             )
         store = await context.cart()
         view = await _cart_view(context, await store.load(), store)
