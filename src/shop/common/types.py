@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeAlias, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -14,6 +14,11 @@ from pydantic import (
     StrictBool,
     WithJsonSchema,
 )
+
+# A JSON value as orjson writes and reads it, and a JSON object: the type of bodies, events and
+# config documents that are built or read as data rather than through a model.
+Json: TypeAlias = "dict[str, Json] | list[Json] | str | int | float | bool | None"
+JsonObject: TypeAlias = "dict[str, Json]"
 
 MAX_MONEY = Decimal("9999999999.99")  # NUMERIC(12, 2)
 CENT = Decimal("0.01")

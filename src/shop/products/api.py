@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from starlette.types import Scope
@@ -12,7 +12,7 @@ from shop.common import fastpath
 from shop.common.db import Database
 from shop.common.deps import AdminDep, DbDep, PageDep, PrivilegedDep
 from shop.common.errors import Unprocessable
-from shop.common.openapi import problems
+from shop.common.openapi import Responses, problems
 from shop.common.responses import JSONResponse, json_response
 from shop.common.types import MAX_ID, NO_NUL
 from shop.products import service
@@ -23,6 +23,7 @@ from shop.products.schemas import (
     ID_LIST_DESCRIPTION,
     ID_LIST_PATTERN,
     PRICE_FILTER_PATTERN,
+    PRODUCT,
     SEARCH_MAX_LENGTH,
     SEARCH_MAX_WORDS,
     STOCK_MAX,
@@ -35,7 +36,6 @@ from shop.products.schemas import (
     ReservationRead,
     ReservationRefusal,
     StockUpdate,
-    product_dict,
     search_words,
 )
 
@@ -58,7 +58,7 @@ _CACHE_HEADERS = {
         "schema": {"type": "string"},
     },
 }
-CACHED_READ: dict[int | str, dict[str, Any]] = {
+CACHED_READ: Responses = {
     200: {"description": "Successful Response", "headers": _CACHE_HEADERS},
     304: {
         "description": "Not modified: the If-None-Match tag is current",
@@ -143,7 +143,7 @@ async def list_products(
         ),
     ] = None,
     if_none_match: IfNoneMatch = None,
-) -> Any:
+) -> Response:
     if ids is not None:
         return await _batch(db, page, ids)
     low = None if min_price is None else Decimal(min_price)
@@ -176,13 +176,13 @@ async def list_products(
 @categories_router.get("", response_model=CategoryList, responses=CACHED_READ)
 async def list_categories(
     request: Request, db: DbDep, cache: CacheDep, if_none_match: IfNoneMatch = None
-) -> Any:
+) -> Response:
     """Every category of the catalogue with its number of products, by name."""
     cached = await service.categories_body(db=db, cache=cache)
     return _cached_response(request, cached, if_none_match)
 
 
-async def _batch(db: DbDep, page: PageDep, ids: str) -> Any:
+async def _batch(db: DbDep, page: PageDep, ids: str) -> Response:
     wanted = sorted({int(i) for i in ids.split(",")})
     if wanted[-1] > MAX_ID:
         raise Unprocessable(
@@ -190,7 +190,7 @@ async def _batch(db: DbDep, page: PageDep, ids: str) -> Any:
         )
     async with db.acquire() as conn:
         rows = await ProductRepository(conn).many(wanted)
-    return page.response([product_dict(r) for r in rows], len(rows))
+    return page.response(PRODUCT.many(rows), len(rows))
 
 
 @router.get("/{product_id}", response_model=ProductRead, responses={**NOT_FOUND, **CACHED_READ})
@@ -200,25 +200,27 @@ async def get_product(
     db: DbDep,
     cache: CacheDep,
     if_none_match: IfNoneMatch = None,
-) -> Any:
+) -> Response:
     cached = await service.product_body(db=db, cache=cache, product_id=product_id)
     return _cached_response(request, cached, if_none_match)
 
 
 @router.post("", status_code=201, response_model=ProductRead, responses=ADMIN)
-async def create_product(product_in: ProductCreate, db: DbDep, cache: CacheDep, _: AdminDep) -> Any:
+async def create_product(
+    product_in: ProductCreate, db: DbDep, cache: CacheDep, _: AdminDep
+) -> Response:
     product = await service.create_product(db=db, cache=cache, product_in=product_in)
-    return json_response(product_dict(product), 201)
+    return json_response(PRODUCT(product), 201)
 
 
 @router.put("/{product_id}", response_model=ProductRead, responses={**NOT_FOUND, **ADMIN})
 async def update_product(
     product_id: ProductId, product_in: ProductUpdate, db: DbDep, cache: CacheDep, _: AdminDep
-) -> Any:
+) -> Response:
     product = await service.update_product(
         db=db, cache=cache, product_id=product_id, product_in=product_in
     )
-    return json_response(product_dict(product))
+    return json_response(PRODUCT(product))
 
 
 @router.delete("/{product_id}", status_code=204, responses={**NOT_FOUND, **ADMIN})
@@ -240,9 +242,9 @@ async def delete_product(
 )
 async def update_stock(
     product_id: ProductId, change: StockUpdate, db: DbDep, cache: CacheDep, _: AdminDep
-) -> Any:
+) -> Response:
     product = await service.update_stock(db=db, cache=cache, product_id=product_id, change=change)
-    return json_response(product_dict(product))
+    return json_response(PRODUCT(product))
 
 
 # Reservations: the saga's view of stock, one per order with every line (internal).
@@ -272,7 +274,9 @@ reservations = APIRouter(prefix="/api/v1/reservations", tags=["reservations"])
         **PRIVILEGED,
     },
 )
-async def reserve(body: ReservationCreate, db: DbDep, cache: CacheDep, _: PrivilegedDep) -> Any:
+async def reserve(
+    body: ReservationCreate, db: DbDep, cache: CacheDep, _: PrivilegedDep
+) -> Response:
     return await _reserve(db, cache, body)
 
 
@@ -301,7 +305,7 @@ async def lean_reserve(scope: Scope, _: dict[str, int], body: bytes) -> JSONResp
     " once; before a reservation, refuses it for good)",
     responses=PRIVILEGED,
 )
-async def release(order_id: OrderId, db: DbDep, cache: CacheDep, _: PrivilegedDep) -> Any:
+async def release(order_id: OrderId, db: DbDep, cache: CacheDep, _: PrivilegedDep) -> Response:
     return json_response(await service.release(db=db, cache=cache, order_id=order_id))
 
 

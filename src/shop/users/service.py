@@ -8,7 +8,6 @@ import os
 import secrets
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -17,7 +16,7 @@ from shop.common.auth import SigningKeys, issue_access_token
 from shop.common.db import Connection, Database
 from shop.common.errors import Conflict, NotFound, Unauthorized
 from shop.common.metrics import LOGINS, REGISTRATIONS
-from shop.users.db import RefreshTokenRepository, UserExists, UserRepository
+from shop.users.db import RefreshTokenRepository, User, UserExists, UserRepository
 from shop.users.limits import AuthLimits
 from shop.users.schemas import TokenResponse, UserCreate
 from shop.users.settings import UsersSettings
@@ -79,7 +78,7 @@ async def register(
     limits: AuthLimits,
     client: str,
     user_in: UserCreate,
-) -> Any:
+) -> User:
     await limits.before_register(client=client, username=user_in.username, email=user_in.email)
     password_hash = await passwords.hash(user_in.password)
     async with db.acquire() as conn:
@@ -147,7 +146,7 @@ async def login(
     await limits.before_login(client=client, login=username)
     async with db.acquire() as conn:
         user = await UserRepository(conn).credentials(username)
-    password_hash = user["password_hash"] if user else None
+    password_hash = user.password_hash if user else None
     if not await passwords.verify(password_hash, password):
         LOGINS.labels("failure").inc()
         await limits.login_failed(login=username)
@@ -158,15 +157,15 @@ async def login(
     if passwords.needs_rehash(password_hash):
         new_hash = await passwords.hash(password)
         async with db.acquire() as conn:
-            await UserRepository(conn).set_password_hash(user["id"], new_hash)
+            await UserRepository(conn).set_password_hash(user.id, new_hash)
     LOGINS.labels("success").inc()
     async with db.acquire() as conn:
         return await _issue_tokens(
             conn,
             keys=keys,
             settings=settings,
-            user_id=user["id"],
-            role=user["role"],
+            user_id=user.id,
+            role=user.role,
             family=uuid.uuid4(),
         )
 
@@ -179,23 +178,23 @@ async def refresh(
     async with db.acquire() as conn, conn.transaction():
         repo = RefreshTokenRepository(conn)
         row = await repo.lock(_refresh_hash(refresh_token))
-        if row is None or row["revoked_at"] is not None or row["expired"]:
+        if row is None or row.revoked_at is not None or row.expired:
             raise invalid
-        if row["used_at"] is not None:
+        if row.used_at is not None:
             reused = True
-            await repo.revoke_family(row["family"])
+            await repo.revoke_family(row.family)
         else:
             reused = False
-            await repo.mark_used(row["id"])
-            user = await UserRepository(conn).get(row["user_id"])
+            await repo.mark_used(row.id)
+            user = await UserRepository(conn).get(row.user_id)
             if user is not None:
                 return await _issue_tokens(
                     conn,
                     keys=keys,
                     settings=settings,
-                    user_id=user["id"],
-                    role=user["role"],
-                    family=row["family"],
+                    user_id=user.id,
+                    role=user.role,
+                    family=row.family,
                 )
     if reused:
         LOGINS.labels("refresh_reuse").inc()
@@ -216,7 +215,7 @@ async def purge_refresh_tokens(*, db: Database) -> int:
         return await RefreshTokenRepository(conn).purge_expired()
 
 
-async def get_user(*, db: Database, user_id: int) -> Any:
+async def get_user(*, db: Database, user_id: int) -> User:
     async with db.acquire() as conn:
         user = await UserRepository(conn).get(user_id)
     if user is None:
@@ -224,7 +223,7 @@ async def get_user(*, db: Database, user_id: int) -> Any:
     return user
 
 
-async def list_users(*, db: Database, limit: int, offset: int) -> tuple[list[Any], int]:
+async def list_users(*, db: Database, limit: int, offset: int) -> tuple[list[User], int]:
     async with db.acquire() as conn:
         return await UserRepository(conn).page(limit=limit, offset=offset)
 
