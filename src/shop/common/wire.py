@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from operator import attrgetter
 from typing import Generic, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel
@@ -27,11 +26,6 @@ from shop.common.types import Json, JsonObject
 
 M = TypeVar("M", bound=BaseModel)
 Convert = Callable[[object], Json]
-
-
-def money(value: object) -> Json:
-    assert isinstance(value, Decimal)
-    return f"{value:.2f}"
 
 
 def iso(value: object) -> Json:
@@ -46,67 +40,65 @@ def iso_z(value: object) -> Json:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _value(value: object) -> Json:
-    assert isinstance(value, Enum)
-    result: Json = value.value
-    return result
-
-
-def _nullable(convert: Convert) -> Convert:
-    def nullable(value: object) -> Json:
-        return None if value is None else convert(value)
-
-    return nullable
-
-
 class Wire(Generic[M]):
-    """The response form of ``model``, from any row whose attributes bear its field names."""
+    """The response form of ``model``, from any row whose attributes bear its field names.
+
+    Compiled once into one function that builds the dict in a single expression (as
+    ``dataclasses`` compiles ``__init__``): on the hot routes it costs what the hand-written
+    dict literals it replaced did (docs/performance.md, "One mapper")."""
 
     def __init__(self, model: type[M], *, datetimes: Convert = iso) -> None:
         self.model = model
         self._datetimes = datetimes
-        # A field's value as read: JSON as it is unless it has a conversion (its type says so).
-        self._fields: tuple[tuple[str, Convert, Convert | None], ...] = tuple(
-            (name, attrgetter(name), self._converter(field.annotation, field.metadata))
+        self._names: dict[str, object] = {}
+        items = ", ".join(
+            f"{name!r}: {self._expr(f'row.{name}', field.annotation)}"
             for name, field in model.model_fields.items()
         )
+        source = f"def encode(row):\n    return {{{items}}}\n"
+        scope: dict[str, object] = {}
+        exec(compile(source, f"<wire {model.__name__}>", "exec"), self._names, scope)  # noqa: S102
+        encode = scope["encode"]
+        assert callable(encode)
+        self._encode: Callable[[object], JsonObject] = encode
 
     def __call__(self, row: object) -> JsonObject:
-        return {
-            name: value if convert is None else convert(value)
-            for name, get, convert in self._fields
-            for value in (get(row),)
-        }
+        return self._encode(row)
 
     def many(self, rows: Iterable[object]) -> list[Json]:
-        return [self(row) for row in rows]
+        encode = self._encode
+        return [encode(row) for row in rows]
 
-    def _converter(self, annotation: object, metadata: list[object]) -> Convert | None:
+    def _expr(self, value: str, annotation: object) -> str:
+        """The Python expression that encodes ``value``, an expression of this type."""
         origin, args = get_origin(annotation), get_args(annotation)
         if origin is typing.Union or origin is types.UnionType:
             present = [a for a in args if a is not type(None)]
-            inner = self._converter(present[0], metadata) if len(present) == 1 else None
-            return None if inner is None else _nullable(inner)
+            if len(present) != 1:
+                return value
+            inner = self._expr("v", present[0])
+            if inner == "v":
+                return value
+            return f"(None if (v := {value}) is None else {inner})"
         if origin is typing.Annotated:
-            return self._converter(args[0], [*args[1:], *metadata])
+            return self._expr(value, args[0])
         if origin is list:
-            item = self._converter(args[0], [])
-            return None if item is None else _each(item)
+            item = self._expr("item", args[0])
+            return value if item == "item" else f"[{item} for item in {value}]"
         if isinstance(annotation, type):
             if issubclass(annotation, BaseModel):
-                return Wire(annotation, datetimes=self._datetimes)
+                return f"{self._name(Wire(annotation, datetimes=self._datetimes))}({value})"
             if issubclass(annotation, Enum):
-                return _value
+                return f"{value}.value"
             if issubclass(annotation, datetime):
-                return self._datetimes
+                if self._datetimes is iso:
+                    return f"{value}.isoformat()"
+                return f"{self._name(self._datetimes)}({value})"
             if issubclass(annotation, Decimal):
-                return money
-        return None
+                return f"f'{{{value}:.2f}}'"
+        return value
 
-
-def _each(item: Convert) -> Convert:
-    def each(values: object) -> Json:
-        assert isinstance(values, Iterable)
-        return [item(v) for v in values]
-
-    return each
+    def _name(self, function: object) -> str:
+        name = f"_f{len(self._names)}"
+        self._names[name] = function
+        return name
