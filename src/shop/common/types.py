@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Generic, TypeAlias, TypeVar
 
@@ -17,7 +18,9 @@ from pydantic import (
 
 # A JSON value as orjson writes and reads it, and a JSON object: the type of bodies, events and
 # config documents that are built or read as data rather than through a model.
-Json: TypeAlias = "dict[str, Json] | list[Json] | str | int | float | bool | None"
+# Containers as Mapping and Sequence (covariant), so a dict[str, str] or a list of objects is
+# JSON too; a document being built is a JsonObject.
+Json: TypeAlias = "Mapping[str, Json] | Sequence[Json] | str | int | float | bool | None"
 JsonObject: TypeAlias = "dict[str, Json]"
 
 MAX_MONEY = Decimal("9999999999.99")  # NUMERIC(12, 2)
