@@ -214,7 +214,7 @@ def _refusal(lines: list[tuple[int, int]], rows: list[LockedLine]) -> NotFound |
             f"No product {', '.join(map(str, missing))}.",
             extra={"code": "product_not_found", "product_ids": missing},
         )
-    short = [
+    short: list[JsonObject] = [
         {
             "loc": ["body", "lines", i, "quantity"],
             "msg": f"only {found[p].stock} of product {p} in stock",
