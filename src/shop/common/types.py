@@ -27,7 +27,7 @@ MAX_MONEY = Decimal("9999999999.99")  # NUMERIC(12, 2)
 CENT = Decimal("0.01")
 
 
-def parse_money(value: Any) -> Decimal:
+def parse_money(value: object) -> Decimal:
     """Accept "19.99", 19.99 or 19; refuse floats' noise beyond cents, NaN, booleans."""
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise ValueError('must be a decimal number, as a string like "19.99" or a number')
@@ -111,7 +111,7 @@ LINE_QUANTITY_MAX = 1_000
 ORDER_QUANTITY_MAX = 10_000
 
 
-def _json_int(value: Any) -> Any:
+def _json_int(value: object) -> object:
     # JSON's integers: 3 and 3.0 (JSON Schema's "integer"), never true or "3".
     if isinstance(value, bool | str | bytes):
         raise ValueError("Input should be a valid integer")
