@@ -1,6 +1,6 @@
 """The one way from a typed row to its response: ``Wire(XRead)`` reads the response model's
-fields, in the model's order, as attributes of a row (a frozen dataclass of a repository, or
-its properties) and gives the JSON-ready dict, to be serialised once (orjson).
+fields, in the model's order, as attributes of a repository's typed row (a frozen dataclass or
+a named tuple, or their properties) and gives the JSON-ready dict, serialised once (orjson).
 
 The encoding of each field follows its annotation in the model, compiled once per model:
 ``Money`` as "19.99", an enum as its value, a datetime in ISO 8601 (``isoformat``, or with
@@ -45,7 +45,7 @@ class Wire(Generic[M]):
 
     Compiled once into one function that builds the dict in a single expression (as
     ``dataclasses`` compiles ``__init__``): on the hot routes it costs what the hand-written
-    dict literals it replaced did (docs/performance.md, "One mapper")."""
+    dict literals it replaced did (docs/performance.md, "One mapper from typed rows")."""
 
     def __init__(self, model: type[M], *, datetimes: Convert = iso) -> None:
         self.model = model
