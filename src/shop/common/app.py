@@ -291,7 +291,7 @@ def create_service_app(
         response_model=ReadinessRead,
         responses=problems(503, descriptions={503: "Not ready (checks says which failed)"}),
     )
-    async def ready(request: Request) -> dict[str, Any]:
+    async def ready(request: Request) -> dict[str, object]:
         if request.app.state.shutting_down or DRAINING.is_set():
             raise ServiceUnavailable("The service is shutting down.")
         checks = {

@@ -18,17 +18,17 @@ import math
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from shop.common.errors import ServiceUnavailable, Unauthorized
+from shop.common.types import JsonObject
 
 USER_ALG = "EdDSA"
 SERVICE_ALG = "HS256"
@@ -107,7 +107,7 @@ class SigningKeys:
         current_pem: str,
         previous_pems: tuple[str, ...] = (),
         *,
-        published: tuple[dict[str, Any], ...] = (),
+        published: tuple[Mapping[str, str], ...] = (),
     ) -> None:
         self._current = load_private_key(current_pem)
         self.current_jwk = public_jwk(self._current.public_key())
@@ -122,25 +122,25 @@ class SigningKeys:
     def kid(self) -> str:
         return self.current_jwk["kid"]
 
-    def sign(self, claims: dict[str, Any]) -> str:
+    def sign(self, claims: dict[str, object]) -> str:
         return jwt.encode(claims, self._current, algorithm=USER_ALG, headers={"kid": self.kid})
 
-    def jwks(self) -> dict[str, Any]:
+    def jwks(self) -> JsonObject:
         return {"keys": [self.current_jwk, *self._previous]}
 
 
 # Fetches a JSON document (the JWKS) from a URL; raises OSError, http.client.HTTPException or
 # ValueError when it cannot.
-FetchJson = Callable[[str], Awaitable[Any]]
+FetchJson = Callable[[str], Awaitable[object]]
 
 
-def _get_json(url: str, timeout: float) -> Any:
+def _get_json(url: str, timeout: float) -> object:
     request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (a configured URL)
         return json.loads(response.read())
 
 
-async def fetch_json(url: str) -> Any:
+async def fetch_json(url: str) -> object:
     """GET ``url`` as JSON with the standard library, off the event loop. The JWKS is fetched
     a few times an hour, so no HTTP client library is worth its memory for it (httpx costs a
     service several MB of RSS; docs/performance.md, "Memory"). HTTP errors raise
@@ -170,14 +170,14 @@ class KeySet:
 
     def __init__(
         self,
-        jwks: dict[str, Any] | None = None,
+        jwks: object = None,
         *,
         url: str | None = None,
         fetch: FetchJson = fetch_json,
         max_age: float = 300.0,
         min_refresh_interval: float = 2.0,
     ) -> None:
-        self._keys: dict[str, Any] = {}
+        self._keys: dict[str, Ed25519PublicKey] = {}
         self._url, self._fetch = url, fetch
         self._max_age, self._min_interval = max_age, min_refresh_interval
         self._fetched_at = 0.0  # when the last successful fetch started (monotonic)
@@ -231,15 +231,19 @@ class KeySet:
     def kids(self) -> frozenset[str]:
         return frozenset(self._keys)
 
-    def load(self, jwks: dict[str, Any]) -> None:
-        """Replace the keys with a JWKS document's Ed25519 keys."""
+    def load(self, jwks: object) -> None:
+        """Replace the keys with a JWKS document's Ed25519 keys; ValueError if it is not a
+        JWKS (an object whose ``keys`` is a list of objects)."""
+        listed = jwks.get("keys", []) if isinstance(jwks, dict) else None
+        if not isinstance(listed, list) or not all(isinstance(k, dict) for k in listed):
+            raise ValueError("not a JWKS document")
         keys = {}
-        for jwk in jwks.get("keys", []):
+        for jwk in listed:
             if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519" and "kid" in jwk:
                 keys[jwk["kid"]] = jwt.PyJWK(jwk, algorithm=USER_ALG).key
         self._keys = keys
 
-    async def get(self, kid: str) -> Any | None:
+    async def get(self, kid: str) -> Ed25519PublicKey | None:
         if self._url:
             now = time.monotonic()
             if kid not in self._keys:
@@ -275,6 +279,10 @@ class KeySet:
             self._last_fetch_failed = False
 
 
+# The (kid, key) that verified a user token.
+Signer = tuple[str, Ed25519PublicKey]
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -289,7 +297,7 @@ class TokenVerifier:
         self._service_secret = service_secret
         self._leeway = leeway
         # Verified tokens: token -> (principal, exp, (kid, key) that verified a user token).
-        self._verified: dict[str, tuple[Principal, float, tuple[str, Any] | None]] = {}
+        self._verified: dict[str, tuple[Principal, float, Signer | None]] = {}
 
     @property
     def keys(self) -> KeySet:
@@ -318,7 +326,7 @@ class TokenVerifier:
         self._verified[token] = (principal, exp, key)
         return principal
 
-    async def _verify(self, token: str) -> tuple[Principal, float, tuple[str, Any] | None]:
+    async def _verify(self, token: str) -> tuple[Principal, float, Signer | None]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -368,7 +376,7 @@ class TokenVerifier:
         raise Unauthorized("The token's algorithm is not accepted.")
 
 
-def _text(claim: Any) -> str | None:
+def _text(claim: object) -> str | None:
     return claim if isinstance(claim, str) and claim else None
 
 
@@ -386,7 +394,7 @@ def issue_access_token(
     """A user's access token. ``username`` and ``email`` (OIDC's standard claims) are the
     user's contact as at issue: an order records them, so its mails need no look-up."""
     now = int(time.time())
-    claims: dict[str, Any] = {
+    claims: dict[str, object] = {
         "iss": issuer,
         "aud": audience,
         "sub": str(user_id),

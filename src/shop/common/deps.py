@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -12,7 +13,7 @@ from shop.common.context import user_id_var
 from shop.common.db import Database
 from shop.common.errors import Forbidden, Unauthorized
 from shop.common.responses import JSONResponse, json_response
-from shop.common.types import IDEMPOTENCY_KEY_MAX, PAGE_LIMIT_MAX, PAGE_OFFSET_MAX
+from shop.common.types import IDEMPOTENCY_KEY_MAX, PAGE_LIMIT_MAX, PAGE_OFFSET_MAX, Json
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from POST /api/v1/users/login.")
 
@@ -59,7 +60,7 @@ class PageParams:
     def __init__(self, limit: int = 20, offset: int = 0) -> None:
         self.limit, self.offset = limit, offset
 
-    def response(self, items: list[Any], total: int) -> JSONResponse:
+    def response(self, items: Sequence[Json], total: int) -> JSONResponse:
         """The contract's list shape: ``{"items", "total", "limit", "offset"}``."""
         return json_response(
             {"items": items, "total": total, "limit": self.limit, "offset": self.offset}

@@ -18,7 +18,10 @@ including framework ones and anything unexpected, into ``application/problem+jso
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+from shop.common.types import Json, JsonObject
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://shop.example.com/problems/"
@@ -33,9 +36,9 @@ class Problem(Exception):
         self,
         detail: str | None = None,
         *,
-        errors: list[dict[str, Any]] | None = None,
+        errors: Sequence[Mapping[str, Json]] | None = None,
         headers: dict[str, str] | None = None,
-        extra: dict[str, Any] | None = None,
+        extra: Mapping[str, Json] | None = None,
     ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
@@ -43,7 +46,7 @@ class Problem(Exception):
         self.headers = headers or {}
         self.extra = extra or {}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return problem_body(
             self.status, self.title, self.detail, slug=self.slug, errors=self.errors, **self.extra
         )
@@ -55,10 +58,10 @@ def problem_body(
     detail: str,
     *,
     slug: str | None = None,
-    errors: list[dict[str, Any]] | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
+    errors: Sequence[Mapping[str, Json]] | None = None,
+    **extra: Json,
+) -> JsonObject:
+    body: JsonObject = {
         "type": PROBLEM_TYPE_BASE + (slug or str(status)),
         "title": title,
         "status": status,
@@ -77,8 +80,14 @@ class BadRequest(Problem):
 class Unauthorized(Problem):
     status, title, slug = 401, "Unauthorized", "unauthorized"
 
-    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
-        super().__init__(detail, **kwargs)
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: Mapping[str, Json] | None = None,
+    ) -> None:
+        super().__init__(detail, headers=headers, extra=extra)
         self.headers.setdefault("WWW-Authenticate", "Bearer")
 
 
@@ -109,14 +118,28 @@ class Unprocessable(Problem):
 class RateLimited(Problem):
     status, title, slug = 429, "Too Many Requests", "rate-limited"
 
-    def __init__(self, detail: str | None = None, *, retry_after: int = 1, **kw: Any) -> None:
-        super().__init__(detail, **kw)
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        retry_after: int = 1,
+        errors: Sequence[Mapping[str, Json]] | None = None,
+        extra: Mapping[str, Json] | None = None,
+    ) -> None:
+        super().__init__(detail, errors=errors, extra=extra)
         self.headers["Retry-After"] = str(retry_after)
 
 
 class ServiceUnavailable(Problem):
     status, title, slug = 503, "Service Unavailable", "unavailable"
 
-    def __init__(self, detail: str | None = None, *, retry_after: int = 2, **kw: Any) -> None:
-        super().__init__(detail, **kw)
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        retry_after: int = 2,
+        errors: Sequence[Mapping[str, Json]] | None = None,
+        extra: Mapping[str, Json] | None = None,
+    ) -> None:
+        super().__init__(detail, errors=errors, extra=extra)
         self.headers["Retry-After"] = str(retry_after)

@@ -29,7 +29,6 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 from starlette.responses import Response
@@ -37,7 +36,7 @@ from starlette.responses import Response
 from shop.common.db import Database
 from shop.common.errors import PROBLEM_CONTENT_TYPE, Conflict, Problem, Unprocessable
 from shop.common.responses import json_response
-from shop.common.types import IDEMPOTENCY_KEY_MAX
+from shop.common.types import IDEMPOTENCY_KEY_MAX, Json
 
 LEASE_SECONDS = 30
 WAIT_SECONDS = 10.0
@@ -59,7 +58,7 @@ CREATE TABLE idempotency_keys (
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
     status_code: int
-    body: Any
+    body: Json
 
 
 def key_reused(detail: str | None = None) -> Unprocessable:
@@ -70,7 +69,7 @@ def key_reused(detail: str | None = None) -> Unprocessable:
 
 
 def in_progress(
-    detail: str = "A request with this key is still in progress.", **extra: Any
+    detail: str = "A request with this key is still in progress.", **extra: Json
 ) -> Conflict:
     return Conflict(
         detail, headers={"Retry-After": "1"}, extra={"code": "request_in_progress", **extra}
@@ -85,7 +84,7 @@ def ensure_same_request(
         raise key_reused(detail)
 
 
-def fingerprint(*parts: Any) -> str:
+def fingerprint(*parts: object) -> str:
     return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
 
 
@@ -132,7 +131,7 @@ async def begin(
         delay = min(delay * 2, 0.5)
 
 
-async def complete(db: Database, *, scope: str, key: str, status_code: int, body: Any) -> None:
+async def complete(db: Database, *, scope: str, key: str, status_code: int, body: Json) -> None:
     async with db.acquire() as conn:
         await conn.execute(
             "UPDATE idempotency_keys SET status_code = $3, response = $4::jsonb"
@@ -160,7 +159,7 @@ async def run_idempotent(
     key: str | None,
     scope: str,
     request_fingerprint: str,
-    handler: Callable[[], Awaitable[tuple[int, Any]]],
+    handler: Callable[[], Awaitable[tuple[int, Json]]],
 ) -> Response:
     """Answer a request at most once per key: run ``handler`` or replay its stored answer.
 

@@ -15,11 +15,11 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import TextIO
 
 import orjson
 import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 from shop.common.context import request_id_var, user_id_var
 
@@ -43,7 +43,7 @@ REDACTED = "[redacted]"
 _static: dict[str, str] = {"service": "shop", "pod": ""}
 
 
-_SECOND: list[Any] = [-1, ""]  # the last second formatted, and its text
+_SECOND: list[int | str] = [-1, ""]  # the last second formatted, and its text
 
 
 def timestamp(now: float | None = None) -> str:
@@ -60,10 +60,10 @@ def timestamp(now: float | None = None) -> str:
     return f"{_SECOND[1]}.{int((now - second) * 1000):03d}Z"
 
 
-def _seed_format(_: Any, method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+def _seed_format(_: WrappedLogger, method: str, event: EventDict) -> EventDict:
     message = event.pop("event", "")
     level = event.pop("level", method).upper()
-    record: dict[str, Any] = {
+    record: EventDict = {
         "timestamp": timestamp(),
         "level": "WARNING" if level == "WARN" else level,
         "service": _static["service"],
@@ -103,7 +103,7 @@ def _current_span() -> tuple[str | None, str | None]:
 
 
 # Where ``access_log`` writes its lines directly (JSON logging configured), else None.
-_access: dict[str, Any] = {"handler": None}
+_access: dict[str, logging.StreamHandler[TextIO] | None] = {"handler": None}
 
 
 def access_log(*, method: str, path: str, status: int, duration_ms: float) -> None:
@@ -114,7 +114,7 @@ def access_log(*, method: str, path: str, status: int, duration_ms: float) -> No
     the largest part of a line's cost in the profiles (docs/performance.md); its fields are
     fixed and carry nothing to redact. Otherwise it goes through the logger like any line.
     """
-    handler: logging.StreamHandler[Any] | None = _access["handler"]
+    handler = _access["handler"]
     if handler is None:
         get_logger("shop.http").info(
             "request handled", method=method, path=path, status=status, duration_ms=duration_ms
@@ -146,19 +146,19 @@ def access_log(*, method: str, path: str, status: int, duration_ms: float) -> No
         handler.flush()
 
 
-def _render(_: Any, __: str, event: Mapping[str, Any]) -> str:
+def _render(_: WrappedLogger, __: str, event: EventDict) -> str:
     return orjson.dumps(event, default=str).decode()
 
 
 def configure_logging(*, service: str, pod: str, level: str = "INFO", json: bool = True) -> None:
     """Configure structlog and the standard library once per process."""
     _static["service"], _static["pod"] = service, pod
-    shared: list[Any] = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.processors.format_exc_info,
     ]
-    renderer: Any = _render if json else structlog.dev.ConsoleRenderer(colors=False)
+    renderer: Processor = _render if json else structlog.dev.ConsoleRenderer(colors=False)
     final = [_seed_format, renderer] if json else [renderer]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -183,5 +183,6 @@ def configure_logging(*, service: str, pod: str, level: str = "INFO", json: bool
         logging.getLogger(name).propagate = True
 
 
-def get_logger(name: str | None = None) -> Any:
-    return structlog.get_logger(name)
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

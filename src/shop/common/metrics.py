@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any
 
 from opentelemetry import trace
 from prometheus_client import (
@@ -157,17 +156,17 @@ _UNTIMED_ROUTES = frozenset({"/metrics", "/health/live", "/health/ready"})
 
 
 @functools.cache
-def _duration(method: str, route: str) -> Any:
+def _duration(method: str, route: str) -> Histogram:
     return HTTP_DURATION.labels(method, route)
 
 
 @functools.cache
-def _requests(method: str, route: str, status: int) -> Any:
+def _requests(method: str, route: str, status: int) -> Counter:
     return HTTP_REQUESTS.labels(method, route, status_class(status))
 
 
 @functools.cache
-def in_progress(method: str) -> Any:
+def in_progress(method: str) -> Gauge:
     """The in-progress gauge of one method (its child, looked up once)."""
     return HTTP_IN_PROGRESS.labels(method)
 

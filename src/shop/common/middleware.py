@@ -11,9 +11,9 @@ import os
 import re
 import secrets
 import time
-from typing import Any
 
 import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop.common.context import request_id_var, user_id_var
 from shop.common.errors import PROBLEM_CONTENT_TYPE, problem_body
@@ -68,7 +68,7 @@ class RequestContextMiddleware:
     (``shop.common.metrics``); write one access-log line."""
 
     def __init__(
-        self, app: Any, *, max_body_bytes: int, content_security_policy: str | None = None
+        self, app: ASGIApp, *, max_body_bytes: int, content_security_policy: str | None = None
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes
@@ -79,7 +79,7 @@ class RequestContextMiddleware:
             else (_API_CSP[0], content_security_policy.encode())
         )
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -101,7 +101,7 @@ class RequestContextMiddleware:
         if not is_docs:
             extra_headers.append(self.csp)
 
-        async def send_wrapper(message: dict[str, Any]) -> None:
+        async def send_wrapper(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status, response_started = message["status"], True
@@ -115,9 +115,9 @@ class RequestContextMiddleware:
 
         received = 0
 
-        async def receive_limited() -> dict[str, Any]:
+        async def receive_limited() -> Message:
             nonlocal received
-            message: dict[str, Any] = await receive()
+            message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
@@ -173,7 +173,7 @@ class RequestContextMiddleware:
             user_id_var.reset(uid_token)
 
     @staticmethod
-    async def _problem(send: Any, status: int, title: str, detail: str) -> None:
+    async def _problem(send: Send, status: int, title: str, detail: str) -> None:
         slug = {413: "payload-too-large", 500: "internal"}[status]
         body = orjson.dumps(problem_body(status, title, detail, slug=slug))
         await send(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import command
@@ -48,11 +48,11 @@ def downgrade(service: str, database_url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(service, database_url), revision)
 
 
-def run_env(context: Any, target_metadata: MetaData) -> None:
+def run_env(context: ModuleType, target_metadata: MetaData) -> None:
     """The body of every service's ``migrations/env.py`` (online mode, async engine)."""
     config = context.config
 
-    def do_run(connection: Any) -> None:
+    def do_run(connection: sa.Connection) -> None:
         context.configure(connection=connection, target_metadata=target_metadata)
         with context.begin_transaction():
             context.run_migrations()

@@ -14,16 +14,24 @@ config in ``schemathesis.toml``) and by a client generated from it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.requests import Request
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from shop.common.errors import PROBLEM_CONTENT_TYPE, Unprocessable
+from shop.common.types import JsonObject
 
-Responses = dict[int | str, dict[str, Any]]
+# FastAPI's types of a route's ``responses`` (a model class may stand in a response) and of
+# the OpenAPI document it builds.
+Responses = dict[int | str, dict[str, object]]
+OpenApi = dict[str, Any]
 
 TITLES: dict[int, str] = {
     400: "Malformed JSON",
@@ -39,7 +47,7 @@ TITLES: dict[int, str] = {
     503: "A dependency is unavailable (Retry-After)",
 }
 
-PROBLEM_SCHEMA: dict[str, Any] = {
+PROBLEM_SCHEMA: JsonObject = {
     "title": "Problem",
     "type": "object",
     "description": "An RFC 9457 problem. Members beyond these may be added (extensions).",
@@ -68,12 +76,12 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "additionalProperties": True,
 }
 
-_RETRY_AFTER = {
+_RETRY_AFTER: JsonObject = {
     "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}}
 }
 
 
-def _schema_of(model: type[BaseModel] | None) -> dict[str, Any]:
+def _schema_of(model: type[BaseModel] | None) -> JsonObject:
     if model is None:
         return PROBLEM_SCHEMA
     schema = model.model_json_schema()
@@ -93,7 +101,7 @@ def problems(
     described = descriptions or {}
     out: Responses = {}
     for status in statuses:
-        response: dict[str, Any] = {
+        response: dict[str, object] = {
             "description": described.get(status, TITLES.get(status, "Problem")),
             "content": {PROBLEM_CONTENT_TYPE: {"schema": _schema_of(model)}},
         }
@@ -142,17 +150,17 @@ METRICS_RESPONSE: Responses = {
 }
 
 
-def _flatten(routes: list[Any]) -> list[Any]:
+def _flatten(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
     # FastAPI keeps an included router as one entry whose candidates are its routes with the
     # prefix applied (tests/integration/test_bad_input.py notices if that ever changes).
-    out: list[Any] = []
+    out: list[BaseRoute] = []
     for route in routes:
         candidates = getattr(route, "effective_candidates", None)
         out.extend(_flatten(candidates()) if callable(candidates) else [route])
     return out
 
 
-def allowed_methods(routes: list[Any], scope: Scope) -> list[str]:
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
     """Every method some route serves at this path (Starlette's own 405 lists only the first
     matching route's), with HEAD wherever GET is: the ``Allow`` header of a 405."""
     methods: set[str] = set()
@@ -170,7 +178,7 @@ def allowed_methods(routes: list[Any], scope: Scope) -> list[str]:
 _QUERY_NAMES: dict[int, frozenset[str]] = {}
 
 
-def _query_names(dependant: Any) -> frozenset[str]:
+def _query_names(dependant: Dependant) -> frozenset[str]:
     names = {param.alias for param in dependant.query_params}
     for sub in dependant.dependencies:
         names |= _query_names(sub)
@@ -197,7 +205,7 @@ async def refuse_unknown_query(request: Request) -> None:
         )
 
 
-def _share_problem_schemas(spec: dict[str, Any]) -> dict[str, Any]:
+def _share_problem_schemas(spec: OpenApi) -> OpenApi:
     """Each problem body once, under ``components.schemas`` by its title, referenced from the
     responses (a generated client then has one ``Problem`` type, not one per operation)."""
     shared = spec.setdefault("components", {}).setdefault("schemas", {})
@@ -212,14 +220,13 @@ def _share_problem_schemas(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def operation_id(route: Any) -> str:
+def operation_id(route: APIRoute) -> str:
     """An operation's id is its handler's name (``place_order``): unique across the platform,
     and the name of its function in a generated client."""
-    name: str = route.name
-    return name
+    return route.name
 
 
-def order_links(**operations: str) -> dict[str, Any]:
+def order_links(**operations: str) -> JsonObject:
     """OpenAPI links from a response with an order's ``id`` to operations taking it as
     ``order_id`` (what a client, and schemathesis's stateful phase, do next)."""
     return {
@@ -228,14 +235,13 @@ def order_links(**operations: str) -> dict[str, Any]:
     }
 
 
-def publish(app: Any) -> None:
+def publish(app: FastAPI) -> None:
     """Serve the app's OpenAPI with the problem bodies shared (built once, on first request)."""
     build = app.openapi
 
-    def openapi() -> dict[str, Any]:
+    def openapi() -> OpenApi:
         if app.openapi_schema is None:
             app.openapi_schema = _share_problem_schemas(build())
-        schema: dict[str, Any] = app.openapi_schema
-        return schema
+        return app.openapi_schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # the override FastAPI documents

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 import orjson
 from pydantic import BaseModel
@@ -18,14 +18,20 @@ class JSONResponse(StarletteJSONResponse):
 
     media_type = "application/json"
 
-    def render(self, content: Any) -> bytes:
+    def render(self, content: object) -> bytes:
         if isinstance(content, BaseModel):
             return content.__pydantic_serializer__.to_json(content)
         return orjson.dumps(content, default=str)
 
 
-def json_response(content: Any, status_code: int = 200, **kw: Any) -> JSONResponse:
-    return JSONResponse(content, status_code=status_code, **kw)
+def json_response(
+    content: object,
+    status_code: int = 200,
+    *,
+    headers: Mapping[str, str] | None = None,
+    media_type: str | None = None,
+) -> JSONResponse:
+    return JSONResponse(content, status_code=status_code, headers=headers, media_type=media_type)
 
 
 def problem_response(problem: Problem) -> Response:

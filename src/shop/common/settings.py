@@ -12,7 +12,7 @@ import os
 import socket
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import ClassVar, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -134,7 +134,7 @@ class ServiceSettings(BaseSettings):
         vault = VaultSettingsSource(settings_cls)
         return init_settings, env_settings, dotenv_settings, vault, file_secret_settings
 
-    def vault_fields(self) -> dict[str, Any]:
+    def vault_fields(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in type(self).model_fields if "vault_" in name}
 
     @property

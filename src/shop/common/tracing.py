@@ -21,7 +21,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from fastapi import FastAPI
 from opentelemetry import trace
@@ -30,6 +30,7 @@ from shop.common.metrics import record_trace_exemplars
 from shop.common.settings import ServiceSettings
 
 if TYPE_CHECKING:
+    import aiohttp
     import httpx
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -84,7 +85,7 @@ def instrument_app(app: FastAPI, settings: ServiceSettings) -> None:
     app.state.tracer_provider = provider
 
 
-def aiohttp_trace_configs() -> list[Any]:
+def aiohttp_trace_configs() -> list[aiohttp.TraceConfig]:
     """The trace configs an aiohttp session needs to trace its calls (none when off)."""
     if _provider is None:
         return []

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeAlias, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -15,11 +16,18 @@ from pydantic import (
     WithJsonSchema,
 )
 
+# A JSON value as orjson writes and reads it, and a JSON object: the type of bodies, events and
+# config documents that are built or read as data rather than through a model.
+# Containers as Mapping and Sequence (covariant), so a dict[str, str] or a list of objects is
+# JSON too; a document being built is a JsonObject.
+Json: TypeAlias = "Mapping[str, Json] | Sequence[Json] | str | int | float | bool | None"
+JsonObject: TypeAlias = "dict[str, Json]"
+
 MAX_MONEY = Decimal("9999999999.99")  # NUMERIC(12, 2)
 CENT = Decimal("0.01")
 
 
-def parse_money(value: Any) -> Decimal:
+def parse_money(value: object) -> Decimal:
     """Accept "19.99", 19.99 or 19; refuse floats' noise beyond cents, NaN, booleans."""
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise ValueError('must be a decimal number, as a string like "19.99" or a number')
@@ -103,7 +111,7 @@ LINE_QUANTITY_MAX = 1_000
 ORDER_QUANTITY_MAX = 10_000
 
 
-def _json_int(value: Any) -> Any:
+def _json_int(value: object) -> object:
     # JSON's integers: 3 and 3.0 (JSON Schema's "integer"), never true or "3".
     if isinstance(value, bool | str | bytes):
         raise ValueError("Input should be a valid integer")

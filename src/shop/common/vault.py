@@ -14,9 +14,10 @@ login are renewed, and the client logs in again when its token is about to expir
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, SecretStr
 
@@ -58,7 +59,7 @@ class VaultConfig(BaseModel):
     timeout_seconds: float = 5.0
 
     @classmethod
-    def from_fields(cls, fields: dict[str, Any]) -> VaultConfig | None:
+    def from_fields(cls, fields: Mapping[str, object]) -> VaultConfig | None:
         """From ``vault_*`` settings values (validated or raw); None when no address is set."""
         values = {
             name.removeprefix("vault_"): value

@@ -16,8 +16,8 @@ import copy
 import importlib
 import json
 import re
-from typing import Any
 
+from shop.common.openapi import OpenApi
 from shop.common.services import SERVICES
 from shop.edge import ROUTES
 
@@ -40,17 +40,17 @@ def routed_service(path: str) -> str | None:
     return None
 
 
-def service_openapi(service: str) -> dict[str, Any]:
+def service_openapi(service: str) -> OpenApi:
     app = importlib.import_module(f"shop.{service}.app").create_app()
-    spec: dict[str, Any] = copy.deepcopy(app.openapi())
+    spec: OpenApi = copy.deepcopy(app.openapi())
     return spec
 
 
-def _rename(spec: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
+def _rename(spec: OpenApi, renames: dict[str, str]) -> OpenApi:
     text = json.dumps(spec)
     for old, new in renames.items():
         text = text.replace(f'"#/components/schemas/{old}"', f'"#/components/schemas/{new}"')
-    renamed: dict[str, Any] = json.loads(text)
+    renamed: OpenApi = json.loads(text)
     schemas = renamed.get("components", {}).get("schemas", {})
     for old, new in renames.items():
         schemas[new] = schemas.pop(old)
@@ -60,7 +60,7 @@ def _rename(spec: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
 _REF = re.compile(r'"#/components/schemas/([^"]+)"')
 
 
-def _referenced(paths: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+def _referenced(paths: OpenApi, schemas: OpenApi) -> OpenApi:
     """The schemas the paths use, directly or through other schemas (the services' health
     bodies, not routed by the gateway, are left out)."""
     wanted = set(_REF.findall(json.dumps(paths)))
@@ -73,12 +73,12 @@ def _referenced(paths: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any
     return {name: schemas[name] for name in wanted}
 
 
-def combine(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def combine(specs: dict[str, OpenApi]) -> OpenApi:
     """One document from each service's (``{service: openapi}``), as the gateway routes them."""
-    paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {}
-    security: dict[str, Any] = {}
-    tags: dict[str, Any] = {}
+    paths: OpenApi = {}
+    schemas: OpenApi = {}
+    security: OpenApi = {}
+    tags: OpenApi = {}
     for service, original in specs.items():
         own = original.get("components", {}).get("schemas", {})
         clash = {n: f"{service.title()}{n}" for n, s in own.items() if schemas.get(n, s) != s}
@@ -98,7 +98,7 @@ def combine(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             responses.setdefault("429", _GATEWAY_429)
             if (route.path, method) not in public:
                 responses.setdefault("401", _GATEWAY_401)
-    document: dict[str, Any] = {
+    document: OpenApi = {
         "openapi": next(iter(specs.values()))["openapi"],
         "info": {
             "title": TITLE,
@@ -118,5 +118,5 @@ def combine(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return document
 
 
-def platform_openapi() -> dict[str, Any]:
+def platform_openapi() -> OpenApi:
     return combine({service: service_openapi(service) for service in SERVICES})

@@ -18,9 +18,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
+from shop.common.types import Json, JsonObject
 from shop.edge import IDEMPOTENT, READS, ROUTES, Bucket, Limits, Route
 
 PROBLEM = "https://shop.example.com/problems/"
@@ -29,7 +29,7 @@ EXT = "type.googleapis.com/envoy.extensions."  # the prefix of every filter's co
 OTLP_CLUSTER = "otel_collector"  # where the tracer's spans go (EnvoyConfig.otlp_endpoint)
 
 
-def _problem(status: int, slug: str, title: str, detail: str) -> dict[str, Any]:
+def _problem(status: int, slug: str, title: str, detail: str) -> JsonObject:
     return {"type": PROBLEM + slug, "title": title, "status": status, "detail": detail}
 
 
@@ -73,17 +73,20 @@ ACCESS_LOG_FORMAT = {
 }
 
 
-def _method_match(methods: Sequence[str]) -> dict[str, Any]:
+def _method_match(methods: Sequence[str]) -> JsonObject:
     return {
         "name": ":method",
         "string_match": {"safe_regex": {"regex": "^(" + "|".join(methods) + ")$"}},
     }
 
 
-def _retry_policy(idempotent: bool) -> dict[str, Any]:
-    policy: dict[str, Any] = {
-        # A refused or failed connection sent nothing: safe for any method.
-        "retry_on": "connect-failure,refused-stream,reset-before-request",
+def _retry_policy(idempotent: bool) -> JsonObject:
+    # A refused or failed connection sent nothing: safe for any method.
+    retry_on = "connect-failure,refused-stream,reset-before-request"
+    if idempotent:
+        retry_on += ",reset,gateway-error"
+    return {
+        "retry_on": retry_on,
         "num_retries": 3,
         "per_try_timeout": "10s",
         "retry_host_predicate": [
@@ -97,15 +100,12 @@ def _retry_policy(idempotent: bool) -> dict[str, Any]:
         "host_selection_retry_max_attempts": 5,
         "retry_back_off": {"base_interval": "0.05s", "max_interval": "0.5s"},
     }
-    if idempotent:
-        policy["retry_on"] += ",reset,gateway-error"
-    return policy
 
 
-def _local_ratelimit(stat_prefix: str, bucket: Bucket) -> dict[str, Any]:
+def _local_ratelimit(stat_prefix: str, bucket: Bucket) -> JsonObject:
     """``local_ratelimit``'s config: one token bucket per client address (its dynamic
     descriptors), 429 with ``Retry-After`` when empty."""
-    tokens = {
+    tokens: JsonObject = {
         "max_tokens": bucket.burst,
         "tokens_per_fill": bucket.rate,
         "fill_interval": f"{bucket.period}s",
@@ -152,7 +152,7 @@ class EnvoyConfig:
     listen_address: str = "127.0.0.1"
     log_path: Path | None = None
     # The platform's combined OpenAPI (shop.devtools.contract), served at /openapi.json.
-    openapi: Mapping[str, Any] | None = field(default=None, repr=False)
+    openapi: Mapping[str, Json] | None = field(default=None, repr=False)
     # Tracing at the edge: an OTLP/HTTP collector's base URL (the services' SHOP_OTLP_ENDPOINT,
     # http://127.0.0.1:4318) turns on Envoy's OpenTelemetry tracer on the public listeners; it
     # continues a request's traceparent or starts a trace, kept at ``trace_sampling`` percent,
@@ -210,10 +210,10 @@ class EnvoyConfig:
             origins += [f"https://{h}:{self.tls_port}" for h in hosts]
         return origins
 
-    def _envoy_routes(self) -> list[dict[str, Any]]:
+    def _envoy_routes(self) -> list[JsonObject]:
         """Each table route as up to four Envoy routes: (public or protected) x (idempotent or
         not), so the token requirement and the retry policy both follow the method."""
-        out: list[dict[str, Any]] = []
+        out: list[JsonObject] = []
         for route in self.routes():
             path = {"path": route.path} if route.exact else {"prefix": route.path}
             groups: list[tuple[str, tuple[str, ...] | None, bool]] = []
@@ -230,7 +230,7 @@ class EnvoyConfig:
                     groups.append((kind, methods, idem))
             groups.append(("protected", None, False))  # every other method
             for kind, methods, idem in groups:
-                match: dict[str, Any] = dict(path)
+                match: JsonObject = dict(path)
                 if methods is not None:
                     match["headers"] = [_method_match(methods)]
                 name = f"{route.service}:{route.path}:{kind}:{'idempotent' if idem else 'other'}"
@@ -239,7 +239,7 @@ class EnvoyConfig:
                     if kind == "public"
                     else {"requirement_name": "optional" if route.optional_token else "required"}
                 )
-                per_filter: dict[str, Any] = {
+                per_filter: JsonObject = {
                     "envoy.filters.http.jwt_authn": {
                         "@type": EXT + "filters.http.jwt_authn.v3.PerRouteConfig",
                         **jwt,
@@ -249,7 +249,7 @@ class EnvoyConfig:
                     per_filter["envoy.filters.http.local_ratelimit"] = _local_ratelimit(
                         "gateway_auth", self.limits.auth
                     )
-                envoy_route: dict[str, Any] = {
+                envoy_route: JsonObject = {
                     "name": name,
                     "match": match,
                     "route": {
@@ -264,8 +264,8 @@ class EnvoyConfig:
                 out.append(envoy_route)
         return out
 
-    def _jwt_filter(self) -> dict[str, Any]:
-        provider: dict[str, Any] = {
+    def _jwt_filter(self) -> JsonObject:
+        provider: JsonObject = {
             "issuer": self.jwt_issuer,
             "audiences": [self.jwt_audience],
             "remote_jwks": {
@@ -307,8 +307,8 @@ class EnvoyConfig:
             },
         }
 
-    def _http_filters(self) -> list[dict[str, Any]]:
-        filters: list[dict[str, Any]] = [
+    def _http_filters(self) -> list[JsonObject]:
+        filters: list[JsonObject] = [
             {
                 "name": "envoy.filters.http.cors",
                 "typed_config": {"@type": EXT + "filters.http.cors.v3.Cors"},
@@ -351,13 +351,13 @@ class EnvoyConfig:
         filters.append(_router())
         return filters
 
-    def _local_reply_config(self) -> dict[str, Any]:
+    def _local_reply_config(self) -> JsonObject:
         mappers = []
         # jwt_authn answers 403 for a token whose audience or issuer is not ours: to a client
         # that is an invalid token like any other (the contract's 401), so it is one.
         replies = [(403, LOCAL_REPLIES[0][1]), *LOCAL_REPLIES]
         for status, body in replies:
-            mapper: dict[str, Any] = {
+            mapper: JsonObject = {
                 "filter": {
                     "status_code_filter": {
                         "comparison": {
@@ -389,16 +389,16 @@ class EnvoyConfig:
             mappers.append(mapper)
         return {"mappers": mappers}
 
-    def _openapi_route(self) -> list[dict[str, Any]]:
+    def _openapi_route(self) -> list[JsonObject]:
         """``GET /openapi.json``: the platform's one document, answered by Envoy itself."""
         if self.openapi is None:
             return []
         document = json.dumps(self.openapi, separators=(",", ":"))
-        match = {"path": "/openapi.json", "headers": [_method_match(READS)]}
+        match: JsonObject = {"path": "/openapi.json", "headers": [_method_match(READS)]}
         return [_gateway_json_route("gateway:openapi", match, document)]
 
-    def _public_hcm(self, stat_prefix: str) -> dict[str, Any]:
-        virtual_host: dict[str, Any] = {
+    def _public_hcm(self, stat_prefix: str) -> JsonObject:
+        virtual_host: JsonObject = {
             "name": "shop",
             "domains": ["*"],
             "routes": [
@@ -418,22 +418,20 @@ class EnvoyConfig:
                 }
             },
         }
-        route_config: dict[str, Any] = {"virtual_hosts": [virtual_host]}
+        route_config: JsonObject = {"virtual_hosts": [virtual_host]}
         if self.openapi is not None:  # Envoy's default cap on a direct response is 4 KiB
             size = len(json.dumps(self.openapi, separators=(",", ":")).encode())
             route_config["max_direct_response_body_size_bytes"] = size + 1024
-        hcm = _hcm(
+        return _hcm(
             stat_prefix,
             route_config,
             self._http_filters(),
             access_log=self.access_log,
             local_reply=self._local_reply_config(),
+            tracing=None if self.otlp_endpoint is None else self._tracing(),
         )
-        if self.otlp_endpoint is not None:
-            hcm["typed_config"]["tracing"] = self._tracing()
-        return hcm
 
-    def _tracing(self) -> dict[str, Any]:
+    def _tracing(self) -> JsonObject:
         """The public listeners' tracer: OpenTelemetry, spans over OTLP/HTTP to the collector,
         the request id as a span attribute (from a log line to its trace, docs/observability.md).
         The internal listeners have none: in the cluster a service calls another directly, so
@@ -463,13 +461,13 @@ class EnvoyConfig:
             ],
         }
 
-    def _otlp_cluster(self) -> dict[str, Any]:
+    def _otlp_cluster(self) -> JsonObject:
         """Where the tracer sends its spans: the collector of ``otlp_endpoint``."""
         assert self.otlp_endpoint is not None
         url = urlsplit(self.otlp_endpoint)
         host = url.hostname or "127.0.0.1"
         port = url.port or (443 if url.scheme == "https" else 80)
-        cluster: dict[str, Any] = {
+        cluster: JsonObject = {
             "name": OTLP_CLUSTER,
             "type": "STRICT_DNS",
             "dns_refresh_rate": "5s",
@@ -489,7 +487,7 @@ class EnvoyConfig:
             }
         return cluster
 
-    def render(self) -> dict[str, Any]:
+    def render(self) -> JsonObject:
         """The bootstrap configuration (Envoy's JSON), regenerated on every start."""
         listeners = [
             _listener(
@@ -501,13 +499,7 @@ class EnvoyConfig:
         ]
         if self.tls_port is not None:
             tls = self.state_dir / "tls"
-            listener = _listener(
-                "public_https",
-                self.tls_port,
-                self._public_hcm("public_https"),
-                host=self.listen_address,
-            )
-            listener["filter_chains"][0]["transport_socket"] = {
+            transport_socket: JsonObject = {
                 "name": "envoy.transport_sockets.tls",
                 "typed_config": {
                     "@type": EXT + "transport_sockets.tls.v3.DownstreamTlsContext",
@@ -522,9 +514,17 @@ class EnvoyConfig:
                     },
                 },
             }
-            listeners.append(listener)
+            listeners.append(
+                _listener(
+                    "public_https",
+                    self.tls_port,
+                    self._public_hcm("public_https"),
+                    host=self.listen_address,
+                    transport_socket=transport_socket,
+                )
+            )
         for service, port in self.internal_ports.items():
-            routes = {
+            routes: JsonObject = {
                 "virtual_hosts": [
                     {
                         "name": service,
@@ -589,7 +589,7 @@ class EnvoyConfig:
             },
         }
 
-    def _discovery(self, service: str) -> dict[str, Any]:
+    def _discovery(self, service: str) -> JsonObject:
         """How the cluster finds its replicas: by DNS name, or from its EDS file."""
         if service in self.hosts:
             endpoints = [
@@ -618,7 +618,7 @@ class EnvoyConfig:
             },
         }
 
-    def _cluster(self, service: str) -> dict[str, Any]:
+    def _cluster(self, service: str) -> JsonObject:
         return {
             "name": service,
             **self._discovery(service),
@@ -647,13 +647,13 @@ class EnvoyConfig:
             },
         }
 
-    def eds(self, service: str) -> dict[str, Any]:
+    def eds(self, service: str) -> JsonObject:
         endpoints = [
             {"endpoint": {"address": _address(port)}}
             for port in self.upstreams[service]
             if port not in self.drained
         ]
-        assignment = {
+        assignment: JsonObject = {
             "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
             "cluster_name": service,
             "endpoints": [{"lb_endpoints": endpoints}],
@@ -661,7 +661,7 @@ class EnvoyConfig:
         return {"version_info": str(time.monotonic_ns()), "resources": [assignment]}
 
 
-def _gateway_json_route(name: str, match: dict[str, Any], body: str) -> dict[str, Any]:
+def _gateway_json_route(name: str, match: Mapping[str, Json], body: str) -> JsonObject:
     """A route the gateway answers itself with a JSON ``body``, no token asked."""
     return {
         "name": name,
@@ -679,11 +679,11 @@ def _gateway_json_route(name: str, match: dict[str, Any], body: str) -> dict[str
     }
 
 
-def _address(port: int, host: str = "127.0.0.1") -> dict[str, Any]:
+def _address(port: int, host: str = "127.0.0.1") -> JsonObject:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-def _router() -> dict[str, Any]:
+def _router() -> JsonObject:
     return {
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": EXT + "filters.http.router.v3.Router"},
@@ -692,12 +692,13 @@ def _router() -> dict[str, Any]:
 
 def _hcm(
     stat_prefix: str,
-    route_config: dict[str, Any],
-    filters: list[dict[str, Any]],
+    route_config: Mapping[str, Json],
+    filters: list[JsonObject],
     *,
     access_log: Path,
-    local_reply: dict[str, Any],
-) -> dict[str, Any]:
+    local_reply: JsonObject,
+    tracing: JsonObject | None = None,
+) -> JsonObject:
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
@@ -735,14 +736,25 @@ def _hcm(
                     },
                 }
             ],
+            **({} if tracing is None else {"tracing": tracing}),
         },
     }
 
 
-def _listener(name: str, port: int, hcm: dict[str, Any], host: str = "127.0.0.1") -> dict[str, Any]:
+def _listener(
+    name: str,
+    port: int,
+    hcm: JsonObject,
+    host: str = "127.0.0.1",
+    *,
+    transport_socket: JsonObject | None = None,
+) -> JsonObject:
+    chain: JsonObject = {"filters": [hcm]}
+    if transport_socket is not None:
+        chain["transport_socket"] = transport_socket
     return {
         "name": name,
         "address": _address(port, host),
         "per_connection_buffer_limit_bytes": 1_048_576,
-        "filter_chains": [{"filters": [hcm]}],
+        "filter_chains": [chain],
     }

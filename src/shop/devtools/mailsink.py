@@ -10,9 +10,9 @@ import argparse
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
 class MaildirHandler:
@@ -20,11 +20,13 @@ class MaildirHandler:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         path = self.folder / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(envelope.original_content or envelope.content)
+        content = envelope.original_content or envelope.content
+        assert isinstance(content, bytes)  # aiosmtpd's decode_data is off: bytes as received
+        tmp.write_bytes(content)
         tmp.rename(path)  # a reader never sees half a message
         return "250 Message accepted for delivery"
 

@@ -17,7 +17,7 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TypeAlias
 
 from shop.ops.backup import backup
 from shop.ops.consistency import check
@@ -150,7 +150,11 @@ def cmd_check_consistency(args: argparse.Namespace, state_dir: Path) -> int:
     return 0 if report.ok else 1
 
 
-def add_commands(sub: Any, state_dir: Path) -> None:
+# `shop`'s subcommands (argparse's own type for them).
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def add_commands(sub: Subcommands, state_dir: Path) -> None:
     """Register backup, restore, prune-backups and check-consistency on `shop`'s subparsers."""
     default_dest = os.environ.get("SHOP_BACKUP_DIR", str(state_dir / "backups"))
 

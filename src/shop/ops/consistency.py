@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 import asyncpg
 
@@ -28,7 +27,9 @@ class Report:
         return not self.problems
 
 
-def _check_order(order: Any, reservation: Any, payment: Any) -> list[str]:
+def _check_order(
+    order: asyncpg.Record, reservation: asyncpg.Record | None, payment: asyncpg.Record | None
+) -> list[str]:
     oid, status = order["id"], order["status"]
     found: list[str] = []
     reserved = reservation is not None and reservation["status"] == "reserved"
@@ -41,7 +42,7 @@ def _check_order(order: Any, reservation: Any, payment: Any) -> list[str]:
         elif Decimal(payment["amount"]) != Decimal(order["total_price"]):
             found.append(f"order {oid} total {order['total_price']} != paid {payment['amount']}")
         lines = sorted(zip(order["product_ids"], order["quantities"], strict=True))
-        if not reserved or sorted(reservation["lines"]) != lines:
+        if reservation is None or not reserved or sorted(reservation["lines"]) != lines:
             found.append(f"order {oid} is {status} but its stock is not reserved line by line")
         if order["lines_total"] is not None and Decimal(order["lines_total"]) != Decimal(
             order["total_price"]

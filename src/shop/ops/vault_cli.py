@@ -7,7 +7,6 @@ service processes' memory: docs/performance.md, "Memory").
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 
 def add_backup_options(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +33,7 @@ def _vault_restore(args: argparse.Namespace) -> int:
     return cmd_vault_restore(args)
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``shop vault-restore`` on the `shop` command's subparsers."""
     rst = sub.add_parser("vault-restore", help="restore a backup's Vault snapshot")
     rst.add_argument("backup", help="the backup folder (has manifest.json and vault.snap.age)")

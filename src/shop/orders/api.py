@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.datastructures import State
+from starlette.responses import Response
 
 from shop.common import fastpath
 from shop.common.auth import Principal
@@ -21,8 +21,9 @@ from shop.common.errors import Forbidden, NotFound
 from shop.common.openapi import order_links, problems
 from shop.common.responses import JSONResponse, json_response
 from shop.common.types import MAX_ID
+from shop.common.wire import Wire
 from shop.orders import service
-from shop.orders.saga import Contact, Order, OrderStatus
+from shop.orders.saga import Contact, OrderStatus
 from shop.orders.schemas import OrderCreate, OrderPage, OrderRead, StatusChange
 from shop.orders.service import Saga
 
@@ -38,35 +39,7 @@ async def _saga(request: Request) -> Saga:
 SagaDep = Annotated[Saga, Depends(_saga)]
 
 
-def _money(amount: Decimal | None) -> str | None:
-    return None if amount is None else f"{amount:.2f}"
-
-
-def _order(order: Order) -> dict[str, Any]:
-    return {
-        "id": order.id,
-        "user_id": order.user_id,
-        "product_id": order.product_id,
-        "quantity": order.quantity,
-        "lines": [
-            {
-                "product_id": line.product_id,
-                "name": line.name,
-                "quantity": line.quantity,
-                "unit_price": _money(line.unit_price),
-                "line_total": _money(line.line_total),
-            }
-            for line in order.lines
-        ],
-        "total_price": _money(order.total_price),
-        "currency": order.currency,
-        "status": order.status.value,
-        "payment_id": order.payment_id,
-        "payment_method": order.payment_method,
-        "failure_reason": order.failure_reason,
-        "created_at": order.created_at.isoformat(),
-        "updated_at": order.updated_at.isoformat(),
-    }
+ORDER = Wire(OrderRead)
 
 
 async def place_order(
@@ -89,7 +62,7 @@ async def place_order(
         currency=state.settings.currency,
         customer=customer,
     )
-    return json_response(_order(order), 201)
+    return json_response(ORDER(order), 201)
 
 
 # Both routes of POST /api/v1/orders, from one declaration (shop.common.fastpath.hot_post).
@@ -142,10 +115,10 @@ async def all_orders(
     page: PageDep,
     _: AdminDep,
     status: Annotated[OrderStatus | None, Query(description="only orders in this status")] = None,
-) -> Any:
+) -> Response:
     """Every customer's orders, newest first (the admin's order list)."""
     rows, total = await service.list_all(db=db, status=status, limit=page.limit, offset=page.offset)
-    return page.response([_order(r) for r in rows], total)
+    return page.response([ORDER(r) for r in rows], total)
 
 
 @router.get(
@@ -153,9 +126,9 @@ async def all_orders(
     response_model=OrderRead,
     responses=problems(401, 404, descriptions={404: "No such order (or not yours)"}),
 )
-async def get_order(order_id: Id, db: DbDep, principal: PrincipalDep) -> Any:
+async def get_order(order_id: Id, db: DbDep, principal: PrincipalDep) -> Response:
     return json_response(
-        _order(await service.get_order(db=db, order_id=order_id, principal=principal))
+        ORDER(await service.get_order(db=db, order_id=order_id, principal=principal))
     )
 
 
@@ -164,13 +137,15 @@ async def get_order(order_id: Id, db: DbDep, principal: PrincipalDep) -> Any:
     response_model=OrderPage,
     responses=problems(401, 404, descriptions={404: "Not this caller's user id"}),
 )
-async def orders_of_user(user_id: Id, db: DbDep, page: PageDep, principal: PrincipalDep) -> Any:
+async def orders_of_user(
+    user_id: Id, db: DbDep, page: PageDep, principal: PrincipalDep
+) -> Response:
     if not principal.may_access_user(user_id):
         raise NotFound(f"User {user_id} does not exist.")
     rows, total = await service.list_for_user(
         db=db, user_id=user_id, limit=page.limit, offset=page.offset
     )
-    return page.response([_order(r) for r in rows], total)
+    return page.response([ORDER(r) for r in rows], total)
 
 
 @router.patch(
@@ -190,11 +165,11 @@ async def orders_of_user(user_id: Id, db: DbDep, page: PageDep, principal: Princ
 )
 async def change_status(
     order_id: Id, change: StatusChange, saga: SagaDep, principal: PrivilegedDep
-) -> Any:
+) -> Response:
     order = await service.change_status(
         saga=saga, order_id=order_id, status=OrderStatus(change.status), principal=principal
     )
-    return json_response(_order(order))
+    return json_response(ORDER(order))
 
 
 @router.post(
@@ -210,8 +185,8 @@ async def change_status(
         },
     ),
 )
-async def cancel_order(order_id: Id, saga: SagaDep, principal: PrincipalDep) -> Any:
-    return json_response(_order(await saga.cancel(order_id=order_id, principal=principal)))
+async def cancel_order(order_id: Id, saga: SagaDep, principal: PrincipalDep) -> Response:
+    return json_response(ORDER(await saga.cancel(order_id=order_id, principal=principal)))
 
 
 LEAN_ROUTES = [PLACE_ORDER]

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from shop.common.http import DownstreamUnavailable, ServiceClient
+from shop.common.types import JsonObject
 from shop.orders.saga import (
     Charged,
     Declined,
@@ -153,7 +154,7 @@ class PaymentsClient:
         self.http = client
 
     @staticmethod
-    def _terms(order: Order) -> dict[str, Any]:
+    def _terms(order: Order) -> JsonObject:
         assert order.total_price is not None, "a payment needs the order's price"
         return {
             "user_id": order.user_id,

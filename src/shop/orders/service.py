@@ -19,6 +19,7 @@ from shop.common.http import Bulkhead, DownstreamUnavailable, ServiceClient
 from shop.common.idempotency import ensure_same_request, fingerprint, in_progress
 from shop.common.logging import get_logger
 from shop.common.metrics import ORDER_AMOUNT, ORDERS
+from shop.common.types import JsonObject
 from shop.orders.clients import PaymentsClient, ProductsClient
 from shop.orders.db import OrderRepository
 from shop.orders.saga import (
@@ -63,7 +64,7 @@ def failure_problem(order: Order) -> Problem:
     reason = order.failure_reason or "failed"
     problem = PROBLEM_BY_REASON.get(reason, Conflict)
     detail = REASON_TEXT.get(reason, f"The order failed ({reason}).")
-    errors = [
+    errors: list[JsonObject] = [
         {
             "loc": ["body", "lines", i, "quantity"],
             "msg": f"only {line.available} of product {line.product_id} in stock",

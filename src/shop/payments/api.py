@@ -8,7 +8,7 @@ void by order id; both are idempotent by the order id (``shop.common.idempotency
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.datastructures import State
@@ -22,7 +22,8 @@ from shop.common.errors import NotFound, Unprocessable
 from shop.common.idempotency import fingerprint, run_idempotent
 from shop.common.openapi import Responses, problems
 from shop.common.responses import json_response
-from shop.common.types import MAX_ID
+from shop.common.types import MAX_ID, Json
+from shop.common.wire import Wire
 from shop.payments import service
 from shop.payments.db import PaymentRepository
 from shop.payments.lifecycle import Payment
@@ -64,21 +65,7 @@ def _problem(status: int, description: str) -> Responses:
     return problems(status, model=PaymentProblem, descriptions={status: description})
 
 
-def _payment(payment: Payment) -> dict[str, Any]:
-    return {
-        "id": payment.id,
-        "payment_id": payment.payment_id,
-        "order_id": payment.order_id,
-        "user_id": payment.user_id,
-        "amount": f"{payment.amount:.2f}",
-        "currency": payment.currency,
-        "status": payment.status.value,
-        "payment_method": payment.payment_method,
-        "transaction_id": payment.transaction_id,
-        "failure_reason": payment.failure_reason,
-        "created_at": payment.created_at.isoformat(),
-        "updated_at": payment.updated_at.isoformat(),
-    }
+PAYMENT = Wire(PaymentRead)
 
 
 def _visible(principal: Principal, payment: Payment) -> Payment:
@@ -146,13 +133,13 @@ async def _create(
         payment, created = await service.create_payment(
             db=db, provider=provider, payment_in=payment_in, lease=lease
         )
-        return json_response(_payment(payment), 201 if created else 200)
+        return json_response(PAYMENT(payment), 201 if created else 200)
 
-    async def handler() -> tuple[int, Any]:
+    async def handler() -> tuple[int, Json]:
         payment, created = await service.create_payment(
             db=db, provider=provider, payment_in=payment_in, lease=lease
         )
-        return (201 if created else 200), _payment(payment)
+        return (201 if created else 200), PAYMENT(payment)
 
     return await run_idempotent(
         db,
@@ -181,7 +168,7 @@ async def payments_of_orders(
             examples=["1,2,3"],
         ),
     ],
-) -> Any:
+) -> Response:
     wanted = sorted({int(i) for i in order_ids.split(",")})
     if wanted[-1] > MAX_ID:
         raise Unprocessable(
@@ -191,13 +178,13 @@ async def payments_of_orders(
     owner = None if principal.is_privileged else principal.user_id
     async with db.acquire() as conn:
         rows = await PaymentRepository(conn).by_orders(wanted, user_id=owner)
-    return page.response([_payment(r) for r in rows], len(rows))
+    return page.response([PAYMENT(r) for r in rows], len(rows))
 
 
 @router.get("/{payment_id}", response_model=PaymentRead, responses={**NOT_FOUND, **problems(401)})
-async def get_payment(payment_id: PaymentId, db: DbDep, principal: PrincipalDep) -> Any:
+async def get_payment(payment_id: PaymentId, db: DbDep, principal: PrincipalDep) -> Response:
     payment = await service.get_payment(db=db, payment_id=payment_id)
-    return json_response(_payment(_visible(principal, payment)))
+    return json_response(PAYMENT(_visible(principal, payment)))
 
 
 @router.post(
@@ -217,12 +204,12 @@ async def process_payment(
     lease: LeaseDep,
     principal: PrivilegedDep,
     key: IdempotencyKeyDep = None,
-) -> Any:
-    async def handler() -> tuple[int, Any]:
+) -> Response:
+    async def handler() -> tuple[int, Json]:
         payment = await service.process_payment(
             db=db, provider=provider, payment_id=payment_id, lease=lease
         )
-        return 200, _payment(payment)
+        return 200, PAYMENT(payment)
 
     return await run_idempotent(
         db,
@@ -251,12 +238,12 @@ async def refund_payment(
     lease: LeaseDep,
     principal: PrivilegedDep,
     key: IdempotencyKeyDep = None,
-) -> Any:
-    async def handler() -> tuple[int, Any]:
+) -> Response:
+    async def handler() -> tuple[int, Json]:
         payment = await service.refund_payment(
             db=db, provider=provider, payment_id=payment_id, lease=lease
         )
-        return 200, _payment(payment)
+        return 200, PAYMENT(payment)
 
     return await run_idempotent(
         db,
@@ -279,9 +266,9 @@ async def refund_payment(
 )
 async def void_payment(
     payment_id: PaymentId, db: DbDep, provider: ProviderDep, lease: LeaseDep, _: PrivilegedDep
-) -> Any:
+) -> Response:
     payment = await service.void_by_id(db=db, provider=provider, payment_id=payment_id, lease=lease)
-    return json_response(_payment(payment))
+    return json_response(PAYMENT(payment))
 
 
 @router.post(
@@ -303,11 +290,11 @@ async def void_order_payment(
     provider: ProviderDep,
     lease: LeaseDep,
     _: PrivilegedDep,
-) -> Any:
+) -> Response:
     payment = await service.void_for_order(
         db=db, provider=provider, order_id=order_id, terms=terms, lease=lease
     )
-    return json_response(_payment(payment))
+    return json_response(PAYMENT(payment))
 
 
 @router.get(
@@ -315,13 +302,15 @@ async def void_order_payment(
     response_model=PaymentPage,
     responses=problems(401, 404, descriptions={404: "Not this caller's user id"}),
 )
-async def payments_of_user(user_id: Id, db: DbDep, page: PageDep, principal: PrincipalDep) -> Any:
+async def payments_of_user(
+    user_id: Id, db: DbDep, page: PageDep, principal: PrincipalDep
+) -> Response:
     if not principal.may_access_user(user_id):
         raise NotFound(f"User {user_id} does not exist.")
     rows, total = await service.list_for_user(
         db=db, user_id=user_id, limit=page.limit, offset=page.offset
     )
-    return page.response([_payment(r) for r in rows], total)
+    return page.response([PAYMENT(r) for r in rows], total)
 
 
 @router.get(
@@ -329,9 +318,9 @@ async def payments_of_user(user_id: Id, db: DbDep, page: PageDep, principal: Pri
     response_model=PaymentRead,
     responses=problems(401, 404, descriptions={404: "The order has no payment (or not yours)"}),
 )
-async def payment_of_order(order_id: Id, db: DbDep, principal: PrincipalDep) -> Any:
+async def payment_of_order(order_id: Id, db: DbDep, principal: PrincipalDep) -> Response:
     payment = await service.payment_for_order(db=db, order_id=order_id)
-    return json_response(_payment(_visible(principal, payment)))
+    return json_response(PAYMENT(_visible(principal, payment)))
 
 
 LEAN_ROUTES = [CREATE_PAYMENT]

@@ -15,7 +15,7 @@ from shop.common import fastpath
 from shop.common.auth import Principal
 from shop.common.deps import AdminDep, DbDep, PageDep, PrivilegedDep
 from shop.common.errors import Unprocessable
-from shop.common.openapi import problems
+from shop.common.openapi import Responses, problems
 from shop.common.responses import JSONResponse, json_response
 from shop.common.types import MAX_ID, NO_NUL, PAGE_LIMIT_MAX, PAGE_OFFSET_MAX
 from shop.products import service
@@ -26,6 +26,7 @@ from shop.products.schemas import (
     ID_LIST_DESCRIPTION,
     ID_LIST_PATTERN,
     PRICE_FILTER_PATTERN,
+    PRODUCT,
     SEARCH_MAX_LENGTH,
     SEARCH_MAX_WORDS,
     STOCK_MAX,
@@ -38,7 +39,6 @@ from shop.products.schemas import (
     ReservationRead,
     ReservationRefusal,
     StockUpdate,
-    product_dict,
     search_words,
 )
 
@@ -61,7 +61,7 @@ _CACHE_HEADERS = {
         "schema": {"type": "string"},
     },
 }
-CACHED_READ: dict[int | str, dict[str, Any]] = {
+CACHED_READ: Responses = {
     200: {"description": "Successful Response", "headers": _CACHE_HEADERS},
     304: {
         "description": "Not modified: the If-None-Match tag is current",
@@ -166,7 +166,7 @@ async def list_products(
         ),
     ] = None,
     if_none_match: IfNoneMatch = None,
-) -> Any:
+) -> Response:
     if ids is not None:
         return await _batch(db, page, ids)
     low = None if min_price is None else Decimal(min_price)
@@ -245,13 +245,13 @@ async def lean_list_products(scope: Scope, params: dict[str, Any], _: bytes) -> 
 @categories_router.get("", response_model=CategoryList, responses=CACHED_READ)
 async def list_categories(
     request: Request, db: DbDep, cache: CacheDep, if_none_match: IfNoneMatch = None
-) -> Any:
+) -> Response:
     """Every category of the catalogue with its number of products, by name."""
     cached = await service.categories_body(db=db, cache=cache)
     return _cached_response(request, cached, if_none_match)
 
 
-async def _batch(db: DbDep, page: PageDep, ids: str) -> Any:
+async def _batch(db: DbDep, page: PageDep, ids: str) -> Response:
     wanted = sorted({int(i) for i in ids.split(",")})
     if wanted[-1] > MAX_ID:
         raise Unprocessable(
@@ -259,7 +259,7 @@ async def _batch(db: DbDep, page: PageDep, ids: str) -> Any:
         )
     async with db.acquire() as conn:
         rows = await ProductRepository(conn).many(wanted)
-    return page.response([product_dict(r) for r in rows], len(rows))
+    return page.response(PRODUCT.many(rows), len(rows))
 
 
 @router.get("/{product_id}", response_model=ProductRead, responses={**NOT_FOUND, **CACHED_READ})
@@ -269,7 +269,7 @@ async def get_product(
     db: DbDep,
     cache: CacheDep,
     if_none_match: IfNoneMatch = None,
-) -> Any:
+) -> Response:
     cached = await service.product_body(db=db, cache=cache, product_id=product_id)
     return _cached_response(request, cached, if_none_match)
 
@@ -287,19 +287,21 @@ async def lean_get_product(scope: Scope, params: dict[str, Any], _: bytes) -> Re
 
 
 @router.post("", status_code=201, response_model=ProductRead, responses=ADMIN)
-async def create_product(product_in: ProductCreate, db: DbDep, cache: CacheDep, _: AdminDep) -> Any:
+async def create_product(
+    product_in: ProductCreate, db: DbDep, cache: CacheDep, _: AdminDep
+) -> Response:
     product = await service.create_product(db=db, cache=cache, product_in=product_in)
-    return json_response(product_dict(product), 201)
+    return json_response(PRODUCT(product), 201)
 
 
 @router.put("/{product_id}", response_model=ProductRead, responses={**NOT_FOUND, **ADMIN})
 async def update_product(
     product_id: ProductId, product_in: ProductUpdate, db: DbDep, cache: CacheDep, _: AdminDep
-) -> Any:
+) -> Response:
     product = await service.update_product(
         db=db, cache=cache, product_id=product_id, product_in=product_in
     )
-    return json_response(product_dict(product))
+    return json_response(PRODUCT(product))
 
 
 @router.delete("/{product_id}", status_code=204, responses={**NOT_FOUND, **ADMIN})
@@ -321,9 +323,9 @@ async def delete_product(
 )
 async def update_stock(
     product_id: ProductId, change: StockUpdate, db: DbDep, cache: CacheDep, _: AdminDep
-) -> Any:
+) -> Response:
     product = await service.update_stock(db=db, cache=cache, product_id=product_id, change=change)
-    return json_response(product_dict(product))
+    return json_response(PRODUCT(product))
 
 
 # Reservations: the saga's view of stock, one per order with every line (internal).
@@ -379,7 +381,7 @@ RESERVE = fastpath.hot_post(
     " once; before a reservation, refuses it for good)",
     responses=PRIVILEGED,
 )
-async def release(order_id: OrderId, db: DbDep, cache: CacheDep, _: PrivilegedDep) -> Any:
+async def release(order_id: OrderId, db: DbDep, cache: CacheDep, _: PrivilegedDep) -> Response:
     return json_response(await service.release(db=db, cache=cache, order_id=order_id))
 
 

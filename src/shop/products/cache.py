@@ -43,7 +43,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -55,6 +55,8 @@ from shop.common.metrics import (
     CATALOGUE_CACHE_INVALIDATIONS,
     CATALOGUE_CACHE_MISSES,
 )
+
+T = TypeVar("T")
 
 log = get_logger("shop.products.cache")
 
@@ -365,7 +367,7 @@ class CatalogueCache:
         self._near_size = 0
         self._list_generation = None
 
-    async def _redis_call(self, call: Awaitable[Any]) -> Any:
+    async def _redis_call(self, call: Awaitable[T]) -> T | None:
         """Run one Redis command; None if Redis is down (and skip it for a while after)."""
         if time.monotonic() < self._redis_down_until:
             if asyncio.iscoroutine(call):

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -21,6 +22,7 @@ from shop.common.types import (
     StrictModel,
     text,
 )
+from shop.common.wire import Wire
 
 Name = text(1, 200, examples=["Mechanical keyboard"])
 CATEGORY_MAX_LENGTH = 100
@@ -125,8 +127,11 @@ class CategoryList(BaseModel):
     items: list[CategoryRead]
 
 
-def categories_json(rows: list[Any]) -> bytes:
-    return orjson.dumps({"items": [{"name": r["name"], "count": r["count"]} for r in rows]})
+CATEGORY = Wire(CategoryRead)
+
+
+def categories_json(categories: Sequence[object]) -> bytes:
+    return orjson.dumps({"items": CATEGORY.many(categories)})
 
 
 class ReservationLineIn(StrictModel):
@@ -171,26 +176,18 @@ class ReservationRead(BaseModel):
     )
 
 
-# The wire form of a product, serialised once from the repository's row (the shape of
-# ProductRead): these bytes are what the catalogue cache stores and every read sends.
-def product_dict(row: Any) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "description": row["description"],
-        "price": f"{row['price']:.2f}",
-        "stock": row["stock"],
-        "category": row["category"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-    }
+RESERVATION = Wire(ReservationRead)
+
+# The wire form of a product, serialised once from the repository's typed row: these bytes
+# are what the catalogue cache stores and every read sends.
+PRODUCT = Wire(ProductRead)
 
 
-def product_json(row: Any) -> bytes:
-    return orjson.dumps(product_dict(row))
+def product_json(product: object) -> bytes:
+    return orjson.dumps(PRODUCT(product))
 
 
-def page_json(rows: list[Any], *, total: int, limit: int, offset: int) -> bytes:
+def page_json(products: Sequence[object], *, total: int, limit: int, offset: int) -> bytes:
     """The contract's list shape (ProductPage): ``{"items", "total", "limit", "offset"}``."""
-    items = [product_dict(r) for r in rows]
+    items = PRODUCT.many(products)
     return orjson.dumps({"items": items, "total": total, "limit": limit, "offset": offset})

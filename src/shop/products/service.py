@@ -7,17 +7,24 @@ for the bound). Reservations read and change stock in PostgreSQL only, never fro
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
-import orjson
 
 from shop.common.db import Database
 from shop.common.errors import Conflict, NotFound
 from shop.common.metrics import STOCK_OUTS
+from shop.common.types import JsonObject
 from shop.products.cache import CachedBody, CatalogueCache
-from shop.products.db import ProductRepository, ReservationRepository, SearchQuery
+from shop.products.db import (
+    LockedLine,
+    Product,
+    ProductRepository,
+    Reservation,
+    ReservationLine,
+    ReservationRepository,
+    SearchQuery,
+)
 from shop.products.schemas import (
+    RESERVATION,
     STOCK_MAX,
     ProductCreate,
     ProductUpdate,
@@ -32,7 +39,7 @@ def _missing(product_id: int) -> NotFound:
     return NotFound(f"Product {product_id} does not exist.")
 
 
-async def get_product(*, db: Database, product_id: int) -> Any:
+async def get_product(*, db: Database, product_id: int) -> Product:
     async with db.acquire() as conn:
         product = await ProductRepository(conn).get(product_id)
     if product is None:
@@ -104,23 +111,23 @@ async def _changed(cache: CatalogueCache | None, product_id: int, *, lists: bool
 
 async def list_products(
     *, db: Database, limit: int, offset: int, category: str | None
-) -> tuple[list[Any], int]:
+) -> tuple[list[Product], int]:
     async with db.acquire() as conn:
         return await ProductRepository(conn).page(limit=limit, offset=offset, category=category)
 
 
 async def create_product(
     *, db: Database, cache: CatalogueCache | None, product_in: ProductCreate
-) -> Any:
+) -> Product:
     async with db.acquire() as conn:
         product = await ProductRepository(conn).add(**product_in.model_dump())
-    await _changed(cache, product["id"], lists=True)
+    await _changed(cache, product.id, lists=True)
     return product
 
 
 async def update_product(
     *, db: Database, cache: CatalogueCache | None, product_id: int, product_in: ProductUpdate
-) -> Any:
+) -> Product:
     async with db.acquire() as conn:
         product = await ProductRepository(conn).update(product_id, **product_in.model_dump())
     if product is None:
@@ -138,7 +145,7 @@ async def delete_product(*, db: Database, cache: CatalogueCache | None, product_
 
 async def update_stock(
     *, db: Database, cache: CatalogueCache | None, product_id: int, change: StockUpdate
-) -> Any:
+) -> Product:
     async with db.acquire() as conn:
         products = ProductRepository(conn)
         if change.stock is not None:
@@ -159,7 +166,7 @@ async def update_stock(
 
 async def reserve(
     *, db: Database, cache: CatalogueCache | None, order_id: int, lines: list[tuple[int, int]]
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[JsonObject, bool]:
     """Take the stock of every line ``(product_id, quantity)`` for an order, all or nothing,
     once. Returns the reservation (``ReservationRepository.get``) and whether it is new.
 
@@ -174,47 +181,47 @@ async def reserve(
             rows = await reservations.reserve(order_id=order_id, lines=lines)
         except asyncpg.UniqueViolationError:
             rows = []  # a concurrent call for this order won: answer with its result
-        if rows and rows[0]["reserved"]:
-            reservation = {
-                "order_id": order_id,
-                "status": "reserved",
-                "lines": [
-                    {
-                        "product_id": r["product_id"],
-                        "name": r["name"],
-                        "quantity": r["quantity"],
-                        "unit_price": f"{r['price']:.2f}",
-                    }
+        if rows and rows[0].reserved:
+            reservation = Reservation(
+                order_id=order_id,
+                status="reserved",
+                lines=tuple(
+                    ReservationLine(
+                        product_id=r.product_id,
+                        name=r.name,
+                        quantity=r.quantity,
+                        unit_price=r.price,
+                    )
                     for r in rows
-                ],
-            }
+                ),
+            )
         else:
-            existing = _parsed(await reservations.get(order_id))
+            existing = await reservations.get(order_id)
             if existing is None:
                 raise _refusal(lines, rows)
-            return _same_terms(existing, order_id, lines), False
+            return RESERVATION(_same_terms(existing, order_id, lines)), False
     # After the connection is back in the pool: Redis calls do not hold it.
     for product_id, _ in lines:
         await _changed(cache, product_id, lists=False)
-    return reservation, True
+    return RESERVATION(reservation), True
 
 
-def _refusal(lines: list[tuple[int, int]], rows: list[Any]) -> NotFound | Conflict:
-    found = {r["product_id"]: r for r in rows}
+def _refusal(lines: list[tuple[int, int]], rows: list[LockedLine]) -> NotFound | Conflict:
+    found = {r.product_id: r for r in rows}
     missing = [p for p, _ in lines if p not in found]
     if missing:
         return NotFound(
             f"No product {', '.join(map(str, missing))}.",
             extra={"code": "product_not_found", "product_ids": missing},
         )
-    short = [
+    short: list[JsonObject] = [
         {
             "loc": ["body", "lines", i, "quantity"],
-            "msg": f"only {found[p]['stock']} of product {p} in stock",
-            "available": found[p]["stock"],
+            "msg": f"only {found[p].stock} of product {p} in stock",
+            "available": found[p].stock,
         }
         for i, (p, quantity) in enumerate(lines)
-        if found[p]["stock"] < quantity
+        if found[p].stock < quantity
     ]
     STOCK_OUTS.inc()
     return Conflict(
@@ -224,15 +231,13 @@ def _refusal(lines: list[tuple[int, int]], rows: list[Any]) -> NotFound | Confli
     )
 
 
-def _same_terms(
-    existing: dict[str, Any], order_id: int, lines: list[tuple[int, int]]
-) -> dict[str, Any]:
-    if existing["status"] != "reserved":
+def _same_terms(existing: Reservation, order_id: int, lines: list[tuple[int, int]]) -> Reservation:
+    if existing.status != "reserved":
         raise Conflict(
             f"The reservation of order {order_id} was released.",
             extra={"code": "reservation_released"},
         )
-    held = sorted((line["product_id"], line["quantity"]) for line in existing["lines"])
+    held = sorted((line.product_id, line.quantity) for line in existing.lines)
     if held != sorted(lines):
         raise Conflict(
             f"Order {order_id} already reserved other lines.",
@@ -241,20 +246,9 @@ def _same_terms(
     return existing
 
 
-def _parsed(reservation: Any) -> dict[str, Any] | None:
-    """A reservation as the API answers it: order_id, status and its lines (parsed)."""
-    if reservation is None:
-        return None
-    return {
-        "order_id": reservation["order_id"],
-        "status": reservation["status"],
-        "lines": orjson.loads(reservation["lines"]),
-    }
-
-
 async def release(
     *, db: Database, cache: CatalogueCache | None, order_id: int
-) -> dict[str, Any] | None:
+) -> JsonObject | None:
     """Give back the stock of every line of an order, once; if it reserved nothing yet, leave
     a tombstone that refuses its late reservation. Returns the (released) reservation."""
     async with db.acquire() as conn:
@@ -262,7 +256,7 @@ async def release(
         restocked: list[int] = []
         if not await reservations.tombstone(order_id):
             restocked = await reservations.release(order_id)
-        reservation = _parsed(await reservations.get(order_id))
+        reservation = await reservations.get(order_id)
     for product_id in restocked:
         await _changed(cache, product_id, lists=False)
-    return reservation
+    return None if reservation is None else RESERVATION(reservation)

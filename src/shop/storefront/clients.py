@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import httpx
 
@@ -32,10 +32,59 @@ CODES = {
 SERVICES = ("users", "products", "orders", "payments")
 
 
+# The services' answers as the storefront reads them: the published schemas' fields (ProductRead,
+# OrderRead, PaymentRead, UserRead; tests/unit/test_client_contract.py holds them to it).
+class ProductJson(TypedDict):
+    id: int
+    name: str
+    description: str
+    price: str
+    stock: int
+    category: str | None
+
+
+class OrderLineJson(TypedDict):
+    product_id: int
+    name: str | None
+    quantity: int
+    unit_price: str | None
+    line_total: str | None
+
+
+class OrderJson(TypedDict):
+    id: int
+    user_id: int
+    product_id: int | None
+    quantity: int | None
+    lines: NotRequired[list[OrderLineJson] | None]  # absent from an answer before lines
+    total_price: str | None
+    status: str
+    failure_reason: str | None
+    created_at: str
+
+
+class PaymentJson(TypedDict):
+    payment_id: str
+    order_id: int
+    status: str
+    amount: str
+    currency: str
+    payment_method: str
+    failure_reason: NotRequired[str | None]
+
+
+class UserJson(TypedDict):
+    id: int
+    username: str
+    email: str
+    role: str
+
+
 class ApiError(Exception):
     """A service refused or failed a call; ``code`` is the GraphQL error code."""
 
     def __init__(self, code: str, message: str, details: Mapping[str, Any] | None = None) -> None:
+        # The problem's members as parsed (a caller may annotate its errors in place).
         super().__init__(message)
         self.code, self.message = code, message
         self.details = dict(details or {})

@@ -27,10 +27,18 @@ from strawberry.types import Info
 from shop.common.auth import Principal, TokenVerifier
 from shop.common.errors import Unauthorized
 from shop.common.logging import get_logger
-from shop.common.types import IDEMPOTENCY_KEY_MAX, MAX_ID, format_money
+from shop.common.types import IDEMPOTENCY_KEY_MAX, MAX_ID, JsonObject, format_money
 from shop.storefront import cart as carts
 from shop.storefront.cart import CartEmpty, CartError, Carts, CartStore, CookieCartStore
-from shop.storefront.clients import ApiError, Backend
+from shop.storefront.clients import (
+    ApiError,
+    Backend,
+    OrderJson,
+    OrderLineJson,
+    PaymentJson,
+    ProductJson,
+    UserJson,
+)
 from shop.storefront.limits import CART_MAX_LINES, CART_MAX_QUANTITY, MAX_PAGE, cost_rule
 
 log = get_logger("shop.storefront")
@@ -87,12 +95,12 @@ class Context(BaseContext):
     async def call(self, service: str, method: str, path: str, **kwargs: Any) -> Any:
         return await self.backend.call(service, method, path, token=self.token, **kwargs)
 
-    async def _load_products(self, ids: Sequence[int]) -> list[dict[str, Any] | None]:
+    async def _load_products(self, ids: Sequence[int]) -> list[ProductJson | None]:
         page = await self.call("products", "GET", "/api/v1/products", params={"ids": _csv(ids)})
         found = {p["id"]: p for p in page["items"]}
         return [found.get(i) for i in ids]
 
-    async def _load_payments(self, order_ids: Sequence[int]) -> list[dict[str, Any] | None]:
+    async def _load_payments(self, order_ids: Sequence[int]) -> list[PaymentJson | None]:
         page = await self.call(
             "payments", "GET", "/api/v1/payments", params={"order_ids": _csv(order_ids)}
         )
@@ -144,7 +152,7 @@ class Product:
     category: str | None
 
     @classmethod
-    def of(cls, p: dict[str, Any]) -> Product:
+    def of(cls, p: ProductJson) -> Product:
         return cls(
             id=strawberry.ID(str(p["id"])),
             name=p["name"],
@@ -165,7 +173,7 @@ class Payment:
     failure_reason: str | None
 
     @classmethod
-    def of(cls, p: dict[str, Any]) -> Payment:
+    def of(cls, p: PaymentJson) -> Payment:
         return cls(
             payment_id=p["payment_id"],
             status=p["status"],
@@ -188,7 +196,7 @@ class OrderLine:
     )
 
     @classmethod
-    def of(cls, line: dict[str, Any]) -> OrderLine:
+    def of(cls, line: OrderLineJson) -> OrderLine:
         unit = line.get("unit_price")
         total = line.get("line_total")
         return cls(
@@ -230,16 +238,19 @@ class OrderLine:
         return "0.00" if found is None else str(found["price"])
 
 
-def _lines_of(o: dict[str, Any]) -> list[OrderLine]:
-    if o.get("lines") is not None:
-        return [OrderLine.of(line) for line in o["lines"]]
+def _lines_of(o: OrderJson) -> list[OrderLine]:
+    lines = o.get("lines")
+    if lines is not None:
+        return [OrderLine.of(line) for line in lines]
     # An answer from before order lines (API.md's seed fields only): its one line.
-    total, quantity = o.get("total_price"), int(o["quantity"])
+    product_id, quantity, total = o["product_id"], o["quantity"], o.get("total_price")
+    if product_id is None or quantity is None:
+        raise TypeError("an order without lines names its one product and quantity")
     unit = None if total is None else format_money(Decimal(total) / quantity)
     return [
         OrderLine.of(
             {
-                "product_id": o["product_id"],
+                "product_id": product_id,
                 "name": None,
                 "quantity": quantity,
                 "unit_price": unit,
@@ -264,14 +275,12 @@ class Order:
     lines: list[OrderLine]
 
     @classmethod
-    def of(cls, o: dict[str, Any]) -> Order:
-        lines = _lines_of(o)
+    def of(cls, o: OrderJson) -> Order:
+        lines, quantity = _lines_of(o), o.get("quantity")
         return cls(
             id=strawberry.ID(str(o["id"])),
             status=o["status"],
-            quantity=o["quantity"]
-            if o.get("quantity") is not None
-            else sum(line.quantity for line in lines),
+            quantity=quantity if quantity is not None else sum(line.quantity for line in lines),
             total_price=o["total_price"] or "0.00",
             created_at=o["created_at"],
             user_id=strawberry.ID(str(o["user_id"])),
@@ -386,7 +395,7 @@ class User:
     role: str
 
     @classmethod
-    def of(cls, u: dict[str, Any]) -> User:
+    def of(cls, u: UserJson) -> User:
         return cls(
             id=strawberry.ID(str(u["id"])), username=u["username"], email=u["email"], role=u["role"]
         )
@@ -707,7 +716,7 @@ async def _place(
 ) -> Order:
     """One order for these (product id, quantity) lines; a one-line order keeps the seed's
     body. A short-stock refusal's errors gain the productId of the line they name."""
-    body: dict[str, Any] = {"payment_method": payment_method.value}
+    body: JsonObject = {"payment_method": payment_method.value}
     if len(lines) == 1:
         body |= {"product_id": lines[0][0], "quantity": lines[0][1]}
     else:
@@ -727,7 +736,7 @@ async def _place(
     return Order.of(order)
 
 
-def _product_body(product: ProductInput) -> dict[str, Any]:
+def _product_body(product: ProductInput) -> JsonObject:
     return {
         "name": product.name,
         "price": product.price,

@@ -16,8 +16,6 @@ Depth is bounded separately by Strawberry's ``QueryDepthLimiter``.
 
 from __future__ import annotations
 
-from typing import Any
-
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
@@ -94,7 +92,7 @@ def cost_rule(max_cost: int) -> type[ValidationRule]:
                 if isinstance(d, FragmentDefinitionNode)
             }
 
-        def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
+        def enter_operation_definition(self, node: OperationDefinitionNode, *_: object) -> None:
             cost = selection_cost(node.selection_set, self.fragments)
             if cost > max_cost:
                 self.report_error(

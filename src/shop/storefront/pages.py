@@ -15,7 +15,7 @@ import secrets
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, TypedDict
 from urllib.parse import urlencode
 
 import jinja2
@@ -74,7 +74,11 @@ class CsrfRejected(Exception):
     """A state change without a matching CSRF token."""
 
 
-async def execute(request: Request, query: str, **variables: Any) -> ExecutionResult:
+# A GraphQL result's data as strawberry gives it: the query's shape, read by the templates.
+GraphQLData = dict[str, Any]
+
+
+async def execute(request: Request, query: str, **variables: object) -> ExecutionResult:
     """Run one operation as the visitor, with their cart."""
     context = Context(
         request.app.state.backend,
@@ -89,7 +93,9 @@ async def execute(request: Request, query: str, **variables: Any) -> ExecutionRe
     return result
 
 
-async def gql(request: Request, query: str, **variables: Any) -> tuple[Any, list[Any]]:
+async def gql(
+    request: Request, query: str, **variables: object
+) -> tuple[GraphQLData | None, list[tuple[str, str]]]:
     """Run one operation as the visitor; returns (data, errors as (code, message))."""
     result = await execute(request, query, **variables)
     errors = [(error_code(e), e.message) for e in result.errors or []]
@@ -129,12 +135,19 @@ def check_csrf(request: Request, submitted: str | None) -> None:
         raise CsrfRejected
 
 
-def _cookie_args(request: Request) -> dict[str, Any]:
-    secure = request.app.state.settings.is_production
+class _CookieArgs(TypedDict):
+    httponly: bool
+    samesite: Literal["lax"]
+    secure: bool
+    path: str
+
+
+def _cookie_args(request: Request) -> _CookieArgs:
+    secure: bool = request.app.state.settings.is_production
     return {"httponly": True, "samesite": "lax", "secure": secure, "path": "/"}
 
 
-def render(request: Request, template: str, status: int = 200, **values: Any) -> Response:
+def render(request: Request, template: str, status: int = 200, **values: object) -> Response:
     token = _csrf(request)
     values.setdefault("me", getattr(request.state, "me", None))
     count = getattr(request.state, "cart_count", None)
@@ -333,7 +346,7 @@ Quantity = Annotated[int, Form(ge=0, le=CART_MAX_QUANTITY)]
 
 
 async def _cart_page(
-    request: Request, status: int = 200, error: str | None = None, **values: Any
+    request: Request, status: int = 200, error: str | None = None, **values: object
 ) -> Response:
     data, errors = await gql(request, CART_QUERY)
     cart = (data or {}).get("cart") or {"lines": [], "total": "0.00", "count": 0}
@@ -549,6 +562,7 @@ async def _log_in(request: Request, username: str, password: str, target: str) -
             "Wrong username or password." if errors[0][0] == "UNAUTHENTICATED" else errors[0][1]
         )
         return render(request, "login.html", 401, error=message, next=target)
+    assert data is not None  # no errors: the login's result
     tokens = data["login"]
     response = redirect(target)
     _set_tokens(

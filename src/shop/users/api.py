@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
@@ -11,7 +11,8 @@ from shop.common.deps import AdminDep, DbDep, PageDep, PrincipalDep
 from shop.common.errors import NotFound
 from shop.common.openapi import JwksRead, problems
 from shop.common.responses import json_response
-from shop.common.types import MAX_ID
+from shop.common.types import MAX_ID, JsonObject
+from shop.common.wire import Wire, iso_z
 from shop.users import service
 from shop.users.limits import AuthLimits
 from shop.users.schemas import (
@@ -66,8 +67,8 @@ SettingsDep = Annotated[UsersSettings, Depends(_settings)]
 UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-def _user(row: Any) -> dict[str, Any]:
-    return UserRead.model_validate(dict(row)).model_dump(mode="json")
+# The seed's users have always written their times as pydantic does (Z for UTC).
+USER = Wire(UserRead, datetimes=iso_z)
 
 
 @router.post(
@@ -78,11 +79,11 @@ def _user(row: Any) -> dict[str, Any]:
 )
 async def register(
     user_in: UserCreate, db: DbDep, passwords: PasswordsDep, limits: LimitsDep, client: ClientDep
-) -> Any:
+) -> Response:
     user = await service.register(
         db=db, passwords=passwords, limits=limits, client=client, user_in=user_in
     )
-    return json_response(_user(user), 201)
+    return json_response(USER(user), 201)
 
 
 @router.post(
@@ -137,23 +138,23 @@ async def logout(body: RefreshRequest, db: DbDep) -> Response:
 
 
 @router.get("", response_model=UserPage, summary="List users (admin)", responses=problems(401, 403))
-async def list_users(db: DbDep, page: PageDep, _: AdminDep) -> Any:
+async def list_users(db: DbDep, page: PageDep, _: AdminDep) -> Response:
     rows, total = await service.list_users(db=db, limit=page.limit, offset=page.offset)
-    return page.response([_user(r) for r in rows], total)
+    return page.response([USER(r) for r in rows], total)
 
 
 # `:int`: only digits reach this route, so /users/login is never read as a user id (a GET of
 # it answers 405 with Allow: POST). The only path with literal siblings; the route's label in
 # metrics and traces is "/api/v1/users/{user_id:int}" (FastAPI's route.path).
 @router.get("/{user_id:int}", response_model=UserRead, responses=problems(401, 404))
-async def get_user(user_id: UserId, db: DbDep, principal: PrincipalDep) -> Any:
+async def get_user(user_id: UserId, db: DbDep, principal: PrincipalDep) -> Response:
     if not principal.may_access_user(user_id):
         raise NotFound(f"User {user_id} does not exist.")  # do not reveal other users
-    return json_response(_user(await service.get_user(db=db, user_id=user_id)))
+    return json_response(USER(await service.get_user(db=db, user_id=user_id)))
 
 
 @keys_router.get(
     "/.well-known/jwks.json", summary="Public keys that verify user tokens", response_model=JwksRead
 )
-async def jwks(keys: KeysDep) -> dict[str, Any]:
+async def jwks(keys: KeysDep) -> JsonObject:
     return keys.jwks()

@@ -20,7 +20,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from shop.common.auth import SigningKeys, generate_private_key_pem, load_private_key, public_jwk
 from shop.common.secrets import SecretSource, VaultSecretSource, VersionConflict
@@ -43,7 +43,7 @@ class KeyRing:
     current_pem: str
     next_pem: str
     # Public JWKs of earlier keys, each with the time after which it is dropped.
-    previous: tuple[tuple[dict[str, Any], float], ...]
+    previous: tuple[tuple[dict[str, str], float], ...]
     rotated_at: float
     version: int = 0
 

@@ -8,7 +8,6 @@ import os
 import secrets
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -17,7 +16,7 @@ from shop.common.auth import SigningKeys, issue_access_token
 from shop.common.db import Connection, Database
 from shop.common.errors import Conflict, NotFound, Unauthorized
 from shop.common.metrics import LOGINS, REGISTRATIONS
-from shop.users.db import RefreshTokenRepository, UserExists, UserRepository
+from shop.users.db import Credentials, RefreshTokenRepository, User, UserExists, UserRepository
 from shop.users.limits import AuthLimits
 from shop.users.schemas import TokenResponse, UserCreate
 from shop.users.settings import UsersSettings
@@ -79,7 +78,7 @@ async def register(
     limits: AuthLimits,
     client: str,
     user_in: UserCreate,
-) -> Any:
+) -> User:
     await limits.before_register(client=client, username=user_in.username, email=user_in.email)
     password_hash = await passwords.hash(user_in.password)
     async with db.acquire() as conn:
@@ -105,24 +104,24 @@ async def _issue_tokens(
     *,
     keys: SigningKeys,
     settings: UsersSettings,
-    user: Any,
+    user: User | Credentials,
     family: uuid.UUID,
 ) -> TokenResponse:
-    """A refresh token (recorded) and an access token for ``user`` (a row: id, username,
-    email, role), which carries the user's contact (``issue_access_token``)."""
+    """A refresh token (recorded) and an access token for ``user``, which carries the
+    user's contact (``issue_access_token``)."""
     refresh_token = secrets.token_urlsafe(32)
     await RefreshTokenRepository(conn).add(
-        user_id=user["id"],
+        user_id=user.id,
         family=family,
         token_hash=_refresh_hash(refresh_token),
         ttl_seconds=settings.refresh_token_ttl_seconds,
     )
     access_token = issue_access_token(
         keys,
-        user_id=user["id"],
-        role=user["role"],
-        username=user["username"],
-        email=user["email"],
+        user_id=user.id,
+        role=user.role,
+        username=user.username,
+        email=user.email,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         ttl=settings.access_token_ttl_seconds,
@@ -150,7 +149,7 @@ async def login(
     await limits.before_login(client=client, login=username)
     async with db.acquire() as conn:
         user = await UserRepository(conn).credentials(username)
-    password_hash = user["password_hash"] if user else None
+    password_hash = user.password_hash if user else None
     if not await passwords.verify(password_hash, password):
         LOGINS.labels("failure").inc()
         await limits.login_failed(login=username)
@@ -161,7 +160,7 @@ async def login(
     if passwords.needs_rehash(password_hash):
         new_hash = await passwords.hash(password)
         async with db.acquire() as conn:
-            await UserRepository(conn).set_password_hash(user["id"], new_hash)
+            await UserRepository(conn).set_password_hash(user.id, new_hash)
     LOGINS.labels("success").inc()
     async with db.acquire() as conn:
         return await _issue_tokens(
@@ -181,22 +180,22 @@ async def refresh(
     async with db.acquire() as conn, conn.transaction():
         repo = RefreshTokenRepository(conn)
         row = await repo.lock(_refresh_hash(refresh_token))
-        if row is None or row["revoked_at"] is not None or row["expired"]:
+        if row is None or row.revoked_at is not None or row.expired:
             raise invalid
-        if row["used_at"] is not None:
+        if row.used_at is not None:
             reused = True
-            await repo.revoke_family(row["family"])
+            await repo.revoke_family(row.family)
         else:
             reused = False
-            await repo.mark_used(row["id"])
-            user = await UserRepository(conn).get(row["user_id"])
+            await repo.mark_used(row.id)
+            user = await UserRepository(conn).get(row.user_id)
             if user is not None:
                 return await _issue_tokens(
                     conn,
                     keys=keys,
                     settings=settings,
                     user=user,
-                    family=row["family"],
+                    family=row.family,
                 )
     if reused:
         LOGINS.labels("refresh_reuse").inc()
@@ -217,7 +216,7 @@ async def purge_refresh_tokens(*, db: Database) -> int:
         return await RefreshTokenRepository(conn).purge_expired()
 
 
-async def get_user(*, db: Database, user_id: int) -> Any:
+async def get_user(*, db: Database, user_id: int) -> User:
     async with db.acquire() as conn:
         user = await UserRepository(conn).get(user_id)
     if user is None:
@@ -225,7 +224,7 @@ async def get_user(*, db: Database, user_id: int) -> Any:
     return user
 
 
-async def list_users(*, db: Database, limit: int, offset: int) -> tuple[list[Any], int]:
+async def list_users(*, db: Database, limit: int, offset: int) -> tuple[list[User], int]:
     async with db.acquire() as conn:
         return await UserRepository(conn).page(limit=limit, offset=offset)
 
