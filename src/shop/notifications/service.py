@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import quopri
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import parseaddr
@@ -126,15 +127,15 @@ def _header(name: str, value: str, *, raw: bool = False) -> str:
     return f"{name}: {value}\r\n"
 
 
-def _lines(order: dict[str, Any]) -> str:
+def _lines(order: Mapping[str, object]) -> str:
     """The order's lines, one per row: quantity, name, unit price and line total."""
-    lines = order.get("lines") or [
-        {"product_id": order.get("product_id"), "quantity": order.get("quantity")}
-    ]
-    return "\n".join(_line(line) for line in lines)
+    lines = order.get("lines")
+    if not isinstance(lines, list) or not lines:  # a seed-era order: its one product
+        lines = [{"product_id": order.get("product_id"), "quantity": order.get("quantity")}]
+    return "\n".join(_line(line) for line in lines if isinstance(line, Mapping))
 
 
-def _line(line: dict[str, Any]) -> str:
+def _line(line: Mapping[str, object]) -> str:
     name = line.get("name") or f"product {line.get('product_id')}"
     price, total = line.get("unit_price") or "-", line.get("line_total") or "-"
     return f"  {line.get('quantity')} x {name} at {price} = {total}"

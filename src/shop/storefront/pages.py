@@ -366,7 +366,7 @@ async def _change_cart(
     """Run the cart mutation ``field`` for one product (and quantity, for the two that take
     one); back to the cart, or the cart page again with the API's error."""
     check_csrf(request, csrf_token)
-    variables: dict[str, Any] = {"p": str(product_id)}
+    variables: dict[str, str | int] = {"p": str(product_id)}
     params, arguments = "$p: ID!", "productId: $p"
     if quantity is not None:
         params, arguments = params + ", $q: Int!", arguments + ", quantity: $q"
