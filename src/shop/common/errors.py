@@ -115,31 +115,29 @@ class Unprocessable(Problem):
     status, title, slug = 422, "Unprocessable Content", "validation"
 
 
-class RateLimited(Problem):
+class _TryLater(Problem):
+    """A problem whose answer says when to try again: ``Retry-After``, in seconds (the
+    class's ``retry_after`` unless the raiser gives one)."""
+
+    retry_after = 1
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        retry_after: int | None = None,
+        errors: Sequence[Mapping[str, Json]] | None = None,
+        extra: Mapping[str, Json] | None = None,
+    ) -> None:
+        super().__init__(detail, errors=errors, extra=extra)
+        self.headers["Retry-After"] = str(self.retry_after if retry_after is None else retry_after)
+
+
+class RateLimited(_TryLater):
     status, title, slug = 429, "Too Many Requests", "rate-limited"
-
-    def __init__(
-        self,
-        detail: str | None = None,
-        *,
-        retry_after: int = 1,
-        errors: Sequence[Mapping[str, Json]] | None = None,
-        extra: Mapping[str, Json] | None = None,
-    ) -> None:
-        super().__init__(detail, errors=errors, extra=extra)
-        self.headers["Retry-After"] = str(retry_after)
+    retry_after = 1
 
 
-class ServiceUnavailable(Problem):
+class ServiceUnavailable(_TryLater):
     status, title, slug = 503, "Service Unavailable", "unavailable"
-
-    def __init__(
-        self,
-        detail: str | None = None,
-        *,
-        retry_after: int = 2,
-        errors: Sequence[Mapping[str, Json]] | None = None,
-        extra: Mapping[str, Json] | None = None,
-    ) -> None:
-        super().__init__(detail, errors=errors, extra=extra)
-        self.headers["Retry-After"] = str(retry_after)
+    retry_after = 2
