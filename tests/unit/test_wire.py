@@ -126,3 +126,14 @@ def test_user_times_end_in_z_as_pydantic_writes_them() -> None:
     wire = Wire(UserRead, datetimes=iso_z)(user)
     assert wire == UserRead.model_validate(user, from_attributes=True).model_dump(mode="json")
     assert wire["created_at"] == "2026-01-02T03:04:05.678901Z"
+
+
+def test_the_cost_script_builds_the_same_answer_both_ways(capsys, monkeypatch) -> None:
+    """bench.wire_cost (docs/performance.md's figures) compares like with like: it checks the
+    compiled encoder's dict against the literal's before it times them."""
+    from bench import wire_cost
+
+    monkeypatch.setattr("sys.argv", ["wire_cost", "--calls", "10"])
+    wire_cost.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["row", "row", "response", "response"]

@@ -25,7 +25,7 @@ STOCK_CHANGED = "'shop.product.stock_changed'"
 
 class Product(NamedTuple):
     """A live product as the repository reads it. A named tuple rather than a frozen
-    dataclass: as immutable, and built from a row's columns at a tenth of the cost, which a
+    dataclass: as immutable, and built from a row's columns at about a quarter of the cost, which a
     page of products pays per item (docs/performance.md, "One mapper")."""
 
     id: int
