@@ -87,6 +87,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="read commit counts without waiting for them to settle (the smoke test's; its"
         " transactions per order may miss the last second's commits)",
     )
+    parser.add_argument(
+        "--traced-rounds",
+        type=int,
+        default=3,
+        help="mixed_traced: rounds of an untraced and a traced step (judged on their median)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs")
     parser.add_argument(
         "--synchronous-commit",
@@ -194,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             connections=args.connections,
             order_connections=args.order_connections,
             login_connections=args.login_connections,
+            traced_rounds=args.traced_rounds,
         )
         result = runner.run(
             platform,

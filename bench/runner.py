@@ -438,7 +438,10 @@ def run(
         # Half the mix's sustained rate (or a modest one without it): both steps must hold it.
         best = (result["scenarios"].get("mixed") or {}).get("highest_sustained_rps")
         rate = max(50.0, round((best or 400.0) * 0.5, -1))
-        _log(f"scenario mixed_traced at {rate:g} req/s: untraced, then tracing on at 10%")
+        _log(
+            f"scenario mixed_traced at {rate:g} req/s: {options.traced_rounds} rounds of"
+            " untraced and tracing on at 10%, alternating"
+        )
         result["mixed_traced"] = traced.run_mixed_traced(
             platform,
             tokens_file,
@@ -447,6 +450,7 @@ def run(
             measure=measure,
             backends=backends,
             mix=result["options"]["mix"],
+            rounds=options.traced_rounds,
         )
         pids.update(platform.pids())  # the services were restarted
     if {*scenarios.ORDERS, "mixed"} & set(selected):

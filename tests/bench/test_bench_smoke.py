@@ -64,6 +64,7 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         "--mix-steps=0.2",
         "--pgbench-scale=1",
         "--quick-counts",
+        "--traced-rounds=1",
         f"--output={output}",
     )
     return Run(json.loads(output.read_text()), run.stdout + run.stderr)
@@ -128,6 +129,9 @@ def test_the_mix_runs_traced_and_is_judged(bench_run: Run) -> None:
     # lean routes answered in both steps (tracing leaves the fast paths on, issue 30).
     assert traced["untraced"]["requests"] > 0
     assert traced["traced"]["requests"] > 0
+    # Each step ran on services restarted for it, in the round's order (untraced first).
+    assert [r["order"] for r in traced["rounds"]] == [["untraced", "traced"]]
+    assert traced["rounds"][0]["traced"] == traced["traced"]["cpu_ms_per_request_platform"]
     assert traced["exports"]["requests"] > 0
     assert sum(traced["traced"]["lean_answers"].values()) > 0
     assert traced["cpu_overhead"] is not None
