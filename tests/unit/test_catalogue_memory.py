@@ -39,7 +39,11 @@ def test_orjson_output_as_returned_holds_its_whole_buffer() -> None:
 
 
 class _Redis:
-    """The commands a read and an invalidation use; nothing is stored: every read loads."""
+    """The commands a read and an invalidation use; nothing is stored: every read loads.
+    ``sent`` holds each pipeline's commands as executed."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[tuple[str, str]]] = []
 
     async def get(self, key: str) -> None:
         return None
@@ -54,7 +58,7 @@ class _Redis:
         return 0
 
     def pipeline(self, transaction: bool = True) -> _Pipeline:
-        return _Pipeline()
+        return _Pipeline(self.sent)
 
     async def incr(self, key: str) -> int:
         return 1
@@ -63,14 +67,19 @@ class _Redis:
 class _Pipeline:
     """A product page's invalidation: DEL and PUBLISH sent together."""
 
+    def __init__(self, sent: list[list[tuple[str, str]]]) -> None:
+        self.sent = sent
+        self.commands: list[tuple[str, str]] = []
+
     def delete(self, key: str) -> None:
-        pass
+        self.commands.append(("DEL", key))
 
     def publish(self, channel: str, message: str) -> None:
-        pass
+        self.commands.append(("PUBLISH", message))
 
     async def execute(self) -> list[int]:
-        return [0, 0]
+        self.sent.append(self.commands)
+        return [0] * len(self.commands)
 
 
 def _cache(**bounds: int) -> CatalogueCache:
@@ -99,6 +108,23 @@ async def test_the_near_cache_holds_at_most_its_bytes_dropping_the_oldest() -> N
     assert cache.near_size == (2, entry + 2000 + ENTRY_OVERHEAD)
     await cache.invalidate(6)
     assert cache.near_size == (1, entry)
+
+
+async def test_the_lines_of_a_reservation_are_dropped_in_one_round_trip() -> None:
+    cache = _cache()
+    for product_id in (1, 2, 3):
+        await _fill(cache, product_id, 10)
+    redis: _Redis = cache._redis  # type: ignore[assignment]
+    await cache.invalidate_products([1, 3])
+    assert cache.near_product(1) is None
+    assert cache.near_product(3) is None
+    assert cache.near_product(2) is not None
+    # One pipeline: each page's delete and its message, as a single invalidation sends them.
+    [commands] = redis.sent
+    assert [c for c, _ in commands] == ["DEL", "PUBLISH", "DEL", "PUBLISH"]
+    assert [m for c, m in commands if c == "PUBLISH"] == ["p:1", "p:3"]
+    await cache.invalidate_products([])
+    assert len(redis.sent) == 1  # nothing moved: no round trip
 
 
 async def test_a_body_larger_than_the_bound_is_not_held_near() -> None:

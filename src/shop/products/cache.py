@@ -41,7 +41,7 @@ import contextlib
 import hashlib
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -330,8 +330,8 @@ class CatalogueCache:
     async def invalidate(self, product_id: int | None) -> None:
         """Drop a product's page (``None``: every list page) here, in Redis and on every
         replica. Never raises: with Redis down the TTLs bound what other replicas serve."""
-        CATALOGUE_CACHE_INVALIDATIONS.labels("lists" if product_id is None else "product").inc()
         if product_id is None:
+            CATALOGUE_CACHE_INVALIDATIONS.labels("lists").inc()
             message = _LISTS
             generation = await self._redis_call(self._redis.incr(self._prefix + "lists:generation"))
             if isinstance(generation, int):
@@ -339,16 +339,25 @@ class CatalogueCache:
             self._apply(message)
             await self._redis_call(self._redis.publish(self._channel, message))
             return
-        # A product's page (every reservation and release): the delete and the message in one
-        # round trip (a pipeline, not a transaction: each command stands alone).
-        # Dropped here only once Redis no longer holds it, so a read on this replica in between
-        # cannot fill the near cache from Redis's old copy.
-        message = f"p:{product_id}"
+        await self.invalidate_products((product_id,))
+
+    async def invalidate_products(self, product_ids: Sequence[int]) -> None:
+        """Drop the pages of several products (every line of a reservation or a release) as
+        ``invalidate`` drops one: every delete and message in one round trip (a pipeline, not a
+        transaction: each command stands alone), one message per product as subscribers know
+        them. Dropped here only once Redis no longer holds them, so a read on this replica in
+        between cannot fill the near cache from Redis's old copy."""
+        if not product_ids:
+            return
+        CATALOGUE_CACHE_INVALIDATIONS.labels("product").inc(len(product_ids))
+        messages = [f"p:{product_id}" for product_id in product_ids]
         pipe = self._redis.pipeline(transaction=False)
-        pipe.delete(self._prefix + message)
-        pipe.publish(self._channel, message)
+        for message in messages:
+            pipe.delete(self._prefix + message)
+            pipe.publish(self._channel, message)
         await self._redis_call(pipe.execute())
-        self._apply(message)
+        for message in messages:
+            self._apply(message)
 
     def _apply(self, message: str) -> None:
         self._epoch += 1

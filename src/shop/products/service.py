@@ -102,11 +102,11 @@ async def categories_body(*, db: Database, cache: CatalogueCache | None) -> Cach
     return await cache.page("categories", load)
 
 
-async def _changed(cache: CatalogueCache | None, product_id: int, *, lists: bool) -> None:
+async def _changed(cache: CatalogueCache | None, product_id: int) -> None:
+    """A product itself changed: its page and every list page go."""
     if cache is not None:
         await cache.invalidate(product_id)
-        if lists:
-            await cache.invalidate(None)
+        await cache.invalidate(None)
 
 
 async def list_products(
@@ -121,7 +121,7 @@ async def create_product(
 ) -> Product:
     async with db.acquire() as conn:
         product = await ProductRepository(conn).add(**product_in.model_dump())
-    await _changed(cache, product.id, lists=True)
+    await _changed(cache, product.id)
     return product
 
 
@@ -132,7 +132,7 @@ async def update_product(
         product = await ProductRepository(conn).update(product_id, **product_in.model_dump())
     if product is None:
         raise _missing(product_id)
-    await _changed(cache, product_id, lists=True)
+    await _changed(cache, product_id)
     return product
 
 
@@ -140,7 +140,7 @@ async def delete_product(*, db: Database, cache: CatalogueCache | None, product_
     async with db.acquire() as conn:
         if not await ProductRepository(conn).delete(product_id):
             raise _missing(product_id)
-    await _changed(cache, product_id, lists=True)
+    await _changed(cache, product_id)
 
 
 async def update_stock(
@@ -160,7 +160,7 @@ async def update_stock(
                 )
     if product is None:
         raise _missing(product_id)
-    await _changed(cache, product_id, lists=True)
+    await _changed(cache, product_id)
     return product
 
 
@@ -200,9 +200,10 @@ async def reserve(
             if existing is None:
                 raise _refusal(lines, rows)
             return RESERVATION(_same_terms(existing, order_id, lines)), False
-    # After the connection is back in the pool: Redis calls do not hold it.
-    for product_id, _ in lines:
-        await _changed(cache, product_id, lists=False)
+    # After the connection is back in the pool: Redis calls do not hold it. Every line's
+    # page in one round trip.
+    if cache is not None:
+        await cache.invalidate_products([product_id for product_id, _ in lines])
     return RESERVATION(reservation), True
 
 
@@ -257,6 +258,6 @@ async def release(
         if not await reservations.tombstone(order_id):
             restocked = await reservations.release(order_id)
         reservation = await reservations.get(order_id)
-    for product_id in restocked:
-        await _changed(cache, product_id, lists=False)
+    if cache is not None:
+        await cache.invalidate_products(restocked)
     return None if reservation is None else RESERVATION(reservation)
