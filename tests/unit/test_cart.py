@@ -16,7 +16,7 @@ from shop.storefront.cart import (
     without,
 )
 from shop.storefront.limits import CART_MAX_LINES, CART_MAX_QUANTITY
-from shop.storefront.pages import when
+from shop.storefront.web import when
 
 FULL = dict.fromkeys(range(1, CART_MAX_LINES + 1), 1)
 

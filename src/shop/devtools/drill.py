@@ -24,6 +24,10 @@ It prints each step's measured time, the recovery time against the RTO (1 h) and
 lost against the RPO (15 min). Safety: it creates and drops only its own randomly prefixed
 databases and roles (``drill<hex>_userdb`` ...) and its own Vault servers under a fresh
 folder; it never touches the live databases or any other Vault.
+
+It stays one module (about 600 lines, over the project's 500): it reads in the order the drill
+runs, ``run_drill`` being the six steps above, and each helper serves one step; split, a
+reader would follow one story across files.
 """
 
 from __future__ import annotations

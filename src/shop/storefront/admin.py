@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from shop.storefront.pages import CsrfField, check_csrf, current_user, gql, redirect, render
+from shop.storefront.web import CsrfField, check_csrf, current_user, gql, redirect, render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 PRODUCT_FIELDS = "id name description price stock category"

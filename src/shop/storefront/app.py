@@ -32,7 +32,9 @@ from shop.storefront.admin import router as admin_router
 from shop.storefront.cart import Carts
 from shop.storefront.clients import Backend
 from shop.storefront.graphql import Context, Limits, build_schema, error_code
-from shop.storefront.pages import (
+from shop.storefront.pages import router as pages_router
+from shop.storefront.settings import StorefrontSettings
+from shop.storefront.web import (
     PAGES_CSP,
     CsrfRejected,
     cookie_cart,
@@ -40,8 +42,6 @@ from shop.storefront.pages import (
     render,
     save_cookie_cart,
 )
-from shop.storefront.pages import router as pages_router
-from shop.storefront.settings import StorefrontSettings
 
 log = get_logger("shop.storefront")
 MASKED = "Something went wrong on our side; it has been logged. Try again shortly."
