@@ -21,10 +21,13 @@ help:
 	@echo "make images - build the platform's image (Docker, else Podman), its SBOM, print sizes"
 	@echo "make lock   - re-resolve uv.lock from pyproject.toml (the only step that resolves)"
 
-# uv at the locked version (by hash), then exactly the locked packages: runtime and dev.
+# uv at the locked version (by hash), then exactly the locked packages: runtime and dev,
+# compiled to bytecode once here: a shell with PYTHONDONTWRITEBYTECODE=1 (this machine's)
+# otherwise compiles every imported module again in every process it starts, 1.2 s of CPU
+# per service process (docs/dependencies.md, "Bytecode").
 $(STAMP): pyproject.toml uv.lock
 	$(PYTHON) scripts/bootstrap-uv.py $(VENV)
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --compile-bytecode
 	touch $(STAMP)
 
 lock: $(STAMP)
@@ -34,6 +37,7 @@ lock: $(STAMP)
 # puts two replicas of each service behind it; `PROMETHEUS=1` also starts Prometheus.
 REPLICAS ?= 1
 run: $(STAMP)
+	$(BIN)/python -m compileall -q src
 	$(BIN)/shop run --replicas $(REPLICAS) $(if $(PROMETHEUS),--prometheus)
 
 tools: $(STAMP)
@@ -48,6 +52,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP) tools lint typecheck
+	$(BIN)/python -m compileall -q src bench
 	$(BIN)/pytest
 
 fmt: $(STAMP)
@@ -59,6 +64,7 @@ images: $(STAMP) tools
 	$(BIN)/python scripts/images.py
 
 bench: $(STAMP) tools
+	$(BIN)/python -m compileall -q src bench
 	$(BIN)/python -m bench
 
 clean:

@@ -23,7 +23,7 @@ log() { printf 'install-deploy-tools: %s\n' "$*" >&2; }
 sync_group() {
   local group="$1" dir="$2"
   UV_PROJECT_ENVIRONMENT="$dir" "$UV" sync --project "$ROOT" --frozen --quiet \
-    --only-group "$group" --python "$("$PYTHON" -c 'import sys; print(sys.executable)')" ||
+    --compile-bytecode --only-group "$group" --python "$("$PYTHON" -c 'import sys; print(sys.executable)')" ||
     { log "ERROR: uv sync of group $group into $dir failed"; exit 1; }
 }
 

@@ -157,3 +157,14 @@ def test_the_licence_text_is_mit_and_ships_with_the_package(tmp_path):
         dist_info = next(n.split("/")[0] for n in archive.namelist() if ".dist-info/" in n)
         assert archive.read(f"{dist_info}/licenses/LICENSE").decode() == text
         assert "License-Expression: MIT" in archive.read(f"{dist_info}/METADATA").decode()
+
+
+@pytest.mark.parametrize("package", ["fastapi", "opentelemetry.sdk.trace", "asyncpg"])
+def test_the_install_compiled_the_packages_to_bytecode(package: str) -> None:
+    """make's install writes the bytecode (uv sync --compile-bytecode): with
+    PYTHONDONTWRITEBYTECODE=1 no process would, and each would compile every module it imports
+    again (bench/import_cost.py measures what that costs)."""
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.origin is not None
+    cached = importlib.util.cache_from_source(spec.origin)
+    assert Path(cached).is_file(), f"{package} has no bytecode at {cached}"
