@@ -165,6 +165,7 @@ def test_the_install_compiled_the_packages_to_bytecode(package: str) -> None:
     PYTHONDONTWRITEBYTECODE=1 no process would, and each would compile every module it imports
     again (bench/import_cost.py measures what that costs)."""
     spec = importlib.util.find_spec(package)
-    assert spec is not None and spec.origin is not None
+    assert spec is not None
+    assert spec.origin is not None
     cached = importlib.util.cache_from_source(spec.origin)
     assert Path(cached).is_file(), f"{package} has no bytecode at {cached}"
