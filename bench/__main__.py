@@ -90,7 +90,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--traced-rounds",
         type=int,
-        default=3,
+        default=5,
         help="mixed_traced: rounds of an untraced and a traced step (judged on their median)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs")

@@ -1,7 +1,9 @@
 """Profile a scenario (by default the order path): py-spy samples the services it loads (for
 orders: the order, product and payment services) while wrk drives it; the top costs by own
 time and by inclusive time, per service. ``mixed`` drives the seed's mix through the gateway,
-paced at ``mix_rate`` after a walk of the catalogue, and samples all four services."""
+paced at ``mix_rate`` after a walk of the catalogue, and samples all four services;
+``mixed_traced`` does the same on services restarted with tracing on at 10% (bench/traced.py),
+where the OpenTelemetry SDK's share is its own kind of work."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios
+from bench import scenarios, traced
 from bench.platform import Platform, login_tokens
 from bench.runner import by_job, warm_cache
 from bench.wrk import merge, run_jobs
@@ -32,6 +34,7 @@ def _frame(frame: str) -> str:
 # Where a sample's time goes, by the first rule any frame of its stack matches.
 CATEGORIES = (
     ("ServiceClient.request", "outbound HTTP calls (aiohttp)"),
+    ("opentelemetry/", "tracing (OpenTelemetry SDK and instrumentations)"),
     ("TokenVerifier.verify", "JWT verification"),
     ("asyncpg/", "PostgreSQL queries (asyncpg)"),
     ("argon2", "password hashing (argon2)"),
@@ -47,7 +50,7 @@ IO = "event loop, socket I/O (uvloop, uvicorn)"
 
 
 def _category(stack: str, leaf: str) -> str:
-    if "ServiceClient.request" in stack:
+    if "ServiceClient.request" in stack and "opentelemetry/" not in leaf:
         return CATEGORIES[0][1]
     if leaf.startswith(IO_LEAVES):
         return IO
@@ -94,6 +97,7 @@ PROFILED_BY_SCENARIO = {
     "product_list_nocache": ("products_nocache",),
     "login": ("users",),
     "mixed": ("products", "users", "orders", "payments"),
+    "mixed_traced": ("products", "users", "orders", "payments"),
 }
 MIX_RATE = 700.0  # req/s: below the knee of the mix on this machine, so nothing only queues
 
@@ -114,10 +118,34 @@ def profile_scenario(
     out_dir: Path,
     mix_rate: float = MIX_RATE,
 ) -> dict[str, Any]:
+    tokens_file = platform.workdir / "tokens.txt"
+    tokens_file.write_text("\n".join(login_tokens(platform, min(20, platform.users))) + "\n")
+    if scenario == "mixed_traced":
+        with traced.discarding_receiver() as receiver:
+            traced.restart_services(platform, traced.traced_env(receiver.endpoint), drop=())
+            try:
+                return _profile(
+                    platform, "mixed", duration, connections, out_dir, mix_rate, label=scenario
+                )
+            finally:
+                traced.restart_services(platform, {}, drop=tuple(traced.traced_env("")))
+    return _profile(platform, scenario, duration, connections, out_dir, mix_rate)
+
+
+def _profile(
+    platform: Platform,
+    scenario: str,
+    duration: float,
+    connections: int,
+    out_dir: Path,
+    mix_rate: float,
+    *,
+    label: str | None = None,
+) -> dict[str, Any]:
+    label = label or scenario
     py_spy = py_spy_binary()
     assert py_spy is not None, "py-spy is not installed (make .venv installs it)"
     tokens_file = platform.workdir / "tokens.txt"
-    tokens_file.write_text("\n".join(login_tokens(platform, min(20, platform.users))) + "\n")
     if scenario == "mixed":
         if platform.redis_url:
             warm_cache(platform, connections)
@@ -128,7 +156,7 @@ def profile_scenario(
     pids = platform.pids()
     spies = {}
     for svc in [s for s in PROFILED_BY_SCENARIO[scenario] if s in pids]:
-        raw = out_dir / f"profile-{scenario}-{svc}.txt"
+        raw = out_dir / f"profile-{label}-{svc}.txt"
         spies[svc] = (
             raw,
             subprocess.Popen(
@@ -158,7 +186,7 @@ def profile_scenario(
             profiles[svc] = {"error": err.decode(errors="replace")[-500:]}
             continue
         profiles[svc] = summarise(raw)
-    return {"scenario": scenario, "load": load, "profiles": profiles}
+    return {"scenario": label, "load": load, "profiles": profiles}
 
 
 def render(result: dict[str, Any]) -> str:

@@ -51,7 +51,7 @@ class Options:
     connections: int  # per closed-loop read scenario
     order_connections: int
     login_connections: int
-    traced_rounds: int = 3  # mixed_traced: rounds of an untraced and a traced step
+    traced_rounds: int = 5  # mixed_traced: rounds of an untraced and a traced step
 
 
 SEARCH_QUERIES = 2_000  # distinct search requests in a run's query file

@@ -169,7 +169,7 @@ def run_mixed_traced(
     measure: Any,
     backends: tuple[str, str] | None,
     mix: dict[str, float] | None = None,
-    rounds: int = 3,
+    rounds: int = 5,
 ) -> dict[str, Any]:
     """``rounds`` of the mix at ``rate`` untraced and traced (10%), in alternating order, each
     step on services restarted for it; each step with the platform's CPU per request and the
