@@ -8,14 +8,23 @@ passes in the process (FastAPI's, the request middleware with its request id, me
 access-log line to stdout, the lean route). Prints CPU microseconds per request, the best of
 the rounds. Redirect stdout (the access log) to /dev/null; the figure goes to stderr. What it
 isolates is Python work, which a loaded machine's syscall costs do not blur (docs/performance.md).
+
+``--sample-ratio 0.1`` builds the app with tracing on (the standard ``OTEL_*`` variables, as
+bench/traced.py sets them), exporting to a receiver in another process that discards every
+export: what a traced read costs, unsampled and sampled together, the exporter's thread
+included; ``--sample-ratio 1`` or ``0`` prices the two kinds apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -76,15 +85,47 @@ async def measure(requests: int, rounds: int) -> float:
     return best
 
 
+# A receiver in a process of its own, so that its CPU is not counted as the app's.
+_RECEIVER = (
+    "import sys, time\n"
+    "from bench.traced import discarding_receiver\n"
+    "with discarding_receiver() as receiver:\n"
+    "    print(receiver.endpoint, flush=True)\n"
+    "    sys.stdin.read()\n"
+)
+
+
+@contextmanager
+def traced(ratio: float) -> Iterator[None]:
+    """Tracing on for the app built inside, at ``ratio``, exporting to a discarding receiver."""
+    from bench.traced import traced_env
+
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", _RECEIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert receiver.stdout is not None
+        os.environ.update(traced_env(receiver.stdout.readline().strip(), ratio))
+        yield
+    finally:
+        receiver.communicate("", timeout=10)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sample-ratio", type=float, help="tracing on, keeping this share")
     args = parser.parse_args()
     configure_logging(service="product-service", pod="bench-inprocess")
-    us = asyncio.run(measure(args.requests, args.rounds))
+    if args.sample_ratio is None:
+        us = asyncio.run(measure(args.requests, args.rounds))
+    else:
+        with traced(args.sample_ratio):
+            us = asyncio.run(measure(args.requests, args.rounds))
+    what = "" if args.sample_ratio is None else f", traced at {args.sample_ratio:g}"
     print(
-        f"near-cache hit, in process: {us:.1f} us of CPU per request"
+        f"near-cache hit, in process{what}: {us:.1f} us of CPU per request"
         f" (best of {args.rounds} x {args.requests})",
         file=sys.stderr,
     )
