@@ -24,7 +24,7 @@ from shop.common.types import (
     PAGE_OFFSET_MAX,
     StrictModel,
 )
-from shop.products.api import LEAN_ROUTES, page_query
+from shop.products.api import LEAN_ROUTES, LIST_PRODUCTS
 
 
 async def _never(*_: Any) -> Any:
@@ -88,6 +88,8 @@ def test_an_idempotency_key_is_plain_within_the_contracts_bound(length: int, pla
 
 
 def test_the_page_bounds_are_the_contracts() -> None:
+    page_query = LIST_PRODUCTS.query
+    assert page_query is not None
     assert page_query(f"limit={PAGE_LIMIT_MAX}&offset={PAGE_OFFSET_MAX}".encode())
     assert page_query(f"limit={PAGE_LIMIT_MAX + 1}".encode()) is None
     assert page_query(f"offset={PAGE_OFFSET_MAX + 1}".encode()) is None
