@@ -84,6 +84,9 @@ async def get_cache(request: Request) -> CatalogueCache | None:
 CacheDep = Annotated[CatalogueCache | None, Depends(get_cache)]
 
 
+_JSON = (b"content-type", b"application/json")
+
+
 class CachedResponse(Response):
     """A catalogue read's answer, the one way both routes (FastAPI's and the lean one) send
     it: the cached body with its ETag, or 304 with no body when ``If-None-Match`` names it;
@@ -94,18 +97,14 @@ class CachedResponse(Response):
     def __init__(self, state: State, cached: CachedBody, if_none_match: str | None) -> None:
         max_age: int = state.settings.catalogue_max_age_seconds
         self.background = None
-        self.raw_headers = [
-            (b"etag", cached.etag.encode()),
-            (b"cache-control", b"public, max-age=%d" % max_age),
-        ]
-        if cached.matches(if_none_match):
-            self.status_code, self.body = 304, b""
+        etag = (b"etag", cached.etag.encode())
+        cache_control = (b"cache-control", b"public, max-age=%d" % max_age)
+        if if_none_match and cached.matches(if_none_match):
+            self.status_code, self.body, self.raw_headers = 304, b"", [etag, cache_control]
             return
-        self.status_code, self.body = 200, cached.body
-        self.raw_headers += [
-            (b"content-type", b"application/json"),
-            (b"content-length", b"%d" % len(cached.body)),
-        ]
+        body = cached.body
+        self.status_code, self.body = 200, body
+        self.raw_headers = [etag, cache_control, _JSON, (b"content-length", b"%d" % len(body))]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Response.__call__ less what a catalogue read never needs (an HTTP request only,
