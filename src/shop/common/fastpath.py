@@ -4,9 +4,11 @@ One class, ``LeanRoute``, for every hot route: the saga's three POSTs and the ca
 reads (``shop.products.api``). Each reads its bounds from the declarations FastAPI's route
 reads (``shop.common.types``: ``MAX_ID``, ``IDEMPOTENCY_KEY_MAX``, the page bounds) and calls
 the same use case; tests/integration/test_lean_differential.py sends generated requests
-both ways, the boundaries included, and compares the answers. The saga's three POSTs are
-each one declaration (``hot_post``: its model, auth rule, Idempotency-Key and use case) from
-which both routes are made, so neither can restate the other's rules.
+both ways, the boundaries included, and compares the answers. Every hot route is one
+declaration from which both routes are made, so neither can restate the other's rules: the
+saga's three POSTs ``hot_post`` (its model, auth rule, Idempotency-Key and use case), the
+catalogue's two GETs ``hot_get`` (the use case's signature: its path, query and header
+parameters with their bounds, and which query parameters the lean route takes).
 
 The saga's three calls (placing an order, reserving its stock, creating and confirming its
 payment) are each a POST with a small JSON body and a bearer token, and FastAPI's route
@@ -19,7 +21,8 @@ calls the same use case; any request it does not recognise as plain (a body that
 validate, no bearer token, a header out of range) it hands back as is (``NotPlain``), and the
 request is routed again past the lean route, to the FastAPI route, which owns the contract's
 answers and the OpenAPI. A catalogue read's route declines its unusual requests earlier, in
-its match (a query string ``page_query`` does not take), and they go to FastAPI directly.
+its match (a path parameter out of its bounds, a query parameter it does not take or whose
+value its declaration refuses), and they go to FastAPI directly.
 A use case's ``Problem`` and a token the verifier refuses are answered by the app's
 handlers, as from any route. The platform's middleware wraps both kinds: request id, access
 log, metrics (under the same route template), the body limit.
