@@ -74,19 +74,19 @@ def lean_answered(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> Counte
     """Makes every lean route decline a request marked ``X-Route: fastapi``, and counts, by
     route template, the requests each of them took."""
     counts: Counter[str] = Counter()
-    matches, handle = LeanRoute.matches, LeanRoute.handle
+    matches, answer = LeanRoute.matches, LeanRoute.answer
 
     def declining(self: LeanRoute, scope: Any) -> Any:
         if (b"x-route", b"fastapi") in scope.get("headers", ()):
             return Match.NONE, {}
         return matches(self, scope)
 
-    async def counting(self: LeanRoute, scope: Any, receive: Any, send: Any) -> None:
-        counts[self.path] += 1
-        await handle(self, scope, receive, send)
+    async def counting(self: LeanRoute, scope: Any, receive: Any) -> Any:
+        counts[self.path] += 1  # every request a lean route takes goes through its answer
+        return await answer(self, scope, receive)
 
     monkeypatch.setattr(LeanRoute, "matches", declining)
-    monkeypatch.setattr(LeanRoute, "handle", counting)
+    monkeypatch.setattr(LeanRoute, "answer", counting)
     return counts
 
 
@@ -108,19 +108,44 @@ PROPERTY = settings(
 )
 
 
+# What a catalogue read's request may carry besides its path: query parameters (known,
+# unknown, repeated) and If-None-Match headers (none, the body's tag, another, repeated).
+noise = st.lists(
+    st.tuples(bound(["limit", "x", "q", "category", ""]), bound(["1", "", "a"])), max_size=2
+)
+TAGS = ["current", '"other"', "*", "W/current", 'current, "other"']
+if_none_match = st.lists(bound(TAGS), max_size=2)
+
+
+def _tags(tags: list[str], etag: str) -> list[tuple[str, str]]:
+    return [("If-None-Match", tag.replace("current", etag)) for tag in tags]
+
+
 async def test_a_product_read_answers_alike_both_ways(
     platform: Platform, make_product: Any, lean_answered: Counter[str]
 ) -> None:
     product = await make_product(price="3.00", stock=4, category="gadgets")
     client = platform.products
+    etag = (await client.get(f"/api/v1/products/{product['id']}")).headers["etag"]
 
     def run(wait: Callable[[Awaitable[Any]], Any]) -> None:
         @PROPERTY
-        @given(segment=st.one_of(ids, st.just(str(product["id"]))))
-        def both_ways(segment: str) -> None:
-            lean = wait(client.get(f"/api/v1/products/{segment}"))
-            fastapi = wait(client.get(f"/api/v1/products/{segment}", headers=VIA_FASTAPI))
-            assert _answer(lean) == _answer(fastapi), segment
+        @given(
+            segment=st.one_of(ids, st.just(str(product["id"])), st.integers(max_value=-1).map(str)),
+            query=st.one_of(st.just([]), noise),
+            tags=if_none_match,
+        )
+        @example(str(MAX_ID), [], [])  # the boundaries, every run
+        @example(str(MAX_ID + 1), [], [])
+        @example(str(product["id"]), [], ["current"])  # 304 both ways
+        @example(str(product["id"]), [], ["current", '"other"'])  # a repeated header
+        @example(str(product["id"]), [("limit", "1")], [])
+        def both_ways(segment: str, query: list[tuple[str, str]], tags: list[str]) -> None:
+            path = f"/api/v1/products/{segment}" + (f"?{urlencode(query)}" if query else "")
+            headers = _tags(tags, etag)
+            lean = wait(client.get(path, headers=headers))
+            fastapi = wait(client.get(path, headers=[*headers, *VIA_FASTAPI.items()]))
+            assert _answer(lean) == _answer(fastapi), (segment, query, tags)
             if segment.isdigit() and not segment.startswith("0") and int(segment) > MAX_ID:
                 assert lean.status_code == 422, (segment, lean.text)
 
@@ -130,25 +155,61 @@ async def test_a_product_read_answers_alike_both_ways(
     assert lean_answered["/api/v1/products/{product_id}"] > 0  # the plain ones went lean
 
 
+# A list request's parameters: the plain page's three (each valid, at its bounds, one past,
+# in the forms pydantic reads as integers), the others (which only FastAPI takes), unknown
+# names; any of them repeated.
+numbers = bound(["+5", " 5", "5.0", "1_0", "007", "5e0", "\u0665"])
+list_params = st.one_of(
+    st.tuples(st.just("limit"), st.one_of(limits, numbers)),
+    st.tuples(st.just("offset"), st.one_of(offsets, numbers)),
+    st.tuples(st.just("category"), categories.map(lambda c: "" if c is None else c)),
+    st.tuples(st.just("ids"), bound(["1,2", "1", f"{MAX_ID}", f"{MAX_ID + 1}", "x", ""])),
+    st.tuples(st.just("q"), bound(["lamp", "", "gadgets", "a\x00"])),
+    st.tuples(st.just("in_stock"), bound(["true", "false", "1", "maybe"])),
+    st.tuples(st.just("sort"), bound(["relevance", "price", "-price", "x"])),
+    st.tuples(bound(["min_price", "max_price"]), bound(["1.00", "9.99", "-1", "x"])),
+    st.tuples(bound(["unknown", "limit[]", "Limit", ""]), bound(["1", ""])),
+)
+
+
 async def test_a_catalogue_page_answers_alike_both_ways(
     platform: Platform, make_product: Any, lean_answered: Counter[str]
 ) -> None:
     await make_product(price="2.00", stock=1, category="gadgets")
     client = platform.products
+    etag = (await client.get("/api/v1/products")).headers["etag"]
 
     def run(wait: Callable[[Awaitable[Any]], Any]) -> None:
         @PROPERTY
-        @given(limit=st.none() | limits, offset=st.none() | offsets, category=categories)
-        def both_ways(limit: str | None, offset: str | None, category: str | None) -> None:
-            query = {
-                name: value
+        @given(
+            limit=st.none() | limits,
+            offset=st.none() | offsets,
+            category=categories,
+            more=st.lists(list_params, max_size=3),
+            tags=if_none_match,
+        )
+        @example(str(PAGE_LIMIT_MAX), str(PAGE_OFFSET_MAX), None, [], [])  # every run
+        @example(str(PAGE_LIMIT_MAX + 1), str(PAGE_OFFSET_MAX + 1), None, [], [])
+        @example(None, None, None, [], ["current"])  # 304 both ways
+        @example("5", None, None, [("limit", "5")], [])  # repeated
+        @example("5", None, None, [("unknown", "1")], [])
+        def both_ways(
+            limit: str | None,
+            offset: str | None,
+            category: str | None,
+            more: list[tuple[str, str]],
+            tags: list[str],
+        ) -> None:
+            query = [
+                (name, value)
                 for name, value in (("limit", limit), ("offset", offset), ("category", category))
                 if value is not None
-            }
+            ] + more
             plain = f"/api/v1/products?{urlencode(query)}"
-            lean = wait(client.get(plain))
-            fastapi = wait(client.get(plain, headers=VIA_FASTAPI))
-            assert _answer(lean) == _answer(fastapi), query
+            headers = _tags(tags, etag)
+            lean = wait(client.get(plain, headers=headers))
+            fastapi = wait(client.get(plain, headers=[*headers, *VIA_FASTAPI.items()]))
+            assert _answer(lean) == _answer(fastapi), (query, tags)
 
         both_ways()
 

@@ -3,11 +3,11 @@ And the lean front: what answers a lean route's request, and its errors."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Header, Path, Query
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
@@ -15,7 +15,7 @@ from starlette.routing import Match
 from shop.common import tracing_sdk
 from shop.common.app import create_service_app
 from shop.common.errors import NotFound
-from shop.common.fastpath import LeanRoute, NotPlain, hot_post, idempotency_key
+from shop.common.fastpath import LeanRoute, NotPlain, hot_get, hot_post, idempotency_key
 from shop.common.settings import ServiceSettings
 from shop.common.types import (
     IDEMPOTENCY_KEY_MAX,
@@ -24,7 +24,7 @@ from shop.common.types import (
     PAGE_OFFSET_MAX,
     StrictModel,
 )
-from shop.products.api import LEAN_ROUTES, page_query
+from shop.products.api import LEAN_ROUTES, LIST_PRODUCTS
 
 
 async def _never(*_: Any) -> Any:
@@ -88,6 +88,8 @@ def test_an_idempotency_key_is_plain_within_the_contracts_bound(length: int, pla
 
 
 def test_the_page_bounds_are_the_contracts() -> None:
+    page_query = LIST_PRODUCTS.query
+    assert page_query is not None
     assert page_query(f"limit={PAGE_LIMIT_MAX}&offset={PAGE_OFFSET_MAX}".encode())
     assert page_query(f"limit={PAGE_LIMIT_MAX + 1}".encode()) is None
     assert page_query(f"offset={PAGE_OFFSET_MAX + 1}".encode()) is None
@@ -235,3 +237,79 @@ def test_a_hot_post_declares_the_fastapi_route_and_the_lean_route_alike() -> Non
     assert key["name"] == "Idempotency-Key"
     assert key["schema"]["anyOf"][0]["maxLength"] == IDEMPOTENCY_KEY_MAX
     assert operation["security"] == [{"HTTPBearer": []}]
+
+
+# --- one declaration, both routes (fastpath.hot_get) ----------------------------------------
+
+
+async def _small_page(*, state: Any, size: Annotated[int, Query(ge=1, le=9)] = 3) -> Response:
+    return JSONResponse({"size": size})
+
+
+async def _read_thing(
+    *,
+    state: Any,
+    thing_id: Annotated[int, Path(ge=1, le=99)],
+    page: Annotated[Any, Depends(_page)],
+    tag: Annotated[str | None, Header(alias="X-Tag", max_length=3)] = None,
+) -> Response:
+    return JSONResponse({"id": thing_id, "page": page, "tag": tag})
+
+
+async def _page(size: Annotated[int, Query(ge=1, le=9)] = 3) -> int:
+    return size
+
+
+def test_a_hot_get_takes_its_bounds_from_its_declaration() -> None:
+    router = APIRouter(prefix="/api/v1/things")
+    lean = hot_get(
+        router, "/{thing_id}", name="read_thing", use_case=_read_thing, lean_query=["size"]
+    )
+    assert (lean.method, lean.path) == ("GET", "/api/v1/things/{thing_id}")
+    read = _scope("/api/v1/things/99", method="GET")
+    assert lean.matches(read) == (Match.FULL, {"route": lean, "path_params": {"thing_id": 99}})
+    assert lean.matches({**read, "path": "/api/v1/things/100"})[0] is Match.NONE
+    assert lean.matches({**read, "query_string": b"size=9"})[1]["path_params"]["size"] == 9
+    for query in (b"size=10", b"size=0", b"size=1&size=2", b"other=1"):
+        assert lean.matches({**read, "query_string": query})[0] is Match.NONE, query
+    app = create_service_app(
+        ServiceSettings(), title="t", description="d", routers=[router], lean_routes=[lean]
+    )
+    operation = app.openapi()["paths"]["/api/v1/things/{thing_id}"]["get"]
+    assert operation["operationId"] == "read_thing"
+    assert [p["name"] for p in operation["parameters"]] == ["thing_id", "size", "X-Tag"]
+
+
+async def test_a_hot_gets_lean_route_reads_headers_and_dependencies_as_fastapi_does() -> None:
+    router = APIRouter(prefix="/api/v1/things")
+    lean = hot_get(
+        router, "/{thing_id}", name="read_thing", use_case=_read_thing, lean_query=["size"]
+    )
+    app = create_service_app(
+        ServiceSettings(), title="t", description="d", routers=[router], lean_routes=[lean]
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for path, headers in [
+            ("/api/v1/things/5?size=2", {"X-Tag": "abc"}),
+            ("/api/v1/things/5", {"X-Tag": "abcd"}),  # over its bound: FastAPI's 422
+            ("/api/v1/things/100", {}),
+        ]:
+            answer = await client.get(path, headers=headers)
+            assert answer.status_code in (200, 422), answer.text
+            if answer.status_code == 200:
+                assert answer.json() == {"id": 5, "page": 2, "tag": "abc"}
+
+
+def test_a_hot_get_lean_query_names_declared_query_parameters() -> None:
+    with pytest.raises(TypeError):
+        hot_get(APIRouter(), "", name="x", use_case=_small_page, lean_query=["nope"])
+
+
+async def _unbounded(*, state: Any, thing_id: Annotated[int, Path(ge=1)]) -> Response:
+    return JSONResponse({})
+
+
+def test_a_hot_get_path_parameter_needs_both_bounds() -> None:
+    with pytest.raises(TypeError):
+        hot_get(APIRouter(), "/{thing_id}", name="x", use_case=_unbounded)

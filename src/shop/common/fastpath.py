@@ -4,9 +4,11 @@ One class, ``LeanRoute``, for every hot route: the saga's three POSTs and the ca
 reads (``shop.products.api``). Each reads its bounds from the declarations FastAPI's route
 reads (``shop.common.types``: ``MAX_ID``, ``IDEMPOTENCY_KEY_MAX``, the page bounds) and calls
 the same use case; tests/integration/test_lean_differential.py sends generated requests
-both ways, the boundaries included, and compares the answers. The saga's three POSTs are
-each one declaration (``hot_post``: its model, auth rule, Idempotency-Key and use case) from
-which both routes are made, so neither can restate the other's rules.
+both ways, the boundaries included, and compares the answers. Every hot route is one
+declaration from which both routes are made, so neither can restate the other's rules: the
+saga's three POSTs ``hot_post`` (its model, auth rule, Idempotency-Key and use case), the
+catalogue's two GETs ``hot_get`` (the use case's signature: its path, query and header
+parameters with their bounds, and which query parameters the lean route takes).
 
 The saga's three calls (placing an order, reserving its stock, creating and confirming its
 payment) are each a POST with a small JSON body and a bearer token, and FastAPI's route
@@ -19,7 +21,8 @@ calls the same use case; any request it does not recognise as plain (a body that
 validate, no bearer token, a header out of range) it hands back as is (``NotPlain``), and the
 request is routed again past the lean route, to the FastAPI route, which owns the contract's
 answers and the OpenAPI. A catalogue read's route declines its unusual requests earlier, in
-its match (a query string ``page_query`` does not take), and they go to FastAPI directly.
+its match (a path parameter out of its bounds, a query parameter it does not take or whose
+value its declaration refuses), and they go to FastAPI directly.
 A use case's ``Problem`` and a token the verifier refuses are answered by the app's
 handlers, as from any route. The platform's middleware wraps both kinds: request id, access
 log, metrics (under the same route template), the body limit.
@@ -41,12 +44,15 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar, cast
+import typing
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Annotated, Any, Protocol, TypeVar, cast
+from urllib.parse import parse_qsl
 
+import annotated_types
 import orjson
-from fastapi import APIRouter
-from pydantic import BaseModel, ValidationError
+from fastapi import APIRouter, params
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import Response
@@ -61,18 +67,17 @@ from shop.common.types import IDEMPOTENCY_KEY_MAX, MAX_ID
 
 M = TypeVar("M", bound=BaseModel)
 M_in = TypeVar("M_in", bound=BaseModel, contravariant=True)
-# A handler gets the scope, the path's integer parameters (and ``query``, what the route's
-# query parser made of the query string) and the body; it answers with an ASGI app, most
-# often a Response (which is one).
+# A handler gets the scope, the path's integer parameters (with the values the route's query
+# parser read from the query string) and the body; it answers with an ASGI app, most often a
+# Response (which is one).
 Handler = Callable[[Scope, dict[str, Any], bytes], Awaitable[ASGIApp]]
-QueryParser = Callable[[bytes], object | None]
+QueryParser = Callable[[bytes], dict[str, Any] | None]
 
 _DEFERRED = "shop.lean_deferred"
 _BELOW = "shop.lean_below"  # on the lean front: the app's stack below the request middleware
 _PARAM = re.compile(r"\{([a-z_]+)\}")
-# An id as the FastAPI routes take it (``Path(ge=1, le=MAX_ID)``), with no leading zero; at
-# most MAX_ID's digits, and ``matches`` compares the value with MAX_ID itself.
-_ID = f"([1-9][0-9]{{0,{len(str(MAX_ID)) - 1}}})"
+# A path parameter's bounds unless the route says otherwise: an id (``Path(ge=1, le=MAX_ID)``).
+_ID_BOUNDS = (1, MAX_ID)
 _JSON = re.compile(r"^application/json\s*(;.*)?$", re.IGNORECASE)
 
 
@@ -81,14 +86,22 @@ class NotPlain(Exception):
 
 
 class LeanRoute(BaseRoute):
-    """``method path`` (``{name}`` parameters are positive integers) answered by ``handler``.
+    """``method path`` (``{name}`` parameters are integers) answered by ``handler``.
 
-    Without ``query`` a request with a query string is the FastAPI route's; with it, the
-    parser sees the raw query string and returns None to leave the request to FastAPI, or
-    the value the handler finds as ``params["query"]``. A GET's body is not read."""
+    ``bounds`` gives each path parameter's (least, greatest) value, (1, MAX_ID) unless given;
+    a segment is digits with no leading zero and a value within them, anything else is the
+    FastAPI route's. Without ``query`` a request with a query string is the FastAPI route's;
+    with it, the parser sees the raw query string and returns None to leave the request to
+    FastAPI, or the values the handler finds among ``params``. A GET's body is not read."""
 
     def __init__(
-        self, method: str, path: str, handler: Handler, *, query: QueryParser | None = None
+        self,
+        method: str,
+        path: str,
+        handler: Handler,
+        *,
+        query: QueryParser | None = None,
+        bounds: Mapping[str, tuple[int, int]] | None = None,
     ) -> None:
         self.path = path  # the metrics' route label, shared with the FastAPI route
         self.method = method
@@ -97,8 +110,12 @@ class LeanRoute(BaseRoute):
         self._reads_body = method != "GET"
         parts = _PARAM.split(path)  # literal, name, literal, ...
         self._names = parts[1::2]
+        self._bounds = [(bounds or {}).get(name, _ID_BOUNDS) for name in self._names]
+        self._params = list(zip(self._names, self._bounds, strict=True))
+        segments = iter(_digits(high) for _, high in self._bounds)
         self._regex = re.compile(
-            "".join(re.escape(p) if i % 2 == 0 else _ID for i, p in enumerate(parts)) + "$"
+            "".join(re.escape(p) if i % 2 == 0 else next(segments) for i, p in enumerate(parts))
+            + "$"
         )
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
@@ -108,16 +125,16 @@ class LeanRoute(BaseRoute):
         if found is None:
             return Match.NONE, {}
         params: dict[str, Any] = {}
-        for name, digits in zip(self._names, found.groups(), strict=True):
+        for (name, (low, high)), digits in zip(self._params, found.groups(), strict=True):
             value = int(digits)
-            if value > MAX_ID:
+            if not low <= value <= high:
                 return Match.NONE, {}  # the FastAPI route answers the contract's 422
             params[name] = value
         if self.query is not None:
             query = self.query(scope["query_string"])
             if query is None:
                 return Match.NONE, {}
-            params["query"] = query
+            params.update(query)
         elif scope["query_string"]:
             return Match.NONE, {}
         return Match.FULL, {"route": self, "path_params": params}
@@ -125,21 +142,41 @@ class LeanRoute(BaseRoute):
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:
         raise NoMatchFound(name, path_params)
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def answer(self, scope: Scope, receive: Receive) -> ASGIApp | None:
+        """The handler's answer, not yet sent (None: the client went away before its body
+        was read); NotPlain if the request is the FastAPI route's (``defer`` hands it on)."""
         body = b""
         if self._reads_body:
             read = await _read_body(receive)
             if read is None:
-                return  # the client went away: nobody to answer
+                return None  # nobody to answer
             body = read
         try:
-            response = await self.handler(scope, scope["path_params"], body)
+            return await self.handler(scope, scope["path_params"], body)
         except NotPlain:
-            scope[_DEFERRED] = True
-            below = scope.get(_BELOW) or scope["app"].router
-            await below(scope, _replay(body, receive) if self._reads_body else receive, send)
+            scope[_DEFERRED] = body
+            raise
+
+    async def defer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hand a request ``answer`` refused on, past this route, its body replayed."""
+        below = scope.get(_BELOW) or scope["app"].router
+        body: bytes = scope[_DEFERRED]
+        await below(scope, _replay(body, receive) if self._reads_body else receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = await self.answer(scope, receive)
+        except NotPlain:
+            await self.defer(scope, receive, send)
             return
-        await response(scope, receive, send)
+        if response is not None:
+            await response(scope, receive, send)
+
+
+def _digits(high: int) -> str:
+    """A path segment of digits, no leading zero, at most ``high``'s many (``matches``
+    compares the value with the bounds themselves)."""
+    return f"([1-9][0-9]{{0,{len(str(high)) - 1}}})"
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -285,6 +322,174 @@ def hot_post(
     return LeanRoute("POST", router.prefix + path, lean)
 
 
+def hot_get(
+    router: APIRouter,
+    path: str,
+    *,
+    name: str,
+    use_case: Callable[..., Awaitable[Response]],
+    lean_query: Collection[str] = (),
+    **route: Any,
+) -> LeanRoute:
+    """Declare a hot GET once: its FastAPI route, added to ``router`` (named ``name``, the
+    OpenAPI's operation id; ``route`` is the rest of its OpenAPI: response model, responses),
+    and the returned lean route, made from the same declaration.
+
+    The declaration is the use case's signature: ``state`` (the app's), then keyword-only
+    parameters with their defaults, each ``Annotated`` with FastAPI's ``Path``, ``Query`` or
+    ``Header`` and its bounds, or with ``Depends`` on an ``async def`` whose own parameters are
+    such (``PageDep``). FastAPI's route takes exactly those parameters, so they are its
+    OpenAPI (and its validation errors, in its order), with every unusual request. The lean
+    route reads them from the same declarations: a path parameter is an integer within its
+    ``Path``'s bounds; a query parameter named in ``lean_query``, once at most, is validated
+    by its own declaration (as FastAPI validates it), and no other query parameter may be
+    there; a header is read once at most (a constrained one validated likewise); a
+    dependency is called with what was read for it. A request it does not take is the FastAPI
+    route's. Both routes call the use case with what they read; a parameter the request
+    leaves out is its declaration's default."""
+    declared = _declared(use_case, skip="state")
+    bounds: dict[str, tuple[int, int]] = {}
+    checks: dict[str, tuple[str, Callable[[Any], Any]]] = {}  # by alias: (name, validator)
+    headers: list[tuple[str, bytes, Callable[[Any], Any] | None]] = []
+    dependencies: list[tuple[str, Callable[..., Awaitable[Any]], tuple[str, ...]]] = []
+    leaves = []  # the parameters the request carries: the use case's, its dependencies'
+    for parameter, annotation in declared:
+        depends = _depends(annotation)
+        if depends is None:
+            leaves.append((parameter, annotation))
+        else:  # its own parameters are the route's, FastAPI's way
+            own = _declared(depends, skip=None)
+            dependencies.append((parameter.name, depends, tuple(p.name for p, _ in own)))
+            leaves += own
+    if len({p.name for p, _ in leaves}) != len(leaves):
+        raise TypeError(f"{name}: a dependency's parameter has the name of another")
+    for parameter, annotation in leaves:
+        kind, field = _declaration(name, parameter.name, annotation)
+        alias = field.alias or parameter.name
+        if kind is params.Path:
+            bounds[parameter.name] = _path_bounds(name, parameter.name, annotation, field)
+        elif kind is params.Query and parameter.name in lean_query:
+            checks[alias] = (parameter.name, TypeAdapter(annotation).validate_python)
+        elif kind is params.Header:
+            if alias == parameter.name and cast(params.Header, field).convert_underscores:
+                alias = alias.replace("_", "-")
+            check = TypeAdapter(annotation).validate_python if field.metadata else None
+            headers.append((parameter.name, alias.lower().encode("latin-1"), check))
+    unknown = set(lean_query) - {n for n, _ in checks.values()}
+    if unknown:
+        raise TypeError(f"{name}: lean_query names no query parameter: {sorted(unknown)}")
+
+    async def endpoint(request: Request, **values: Any) -> Response:
+        return await use_case(state=request.app.state, **values)
+
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+            ),
+            *(p.replace(annotation=a) for p, a in declared),
+        ]
+    )
+    endpoint.__name__ = endpoint.__qualname__ = name
+    router.add_api_route(path, endpoint, methods=["GET"], name=name, **route)
+
+    def lean(scope: Scope, values: dict[str, Any], _: bytes) -> Awaitable[Response]:
+        # Not a coroutine of its own: the route awaits the use case's, one frame fewer on the
+        # catalogue's hottest path (the product read's near hit).
+        for parameter, raw, check in headers:
+            value = header(scope, raw)
+            if value is not None:
+                if check is not None:
+                    try:
+                        value = check(value)
+                    except ValidationError:
+                        raise NotPlain from None
+                values[parameter] = value
+        if dependencies:
+            return with_dependencies(scope["app"].state, values)
+        return use_case(state=scope["app"].state, **values)
+
+    async def with_dependencies(state: State, values: dict[str, Any]) -> Response:
+        for parameter, depends, names in dependencies:
+            values[parameter] = await depends(**{n: values.pop(n) for n in names if n in values})
+        return await use_case(state=state, **values)
+
+    query = _query_parser(checks) if checks else None
+    return LeanRoute("GET", router.prefix + path, lean, query=query, bounds=bounds)
+
+
+def _declared(
+    function: Callable[..., Any], skip: str | None
+) -> list[tuple[inspect.Parameter, Any]]:
+    """A function's parameters (less ``skip``) with their annotations resolved."""
+    hints = typing.get_type_hints(function, include_extras=True)
+    signature = inspect.signature(function)
+    return [(p, hints[p.name]) for p in signature.parameters.values() if p.name != skip]
+
+
+def _depends(annotation: Any) -> Callable[..., Awaitable[Any]] | None:
+    """The dependency an ``Annotated[..., Depends(f)]`` declares (an ``async def``), if any."""
+    if typing.get_origin(annotation) is Annotated:
+        for field in typing.get_args(annotation)[1:]:
+            if isinstance(field, params.Depends):
+                if not inspect.iscoroutinefunction(field.dependency):
+                    raise TypeError(f"{field.dependency!r}: a hot route's dependency is async")
+                return cast(Callable[..., Awaitable[Any]], field.dependency)
+    return None
+
+
+_KINDS = (params.Path, params.Query, params.Header)
+
+
+def _declaration(route: str, name: str, annotation: Any) -> tuple[type, params.Param]:
+    """Which of FastAPI's kinds of parameter ``annotation`` declares, and its declaration."""
+    if typing.get_origin(annotation) is Annotated:
+        for field in typing.get_args(annotation)[1:]:
+            for kind in _KINDS:
+                if type(field) is kind:
+                    return kind, field
+    raise TypeError(f"{route}: {name} is not Annotated with Path, Query or Header")
+
+
+def _path_bounds(route: str, name: str, annotation: Any, field: params.Param) -> tuple[int, int]:
+    """A path parameter's (least, greatest) value from its ``Path`` bounds (both needed)."""
+    low = high = None
+    for bound in field.metadata:
+        if isinstance(bound, annotated_types.Ge):
+            low = int(cast(int, bound.ge))
+        elif isinstance(bound, annotated_types.Gt):
+            low = int(cast(int, bound.gt)) + 1
+        elif isinstance(bound, annotated_types.Le):
+            high = int(cast(int, bound.le))
+        elif isinstance(bound, annotated_types.Lt):
+            high = int(cast(int, bound.lt)) - 1
+        else:
+            raise TypeError(f"{route}: {name}: the lean route cannot check {bound!r}")
+    if typing.get_args(annotation)[0] is not int or low is None or high is None:
+        raise TypeError(f"{route}: {name} must be an int with both bounds (ge/gt, le/lt)")
+    return low, high
+
+
+def _query_parser(checks: Mapping[str, tuple[str, Callable[[Any], Any]]]) -> QueryParser:
+    """The lean route's query parser: every parameter one of ``checks`` (by alias), once,
+    valid by its declaration; their values by parameter name, else None (FastAPI's request).
+    Parsed as starlette parses a query string (``parse_qsl`` of the latin-1 text)."""
+
+    def parse(query_string: bytes) -> dict[str, Any] | None:
+        values: dict[str, Any] = {}
+        for alias, raw in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+            check = checks.get(alias)
+            if check is None or check[0] in values:
+                return None
+            try:
+                values[check[0]] = check[1](raw)
+            except ValidationError:
+                return None
+        return values
+
+    return parse
+
+
 ExceptionHandlers = Mapping[Any, Callable[[Request, Exception], Any]]
 # FastAPI's layers above the request middleware, which a lean route's request has no use for:
 # errors become the request middleware's 500 problem, FastAPI's telemetry is off, and its
@@ -317,8 +522,22 @@ def front(stack: ASGIApp, handlers: ExceptionHandlers) -> ASGIApp | None:
 
     counters: dict[str, Any] = {}
 
-    async def route(scope: Scope, receive: Receive, send: Send) -> None:
-        scope[_BELOW] = below
+    def handler_for(exc: Exception) -> Callable[[Request, Exception], Any] | None:
+        return next((by_class[c] for c in type(exc).__mro__ if c in by_class), None)
+
+    async def handled(
+        handler: Callable[[Request, Exception], Any],
+        exc: Exception,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        response = handler(Request(scope, receive), exc)
+        if inspect.isawaitable(response):
+            response = await response
+        await response(scope, receive, send)
+
+    async def handed_down(lean: LeanRoute, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def sent(message: Message) -> None:
@@ -327,18 +546,35 @@ def front(stack: ASGIApp, handlers: ExceptionHandlers) -> ASGIApp | None:
             await send(message)
 
         try:
-            await scope["route"].handle(scope, receive, sent)
+            await lean.defer(scope, receive, sent)
         except Exception as exc:
-            handler = next((by_class[c] for c in type(exc).__mro__ if c in by_class), None)
+            handler = handler_for(exc)
             if handler is None or started:
                 raise  # the request middleware's 500
-            response = handler(Request(scope, receive), exc)
-            if inspect.isawaitable(response):
-                response = await response
-            await response(scope, receive, send)
+            await handled(handler, exc, scope, receive, send)
+
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        scope[_BELOW] = below
+        lean: LeanRoute = scope["route"]
+        try:
+            try:
+                response = await lean.answer(scope, receive)
+            except NotPlain:
+                await handed_down(lean, scope, receive, send)
+                return
+            except Exception as exc:  # nothing sent yet
+                handler = handler_for(exc)
+                if handler is None:
+                    raise  # the request middleware's 500
+                await handled(handler, exc, scope, receive, send)
+                return
+            # Sent with no wrapper of ``send`` to note that it started: a response raises only
+            # once sending, and that is the request middleware's 500.
+            if response is not None:
+                await response(scope, receive, send)
         finally:
-            if not scope.get(_DEFERRED):  # answered here, not handed down to FastAPI
-                template = scope["route"].path
+            if _DEFERRED not in scope:  # answered here, not handed down to FastAPI
+                template = lean.path
                 counter = counters.get(template)
                 if counter is None:
                     counter = counters[template] = LEAN_REQUESTS.labels(template)

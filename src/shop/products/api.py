@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
-from typing import Annotated, Any
-from urllib.parse import parse_qsl
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from starlette.datastructures import State
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 from shop.common import fastpath
 from shop.common.auth import Principal
-from shop.common.deps import AdminDep, DbDep, PageDep, PrivilegedDep
+from shop.common.db import Database
+from shop.common.deps import AdminDep, DbDep, PageDep, PageParams, PrivilegedDep
 from shop.common.errors import Unprocessable
 from shop.common.openapi import Responses, problems
 from shop.common.responses import JSONResponse, json_response
-from shop.common.types import MAX_ID, NO_NUL, PAGE_LIMIT_MAX, PAGE_OFFSET_MAX
+from shop.common.types import MAX_ID, NO_NUL
 from shop.products import service
 from shop.products.cache import CachedBody, CatalogueCache
 from shop.products.db import ProductRepository, SearchQuery, Sort
@@ -85,6 +84,9 @@ async def get_cache(request: Request) -> CatalogueCache | None:
 CacheDep = Annotated[CatalogueCache | None, Depends(get_cache)]
 
 
+_JSON = (b"content-type", b"application/json")
+
+
 class CachedResponse(Response):
     """A catalogue read's answer, the one way both routes (FastAPI's and the lean one) send
     it: the cached body with its ETag, or 304 with no body when ``If-None-Match`` names it;
@@ -95,29 +97,27 @@ class CachedResponse(Response):
     def __init__(self, state: State, cached: CachedBody, if_none_match: str | None) -> None:
         max_age: int = state.settings.catalogue_max_age_seconds
         self.background = None
-        self.raw_headers = [
-            (b"etag", cached.etag.encode()),
-            (b"cache-control", b"public, max-age=%d" % max_age),
-        ]
-        if cached.matches(if_none_match):
-            self.status_code, self.body = 304, b""
+        etag = (b"etag", cached.etag.encode())
+        cache_control = (b"cache-control", b"public, max-age=%d" % max_age)
+        if if_none_match and cached.matches(if_none_match):
+            self.status_code, self.body, self.raw_headers = 304, b"", [etag, cache_control]
             return
-        self.status_code, self.body = 200, cached.body
-        self.raw_headers += [
-            (b"content-type", b"application/json"),
-            (b"content-length", b"%d" % len(cached.body)),
-        ]
+        body = cached.body
+        self.status_code, self.body = 200, body
+        self.raw_headers = [etag, cache_control, _JSON, (b"content-length", b"%d" % len(body))]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Response.__call__ less what a catalogue read never needs (an HTTP request only,
+        # no background task).
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        await send({"type": "http.response.body", "body": self.body})
 
 
-def _cached_response(request: Request, cached: CachedBody, if_none_match: str | None) -> Response:
-    return CachedResponse(request.app.state, cached, if_none_match)
-
-
-@router.get("", response_model=ProductPage, responses=CACHED_READ)
 async def list_products(
-    request: Request,
-    db: DbDep,
-    cache: CacheDep,
+    *,
+    state: State,
     page: PageDep,
     category: Annotated[
         str | None, Query(min_length=1, max_length=CATEGORY_MAX_LENGTH, pattern=NO_NUL)
@@ -167,8 +167,11 @@ async def list_products(
     ] = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
+    # A plain page (limit, offset, category: LIST_PRODUCTS' lean_query) is all the lean
+    # route takes: the near cache's bytes with no I/O at all, else service.page_body.
+    cache: CatalogueCache | None = state.catalogue_cache
     if ids is not None:
-        return await _batch(db, page, ids)
+        return await _batch(state.db, page, ids)
     low = None if min_price is None else Decimal(min_price)
     high = None if max_price is None else Decimal(max_price)
     if low is not None and high is not None and low > high:
@@ -177,11 +180,13 @@ async def list_products(
             errors=[{"loc": ["query", "min_price"], "msg": "must be at most max_price"}],
         )
     if q is None and low is None and high is None and not in_stock and sort in (None, "relevance"):
-        # A plain page: the lean route's answer, byte for byte (lean_list_products).
-        cached = await service.page_body(
-            db=db, cache=cache, limit=page.limit, offset=page.offset, category=category
-        )
-        return _cached_response(request, cached, if_none_match)
+        key = service.page_key(page.limit, page.offset, category)
+        cached = cache.near_page(key) if cache is not None else None
+        if cached is None:
+            cached = await service.page_body(
+                db=state.db, cache=cache, limit=page.limit, offset=page.offset, category=category
+            )
+        return CachedResponse(state, cached, if_none_match)
     query = SearchQuery(
         words=None if q is None else search_words(q),
         category=category,
@@ -192,54 +197,21 @@ async def list_products(
         limit=page.limit,
         offset=page.offset,
     )
-    cached = await service.search_body(db=db, cache=cache, query=query)
-    return _cached_response(request, cached, if_none_match)
+    cached = await service.search_body(db=state.db, cache=cache, query=query)
+    return CachedResponse(state, cached, if_none_match)
 
 
-def page_query(query_string: bytes) -> str | None:
-    """The cache key of a plain list request (``limit``, ``offset``, ``category``) if every
-    parameter is one ``list_products`` would accept as is, by the same bounds (``PageDep``'s
-    and its ``category``); None for anything else (``ids``, a repeated or blank parameter, a
-    value out of range), which that route then answers."""
-    params: dict[str, str] = {}
-    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-        if name in params or name not in ("limit", "offset", "category"):
-            return None
-        params[name] = value
-    limit, offset = params.get("limit", "20"), params.get("offset", "0")
-    category = params.get("category")
-    if not (_NUMBER.match(limit) and _NUMBER.match(offset)):
-        return None
-    if not 1 <= int(limit) <= PAGE_LIMIT_MAX or int(offset) > PAGE_OFFSET_MAX:
-        return None
-    if category is not None and not (
-        1 <= len(category) <= CATEGORY_MAX_LENGTH and "\x00" not in category
-    ):
-        return None
-    return f"{int(limit)}:{int(offset)}:{category or ''}"
-
-
-# Digits enough for either page bound; page_query compares the values themselves.
-_NUMBER = re.compile(f"^[0-9]{{1,{len(str(max(PAGE_LIMIT_MAX, PAGE_OFFSET_MAX)))}}}$")
-
-
-async def lean_list_products(scope: Scope, params: dict[str, Any], _: bytes) -> Response:
-    """``list_products`` for a plain page (``page_query``): the near cache's bytes with no
-    I/O at all, else the same use case (``service.page_body``)."""
-    state = scope["app"].state
-    cache: CatalogueCache | None = state.catalogue_cache
-    query: str = params["query"]
-    cached = cache.near_page(query) if cache is not None else None
-    if cached is None:
-        limit, offset, category = query.split(":", 2)
-        cached = await service.page_body(
-            db=state.db,
-            cache=cache,
-            limit=int(limit),
-            offset=int(offset),
-            category=category or None,
-        )
-    return CachedResponse(state, cached, fastpath.header(scope, b"if-none-match"))
+# Both routes of GET /api/v1/products, from one declaration (fastpath.hot_get): the lean one
+# takes a plain page, every other request (ids, a search, a filter) is FastAPI's.
+LIST_PRODUCTS = fastpath.hot_get(
+    router,
+    "",
+    name="list_products",
+    use_case=list_products,
+    lean_query=("limit", "offset", "category"),
+    response_model=ProductPage,
+    responses=CACHED_READ,
+)
 
 
 @categories_router.get("", response_model=CategoryList, responses=CACHED_READ)
@@ -248,10 +220,10 @@ async def list_categories(
 ) -> Response:
     """Every category of the catalogue with its number of products, by name."""
     cached = await service.categories_body(db=db, cache=cache)
-    return _cached_response(request, cached, if_none_match)
+    return CachedResponse(request.app.state, cached, if_none_match)
 
 
-async def _batch(db: DbDep, page: PageDep, ids: str) -> Response:
+async def _batch(db: Database, page: PageParams, ids: str) -> Response:
     wanted = sorted({int(i) for i in ids.split(",")})
     if wanted[-1] > MAX_ID:
         raise Unprocessable(
@@ -262,28 +234,28 @@ async def _batch(db: DbDep, page: PageDep, ids: str) -> Response:
     return page.response(PRODUCT.many(rows), len(rows))
 
 
-@router.get("/{product_id}", response_model=ProductRead, responses={**NOT_FOUND, **CACHED_READ})
 async def get_product(
-    request: Request,
-    product_id: ProductId,
-    db: DbDep,
-    cache: CacheDep,
-    if_none_match: IfNoneMatch = None,
+    *, state: State, product_id: ProductId, if_none_match: IfNoneMatch = None
 ) -> Response:
-    cached = await service.product_body(db=db, cache=cache, product_id=product_id)
-    return _cached_response(request, cached, if_none_match)
-
-
-async def lean_get_product(scope: Scope, params: dict[str, Any], _: bytes) -> Response:
-    """``get_product`` with no query string: the near cache's bytes with no I/O at all, else
-    the same use case (``service.product_body``; a missing product is its ``NotFound``)."""
-    state = scope["app"].state
+    # The near cache's bytes with no I/O at all, else service.product_body (a missing
+    # product is its NotFound).
     cache: CatalogueCache | None = state.catalogue_cache
-    product_id: int = params["product_id"]
     cached = cache.near_product(product_id) if cache is not None else None
     if cached is None:
         cached = await service.product_body(db=state.db, cache=cache, product_id=product_id)
-    return CachedResponse(state, cached, fastpath.header(scope, b"if-none-match"))
+    return CachedResponse(state, cached, if_none_match)
+
+
+# Both routes of GET /api/v1/products/{product_id}, from one declaration (fastpath.hot_get):
+# the catalogue's hottest read.
+GET_PRODUCT = fastpath.hot_get(
+    router,
+    "/{product_id}",
+    name="get_product",
+    use_case=get_product,
+    response_model=ProductRead,
+    responses={**NOT_FOUND, **CACHED_READ},
+)
 
 
 @router.post("", status_code=201, response_model=ProductRead, responses=ADMIN)
@@ -387,8 +359,4 @@ async def release(order_id: OrderId, db: DbDep, cache: CacheDep, _: PrivilegedDe
 
 # First in the app's line (shop.common.fastpath): the catalogue reads' plain requests and the
 # saga's reservations.
-LEAN_ROUTES = [
-    fastpath.LeanRoute("GET", "/api/v1/products/{product_id}", lean_get_product),
-    fastpath.LeanRoute("GET", "/api/v1/products", lean_list_products, query=page_query),
-    RESERVE,
-]
+LEAN_ROUTES = [GET_PRODUCT, LIST_PRODUCTS, RESERVE]

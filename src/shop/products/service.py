@@ -60,6 +60,11 @@ async def product_body(
     return await cache.product(product_id, load)
 
 
+def page_key(limit: int, offset: int, category: str | None) -> str:
+    """A plain list page's cache key (``CatalogueCache.page``, ``near_page``)."""
+    return f"{limit}:{offset}:{category or ''}"
+
+
 async def page_body(
     *, db: Database, cache: CatalogueCache | None, limit: int, offset: int, category: str | None
 ) -> CachedBody:
@@ -71,7 +76,7 @@ async def page_body(
 
     if cache is None:
         return CachedBody.of(await load())
-    return await cache.page(f"{limit}:{offset}:{category or ''}", load)
+    return await cache.page(page_key(limit, offset, category), load)
 
 
 async def search_body(
