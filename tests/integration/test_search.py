@@ -72,6 +72,39 @@ async def test_a_name_match_outranks_a_description_match(platform: Platform, cat
     assert keyboard == ["Mechanical Keyboard", "Desk Lamp"]
 
 
+async def test_ranks_go_name_then_typo_then_category_then_description(
+    platform: Platform, make_product: Callable[..., Any]
+) -> None:
+    """The rank tiers (docs/search.md, "Ranking"): every word spelled right in the name, then
+    in the name with a typo, then in the name or category, then a word in the name, then the
+    description only; ties by id."""
+    for name, category, description in [
+        ("Cable Box", None, "For audio gear and a studio lamp"),  # description only
+        ("Studio Monitor", "audio", "Flat response"),  # category
+        ("Audo Mixer", "studio", "Eight channels"),  # one letter off in the name
+        ("Audio Mixer", "studio", "Eight channels"),  # the name, spelled right
+        ("Audio Lamp", None, "Warm light"),  # the name, spelled right, made last
+    ]:
+        await make_product(
+            name=name, price="10.00", stock=1, category=category, description=description
+        )
+    assert _names(await _search(platform, q="audio")) == [
+        "Audio Mixer",
+        "Audio Lamp",
+        "Audo Mixer",
+        "Studio Monitor",
+        "Cable Box",
+    ]
+    # Two words, each in the name or the category: one tier, by id; the description last.
+    assert _names(await _search(platform, q="studio audio")) == [
+        "Studio Monitor",
+        "Audo Mixer",
+        "Audio Mixer",
+        "Cable Box",
+    ]
+    assert _names(await _search(platform, q="audio lamp")) == ["Audio Lamp", "Cable Box"]
+
+
 async def test_stop_words_are_left_out_unless_nothing_else_is_left(
     platform: Platform, catalogue
 ) -> None:

@@ -144,18 +144,27 @@ def search_statement(query: SearchQuery) -> tuple[str, list[object]]:
             params.values,
         )
     # The words as one tsquery (the migration's products_search_query), built once (an
-    # InitPlan), so one GIN index scan answers the whole query; ts_rank weighs a hit in the
-    # name (A) above the category (B), the description (C) and a typo key of the name (D).
-    words = f"(SELECT products_search_query({params(list(query.words))}::text[]))"
-    where.append(f"search_vector @@ {words}")
-    # Ranking reads every match's vector (about half a search's cost, docs/search.md): only
-    # when the order needs it.
-    rank = f"ts_rank(search_vector, {words})" if query.sort == "relevance" else "0::real"
+    # InitPlan), so one GIN index scan answers the whole query.
+    words = params(list(query.words))
+    where.append(f"search_vector @@ (SELECT products_search_query({words}::text[]))")
+    # The rank is the first of the tiers (products_search_ranks, built once) a match meets:
+    # every word spelled right in the name (A), every word in the name with typos (A or
+    # its typo keys at D), every word in the name or category (B), some word in the name;
+    # then the rest (words in the description only). Each tier is one weighted match test,
+    # about a tenth of ts_rank's cost over every match (docs/search.md, "Ranking").
+    if query.sort == "relevance":
+        tiers = " ".join(
+            f"WHEN search_vector @@ (SELECT t[{i}] FROM tiers) THEN {4 - i}" for i in range(1, 5)
+        )
+        rank = f"CASE {tiers} ELSE 0 END"
+        tiers_cte = f"tiers AS MATERIALIZED (SELECT products_search_ranks({words}::text[]) AS t),"
+    else:
+        rank, tiers_cte = "0", ""
     columns = ", ".join(f"p.{c}" for c in COLUMNS.split(", "))
     outer = ", ".join(f"m.{c}" for c in order.split(", "))
     return (
         f"""
-        WITH matches AS MATERIALIZED (
+        WITH {tiers_cte} matches AS MATERIALIZED (
             SELECT id, price, name, created_at,
                    {rank} AS rank
             FROM products WHERE {" AND ".join(where)}
