@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -201,9 +201,29 @@ def page_query(query_string: bytes) -> str | None:
     parameter is one ``list_products`` would accept as is, by the same bounds (``PageDep``'s
     and its ``category``); None for anything else (``ids``, a repeated or blank parameter, a
     value out of range), which that route then answers."""
+    found = list_query(query_string)
+    return found if isinstance(found, str) else None
+
+
+_SEARCH_PARAMS = frozenset(
+    ("limit", "offset", "category", "q", "min_price", "max_price", "in_stock", "sort")
+)
+_SORTS: frozenset[str] = frozenset(("relevance", "price", "-price", "newest", "name"))
+_PRICE = re.compile(PRICE_FILTER_PATTERN.removeprefix("^").removesuffix("$"))
+
+
+def list_query(query_string: bytes) -> str | SearchQuery | None:
+    """What the lean list route answers: a plain page's cache key (``page_query``), or the
+    search ``list_products`` would make of these parameters if each is one it accepts as is
+    (``q``, ``min_price``, ``max_price``, ``in_stock`` as ``true`` or ``false``, ``sort``, by
+    the route's own bounds and patterns) and the request is not a 422 (``min_price`` above
+    ``max_price``) or a plain page in disguise; None for anything else, which the FastAPI
+    route then answers. A search's Python cost through FastAPI's route machinery was about
+    a third of the uncached search's CPU in the product process (docs/performance.md,
+    "Search without ts_rank")."""
     params: dict[str, str] = {}
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-        if name in params or name not in ("limit", "offset", "category"):
+        if name in params or name not in _SEARCH_PARAMS:
             return None
         params[name] = value
     limit, offset = params.get("limit", "20"), params.get("offset", "0")
@@ -216,7 +236,36 @@ def page_query(query_string: bytes) -> str | None:
         1 <= len(category) <= CATEGORY_MAX_LENGTH and "\x00" not in category
     ):
         return None
-    return f"{int(limit)}:{int(offset)}:{category or ''}"
+    if params.keys() <= {"limit", "offset", "category"}:
+        return f"{int(limit)}:{int(offset)}:{category or ''}"
+    q, sort = params.get("q"), params.get("sort")
+    if q is not None and not (1 <= len(q) <= SEARCH_MAX_LENGTH and "\x00" not in q):
+        return None
+    if sort is not None and sort not in _SORTS:
+        return None
+    in_stock = params.get("in_stock", "false")
+    if in_stock not in ("true", "false"):
+        return None
+    low, high = params.get("min_price"), params.get("max_price")
+    if any(p is not None and _PRICE.fullmatch(p) is None for p in (low, high)):
+        return None
+    min_price = None if low is None else Decimal(low)
+    max_price = None if high is None else Decimal(high)
+    if min_price is not None and max_price is not None and min_price > max_price:
+        return None  # the route's 422
+    plain = q is None and low is None and high is None and in_stock == "false"
+    if plain and sort in (None, "relevance"):
+        return None  # a plain page with extra parameters: the route's
+    return SearchQuery(
+        words=None if q is None else search_words(q),
+        category=category,
+        min_price=min_price,
+        max_price=max_price,
+        in_stock=in_stock == "true",
+        sort=cast(Sort, sort or "relevance"),
+        limit=int(limit),
+        offset=int(offset),
+    )
 
 
 # Digits enough for either page bound; page_query compares the values themselves.
@@ -225,10 +274,15 @@ _NUMBER = re.compile(f"^[0-9]{{1,{len(str(max(PAGE_LIMIT_MAX, PAGE_OFFSET_MAX)))
 
 async def lean_list_products(scope: Scope, params: dict[str, Any], _: bytes) -> Response:
     """``list_products`` for a plain page (``page_query``): the near cache's bytes with no
-    I/O at all, else the same use case (``service.page_body``)."""
+    I/O at all, else the same use case (``service.page_body``); for a search (``list_query``),
+    the route's use case (``service.search_body``)."""
     state = scope["app"].state
     cache: CatalogueCache | None = state.catalogue_cache
-    query: str = params["query"]
+    query: str | SearchQuery = params["query"]
+    if_none_match = fastpath.header(scope, b"if-none-match")
+    if isinstance(query, SearchQuery):
+        found = await service.search_body(db=state.db, cache=cache, query=query)
+        return CachedResponse(state, found, if_none_match)
     cached = cache.near_page(query) if cache is not None else None
     if cached is None:
         limit, offset, category = query.split(":", 2)
@@ -239,7 +293,7 @@ async def lean_list_products(scope: Scope, params: dict[str, Any], _: bytes) -> 
             offset=int(offset),
             category=category or None,
         )
-    return CachedResponse(state, cached, fastpath.header(scope, b"if-none-match"))
+    return CachedResponse(state, cached, if_none_match)
 
 
 @categories_router.get("", response_model=CategoryList, responses=CACHED_READ)
@@ -389,6 +443,6 @@ async def release(order_id: OrderId, db: DbDep, cache: CacheDep, _: PrivilegedDe
 # saga's reservations.
 LEAN_ROUTES = [
     fastpath.LeanRoute("GET", "/api/v1/products/{product_id}", lean_get_product),
-    fastpath.LeanRoute("GET", "/api/v1/products", lean_list_products, query=page_query),
+    fastpath.LeanRoute("GET", "/api/v1/products", lean_list_products, query=list_query),
     RESERVE,
 ]
