@@ -83,7 +83,7 @@ async def test_ranks_go_name_then_typo_then_category_then_description(
         ("Studio Monitor", "audio", "Flat response"),  # category
         ("Audo Mixer", "studio", "Eight channels"),  # one letter off in the name
         ("Audio Mixer", "studio", "Eight channels"),  # the name, spelled right
-        ("Audio Lamp", None, "Warm light"),  # the name, spelled right, made last
+        ("Audio Lamp", None, "Warm light for a studio"),  # the name, spelled right, made last
     ]:
         await make_product(
             name=name, price="10.00", stock=1, category=category, description=description
@@ -100,8 +100,10 @@ async def test_ranks_go_name_then_typo_then_category_then_description(
         "Studio Monitor",
         "Audo Mixer",
         "Audio Mixer",
-        "Cable Box",
+        "Audio Lamp",  # a word in the name, the other in the description
+        "Cable Box",  # both in the description
     ]
+    assert _names(await _search(platform, q="studio lamp")) == ["Audio Lamp", "Cable Box"]
     assert _names(await _search(platform, q="audio lamp")) == ["Audio Lamp", "Cable Box"]
 
 

@@ -154,27 +154,28 @@ def search_statement(query: SearchQuery) -> tuple[str, list[object]]:
     # about a tenth of ts_rank's cost over every match (docs/search.md, "Ranking").
     if query.sort == "relevance":
         tiers = " ".join(
-            f"WHEN search_vector @@ (SELECT t[{i}] FROM tiers) THEN {4 - i}" for i in range(1, 5)
+            f"WHEN search_vector @@ (SELECT t[{i}] FROM tiers) THEN {5 - i}" for i in range(1, 5)
         )
         rank = f"CASE {tiers} ELSE 0 END"
         tiers_cte = f"tiers AS MATERIALIZED (SELECT products_search_ranks({words}::text[]) AS t),"
     else:
-        rank, tiers_cte = "0", ""
+        rank, tiers_cte = "", ""
     columns = ", ".join(f"p.{c}" for c in COLUMNS.split(", "))
     outer = ", ".join(f"m.{c}" for c in order.split(", "))
+    # The matches keep only the order's columns (the rest is read for the page's rows only).
+    keys = ", ".join(dict.fromkeys(c.split()[0] for c in order.split(", ")))
+    keys = keys.replace("rank", f"{rank} AS rank")
     return (
         f"""
         WITH {tiers_cte} matches AS MATERIALIZED (
-            SELECT id, price, name, created_at,
-                   {rank} AS rank
+            SELECT {keys}
             FROM products WHERE {" AND ".join(where)}
         )
         SELECT page.*, counted.total
         FROM (SELECT count(*) AS total FROM matches) AS counted
         LEFT JOIN LATERAL (
             SELECT {columns}
-            FROM (SELECT id, rank, price, name, created_at FROM matches
-                  ORDER BY {order} LIMIT $1 OFFSET $2) AS m
+            FROM (SELECT * FROM matches ORDER BY {order} LIMIT $1 OFFSET $2) AS m
             JOIN products AS p USING (id)
             ORDER BY {outer}
         ) AS page ON true
