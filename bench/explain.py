@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import statistics
 import time
 from decimal import Decimal
@@ -24,9 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.platform import ROOT, load_catalogue
-from shop.common import migrations
-from shop.devtools.postgres import create_databases, drop_databases, find_server
+from bench.platform import scratch_catalogue
 from shop.products.db import ProductRepository, SearchQuery, search_statement
 from shop.products.schemas import search_words
 
@@ -113,16 +110,8 @@ def main() -> None:
     if args.database:
         print(asyncio.run(explain(args.database)))
         return
-    server = find_server(ROOT / ".shop" / "pgdata")
-    name = f"explain{secrets.token_hex(3)}_products"
-    asyncio.run(create_databases(server, [name]))
-    try:
-        url = server.database_url(name)
-        migrations.upgrade("products", url)
-        asyncio.run(load_catalogue(url, products=args.products))
+    with scratch_catalogue("explain", products=args.products) as url:
         print(asyncio.run(explain(url)))
-    finally:
-        asyncio.run(drop_databases(server, [name]))
 
 
 if __name__ == "__main__":

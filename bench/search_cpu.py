@@ -36,10 +36,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
-from bench.platform import ROOT, load_catalogue
+from bench.platform import ROOT, scratch_catalogue
 from bench.scenarios import search_queries
-from shop.common import migrations
-from shop.devtools.postgres import create_databases, drop_databases, find_server
 from shop.products.schemas import search_words
 
 KINDS = ("one word", "two words", "typos", "a filter")
@@ -171,16 +169,8 @@ def main() -> None:
         if args.database:
             run(args.database)
             return
-        server = find_server(ROOT / ".shop" / "pgdata")
-        name = f"searchcpu{secrets.token_hex(3)}_products"
-        asyncio.run(create_databases(server, [name]))
-        try:
-            url = server.database_url(name)
-            migrations.upgrade("products", url)
-            asyncio.run(load_catalogue(url, products=args.products))
+        with scratch_catalogue("searchcpu", products=args.products) as url:
             run(url)
-        finally:
-            asyncio.run(drop_databases(server, [name]))
 
 
 if __name__ == "__main__":
