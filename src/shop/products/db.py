@@ -149,9 +149,10 @@ def search_statement(query: SearchQuery) -> tuple[str, list[object]]:
     where.append(f"search_vector @@ (SELECT products_search_query({words}::text[]))")
     # The rank is the first of the tiers (products_search_ranks, built once) a match meets:
     # every word spelled right in the name (A), every word in the name with typos (A or
-    # its typo keys at D), every word in the name or category (B), some word in the name;
-    # then the rest (words in the description only). Each tier is one weighted match test,
-    # about a tenth of ts_rank's cost over every match (docs/search.md, "Ranking").
+    # its typo keys at D), every word in the name or category (B), some word in the name:
+    # 4 to 1, and 0 for the rest (words in the description only). Each tier is one weighted
+    # match test, about a tenth of ts_rank's cost over every match (docs/search.md,
+    # "Ranking").
     if query.sort == "relevance":
         tiers = " ".join(
             f"WHEN search_vector @@ (SELECT t[{i}] FROM tiers) THEN {5 - i}" for i in range(1, 5)
@@ -163,8 +164,10 @@ def search_statement(query: SearchQuery) -> tuple[str, list[object]]:
     columns = ", ".join(f"p.{c}" for c in COLUMNS.split(", "))
     outer = ", ".join(f"m.{c}" for c in order.split(", "))
     # The matches keep only the order's columns (the rest is read for the page's rows only).
-    keys = ", ".join(dict.fromkeys(c.split()[0] for c in order.split(", ")))
-    keys = keys.replace("rank", f"{rank} AS rank")
+    keys = ", ".join(
+        f"{rank} AS rank" if key == "rank" else key
+        for key in dict.fromkeys(c.split()[0] for c in order.split(", "))
+    )
     return (
         f"""
         WITH {tiers_cte} matches AS MATERIALIZED (
