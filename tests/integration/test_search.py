@@ -125,6 +125,29 @@ async def test_filters_combine_with_the_query(platform: Platform, catalogue) -> 
     assert (await _search(platform, q="headphones", min_price="100"))["total"] == 0
 
 
+async def test_a_category_filter_with_words_is_exact(
+    platform: Platform, make_product: Callable[..., Any]
+) -> None:
+    """The category's words narrow the index scan (db.search_statement); the category itself,
+    exactly, decides: of stop words only, punctuation, or words in other fields."""
+    for name, category in [
+        ("Garden Lamp", "Home & Garden"),
+        ("Reading Lamp", "The"),
+        ("Home Lamp", "garden"),  # the words of "Home & Garden", in the name and category
+        ("Desk Lamp", "home-office"),
+    ]:
+        await make_product(name=name, price="5.00", stock=1, category=category)
+    for category, names in [
+        ("Home & Garden", ["Garden Lamp"]),
+        ("The", ["Reading Lamp"]),
+        ("garden", ["Home Lamp"]),
+        ("home-office", ["Desk Lamp"]),
+        ("home", []),
+    ]:
+        page = await _search(platform, q="lamp", category=category)
+        assert (_names(page), page["total"]) == (names, len(names)), category
+
+
 async def test_sorts_and_paging_with_the_total(platform: Platform, catalogue) -> None:
     by_price = await _search(platform, q="headphones", sort="-price", limit=2)
     assert _names(by_price) == ["Wireless Headphones", "Bluetooth Speaker"]
