@@ -33,6 +33,7 @@ TYPICAL: dict[str, dict[str, Any]] = {
     "a typo in each word": {"q": "wireles headphnes"},
     "a word and a filter": {"q": "walnut", "in_stock": True, "max_price": Decimal("100")},
     "a word, sorted by price": {"q": "chair", "sort": "price"},
+    "a word in a category, by price": {"q": "chair", "category": "category-03", "sort": "price"},
     "filters only, by price":
         {"min_price": Decimal("20"), "max_price": Decimal("30"), "sort": "price"},
 }  # fmt: skip
