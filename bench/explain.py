@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import statistics
 import time
 from decimal import Decimal
@@ -24,9 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.platform import ROOT, load_catalogue
-from shop.common import migrations
-from shop.devtools.postgres import create_databases, drop_databases, find_server
+from bench.platform import scratch_catalogue
 from shop.products.db import ProductRepository, SearchQuery, search_statement
 from shop.products.schemas import search_words
 
@@ -36,6 +33,7 @@ TYPICAL: dict[str, dict[str, Any]] = {
     "a typo in each word": {"q": "wireles headphnes"},
     "a word and a filter": {"q": "walnut", "in_stock": True, "max_price": Decimal("100")},
     "a word, sorted by price": {"q": "chair", "sort": "price"},
+    "a word in a category, by price": {"q": "chair", "category": "category-03", "sort": "price"},
     "filters only, by price":
         {"min_price": Decimal("20"), "max_price": Decimal("30"), "sort": "price"},
 }  # fmt: skip
@@ -113,16 +111,8 @@ def main() -> None:
     if args.database:
         print(asyncio.run(explain(args.database)))
         return
-    server = find_server(ROOT / ".shop" / "pgdata")
-    name = f"explain{secrets.token_hex(3)}_products"
-    asyncio.run(create_databases(server, [name]))
-    try:
-        url = server.database_url(name)
-        migrations.upgrade("products", url)
-        asyncio.run(load_catalogue(url, products=args.products))
+    with scratch_catalogue("explain", products=args.products) as url:
         print(asyncio.run(explain(url)))
-    finally:
-        asyncio.run(drop_databases(server, [name]))
 
 
 if __name__ == "__main__":

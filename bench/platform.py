@@ -44,11 +44,18 @@ import httpx
 import psutil
 from redis.asyncio import Redis
 
+from shop.common import migrations
 from shop.common.events.broker import Topology, delete_topology
 from shop.devtools.broker import find_broker
 from shop.devtools.events import EventProcesses
 from shop.devtools.gateway import Gateway
-from shop.devtools.postgres import SERVICE_DATABASES, Server, drop_databases, find_server
+from shop.devtools.postgres import (
+    SERVICE_DATABASES,
+    Server,
+    create_databases,
+    drop_databases,
+    find_server,
+)
 from shop.devtools.processes import (
     SERVICES,
     RelayProcess,
@@ -199,6 +206,22 @@ async def load_catalogue(url: str, *, products: int, seed: int = 8) -> None:
         await conn.execute("VACUUM ANALYZE products")
     finally:
         await conn.close()
+
+
+@contextmanager
+def scratch_catalogue(prefix: str, *, products: int) -> Iterator[str]:
+    """The URL of a scratch products database, migrated to this checkout's head and loaded
+    with the bench's catalogue (``load_catalogue``), dropped afterwards."""
+    server = find_server(ROOT / ".shop" / "pgdata")
+    name = f"{prefix}{secrets.token_hex(3)}_products"
+    asyncio.run(create_databases(server, [name]))
+    try:
+        url = server.database_url(name)
+        migrations.upgrade("products", url)
+        asyncio.run(load_catalogue(url, products=products))
+        yield url
+    finally:
+        asyncio.run(drop_databases(server, [name]))
 
 
 async def load_users(url: str, *, users: int) -> None:

@@ -95,6 +95,8 @@ PROFILED_BY_SCENARIO = {
     "product_list": ("products",),
     "product_by_id_nocache": ("products_nocache",),
     "product_list_nocache": ("products_nocache",),
+    "search": ("products",),
+    "search_nocache": ("products_nocache",),
     "login": ("users",),
     "mixed": ("products", "users", "orders", "payments"),
     "mixed_traced": ("products", "users", "orders", "payments"),

@@ -217,6 +217,58 @@ async def test_a_catalogue_page_answers_alike_both_ways(
     assert lean_answered["/api/v1/products"] > 0
 
 
+words = st.one_of(
+    bound(["", "lamp", "desk lamp", "lmap", "the", "!!!", "a\x00b", "a" * 200, "a" * 201]),
+    st.text(max_size=12),
+)
+prices = st.one_of(
+    st.none(), bound(["0", "2", "2.00", "2.5", "1.234", "-1", "", "10\n", "9" * 10, "9" * 11])
+)
+NO_SEARCH = dict.fromkeys(("q", "low", "high", "in_stock", "sort", "limit", "offset", "category"))
+
+
+async def test_a_search_answers_alike_both_ways(
+    platform: Platform, make_product: Any, lean_answered: Counter[str]
+) -> None:
+    """Searches and filters (issue 29) take the lean route too when every parameter is one the
+    declaration accepts; a bad one, or min_price above max_price (the use case's 422), answers
+    alike."""
+    for name, price in (("Desk Lamp", "2.00"), ("Floor Lamp", "5.00"), ("Lamp Shade", "1.50")):
+        await make_product(name=name, price=price, stock=1, category="gadgets")
+    client = platform.products
+
+    def run(wait: Callable[[Awaitable[Any]], Any]) -> None:
+        @PROPERTY
+        @given(
+            q=st.none() | words,
+            low=prices,
+            high=prices,
+            in_stock=st.none() | bound(["true", "false", "True", "1", "no", ""]),
+            sort=st.none() | bound(["relevance", "price", "-price", "newest", "name", "x", ""]),
+            limit=st.none() | bound(["1", "2", str(PAGE_LIMIT_MAX + 1)]),
+            offset=st.none() | bound(["0", "1", "-1"]),
+            category=st.none() | bound(["gadgets", "", "c" * 101]),
+        )
+        @example(**NO_SEARCH | {"q": "lamp"})
+        @example(**NO_SEARCH | {"q": "lmap", "low": "1", "high": "3", "in_stock": "true"})
+        @example(**NO_SEARCH | {"q": "lmap", "sort": "price", "limit": "2", "offset": "1"})
+        @example(**NO_SEARCH | {"low": "5", "high": "2"})  # the use case's 422
+        def both_ways(**params: str | None) -> None:
+            names = {"low": "min_price", "high": "max_price"}
+            query = {names.get(k, k): v for k, v in params.items() if v is not None}
+            path = f"/api/v1/products?{urlencode(query)}"
+            lean = wait(client.get(path))
+            fastapi = wait(client.get(path, headers=VIA_FASTAPI))
+            assert _answer(lean) == _answer(fastapi), query
+
+        both_ways()
+
+    await _hypothesis(run)
+    before = lean_answered["/api/v1/products"]
+    assert (await client.get("/api/v1/products?q=lmap&sort=price")).status_code == 200
+    assert lean_answered["/api/v1/products"] == before + 1  # a search is the lean route's
+
+
 async def test_a_reservation_answers_alike_both_ways_at_the_boundaries(
     platform: Platform, lean_answered: Counter[str]
 ) -> None:

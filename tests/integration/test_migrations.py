@@ -176,3 +176,35 @@ def test_orders_get_their_customers_contact_and_lose_it_going_down(fresh) -> Non
     assert _sql(orders, "SELECT count(*) FROM order_lines") == [[(1,)]]
     migrations.upgrade("orders", orders)
     assert _sql(orders, "SELECT customer_email FROM orders ORDER BY id") == [[(None,), (None,)]]
+
+
+def test_search_ranks_come_and_go_with_their_migration(fresh) -> None:
+    """products_search_ranks (the rank tiers, docs/search.md "Ranking") is the only thing its
+    migration adds: the downgrade drops it and leaves the search itself working."""
+    products = fresh["products"]
+    migrations.upgrade("products", products)
+    tiers = "SELECT products_search_ranks(ARRAY['kettle', 'the'])::text[]"
+    assert _sql(products, tiers) == [
+        [
+            (
+                [
+                    "'kettl':A",
+                    "'kettl':A | '~kettle':D | '~ettle':D | '~kttle':D | '~ketle':D | '~ketle':D"
+                    " | '~kette':D | '~kettl':D",
+                    "'kettl':AB | '~kettle':D | '~ettle':D | '~kttle':D | '~ketle':D | '~ketle':D"
+                    " | '~kette':D | '~kettl':D",
+                    "'kettl':A | '~kettle':D | '~ettle':D | '~kttle':D | '~ketle':D | '~ketle':D"
+                    " | '~kette':D | '~kettl':D",
+                ],
+            )
+        ]
+    ]
+    assert _sql(products, "SELECT products_search_ranks(ARRAY['the'])") == [[([None] * 4,)]]
+    migrations.downgrade("products", products, "products_search")
+    exists = "SELECT count(*) FROM pg_proc WHERE proname = 'products_search_ranks'"
+    assert _sql(products, exists) == [[(0,)]]
+    assert _sql(products, "SELECT products_search_query(ARRAY['kettle']) IS NOT NULL") == [
+        [(True,)]
+    ]
+    migrations.upgrade("products", products)
+    assert _sql(products, exists) == [[(1,)]]

@@ -72,6 +72,41 @@ async def test_a_name_match_outranks_a_description_match(platform: Platform, cat
     assert keyboard == ["Mechanical Keyboard", "Desk Lamp"]
 
 
+async def test_ranks_go_name_then_typo_then_category_then_description(
+    platform: Platform, make_product: Callable[..., Any]
+) -> None:
+    """The rank tiers (docs/search.md, "Ranking"): every word spelled right in the name, then
+    in the name with a typo, then in the name or category, then a word in the name, then the
+    description only; ties by id."""
+    for name, category, description in [
+        ("Cable Box", None, "For audio gear and a studio lamp"),  # description only
+        ("Studio Monitor", "audio", "Flat response"),  # category
+        ("Audo Mixer", "studio", "Eight channels"),  # one letter off in the name
+        ("Audio Mixer", "studio", "Eight channels"),  # the name, spelled right
+        ("Audio Lamp", None, "Warm light for a studio"),  # the name, spelled right, made last
+    ]:
+        await make_product(
+            name=name, price="10.00", stock=1, category=category, description=description
+        )
+    assert _names(await _search(platform, q="audio")) == [
+        "Audio Mixer",
+        "Audio Lamp",
+        "Audo Mixer",
+        "Studio Monitor",
+        "Cable Box",
+    ]
+    # Two words, each in the name or the category: one tier, by id; the description last.
+    assert _names(await _search(platform, q="studio audio")) == [
+        "Studio Monitor",
+        "Audo Mixer",
+        "Audio Mixer",
+        "Audio Lamp",  # a word in the name, the other in the description
+        "Cable Box",  # both in the description
+    ]
+    assert _names(await _search(platform, q="studio lamp")) == ["Audio Lamp", "Cable Box"]
+    assert _names(await _search(platform, q="audio lamp")) == ["Audio Lamp", "Cable Box"]
+
+
 async def test_stop_words_are_left_out_unless_nothing_else_is_left(
     platform: Platform, catalogue
 ) -> None:
@@ -88,6 +123,29 @@ async def test_filters_combine_with_the_query(platform: Platform, catalogue) -> 
     cheap = await _search(platform, min_price="20", max_price="80.00", sort="price")
     assert _names(cheap) == ["Desk Lamp", "Bluetooth Speaker", "Running Shoes"]
     assert (await _search(platform, q="headphones", min_price="100"))["total"] == 0
+
+
+async def test_a_category_filter_with_words_is_exact(
+    platform: Platform, make_product: Callable[..., Any]
+) -> None:
+    """The category's words narrow the index scan (db.search_statement); the category itself,
+    exactly, decides: of stop words only, punctuation, or words in other fields."""
+    for name, category in [
+        ("Garden Lamp", "Home & Garden"),
+        ("Reading Lamp", "The"),
+        ("Home Lamp", "garden"),  # the words of "Home & Garden", in the name and category
+        ("Desk Lamp", "home-office"),
+    ]:
+        await make_product(name=name, price="5.00", stock=1, category=category)
+    for category, names in [
+        ("Home & Garden", ["Garden Lamp"]),
+        ("The", ["Reading Lamp"]),
+        ("garden", ["Home Lamp"]),
+        ("home-office", ["Desk Lamp"]),
+        ("home", []),
+    ]:
+        page = await _search(platform, q="lamp", category=category)
+        assert (_names(page), page["total"]) == (names, len(names)), category
 
 
 async def test_sorts_and_paging_with_the_total(platform: Platform, catalogue) -> None:

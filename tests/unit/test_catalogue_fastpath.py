@@ -28,6 +28,15 @@ def page_query(query: bytes) -> dict[str, Any] | None:
         (b"category=a%20b", {"category": "a b"}),
         (b"offset=007", {"offset": 7}),
         (b"limit=+5", {"limit": 5}),  # pydantic's integer, as the FastAPI route reads it
+        # Searches and filters too (issue 29), each value as its declaration reads it.
+        (b"q=lamp", {"q": "lamp"}),
+        (b"in_stock=true", {"in_stock": True}),
+        (b"in_stock=1", {"in_stock": True}),
+        (b"sort=price", {"sort": "price"}),
+        (
+            b"q=desk+lamp&min_price=1.50&max_price=9",
+            {"q": "desk lamp", "min_price": "1.50", "max_price": "9"},
+        ),
     ],
 )
 def test_plain_pages_are_read_by_their_declarations(query: bytes, values: dict[str, Any]) -> None:
@@ -48,9 +57,12 @@ def test_plain_pages_are_read_by_their_declarations(query: bytes, values: dict[s
         b"category=a%00b",
         b"unknown=1",
         b"limit=abc",
-        b"q=lamp",
-        b"in_stock=true",
-        b"sort=price",
+        b"q=",
+        b"q=" + b"a" * 201,
+        b"in_stock=maybe",
+        b"sort=cheapest",
+        b"min_price=-1",
+        b"q=lamp&q=desk",
     ],
 )
 def test_anything_else_goes_to_the_fastapi_route(query: bytes) -> None:
