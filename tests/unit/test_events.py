@@ -343,3 +343,33 @@ def test_the_relay_frames_are_pamqps(size: int) -> None:
     ] + [ContentBody(message.body[i : i + 4088]) for i in range(0, size, 4088)]
     expected = b"".join(marshal(frame, 3) for frame in frames)
     assert publish_frames(3, "shop.events", message, 4088) == expected
+
+
+class _Delivery:
+    def __init__(self, tag: int, acks: list[tuple[int, bool]]) -> None:
+        self.tag, self.acks = tag, acks
+
+    async def ack(self, multiple: bool = False) -> None:
+        self.acks.append((self.tag, multiple))
+
+
+async def test_deliveries_are_acked_several_at_once_up_to_the_last_done() -> None:
+    """One ``multiple`` ack per ``every`` deliveries done with, and the rest after ``delay``:
+    always the last one done, so every ack covers only deliveries already handled."""
+    import asyncio
+
+    from shop.common.events.consumer import _Acks
+
+    acks: list[tuple[int, bool]] = []
+    batch = _Acks(every=3, delay=0.02)
+    for tag in range(1, 8):
+        await batch.done(_Delivery(tag, acks))  # type: ignore[arg-type]
+    assert acks == [(3, True), (6, True)]
+    await asyncio.sleep(0.05)  # the seventh, after the delay
+    assert acks == [(3, True), (6, True), (7, True)]
+    await batch.flush()  # nothing left: no frame
+    assert len(acks) == 3
+    await batch.done(_Delivery(8, acks))  # type: ignore[arg-type]
+    await batch.flush()  # the consumer stopping: acked at once, the timer cancelled
+    await asyncio.sleep(0.05)
+    assert acks[3:] == [(8, True)]

@@ -20,6 +20,7 @@ blocks its queue, and nothing is dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # aio-pika itself is imported once connected (events/broker.p
 
 log = get_logger("shop.events.consumer")
 tracer = trace.get_tracer("shop.events")
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,10 @@ class Consumer:
     max_attempts: int = 5
     retry_base: float = 1.0
     retry_cap: float | None = None  # the longest wait between attempts; None: doubling only
+    # Acks: one ``multiple`` ack for the deliveries handled so far, after ``ack_every`` of
+    # them or ``ack_delay`` seconds after the first not yet acked (class _Acks).
+    ack_every: int = 8
+    ack_delay: float = 0.05
     _channel: AbstractChannel | None = field(default=None, init=False, repr=False)
     ready: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
@@ -156,9 +162,14 @@ class Consumer:
                     log.info("consumer started", consumer=self.name, queue=queue.name)
                     delay = 0.5
                     self.ready.set()
-                    async with queue.iterator() as messages:
-                        async for message in messages:
-                            await self.on_message(message)
+                    acks = _Acks(min(self.ack_every, max(self.prefetch // 2, 1)), self.ack_delay)
+                    try:
+                        async with queue.iterator() as messages:
+                            async for message in messages:
+                                if await self.process(message):
+                                    await acks.done(message)
+                    finally:
+                        await acks.flush()  # best effort: an unacked one is redelivered
             except asyncio.CancelledError:
                 raise
             except broker_down() as exc:
@@ -170,15 +181,25 @@ class Consumer:
             delay = min(delay * 2, 30.0)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
+        """Handle one delivery and settle it alone (``run`` acks several at once instead)."""
+        if await self.process(message):
+            await message.ack()
+
+    async def process(self, message: AbstractIncomingMessage) -> bool:
+        """Handle one delivery. True: it is done with (handled, a duplicate, or republished,
+        confirmed, to the retry queue or the DLQ) and is to be acked; False: it was settled
+        here already (rejected: not a CloudEvent)."""
         try:
             event = Event.parse(message.body)
         except (ValueError, KeyError, TypeError):
             log.warning("not a CloudEvent: dead-lettered", consumer=self.name)
             EVENTS_DEAD_LETTERED.labels(self.name).inc()
             await message.reject(requeue=False)  # the queue's dead-letter target: the DLQ
-            return
-        parent = TraceContextTextMapPropagator().extract(
-            {"traceparent": event.traceparent} if event.traceparent else {}
+            return False
+        parent = (
+            _PROPAGATOR.extract({"traceparent": event.traceparent})
+            if event.traceparent
+            else otel_context.Context()
         )
         token = otel_context.attach(parent)
         try:
@@ -188,11 +209,11 @@ class Consumer:
                 outcome = await self.handle(event)
         except Exception as exc:
             await self.retry_or_dead_letter(message, event, exc)
-            return
+            return True
         finally:
             otel_context.detach(token)
         EVENTS_CONSUMED.labels(self.name, outcome).inc()
-        await message.ack()
+        return True
 
     async def handle(self, event: Event) -> str:
         """Run the handler once per event id; returns ``handled`` or ``duplicate``."""
@@ -242,8 +263,7 @@ class Consumer:
             )
             EVENTS_DEAD_LETTERED.labels(self.name).inc()
             if self.exclusive:  # a cache's queue has no DLQ: the next event fixes it
-                await message.ack()
-                return
+                return  # acked by the caller
             target, expiration = f"{self.queue_name}.dlq", None
         else:
             log.info("event retried", consumer=self.name, event_id=event.id, attempt=attempt)
@@ -266,5 +286,65 @@ class Consumer:
                 expiration=expiration,
             ),
             routing_key=target,
-        )
-        await message.ack()
+        )  # confirmed: the caller acks the original
+
+
+class _Acks:
+    """The acks of one channel's deliveries, several in one frame.
+
+    The consumer handles its deliveries one at a time, in the order they came; once one is
+    done with, every earlier one is too, so acking its tag with ``multiple`` (all up to it on
+    the channel, RabbitMQ's semantics) settles them all: one ack frame per ``every``
+    deliveries (or per ``delay`` seconds while fewer come), not one per delivery. A rejected
+    delivery (not a CloudEvent) is settled already and is not counted. A worker that dies
+    before an ack leaves up to ``every`` handled deliveries unacked: they are redelivered and
+    the inbox finds them handled (``duplicate``), as for the one in flight before. ``every``
+    stays below the prefetch, so the broker keeps the next deliveries coming.
+    """
+
+    def __init__(self, every: int, delay: float) -> None:
+        self.every, self.delay = max(every, 1), delay
+        self._last: AbstractIncomingMessage | None = None
+        self._count = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def done(self, message: AbstractIncomingMessage) -> None:
+        self._last, self._count = message, self._count + 1
+        if self._count >= self.every:
+            await self.flush()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._last is not None and self._flushing is None:
+            self._flushing = asyncio.ensure_future(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        try:
+            await self._ack()
+        except Exception as exc:  # the channel gone: the deliveries come back, deduplicated
+            log.warning("ack failed", error=repr(exc))
+        finally:
+            self._flushing = None
+
+    async def _ack(self) -> None:
+        last, self._last, self._count = self._last, None, 0
+        if last is not None:
+            await last.ack(multiple=True)
+
+    async def flush(self) -> None:
+        """Ack every delivery done with (and cancel the timer): before a batch's end, or
+        when the channel's consumption stops."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flushing is not None:
+            with contextlib.suppress(Exception):
+                await self._flushing
+        try:
+            await self._ack()
+        except Exception as exc:
+            log.warning("ack failed", error=repr(exc))
