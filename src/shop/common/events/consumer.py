@@ -37,7 +37,9 @@ from shop.common.logging import get_logger
 from shop.common.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_RETRIED
 
 if TYPE_CHECKING:  # aio-pika itself is imported once connected (events/broker.py)
+    import aiormq
     from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+    from aiormq.abc import DeliveredMessage
 
 log = get_logger("shop.events.consumer")
 tracer = trace.get_tracer("shop.events")
@@ -92,6 +94,63 @@ class Inbox(Protocol):
 
     async def release(self, consumer: str, event_id: str) -> None:
         """Forget a claim whose handler failed, so that the retry handles the event."""
+
+
+class Delivered(Protocol):
+    """What the consumer reads of a delivery and does with it (a ``Delivery``, or aio-pika's
+    ``IncomingMessage``)."""
+
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def headers(self) -> Any: ...
+    @property
+    def message_id(self) -> str | None: ...
+    @property
+    def content_type(self) -> str | None: ...
+    @property
+    def type(self) -> str | None: ...
+
+    async def ack(self, multiple: bool = False) -> None: ...
+
+    async def reject(self, requeue: bool = True) -> None: ...
+
+
+class Delivery:
+    """One delivery as aiormq hands it over, settled on its channel by its delivery tag."""
+
+    __slots__ = ("_channel", "_message", "body")
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel, message: DeliveredMessage) -> None:
+        self._channel, self._message, self.body = channel, message, message.body
+
+    @property
+    def headers(self) -> Any:
+        return self._message.header.properties.headers
+
+    @property
+    def message_id(self) -> str | None:
+        return self._message.header.properties.message_id
+
+    @property
+    def content_type(self) -> str | None:
+        return self._message.header.properties.content_type
+
+    @property
+    def type(self) -> str | None:
+        return self._message.header.properties.message_type
+
+    @property
+    def delivery_tag(self) -> int:
+        tag = self._message.delivery_tag
+        assert tag is not None  # a basic.deliver always has one
+        return tag
+
+    async def ack(self, multiple: bool = False) -> None:
+        await self._channel.basic_ack(self.delivery_tag, multiple=multiple)
+
+    async def reject(self, requeue: bool = True) -> None:
+        await self._channel.basic_reject(self.delivery_tag, requeue=requeue)
 
 
 class PermanentError(Exception):
@@ -162,14 +221,7 @@ class Consumer:
                     log.info("consumer started", consumer=self.name, queue=queue.name)
                     delay = 0.5
                     self.ready.set()
-                    acks = _Acks(min(self.ack_every, max(self.prefetch // 2, 1)), self.ack_delay)
-                    try:
-                        async with queue.iterator() as messages:
-                            async for message in messages:
-                                if await self.process(message):
-                                    await acks.done(message)
-                    finally:
-                        await acks.flush()  # best effort: an unacked one is redelivered
+                    await self.consume(channel, queue.name)
             except asyncio.CancelledError:
                 raise
             except broker_down() as exc:
@@ -180,12 +232,34 @@ class Consumer:
             await asyncio.sleep(delay * (1 + random.random() / 2))  # noqa: S311 - jitter
             delay = min(delay * 2, 30.0)
 
+    async def consume(self, channel: AbstractChannel, queue: str) -> None:
+        """Handle the queue's deliveries, one at a time in the order they come, until the
+        channel closes. Straight from aiormq's channel: aio-pika's consumer wraps each
+        delivery in a task of its own and an ``IncomingMessage`` (most of a delivery's cost in
+        the worker, docs/events.md, "Issue 31"); here a delivery is a ``Delivery`` in a queue."""
+        underlay = await channel.get_underlay_channel()
+        deliveries: asyncio.Queue[Delivery | None] = asyncio.Queue()
+
+        async def deliver(message: DeliveredMessage) -> None:
+            deliveries.put_nowait(Delivery(underlay, message))
+
+        closing = underlay.closing
+        closing.add_done_callback(lambda _: deliveries.put_nowait(None))
+        acks = _Acks(min(self.ack_every, max(self.prefetch // 2, 1)), self.ack_delay)
+        try:
+            await underlay.basic_consume(queue, deliver, no_ack=False)
+            while (message := await deliveries.get()) is not None:
+                if await self.process(message):
+                    await acks.done(message)
+        finally:
+            await acks.flush()  # best effort: an unacked one is redelivered, deduplicated
+
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         """Handle one delivery and settle it alone (``run`` acks several at once instead)."""
         if await self.process(message):
             await message.ack()
 
-    async def process(self, message: AbstractIncomingMessage) -> bool:
+    async def process(self, message: Delivered) -> bool:
         """Handle one delivery. True: it is done with (handled, a duplicate, or republished,
         confirmed, to the retry queue or the DLQ) and is to be acked; False: it was settled
         here already (rejected: not a CloudEvent)."""
@@ -249,9 +323,7 @@ class Consumer:
         wait: float = self.retry_base * 2.0 ** (attempt - 1)
         return wait if self.retry_cap is None else min(wait, self.retry_cap)
 
-    async def retry_or_dead_letter(
-        self, message: AbstractIncomingMessage, event: Event, exc: Exception
-    ) -> None:
+    async def retry_or_dead_letter(self, message: Delivered, event: Event, exc: Exception) -> None:
         previous = (message.headers or {}).get("x-attempt", 0)
         attempt = (previous if isinstance(previous, int) else 0) + 1
         channel = self._channel
@@ -304,12 +376,12 @@ class _Acks:
 
     def __init__(self, every: int, delay: float) -> None:
         self.every, self.delay = max(every, 1), delay
-        self._last: AbstractIncomingMessage | None = None
+        self._last: Delivered | None = None
         self._count = 0
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
 
-    async def done(self, message: AbstractIncomingMessage) -> None:
+    async def done(self, message: Delivered) -> None:
         self._last, self._count = message, self._count + 1
         if self._count >= self.every:
             await self.flush()
