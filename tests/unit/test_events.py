@@ -373,3 +373,10 @@ async def test_deliveries_are_acked_several_at_once_up_to_the_last_done() -> Non
     await batch.flush()  # the consumer stopping: acked at once, the timer cancelled
     await asyncio.sleep(0.05)
     assert acks[3:] == [(8, True)]
+
+
+def test_the_relay_cost_measure_runs_on_this_code() -> None:
+    """bench.event_cost (docs/performance.md's per-event figures) builds and frames messages."""
+    from bench.event_cost import relay_cost
+
+    assert relay_cost(200) > 0
