@@ -75,7 +75,9 @@ def relay_cost(events: int) -> float:
     return best * 1e6
 
 
-async def consumer_cost(messages: int, url: str) -> float:
+async def consumer_cost(
+    messages: int, url: str, *, smtp_port: int | None = None, redis_url: str | None = None
+) -> float:
     import aio_pika
 
     from shop.common.events.broker import Topology, delete_topology
@@ -84,14 +86,33 @@ async def consumer_cost(messages: int, url: str) -> float:
     prefix = f"eventcost{uuid.uuid4().hex[:8]}."
     topology = Topology(url, exchange=f"{prefix}events", queue_prefix=prefix)
     handled, drained = 0, asyncio.Event()
+    notifier: Any = None
+    inbox: Any = None
+    if smtp_port is not None:  # the worker's own handler, mailing the sink
+        from shop.common.auth import ServiceTokens
+        from shop.common.http import ServiceClient
+        from shop.notifications.service import Notifier
+        from shop.notifications.settings import NotificationsSettings
 
-    async def handler(_event: Any, _conn: Any) -> None:
+        settings = NotificationsSettings(smtp_port=smtp_port)
+        users = ServiceClient(
+            target="user-service", base_url="http://users", tokens=ServiceTokens("n", "s")
+        )
+        notifier = Notifier(settings, users)
+    if redis_url is not None:
+        from shop.common.events.inbox import RedisInbox
+
+        inbox = RedisInbox.from_url(redis_url, retention_seconds=600, prefix=f"{prefix}inbox:")
+
+    async def handler(event: Any, conn: Any) -> None:
         nonlocal handled
+        if notifier is not None:
+            await notifier(event, conn)
         handled += 1
         if handled >= messages:
             drained.set()
 
-    consumer = Consumer("c", ["#"], handler, topology)
+    consumer = Consumer("c", ["#"], handler, topology, inbox=inbox)
     connection = await topology.connect()
     try:
         async with connection:
@@ -108,7 +129,22 @@ async def consumer_cost(messages: int, url: str) -> float:
                         "subject": str(i),
                         "time": "2026-12-07T12:00:00Z",
                         "datacontenttype": "application/json",
-                        "data": {"id": i, "status": "paid"},
+                        "data": {
+                            "id": i,
+                            "status": "paid",
+                            "total_price": "19.99",
+                            "currency": "EUR",
+                            "customer": {"username": f"u{i}", "email": f"u{i}@example.com"},
+                            "lines": [
+                                {
+                                    "product_id": 7,
+                                    "quantity": 1,
+                                    "name": "Oak lamp",
+                                    "unit_price": "19.99",
+                                    "line_total": "19.99",
+                                }
+                            ],
+                        },
                     }
                 )
                 await exchange.publish(
@@ -124,6 +160,11 @@ async def consumer_cost(messages: int, url: str) -> float:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     finally:
+        if notifier is not None:
+            await notifier.sender.close()
+            await notifier.users.aclose()
+        if inbox is not None:
+            await inbox.aclose()
         await delete_topology(topology, ["c"])
     return spent / messages * 1e6
 
@@ -134,13 +175,21 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument(
+        "--smtp-port", type=int, help="handle with the Notifier, mailing a sink on this port"
+    )
+    parser.add_argument("--redis", help="claim in a RedisInbox on this Redis (its own prefix)")
     args = parser.parse_args()
     if args.what == "relay":
         cost = relay_cost(args.events)
         print(f"relay: {cost:.1f} us CPU per event (message and frames; best of 15 rounds)")
     else:
-        cost = asyncio.run(consumer_cost(args.messages, args.amqp))
-        print(f"consumer: {cost:.1f} us CPU per delivery ({args.messages} deliveries, no-op)")
+        cost = asyncio.run(
+            consumer_cost(args.messages, args.amqp, smtp_port=args.smtp_port, redis_url=args.redis)
+        )
+        handler = "a mail to the sink" if args.smtp_port else "no-op"
+        inbox = ", Redis inbox" if args.redis else ""
+        print(f"consumer: {cost:.1f} us CPU per delivery ({args.messages}, {handler}{inbox})")
 
 
 if __name__ == "__main__":
