@@ -6,7 +6,10 @@ message, in one database transaction: insert ``(consumer, event id)`` into the i
 was already there the event was handled and is only acked; else the handler runs on the same
 connection, and the commit makes its database effects and the inbox row one. Only then is the
 message acked, so a consumer killed mid-handling leaves the message to be redelivered and the
-rolled-back transaction to be done again, once. A consumer without a database gets its
+rolled-back transaction to be done again, once. Acks go in batches (``_Acks``: one
+``multiple`` ack for the deliveries handled so far), so a crash leaves up to ``ack_every``
+handled deliveries unacked; their redeliveries find the inbox row and are only acked. A
+consumer without a database gets its
 inbox from an ``Inbox`` (``RedisInbox``, events/inbox.py): a claim before the handler, released
 if the handler fails.
 
