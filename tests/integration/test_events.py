@@ -50,7 +50,24 @@ async def until(done: Callable[[], bool], within: float = 30.0) -> None:
 async def topology(amqp_url: str, amqp_names: dict[str, str]) -> AsyncIterator[Topology]:
     topology = Topology(amqp_url, amqp_names["amqp_exchange"], amqp_names["amqp_queue_prefix"])
     yield topology
-    await delete_topology(topology, ["orders", "notifications", "poison"])  # leave nothing
+    await delete_topology(
+        topology, ["orders", "notifications", "poison", "batched"]
+    )  # leave nothing
+
+
+def a_test_event(subject: str) -> bytes:
+    """A CloudEvent of type ``shop.test.x`` with ``subject`` (a fresh id each time)."""
+    return orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "/test",
+            "type": "shop.test.x",
+            "subject": subject,
+            "time": "2026-12-02T00:00:00Z",
+            "data": {},
+        }
+    )
 
 
 @contextlib.asynccontextmanager
@@ -345,26 +362,13 @@ async def test_a_poison_message_goes_to_the_dlq_and_does_not_block(
         retry_base=0.05,
     )
 
-    def event(subject: str) -> bytes:
-        return orjson.dumps(
-            {
-                "specversion": "1.0",
-                "id": str(uuid.uuid4()),
-                "source": "/test",
-                "type": "shop.test.x",
-                "subject": subject,
-                "time": "2026-12-02T00:00:00Z",
-                "data": {},
-            }
-        )
-
     async with background(consumer.run()):
         await asyncio.wait_for(consumer.ready.wait(), 30)
         connection = await topology.connect()
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await topology.declare_exchange(channel)
-            for body in (event("poison"), b"not json at all", event("fine")):
+            for body in (a_test_event("poison"), b"not json at all", a_test_event("fine")):
                 await exchange.publish(aio_pika.Message(body), routing_key="shop.test.x")
             await until(lambda: "fine" in seen)
             dlq = await channel.declare_queue(f"{consumer.queue_name}.dlq", durable=True)
@@ -860,26 +864,8 @@ async def test_acks_in_batches_leave_nothing_unacked_after_the_delay_or_a_stop(
     async def handler(event: Event, conn: Any) -> None:
         seen.append(event.subject)
 
-    consumer = Consumer(
-        name="batched",
-        keys=["shop.test.#"],
-        handler=handler,
-        topology=topology,
-        db=platform.apps["orders"].state.db,
-    )
-
-    def event(subject: str) -> bytes:
-        return orjson.dumps(
-            {
-                "specversion": "1.0",
-                "id": str(uuid.uuid4()),
-                "source": "/test",
-                "type": "shop.test.x",
-                "subject": subject,
-                "time": "2026-12-02T00:00:00Z",
-                "data": {},
-            }
-        )
+    db = platform.apps["orders"].state.db
+    consumer = Consumer("batched", ["shop.test.#"], handler, topology, db=db)
 
     connection = await topology.connect()
     async with connection:
@@ -897,7 +883,7 @@ async def test_acks_in_batches_leave_nothing_unacked_after_the_delay_or_a_stop(
                 exchange = await topology.declare_exchange(channel)
                 for i in subjects:
                     await exchange.publish(
-                        aio_pika.Message(event(str(i))), routing_key="shop.test.x"
+                        aio_pika.Message(a_test_event(str(i))), routing_key="shop.test.x"
                     )
                 total = subjects[-1] + 1
                 await until(lambda total=total: len(seen) == total)
