@@ -50,7 +50,24 @@ async def until(done: Callable[[], bool], within: float = 30.0) -> None:
 async def topology(amqp_url: str, amqp_names: dict[str, str]) -> AsyncIterator[Topology]:
     topology = Topology(amqp_url, amqp_names["amqp_exchange"], amqp_names["amqp_queue_prefix"])
     yield topology
-    await delete_topology(topology, ["orders", "notifications", "poison"])  # leave nothing
+    await delete_topology(
+        topology, ["orders", "notifications", "poison", "batched"]
+    )  # leave nothing
+
+
+def a_test_event(subject: str) -> bytes:
+    """A CloudEvent of type ``shop.test.x`` with ``subject`` (a fresh id each time)."""
+    return orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "/test",
+            "type": "shop.test.x",
+            "subject": subject,
+            "time": "2026-12-02T00:00:00Z",
+            "data": {},
+        }
+    )
 
 
 @contextlib.asynccontextmanager
@@ -345,26 +362,13 @@ async def test_a_poison_message_goes_to_the_dlq_and_does_not_block(
         retry_base=0.05,
     )
 
-    def event(subject: str) -> bytes:
-        return orjson.dumps(
-            {
-                "specversion": "1.0",
-                "id": str(uuid.uuid4()),
-                "source": "/test",
-                "type": "shop.test.x",
-                "subject": subject,
-                "time": "2026-12-02T00:00:00Z",
-                "data": {},
-            }
-        )
-
     async with background(consumer.run()):
         await asyncio.wait_for(consumer.ready.wait(), 30)
         connection = await topology.connect()
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await topology.declare_exchange(channel)
-            for body in (event("poison"), b"not json at all", event("fine")):
+            for body in (a_test_event("poison"), b"not json at all", a_test_event("fine")):
                 await exchange.publish(aio_pika.Message(body), routing_key="shop.test.x")
             await until(lambda: "fine" in seen)
             dlq = await channel.declare_queue(f"{consumer.queue_name}.dlq", durable=True)
@@ -846,3 +850,44 @@ async def test_the_relay_process_publishes_several_services_outboxes_until_sigte
     )
     assert rows
     assert all(r["sent_at"] is not None for r in rows)
+
+
+async def test_acks_in_batches_leave_nothing_unacked_after_the_delay_or_a_stop(
+    platform: Platform, topology: Topology
+) -> None:
+    """Acks go several at once (``multiple``): 21 deliveries (not a multiple of the batch)
+    are all settled, the last ones by the delay; 3 more, the consumer stopped as soon as they
+    are handled, are settled by the stop. The queue then holds nothing (an unacked delivery
+    goes back to it when the consumer's connection closes)."""
+    seen: list[str] = []
+
+    async def handler(event: Event, conn: Any) -> None:
+        seen.append(event.subject)
+
+    db = platform.apps["orders"].state.db
+    consumer = Consumer("batched", ["shop.test.#"], handler, topology, db=db)
+
+    connection = await topology.connect()
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+
+        async def waiting() -> int:
+            queue = await channel.declare_queue(consumer.queue_name, passive=True)
+            count = queue.declaration_result.message_count
+            assert count is not None
+            return count
+
+        for subjects, pause in ((range(21), 0.3), (range(21, 24), 0.0)):
+            async with background(consumer.run()):
+                await asyncio.wait_for(consumer.ready.wait(), 30)
+                exchange = await topology.declare_exchange(channel)
+                for i in subjects:
+                    await exchange.publish(
+                        aio_pika.Message(a_test_event(str(i))), routing_key="shop.test.x"
+                    )
+                total = subjects[-1] + 1
+                await until(lambda total=total: len(seen) == total)
+                await asyncio.sleep(pause)  # 0.3: the delayed ack; 0: the stop's
+            await asyncio.sleep(0.2)  # the broker requeues what the closed connection held
+            assert await waiting() == 0
+    assert seen == [str(i) for i in range(24)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -18,7 +18,13 @@ import yaml
 from shop.common.events.catalogue import EVENT_TYPES
 from shop.common.events.consumer import Event
 from shop.common.events.outbox import with_event
-from shop.common.events.relay import cloudevent, crash_after_publish
+from shop.common.events.relay import (
+    Outgoing,
+    cloudevent,
+    crash_after_publish,
+    encode,
+    publish_frames,
+)
 from shop.common.events.sidecar import RelaySource
 from shop.common.settings import ServiceSettings
 from shop.notifications.service import KEYS, Mail, Notifier, _address, compose
@@ -61,7 +67,7 @@ def test_a_cloudevent_round_trips_through_the_parser() -> None:
         "created_at": datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=UTC),
         "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
     }
-    event = Event.parse(orjson.dumps(cloudevent("orders", row, {"id": 42})))
+    event = Event.parse(encode(cloudevent("orders", row, {"id": 42})))
     assert event.type == "shop.order.paid"
     assert event.source == "/shop/orders"
     assert event.time == "2026-12-01T12:00:00.123456Z"
@@ -249,7 +255,7 @@ async def test_the_consumers_work_continues_the_trace_of_the_request() -> None:
         "created_at": datetime(2026, 12, 1, tzinfo=UTC),
         "traceparent": written,
     }
-    message = _Message(orjson.dumps(cloudevent("orders", row, {})))
+    message = _Message(encode(cloudevent("orders", row, {})))
     await consumer.on_message(message)  # type: ignore[arg-type]
     assert message.acked
     assert seen == [trace_id]
@@ -292,3 +298,85 @@ def test_a_relay_source_takes_its_own_database_url_when_one_is_named(
 def test_services_do_not_relay_in_process_unless_asked() -> None:
     assert ServiceSettings().relay_in_process is False
     assert ServiceSettings(relay_in_process=True).relay_in_process is True
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=UTC),
+        datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC),  # no microseconds: none written
+        datetime(2026, 12, 1, 13, 0, 0, 5, tzinfo=timezone(timedelta(hours=1))),
+    ],
+)
+def test_the_event_time_is_what_isoformat_with_z_gave(moment: datetime) -> None:
+    row = {
+        "event_id": uuid4(),
+        "type": "t",
+        "subject": "1",
+        "created_at": moment,
+        "traceparent": None,
+    }
+    expected = moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    assert orjson.loads(encode(cloudevent("orders", row, {})))["time"] == expected
+
+
+@pytest.mark.parametrize("size", [0, 10, 4096, 10_000])
+def test_the_relay_frames_are_pamqps(size: int) -> None:
+    """The relay writes basic.publish, its header and body frames itself: byte for byte what
+    aiormq's basic_publish (pamqp) writes for the same message."""
+    from pamqp import commands as spec
+    from pamqp.body import ContentBody
+    from pamqp.frame import marshal
+    from pamqp.header import ContentHeader
+
+    message = Outgoing("shop.order.paid", b"x" * size, str(uuid4()), "orders")
+    properties = spec.Basic.Properties(
+        message_id=message.message_id,
+        content_type="application/cloudevents+json",
+        delivery_mode=2,
+        message_type=message.routing_key,
+        app_id="orders",
+    )
+    frames = [
+        spec.Basic.Publish(exchange="shop.events", routing_key=message.routing_key),
+        ContentHeader(0, size, properties),
+    ] + [ContentBody(message.body[i : i + 4088]) for i in range(0, size, 4088)]
+    expected = b"".join(marshal(frame, 3) for frame in frames)
+    assert publish_frames(3, "shop.events", message, 4088) == expected
+
+
+class _Delivery:
+    def __init__(self, tag: int, acks: list[tuple[int, bool]]) -> None:
+        self.tag, self.acks = tag, acks
+
+    async def ack(self, multiple: bool = False) -> None:
+        self.acks.append((self.tag, multiple))
+
+
+async def test_deliveries_are_acked_several_at_once_up_to_the_last_done() -> None:
+    """One ``multiple`` ack per ``every`` deliveries done with, and the rest after ``delay``:
+    always the last one done, so every ack covers only deliveries already handled."""
+    import asyncio
+
+    from shop.common.events.consumer import _Acks
+
+    acks: list[tuple[int, bool]] = []
+    batch = _Acks(every=3, delay=0.02)
+    for tag in range(1, 8):
+        await batch.done(_Delivery(tag, acks))  # type: ignore[arg-type]
+    assert acks == [(3, True), (6, True)]
+    await asyncio.sleep(0.05)  # the seventh, after the delay
+    assert acks == [(3, True), (6, True), (7, True)]
+    await batch.flush()  # nothing left: no frame
+    assert len(acks) == 3
+    await batch.done(_Delivery(8, acks))  # type: ignore[arg-type]
+    await batch.flush()  # the consumer stopping: acked at once, the timer cancelled
+    await asyncio.sleep(0.05)
+    assert acks[3:] == [(8, True)]
+
+
+def test_the_relay_cost_measure_runs_on_this_code() -> None:
+    """bench.event_cost (docs/performance.md's per-event figures) builds and frames messages."""
+    from bench.event_cost import relay_cost
+
+    assert relay_cost(200) > 0

@@ -6,7 +6,10 @@ message, in one database transaction: insert ``(consumer, event id)`` into the i
 was already there the event was handled and is only acked; else the handler runs on the same
 connection, and the commit makes its database effects and the inbox row one. Only then is the
 message acked, so a consumer killed mid-handling leaves the message to be redelivered and the
-rolled-back transaction to be done again, once. A consumer without a database gets its
+rolled-back transaction to be done again, once. Acks go in batches (``_Acks``: one
+``multiple`` ack for the deliveries handled so far), so a crash leaves up to ``ack_every``
+handled deliveries unacked; their redeliveries find the inbox row and are only acked. A
+consumer without a database gets its
 inbox from an ``Inbox`` (``RedisInbox``, events/inbox.py): a claim before the handler, released
 if the handler fails.
 
@@ -20,6 +23,7 @@ blocks its queue, and nothing is dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,10 +40,13 @@ from shop.common.logging import get_logger
 from shop.common.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_RETRIED
 
 if TYPE_CHECKING:  # aio-pika itself is imported once connected (events/broker.py)
+    import aiormq
     from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+    from aiormq.abc import DeliveredMessage
 
 log = get_logger("shop.events.consumer")
 tracer = trace.get_tracer("shop.events")
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,63 @@ class Inbox(Protocol):
         """Forget a claim whose handler failed, so that the retry handles the event."""
 
 
+class Delivered(Protocol):
+    """What the consumer reads of a delivery and does with it (a ``Delivery``, or aio-pika's
+    ``IncomingMessage``)."""
+
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def headers(self) -> Any: ...
+    @property
+    def message_id(self) -> str | None: ...
+    @property
+    def content_type(self) -> str | None: ...
+    @property
+    def type(self) -> str | None: ...
+
+    async def ack(self, multiple: bool = False) -> None: ...
+
+    async def reject(self, requeue: bool = True) -> None: ...
+
+
+class Delivery:
+    """One delivery as aiormq hands it over, settled on its channel by its delivery tag."""
+
+    __slots__ = ("_channel", "_message", "body")
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel, message: DeliveredMessage) -> None:
+        self._channel, self._message, self.body = channel, message, message.body
+
+    @property
+    def headers(self) -> Any:
+        return self._message.header.properties.headers
+
+    @property
+    def message_id(self) -> str | None:
+        return self._message.header.properties.message_id
+
+    @property
+    def content_type(self) -> str | None:
+        return self._message.header.properties.content_type
+
+    @property
+    def type(self) -> str | None:
+        return self._message.header.properties.message_type
+
+    @property
+    def delivery_tag(self) -> int:
+        tag = self._message.delivery_tag
+        assert tag is not None  # a basic.deliver always has one
+        return tag
+
+    async def ack(self, multiple: bool = False) -> None:
+        await self._channel.basic_ack(self.delivery_tag, multiple=multiple)
+
+    async def reject(self, requeue: bool = True) -> None:
+        await self._channel.basic_reject(self.delivery_tag, requeue=requeue)
+
+
 class PermanentError(Exception):
     """The handler can never succeed for this event: to the DLQ without more attempts."""
 
@@ -109,6 +173,10 @@ class Consumer:
     max_attempts: int = 5
     retry_base: float = 1.0
     retry_cap: float | None = None  # the longest wait between attempts; None: doubling only
+    # Acks: one ``multiple`` ack for the deliveries handled so far, after ``ack_every`` of
+    # them or ``ack_delay`` seconds after the first not yet acked (class _Acks).
+    ack_every: int = 8
+    ack_delay: float = 0.05
     _channel: AbstractChannel | None = field(default=None, init=False, repr=False)
     ready: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
@@ -156,9 +224,7 @@ class Consumer:
                     log.info("consumer started", consumer=self.name, queue=queue.name)
                     delay = 0.5
                     self.ready.set()
-                    async with queue.iterator() as messages:
-                        async for message in messages:
-                            await self.on_message(message)
+                    await self.consume(channel, queue.name)
             except asyncio.CancelledError:
                 raise
             except broker_down() as exc:
@@ -169,16 +235,48 @@ class Consumer:
             await asyncio.sleep(delay * (1 + random.random() / 2))  # noqa: S311 - jitter
             delay = min(delay * 2, 30.0)
 
+    async def consume(self, channel: AbstractChannel, queue: str) -> None:
+        """Handle the queue's deliveries, one at a time in the order they come, until the
+        channel closes. Straight from aiormq's channel: aio-pika's consumer wraps each
+        delivery in a task of its own and an ``IncomingMessage`` (most of a delivery's cost in
+        the worker, docs/events.md, "Issue 31"); here a delivery is a ``Delivery`` in a queue."""
+        underlay = await channel.get_underlay_channel()
+        deliveries: asyncio.Queue[Delivery | None] = asyncio.Queue()
+
+        async def deliver(message: DeliveredMessage) -> None:
+            deliveries.put_nowait(Delivery(underlay, message))
+
+        closing = underlay.closing
+        closing.add_done_callback(lambda _: deliveries.put_nowait(None))
+        acks = _Acks(min(self.ack_every, max(self.prefetch // 2, 1)), self.ack_delay)
+        try:
+            await underlay.basic_consume(queue, deliver, no_ack=False)
+            while (message := await deliveries.get()) is not None:
+                if await self.process(message):
+                    await acks.done(message)
+        finally:
+            await acks.flush()  # best effort: an unacked one is redelivered, deduplicated
+
     async def on_message(self, message: AbstractIncomingMessage) -> None:
+        """Handle one delivery and settle it alone (``run`` acks several at once instead)."""
+        if await self.process(message):
+            await message.ack()
+
+    async def process(self, message: Delivered) -> bool:
+        """Handle one delivery. True: it is done with (handled, a duplicate, or republished,
+        confirmed, to the retry queue or the DLQ) and is to be acked; False: it was settled
+        here already (rejected: not a CloudEvent)."""
         try:
             event = Event.parse(message.body)
         except (ValueError, KeyError, TypeError):
             log.warning("not a CloudEvent: dead-lettered", consumer=self.name)
             EVENTS_DEAD_LETTERED.labels(self.name).inc()
             await message.reject(requeue=False)  # the queue's dead-letter target: the DLQ
-            return
-        parent = TraceContextTextMapPropagator().extract(
-            {"traceparent": event.traceparent} if event.traceparent else {}
+            return False
+        parent = (
+            _PROPAGATOR.extract({"traceparent": event.traceparent})
+            if event.traceparent
+            else otel_context.Context()
         )
         token = otel_context.attach(parent)
         try:
@@ -188,11 +286,11 @@ class Consumer:
                 outcome = await self.handle(event)
         except Exception as exc:
             await self.retry_or_dead_letter(message, event, exc)
-            return
+            return True
         finally:
             otel_context.detach(token)
         EVENTS_CONSUMED.labels(self.name, outcome).inc()
-        await message.ack()
+        return True
 
     async def handle(self, event: Event) -> str:
         """Run the handler once per event id; returns ``handled`` or ``duplicate``."""
@@ -228,9 +326,7 @@ class Consumer:
         wait: float = self.retry_base * 2.0 ** (attempt - 1)
         return wait if self.retry_cap is None else min(wait, self.retry_cap)
 
-    async def retry_or_dead_letter(
-        self, message: AbstractIncomingMessage, event: Event, exc: Exception
-    ) -> None:
+    async def retry_or_dead_letter(self, message: Delivered, event: Event, exc: Exception) -> None:
         previous = (message.headers or {}).get("x-attempt", 0)
         attempt = (previous if isinstance(previous, int) else 0) + 1
         channel = self._channel
@@ -242,8 +338,7 @@ class Consumer:
             )
             EVENTS_DEAD_LETTERED.labels(self.name).inc()
             if self.exclusive:  # a cache's queue has no DLQ: the next event fixes it
-                await message.ack()
-                return
+                return  # acked by the caller
             target, expiration = f"{self.queue_name}.dlq", None
         else:
             log.info("event retried", consumer=self.name, event_id=event.id, attempt=attempt)
@@ -266,5 +361,65 @@ class Consumer:
                 expiration=expiration,
             ),
             routing_key=target,
-        )
-        await message.ack()
+        )  # confirmed: the caller acks the original
+
+
+class _Acks:
+    """The acks of one channel's deliveries, several in one frame.
+
+    The consumer handles its deliveries one at a time, in the order they came; once one is
+    done with, every earlier one is too, so acking its tag with ``multiple`` (all up to it on
+    the channel, RabbitMQ's semantics) settles them all: one ack frame per ``every``
+    deliveries (or per ``delay`` seconds while fewer come), not one per delivery. A rejected
+    delivery (not a CloudEvent) is settled already and is not counted. A worker that dies
+    before an ack leaves up to ``every`` handled deliveries unacked: they are redelivered and
+    the inbox finds them handled (``duplicate``), as for the one in flight before. ``every``
+    stays below the prefetch, so the broker keeps the next deliveries coming.
+    """
+
+    def __init__(self, every: int, delay: float) -> None:
+        self.every, self.delay = max(every, 1), delay
+        self._last: Delivered | None = None
+        self._count = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def done(self, message: Delivered) -> None:
+        self._last, self._count = message, self._count + 1
+        if self._count >= self.every:
+            await self.flush()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._last is not None and self._flushing is None:
+            self._flushing = asyncio.ensure_future(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        try:
+            await self._ack()
+        except Exception as exc:  # the channel gone: the deliveries come back, deduplicated
+            log.warning("ack failed", error=repr(exc))
+        finally:
+            self._flushing = None
+
+    async def _ack(self) -> None:
+        last, self._last, self._count = self._last, None, 0
+        if last is not None:
+            await last.ack(multiple=True)
+
+    async def flush(self) -> None:
+        """Ack every delivery done with (and cancel the timer): before a batch's end, or
+        when the channel's consumption stops."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flushing is not None:
+            with contextlib.suppress(Exception):
+                await self._flushing
+        try:
+            await self._ack()
+        except Exception as exc:
+            log.warning("ack failed", error=repr(exc))

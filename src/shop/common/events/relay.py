@@ -30,6 +30,7 @@ import contextlib
 import os
 import random
 import signal
+import struct
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -78,8 +79,19 @@ BACKLOG = (
 )
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+def _utc(value: datetime) -> datetime:
+    """``value`` in UTC, which orjson writes with ``OPT_UTC_Z`` as ISO 8601 ``...Z`` (what
+    ``isoformat()`` with ``+00:00`` as ``Z`` gave, in C): asyncpg gives timestamptz in UTC."""
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+# orjson's options for a CloudEvent: its ``time``, a datetime in UTC, as ``...Z``.
+JSON_OPTIONS = orjson.OPT_UTC_Z
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    """The JSON of a CloudEvent from :func:`cloudevent`."""
+    return orjson.dumps(event, option=JSON_OPTIONS)
 
 
 def cloudevent(
@@ -90,14 +102,15 @@ def cloudevent(
     event_id: str | None = None,
 ) -> dict[str, Any]:
     """The structured-mode CloudEvent 1.0 of an outbox row (EVENTS.md); ``data`` as an object
-    or as its JSON already made (``orjson.Fragment``)."""
+    or as its JSON already made (``orjson.Fragment``); ``time`` is a UTC datetime, to be
+    written by :func:`encode`."""
     event: dict[str, Any] = {
         "specversion": "1.0",
         "id": event_id or str(row["event_id"]),
         "source": source(service),
         "type": row["type"],
         "subject": row["subject"],
-        "time": _iso(row["created_at"]),
+        "time": _utc(row["created_at"]),  # ISO 8601 "Z" in orjson.dumps(option=JSON_OPTIONS)
         "datacontenttype": "application/json",
         "data": data,
     }
@@ -108,11 +121,50 @@ def cloudevent(
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One event as the relay publishes it: its routing key (the type), body and properties."""
+    """One event as the relay publishes it: its routing key (the type, also the AMQP ``type``
+    property), body, ``message_id`` (the event id) and ``app_id`` (the service); persistent,
+    ``content-type`` CloudEvents JSON."""
 
     routing_key: str
     body: bytes
-    properties: Any  # aiormq.spec.Basic.Properties
+    message_id: str
+    app_id: str
+
+
+# AMQP 0-9-1 framing of basic.publish (method 60.40), its content header and body frames,
+# written here as bytes: pamqp's generic marshalling (each field's type looked up, a
+# BasicProperties walked field by field) was a quarter of the relay's CPU per event (docs/
+# events.md, "Issue 31"). tests/unit/test_events.py checks these bytes against pamqp's.
+_FRAME_END = b"\xce"
+# content-type, delivery-mode, message-id, type, app-id (basic's property flags, bit 15 first)
+_PROPERTY_FLAGS = (1 << 15) | (1 << 12) | (1 << 7) | (1 << 5) | (1 << 3)
+_CONTENT_TYPE = CONTENT_TYPE.encode()
+
+
+def _shortstr(text: str) -> bytes:
+    raw = text.encode()
+    if len(raw) > 255:
+        raise ValueError(f"an AMQP short string is at most 255 bytes: {text[:40]!r}...")
+    return bytes((len(raw),)) + raw
+
+
+def _frame(kind: int, channel: int, payload: bytes) -> bytes:
+    return struct.pack(">BHI", kind, channel, len(payload)) + payload + _FRAME_END
+
+
+def publish_frames(channel: int, exchange: str, message: Outgoing, max_body: int) -> bytes:
+    """The frames of one persistent basic.publish of ``message`` on ``channel``: what
+    ``aiormq.Channel.basic_publish`` writes for it (mandatory and immediate off)."""
+    method = b"\x00\x3c\x00\x28\x00\x00" + _shortstr(exchange)
+    method += _shortstr(message.routing_key) + b"\x00"
+    body = message.body
+    header = struct.pack(">HHQH", 60, 0, len(body), _PROPERTY_FLAGS)
+    header += bytes((len(_CONTENT_TYPE),)) + _CONTENT_TYPE + b"\x02"  # delivery-mode 2
+    header += _shortstr(message.message_id) + _shortstr(message.routing_key)
+    header += _shortstr(message.app_id)
+    parts = [_frame(1, channel, method), _frame(2, channel, header)]
+    parts += [_frame(3, channel, body[i : i + max_body]) for i in range(0, len(body), max_body)]
+    return b"".join(parts)
 
 
 class Publisher(Protocol):
@@ -134,9 +186,6 @@ class ConfirmingPublisher:
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         from aiormq.abc import ChannelFrame
-        from pamqp import commands as spec
-        from pamqp.body import ContentBody
-        from pamqp.header import ContentHeader
 
         channel = self.channel
         if channel.is_closed:
@@ -145,24 +194,18 @@ class ConfirmingPublisher:
         confirms: list[asyncio.Future[ConfirmationFrameType]] = []
         async with channel.lock:
             first = channel.delivery_tag
-            frames: list[Any] = []
+            number, exchange = channel.number, self.exchange
+            frames: list[bytes] = []
             for message in messages:
                 channel.delivery_tag += 1
                 confirm: asyncio.Future[ConfirmationFrameType] = channel.create_future()
                 channel.confirmations[channel.delivery_tag] = confirm
                 confirms.append(confirm)
-                body = message.body
-                frames.append(
-                    spec.Basic.Publish(exchange=self.exchange, routing_key=message.routing_key)
-                )
-                frames.append(ContentHeader(0, len(body), message.properties))
-                frames += [ContentBody(body[i : i + size]) for i in range(0, len(body), size)]
+                frames.append(publish_frames(number, exchange, message, size))
             drained = channel.create_future()
             try:
                 await channel.write_queue.put(
-                    ChannelFrame.marshall(
-                        channel_number=channel.number, frames=frames, drain_future=drained
-                    )
+                    ChannelFrame(payload=b"".join(frames), should_close=False, drain_future=drained)
                 )
             except BaseException:  # nothing written: give the delivery tags back
                 for tag in range(first + 1, channel.delivery_tag + 1):
@@ -209,20 +252,13 @@ class Relay:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def message(self, row: Any) -> Outgoing:
-        from pamqp.commands import Basic  # loaded already once connected
-
         data = orjson.Fragment(self.render(row["type"], row["data"]))
         event_id = str(row["event_id"])
         return Outgoing(
             row["type"],
-            orjson.dumps(cloudevent(self.service, row, data, event_id=event_id)),
-            Basic.Properties(
-                message_id=event_id,
-                content_type=CONTENT_TYPE,
-                delivery_mode=2,  # persistent
-                message_type=row["type"],
-                app_id=self.service,
-            ),
+            encode(cloudevent(self.service, row, data, event_id=event_id)),
+            event_id,
+            self.service,
         )
 
     async def publish_once(self, publisher: Publisher) -> int:

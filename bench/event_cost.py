@@ -1,0 +1,196 @@
+"""What the event side costs per event in-process, for an A/B of two commits' code (issue 31).
+
+    .venv/bin/python -m bench.event_cost relay [--events 2000]
+    .venv/bin/python -m bench.event_cost consumer [--messages 3000] [--amqp URL]
+
+Run it under each commit's ``src/`` (``PYTHONPATH=/tmp/x/src-before/src``, as bench/ab.sh
+exports them) and compare the lines. ``relay``: CPU microseconds per event of building a
+round's messages (``Relay.message``: the CloudEvent, orjson) and their AMQP frames as one
+write (what ``ConfirmingPublisher.publish`` writes; a stub renderer, no broker), the best of
+15 rounds of 200-event batches. ``consumer``: CPU microseconds per delivery of the ``Consumer``
+itself (no-op handler, no inbox, no SMTP) draining ``--messages`` persistent messages
+published beforehand to a queue of its own on the local RabbitMQ (the queue and exchange are
+deleted afterwards): the delivery machinery, parsing, the span and the acks, in this process
+(the broker's CPU is not counted). docs/performance.md ("Issue 31, second round") quotes both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from shop.common.events import relay as relay_module
+
+
+def relay_cost(events: int) -> float:
+    from aiormq.abc import ChannelFrame
+
+    relay = relay_module.Relay.__new__(relay_module.Relay)
+    relay.service, relay.render = "orders", lambda _type, data: str(data).encode()
+    rows = [
+        {
+            "id": i,
+            "event_id": uuid.uuid4(),
+            "type": "shop.order.paid",
+            "subject": str(i),
+            "data": f'{{"id": {i}, "status": "paid", "total_price": "19.99"}}',
+            "traceparent": None,
+            "created_at": datetime.now(UTC),
+        }
+        for i in range(200)
+    ]
+    frames_of = getattr(relay_module, "publish_frames", None)
+
+    def once() -> None:
+        messages = [relay.message(row) for row in rows]
+        if frames_of is not None:  # this change: the frames as bytes
+            payload = b"".join(frames_of(1, "shop.events", m, 131064) for m in messages)
+            ChannelFrame(payload=payload, should_close=False)
+            return
+        from pamqp import commands as spec  # before: pamqp's frames, as aiormq marshals them
+        from pamqp.body import ContentBody
+        from pamqp.header import ContentHeader
+
+        frames: list[Any] = []
+        for m in messages:
+            frames.append(spec.Basic.Publish(exchange="shop.events", routing_key=m.routing_key))
+            frames.append(ContentHeader(0, len(m.body), m.properties))
+            frames.append(ContentBody(m.body))
+        ChannelFrame.marshall(channel_number=1, frames=frames)
+
+    once()
+    rounds = max(events // 200, 1)
+    best = float("inf")
+    for _ in range(15):
+        start = time.process_time()
+        for _ in range(rounds):
+            once()
+        best = min(best, (time.process_time() - start) / (rounds * 200))
+    return best * 1e6
+
+
+async def consumer_cost(
+    messages: int, url: str, *, smtp_port: int | None = None, redis_url: str | None = None
+) -> float:
+    import aio_pika
+
+    from shop.common.events.broker import Topology, delete_topology
+    from shop.common.events.consumer import Consumer
+
+    prefix = f"eventcost{uuid.uuid4().hex[:8]}."
+    topology = Topology(url, exchange=f"{prefix}events", queue_prefix=prefix)
+    handled, drained = 0, asyncio.Event()
+    notifier: Any = None
+    inbox: Any = None
+    if smtp_port is not None:  # the worker's own handler, mailing the sink
+        from shop.common.auth import ServiceTokens
+        from shop.common.http import ServiceClient
+        from shop.notifications.service import Notifier
+        from shop.notifications.settings import NotificationsSettings
+
+        settings = NotificationsSettings(smtp_port=smtp_port)
+        users = ServiceClient(
+            target="user-service", base_url="http://users", tokens=ServiceTokens("n", "s")
+        )
+        notifier = Notifier(settings, users)
+    if redis_url is not None:
+        from shop.common.events.inbox import RedisInbox
+
+        inbox = RedisInbox.from_url(redis_url, retention_seconds=600, prefix=f"{prefix}inbox:")
+
+    async def handler(event: Any, conn: Any) -> None:
+        nonlocal handled
+        if notifier is not None:
+            await notifier(event, conn)
+        handled += 1
+        if handled >= messages:
+            drained.set()
+
+    consumer = Consumer("c", ["#"], handler, topology, inbox=inbox)
+    connection = await topology.connect()
+    try:
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            await consumer.declare(channel)
+            exchange = await topology.declare_exchange(channel)
+            for i in range(messages):
+                body = orjson.dumps(
+                    {
+                        "specversion": "1.0",
+                        "id": str(uuid.uuid4()),
+                        "source": "/shop/orders",
+                        "type": "shop.order.paid",
+                        "subject": str(i),
+                        "time": "2026-12-07T12:00:00Z",
+                        "datacontenttype": "application/json",
+                        "data": {
+                            "id": i,
+                            "status": "paid",
+                            "total_price": "19.99",
+                            "currency": "EUR",
+                            "customer": {"username": f"u{i}", "email": f"u{i}@example.com"},
+                            "lines": [
+                                {
+                                    "product_id": 7,
+                                    "quantity": 1,
+                                    "name": "Oak lamp",
+                                    "unit_price": "19.99",
+                                    "line_total": "19.99",
+                                }
+                            ],
+                        },
+                    }
+                )
+                await exchange.publish(
+                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key="shop.order.paid",
+                )
+        task = asyncio.create_task(consumer.run())
+        await asyncio.wait_for(consumer.ready.wait(), 30)
+        start = time.process_time()
+        await drained.wait()
+        spent = time.process_time() - start
+        await asyncio.sleep(0.2)  # the last acks
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        if notifier is not None:
+            await notifier.sender.close()
+            await notifier.users.aclose()
+        if inbox is not None:
+            await inbox.aclose()
+        await delete_topology(topology, ["c"])
+    return spent / messages * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("what", choices=("relay", "consumer"))
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument(
+        "--smtp-port", type=int, help="handle with the Notifier, mailing a sink on this port"
+    )
+    parser.add_argument("--redis", help="claim in a RedisInbox on this Redis (its own prefix)")
+    args = parser.parse_args()
+    if args.what == "relay":
+        cost = relay_cost(args.events)
+        print(f"relay: {cost:.1f} us CPU per event (message and frames; best of 15 rounds)")
+    else:
+        cost = asyncio.run(
+            consumer_cost(args.messages, args.amqp, smtp_port=args.smtp_port, redis_url=args.redis)
+        )
+        handler = "a mail to the sink" if args.smtp_port else "no-op"
+        inbox = ", Redis inbox" if args.redis else ""
+        print(f"consumer: {cost:.1f} us CPU per delivery ({args.messages}, {handler}{inbox})")
+
+
+if __name__ == "__main__":
+    main()
