@@ -348,10 +348,16 @@ def run(
     }
     workdir = platform.workdir
     tokens_file = workdir / "tokens.txt"
-    if {*scenarios.ORDERS, "mixed", "mixed_traced"} & set(selected):
-        customers = min(20, platform.users)
-        _log(f"logging in {customers} customers for the order scenarios")
+    customers = min(20, platform.users)
+
+    def log_in() -> None:
+        # Access tokens live 15 minutes and a whole run takes longer: the mix and every step
+        # of the traced mix log in afresh (a 401 is an error, not a cheap request).
         tokens_file.write_text("\n".join(login_tokens(platform, customers)) + "\n")
+
+    if {*scenarios.ORDERS, "mixed", "mixed_traced"} & set(selected):
+        _log(f"logging in {customers} customers for the order scenarios")
+        log_in()
     pids = platform.pids()
     if baselines:
         _log(f"baseline: raw Starlette + asyncpg floor ({options.connections} connections)")
@@ -431,6 +437,7 @@ def run(
         # catalogue, so the mix starts from pages that are all fresh (see refill_cache).
         if platform.redis_url and set(selected) - {"mixed"}:
             refill_cache(platform, options.connections)
+        log_in()
         result["scenarios"]["mixed"] = run_mixed(
             platform, result, tokens_file, options, pids, backends, mix_steps
         )
@@ -451,6 +458,7 @@ def run(
             backends=backends,
             mix=result["options"]["mix"],
             rounds=options.traced_rounds,
+            log_in=log_in,
         )
         pids.update(platform.pids())  # the services were restarted
     if {*scenarios.ORDERS, "mixed"} & set(selected):

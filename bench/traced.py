@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -133,9 +133,12 @@ WARMUP_S = 2.0  # after each restart: pools open, the near cache refills
 
 
 def median_overhead(rounds: list[dict[str, Any]]) -> float | None:
-    """The median over the rounds of traced CPU per request against untraced, less one."""
+    """The median over the rounds of traced CPU per request against untraced, less one. A
+    round with errors in either step is left out: a refused request is not a cheap one."""
     ratios = sorted(
-        r["traced"] / r["untraced"] - 1 for r in rounds if r["untraced"] and r["traced"]
+        r["traced"] / r["untraced"] - 1
+        for r in rounds
+        if r["untraced"] and r["traced"] and not r.get("errors")
     )
     if not ratios:
         return None
@@ -170,12 +173,15 @@ def run_mixed_traced(
     backends: tuple[str, str] | None,
     mix: dict[str, float] | None = None,
     rounds: int = 5,
+    log_in: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """``rounds`` of the mix at ``rate`` untraced and traced (10%), in alternating order, each
     step on services restarted for it; each step with the platform's CPU per request and the
-    lean routes' answers."""
+    lean routes' answers. ``log_in`` renews the customers' tokens before each step."""
 
     def step() -> dict[str, Any]:
+        if log_in is not None:
+            log_in()
         jobs = scenarios.mixed_jobs(platform, tokens_file, rate, mix)
         before = lean_answers(platform)
         figures: dict[str, Any] = measure(
@@ -203,6 +209,7 @@ def run_mixed_traced(
                     figures = step()
                     steps[kind].append(figures)
                     pair[kind] = figures["cpu_ms_per_request_platform"]
+                    pair["errors"] = pair.get("errors", 0) + (figures.get("error_count") or 0)
                 pairs.append(pair)
         finally:
             restart_services(platform, {}, drop=variables)

@@ -66,3 +66,18 @@ def test_the_target_fails_when_most_rounds_cost_more_than_a_tenth() -> None:
     judged = _judged(_rounds((2.0, 2.3), (2.0, 2.1), (2.0, 2.4)))
     assert judged["pass"] is False
     assert "+15.0%" in judged["measured"]
+
+
+def test_a_round_with_errors_is_left_out_of_the_median() -> None:
+    # Refused requests (expired tokens: 401s) are cheap; such a round says nothing of tracing.
+    rounds = _rounds((2.0, 2.1), (2.0, 2.3), (2.0, 1.0))
+    rounds[2]["errors"] = 77
+    assert traced.median_overhead(rounds) == 0.1
+
+
+def test_the_target_fails_when_most_rounds_had_errors() -> None:
+    rounds = _rounds((2.0, 2.1), (2.0, 1.6), (2.0, 1.5))
+    rounds[1]["errors"] = rounds[2]["errors"] = 77
+    judged = _judged(rounds)
+    assert judged["pass"] is False
+    assert "[77 errors: left out]" in judged["measured"]
