@@ -208,3 +208,16 @@ def test_search_ranks_come_and_go_with_their_migration(fresh) -> None:
     ]
     migrations.upgrade("products", products)
     assert _sql(products, exists) == [[(1,)]]
+
+
+def test_products_leave_room_on_each_page_for_stock_changes(fresh) -> None:
+    """products_fillfactor: 15% of each page free, so a stock change is a HOT update that no
+    index (the search's GIN among them) sees; the downgrade restores the default."""
+    products = fresh["products"]
+    migrations.upgrade("products", products)
+    options = "SELECT reloptions FROM pg_class WHERE relname = 'products'"
+    assert _sql(products, options) == [[(["fillfactor=85"],)]]
+    migrations.downgrade("products", products, "products_search_ranks")
+    assert _sql(products, options) == [[(None,)]]
+    migrations.upgrade("products", products)
+    assert _sql(products, options) == [[(["fillfactor=85"],)]]
