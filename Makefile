@@ -30,6 +30,10 @@ $(STAMP): pyproject.toml uv.lock
 	$(UV) sync --frozen --quiet --compile-bytecode
 	touch $(STAMP)
 
+# The project's own modules, compiled before each command that starts processes (compileall
+# skips what is up to date; the installed packages are compiled by the install above).
+COMPILE := $(BIN)/python -m compileall -q src bench
+
 lock: $(STAMP)
 	$(UV) lock
 
@@ -37,7 +41,7 @@ lock: $(STAMP)
 # puts two replicas of each service behind it; `PROMETHEUS=1` also starts Prometheus.
 REPLICAS ?= 1
 run: $(STAMP)
-	$(BIN)/python -m compileall -q src
+	$(COMPILE)
 	$(BIN)/shop run --replicas $(REPLICAS) $(if $(PROMETHEUS),--prometheus)
 
 tools: $(STAMP)
@@ -52,7 +56,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP) tools lint typecheck
-	$(BIN)/python -m compileall -q src bench
+	$(COMPILE)
 	$(BIN)/pytest
 
 fmt: $(STAMP)
@@ -64,7 +68,7 @@ images: $(STAMP) tools
 	$(BIN)/python scripts/images.py
 
 bench: $(STAMP) tools
-	$(BIN)/python -m compileall -q src bench
+	$(COMPILE)
 	$(BIN)/python -m bench
 
 clean:
