@@ -23,8 +23,8 @@ help:
 
 # uv at the locked version (by hash), then exactly the locked packages: runtime and dev,
 # compiled to bytecode once here: a shell with PYTHONDONTWRITEBYTECODE=1 (this machine's)
-# otherwise compiles every imported module again in every process it starts, 1.2 s of CPU
-# per service process (docs/dependencies.md, "Bytecode").
+# otherwise compiles every imported module again in every process it starts, 1.6 s of CPU
+# per service process (bench/import_cost.py; docs/dependencies.md, "Bytecode").
 $(STAMP): pyproject.toml uv.lock
 	$(PYTHON) scripts/bootstrap-uv.py $(VENV)
 	$(UV) sync --frozen --quiet --compile-bytecode
