@@ -76,20 +76,22 @@ def compensate(reason: str, call: Call, lines: tuple[OrderLine, ...] | None = No
 
 
 KB = OrderLine(11, 2, "Keyboard", Decimal("4.00"))
+P11 = OrderLine(11, 2, "P11", Decimal("4.00"))  # as FakeProducts prices it
 
 
 # --- start: where each recorded step resumes ------------------------------------------------
 
 START = [
     (order(S.RESERVING), False, Next(Call.RESERVE)),
-    (order(S.RESERVING), True, compensate("abandoned", Call.RELEASE)),
+    # Recovery of an order still RESERVING first learns its price again: it may have paid.
+    (order(S.RESERVING), True, Next(Call.RESERVE, S.COMPENSATING, failure_reason="abandoned")),
     (order(S.PAYING, total="8.00"), False, Next(Call.PAY)),
     (order(S.PAYING, total="8.00"), True, compensate("abandoned", Call.VOID)),
     (order(S.COMPENSATING), True, Next(Call.RELEASE)),
     (order(S.COMPENSATING, total="8.00"), True, Next(Call.VOID)),
     (order(S.CANCELLING, St.PAID, total="8.00", payment_id="pay_1"), False, Next(Call.REFUND)),
     (order(S.CANCELLING, total="8.00"), False, Next(Call.VOID)),
-    (order(S.CANCELLING), False, Next(Call.RELEASE)),
+    (order(S.CANCELLING), False, Next(Call.RESERVE)),
 ]
 
 
@@ -107,12 +109,21 @@ def test_a_finished_saga_does_not_start_again() -> None:
 PAYING = order(S.PAYING, total="8.00")
 COMPENSATING = order(S.COMPENSATING, total="8.00", reason="payment_refused")
 CANCELLING = order(S.CANCELLING, total="8.00")
+ABANDONED = order(S.COMPENSATING, reason="abandoned")  # recovery, before the price is known
+RESERVED = Reserved({11: ("Keyboard", Decimal("4.00"))})
 EDGES = [
+    # Paying is not recorded: the final write or the compensation records the price.
+    (order(), RESERVED, Next(Call.PAY, S.PAYING, Decimal("8.00"), lines=(KB,))),
+    (ABANDONED, RESERVED, Next(Call.VOID, total_price=Decimal("8.00"), lines=(KB,), durable=True)),
+    (ABANDONED, OutOfStock({11: 1}), Next(Call.RELEASE, durable=True)),
+    (ABANDONED, ProductMissing((11,)), Next(Call.RELEASE, durable=True)),
+    (ABANDONED, ReservationRefused("released"), Next(Call.RELEASE, durable=True)),
     (
-        order(),
-        Reserved({11: ("Keyboard", Decimal("4.00"))}),
-        Next(Call.PAY, S.PAYING, Decimal("8.00"), lines=(KB,), durable=True),
+        order(S.CANCELLING),
+        RESERVED,
+        Next(Call.VOID, total_price=Decimal("8.00"), lines=(KB,), durable=True),
     ),
+    (order(S.CANCELLING), OutOfStock({11: 1}), Next(Call.RELEASE)),
     (
         order(),
         OutOfStock({11: 1}),
@@ -212,6 +223,7 @@ class FakePayments:
     charges: int = 0
 
     async def pay(self, o: Order) -> Outcome:
+        assert o.total_price is not None, "a payment needs the order's price"  # as the client
         status = self.payments.setdefault(o.id, "processing")
         if status == "processing":
             status = self.payments[o.id] = "failed" if self.decline else "completed"
@@ -223,6 +235,7 @@ class FakePayments:
         return PaymentRefused(status)
 
     async def void(self, o: Order) -> Outcome:
+        assert o.total_price is not None, "a void needs the order's price"  # as the client
         status = self.payments.setdefault(o.id, "failed")
         if status in ("completed", "refunded"):
             return VoidRefused(f"pay_{o.id}", completed=status == "completed")
@@ -239,8 +252,9 @@ class FakePayments:
 @dataclass
 class Run:
     final: Transition
-    order: Order
+    order: Order  # as the driver held it
     calls: list[Call]
+    durable: Order  # as the database holds it (after a crash: what recovery reads)
 
 
 async def run(
@@ -273,10 +287,10 @@ async def run(
                 failure_reason=o.failure_reason,
             )
         if transition.call is crash_before:
-            return Run(Postpone("crashed"), durable, calls)
+            return Run(Postpone("crashed"), o, calls, durable)
         calls.append(transition.call)
         transition = after(o, await ports[transition.call](o))
-    return Run(transition, o, calls)
+    return Run(transition, o, calls, o)
 
 
 async def test_a_placed_order_reserves_and_pays_in_two_calls() -> None:
@@ -306,6 +320,18 @@ async def test_a_declined_payment_gives_the_stock_back() -> None:
 
 async def test_a_driver_lost_after_the_charge_is_recovered_forward() -> None:
     products, payments = FakeProducts(), FakePayments()
+    crashed = await run(order(), products, payments, crash_before=Call.PAY)
+    await payments.pay(crashed.order)  # the dead driver's charge went through
+    assert crashed.durable.saga_step is S.RESERVING  # what the database holds: no price
+    done = await run(crashed.durable, products, payments, recovering=True)
+    assert done.calls == [Call.RESERVE, Call.VOID]
+    assert done.final == Finish(St.PAID, payment_id="pay_7")
+    assert (done.order.total_price, done.order.lines) == (Decimal("8.00"), (P11,))
+    assert (payments.charges, products.stock[11]) == (1, 3)
+
+
+async def test_an_order_recorded_paying_by_an_earlier_version_is_recovered_forward() -> None:
+    products, payments = FakeProducts(), FakePayments()
     await payments.pay(order(S.PAYING, total="8.00"))  # charged; the answer was lost
     done = await run(order(S.PAYING, total="8.00"), products, payments, recovering=True)
     assert done.final == Finish(St.PAID, payment_id="pay_7")
@@ -315,8 +341,8 @@ async def test_a_driver_lost_after_the_charge_is_recovered_forward() -> None:
 async def test_a_driver_lost_before_paying_is_recovered_back_and_a_late_charge_refused() -> None:
     products, payments = FakeProducts(), FakePayments()
     crashed = await run(order(), products, payments, crash_before=Call.PAY)
-    assert crashed.order.saga_step is S.PAYING  # what the database holds
-    done = await run(crashed.order, products, payments, recovering=True)
+    done = await run(crashed.durable, products, payments, recovering=True)
+    assert done.calls == [Call.RESERVE, Call.VOID, Call.RELEASE]
     assert done.final == Finish(St.FAILED, reason="abandoned")
     assert products.stock[11] == 5
     # The dead driver's request arrives after all: the voided payment refuses it.
@@ -324,13 +350,41 @@ async def test_a_driver_lost_before_paying_is_recovered_back_and_a_late_charge_r
     assert payments.charges == 0
 
 
-async def test_a_driver_lost_while_reserving_is_released_without_asking_for_a_payment() -> None:
+async def test_recovery_that_dies_after_recording_the_price_voids_and_releases_next_time() -> None:
+    products, payments = FakeProducts(), FakePayments()
+    crashed = await run(order(), products, payments, crash_before=Call.PAY)
+    halfway = await run(
+        crashed.durable, products, payments, recovering=True, crash_before=Call.RELEASE
+    )
+    assert (halfway.durable.saga_step, halfway.durable.total_price) == (
+        S.COMPENSATING,
+        Decimal("8.00"),
+    )
+    done = await run(halfway.durable, products, payments, recovering=True)
+    assert done.calls == [Call.VOID, Call.RELEASE]
+    assert done.final == Finish(St.FAILED, reason="abandoned")
+    assert (products.stock[11], payments.charges) == (5, 0)
+
+
+async def test_a_driver_lost_while_reserving_is_released_and_its_payment_voided() -> None:
     products, payments = FakeProducts(), FakePayments()
     await products.reserve(order())  # reserved; the answer was lost
     done = await run(order(), products, payments, recovering=True)
-    assert done.calls == [Call.RELEASE]
+    assert done.calls == [Call.RESERVE, Call.VOID, Call.RELEASE]
     assert done.final == Finish(St.FAILED, reason="abandoned")
-    assert products.stock[11] == 5
+    assert (products.stock[11], payments.payments) == (5, {7: "failed"})
+
+
+async def test_a_driver_lost_before_its_reservation_asks_for_no_payment() -> None:
+    products, payments = FakeProducts(stock={11: 1}), FakePayments()  # nothing was reserved
+    done = await run(order(), products, payments, recovering=True)
+    assert done.calls == [Call.RESERVE, Call.RELEASE]
+    assert done.final == Finish(St.FAILED, reason="abandoned")
+    assert (products.stock[11], products.reservations, payments.payments) == (
+        1,
+        {7: "released"},  # a tombstone: a late reservation is refused
+        {},
+    )
 
 
 async def test_cancelling_a_paid_order_refunds_then_restocks() -> None:
@@ -347,9 +401,9 @@ async def test_cancelling_a_pending_order_whose_payment_went_through_refunds_it(
     products, payments = FakeProducts(), FakePayments()
     crashed = await run(order(), products, payments, crash_before=Call.PAY)
     await payments.pay(crashed.order)
-    cancelling = dataclasses.replace(crashed.order, saga_step=S.CANCELLING)
+    cancelling = dataclasses.replace(crashed.durable, saga_step=S.CANCELLING)
     done = await run(cancelling, products, payments)
-    assert done.calls == [Call.VOID, Call.REFUND, Call.RELEASE]
+    assert done.calls == [Call.RESERVE, Call.VOID, Call.REFUND, Call.RELEASE]
     assert done.final == Finish(St.CANCELLED)
     assert payments.payments[7] == "refunded"
 

@@ -36,6 +36,52 @@ LINES = (
     f"coalesce((SELECT jsonb_agg({_LINE} ORDER BY l.position) FROM order_lines l"
     " WHERE l.order_id = orders.id), '[]'::jsonb) AS lines"
 )
+
+
+def _learned(first: int) -> str:
+    """What a statement learned of an order's lines (each line's name, unit price and the
+    stock a short line found), as a relation ``w`` of parameters ``$first`` to ``$first+3``."""
+    a, b, c, d = (f"${first + i}" for i in range(4))
+    return (
+        f"unnest({a}::bigint[], {b}::text[], {c}::numeric[], {d}::int[])"
+        " AS w(product_id, name, unit_price, available)"
+    )
+
+
+def _record_learned(first: int, *, where: str = "true") -> str:
+    """The UPDATE of ``order_lines`` (of order ``$1``) that records what was learned."""
+    return (
+        "UPDATE order_lines l SET name = coalesce(w.name, l.name),"
+        " unit_price = coalesce(w.unit_price, l.unit_price),"
+        f" available = coalesce(w.available, l.available) FROM {_learned(first)}"
+        f" WHERE l.order_id = $1 AND l.product_id = w.product_id AND {where}"
+    )
+
+
+def _lines_learned(first: int) -> str:
+    """``LINES`` as a statement that also records what it learned leaves them: a statement
+    reads the lines as they were before it, so what it learned is laid over them here."""
+    return (
+        f"coalesce((SELECT jsonb_agg({_LINE} ORDER BY l.position) FROM ("
+        "SELECT o.position, o.product_id, o.quantity, coalesce(w.name, o.name) AS name,"
+        " coalesce(w.unit_price, o.unit_price) AS unit_price,"
+        " coalesce(w.available, o.available) AS available"
+        f" FROM order_lines o LEFT JOIN {_learned(first)} ON w.product_id = o.product_id"
+        " WHERE o.order_id = orders.id) l), '[]'::jsonb) AS lines"
+    )
+
+
+def _learned_args(
+    lines: tuple[OrderLine, ...],
+) -> tuple[list[int], list[str | None], list[Decimal | None], list[int | None]]:
+    return (
+        [line.product_id for line in lines],
+        [line.name for line in lines],
+        [line.unit_price for line in lines],
+        [line.available for line in lines],
+    )
+
+
 COLUMNS = f"{_ROW}, {LINES}"
 # The customer's contact as at placement, for the data of the order's events only (the REST
 # answer does not show it; docs/events.md, "The customer's contact"): null when not recorded.
@@ -192,27 +238,19 @@ class OrderRepository:
         *,
         total_price: Decimal | None,
         failure_reason: str | None,
-        lines: tuple[OrderLine, ...] | None = None,
+        lines: tuple[OrderLine, ...] = (),
     ) -> None:
         """Record saga progress (and what it learned: the price, the lines' names and unit
         prices, or the stock a short line found) on an unfinished order, in one statement."""
-        learned = lines or ()
         await self.conn.execute(
-            "WITH learned AS (UPDATE order_lines l SET name = w.name, unit_price = w.unit_price,"
-            " available = w.available"
-            " FROM unnest($5::bigint[], $6::text[], $7::numeric[], $8::int[])"
-            " AS w(product_id, name, unit_price, available)"
-            " WHERE l.order_id = $1 AND l.product_id = w.product_id)"
+            f"WITH learned AS ({_record_learned(5)})"
             " UPDATE orders SET saga_step = $2, total_price = COALESCE($3, total_price),"
             " failure_reason = COALESCE($4, failure_reason), updated_at = now() WHERE id = $1",
             order_id,
             step.value,
             total_price,
             failure_reason,
-            [line.product_id for line in learned],
-            [line.name for line in learned],
-            [line.unit_price for line in learned],
-            [line.available for line in learned],
+            *_learned_args(lines),
         )
 
     async def finish(
@@ -223,9 +261,11 @@ class OrderRepository:
         reason: str | None,
         payment_id: str | None,
         total_price: Decimal | None,
+        lines: tuple[OrderLine, ...] = (),
     ) -> Order | None:
-        """Set a final saga outcome (only from a cancellable status) and release the lease;
-        None if someone else finished it first."""
+        """Set a final saga outcome (only from a cancellable status) with what the saga
+        learned (the price, the lines' names and unit prices) and release the lease, in one
+        statement with its event; None if someone else finished it first."""
         return self._order(
             await self.conn.fetchrow(
                 with_event(
@@ -233,10 +273,12 @@ class OrderRepository:
                     " payment_id = COALESCE($4, payment_id),"
                     " total_price = COALESCE($5, total_price), lease_until = NULL,"
                     f" updated_at = now() WHERE id = $1 AND status = ANY($6::text[])"
-                    f" RETURNING {COLUMNS}, {CUSTOMER}",
+                    f" RETURNING {_ROW}, {_lines_learned(8)}, {CUSTOMER}",
                     type_sql=STATUS_EVENT,
                     stream="order",
                     traceparent_param=7,
+                    # Only an order this statement finished: someone else's stands as it is.
+                    also=f"learned AS ({_record_learned(8, where='EXISTS (SELECT FROM changed)')})",
                 ),
                 order_id,
                 status.value,
@@ -245,6 +287,7 @@ class OrderRepository:
                 total_price,
                 [s.value for s in CANCELLABLE],
                 traceparent(),
+                *_learned_args(lines),
             )
         )
 

@@ -2,8 +2,9 @@
 final status, the background loop the order service runs it in, and ``shop recover`` (once).
 
 "Unfinished" is ``shop.orders.db.UNFINISHED``; what recovery does with each order is the saga
-core's ``start(order, recovering=True)``: an order still RESERVING goes back (no payment can
-exist yet), one PAYING voids its payment by order id (forward to paid if it went through), a
+core's ``start(order, recovering=True)``: an order still RESERVING goes back, asking the product
+service for its reservation again to learn the price and voiding its payment by order id
+(forward to paid if it went through); one PAYING (recorded by earlier versions) voids; a
 compensation or a cancel is finished.
 """
 

@@ -1,14 +1,20 @@
 """The order saga's core: its states, the outcomes of its remote calls, and the transition
 function that decides what happens next. Pure: no database, no HTTP (see tests/unit).
 
-    place:   RESERVING ──reserve──> PAYING ──pay (create and confirm)──> paid / DONE
-                 │ refused             │ declined / refused
-                 └──────────┬──────────┘
+    place:   RESERVING ──reserve──> (paying) ──pay (create and confirm)──> paid / DONE
+                 │ refused              │ declined / refused
+                 └──────────┬───────────┘
                             ▼
                       COMPENSATING ──void──> release ──> failed / DONE
     cancel:  CANCELLING ──void or refund──> release ──> cancelled / DONE
-    recover: RESERVING ─> COMPENSATING (no payment can exist yet: release only)
-             PAYING    ─> COMPENSATING (void: a completed payment turns it forward to paid)
+    recover: RESERVING ─> re-reserve (to learn the price) ─> COMPENSATING ─> void ─> release
+             (a completed payment turns it forward to paid)
+
+Paying is a step in memory only: the price the reservation answers with is recorded by the
+next write, the final one or the compensation's. So an order the database shows RESERVING may
+have a payment, and recovery and a cancel void by order id before they release; the void needs
+the amount, which the reservation (idempotent by order id) answers again. PAYING is still read,
+for orders recorded by earlier versions (docs/orders-saga.md).
 
 ``start`` says which call comes first for an order as recorded; ``after`` takes the outcome of
 a call and returns the next transition: another call (``Next``, written to the order first when
@@ -39,8 +45,8 @@ class OrderStatus(StrEnum):
 
 
 class SagaStep(StrEnum):
-    RESERVING = "reserving"  # created; no payment can exist yet
-    PAYING = "paying"  # stock reserved, price known; the payment may exist
+    RESERVING = "reserving"  # created; reserved and perhaps paid (neither is recorded here)
+    PAYING = "paying"  # in memory: stock reserved, price known (recorded by earlier versions)
     COMPENSATING = "compensating"  # going back to failed
     CANCELLING = "cancelling"  # going to cancelled
     DONE = "done"
@@ -145,8 +151,10 @@ class Order:
         return self.lines[0].quantity if len(self.lines) == 1 else None
 
     @property
-    def may_have_payment(self) -> bool:
-        # The price is recorded with PAYING, before the payment call: without it, none was made.
+    def priced(self) -> bool:
+        """Whether the order knows what it costs. A payment needs the price: one recorded
+        COMPENSATING or CANCELLING without it never asked for one; one still RESERVING may
+        have paid without recording it."""
         return self.total_price is not None
 
 
@@ -246,7 +254,9 @@ Outcome = (
 
 @dataclass(frozen=True, slots=True)
 class Next:
-    """Make ``call`` next; first record ``step`` and the learned fields if ``durable``."""
+    """Make ``call`` next, on the order with ``step`` and the learned fields applied; if
+    ``durable``, first record the order as it then stands (learned fields of earlier, unrecorded
+    transitions included)."""
 
     call: Call
     step: SagaStep | None = None
@@ -312,11 +322,17 @@ def start(order: Order, *, recovering: bool) -> Transition:
     if step is SagaStep.CANCELLING:
         if order.status is OrderStatus.PAID:
             return Next(Call.REFUND)
-        return Next(Call.VOID if order.may_have_payment else Call.RELEASE)
+        # A pending order may have been paid by a driver that recorded nothing: learn its
+        # price again from the reservation, then void by order id.
+        return Next(Call.VOID if order.priced else Call.RESERVE)
     if step is SagaStep.COMPENSATING:
-        return Next(Call.VOID if order.may_have_payment else Call.RELEASE)
+        return Next(Call.VOID if order.priced else Call.RELEASE)
     if step is SagaStep.RESERVING:
-        return _compensate("abandoned", Call.RELEASE) if recovering else Next(Call.RESERVE)
+        if not recovering:
+            return Next(Call.RESERVE)
+        # Going back, but the payment may exist: COMPENSATING in memory until the
+        # reservation answers with the price, recorded with the compensation.
+        return Next(Call.RESERVE, step=SagaStep.COMPENSATING, failure_reason="abandoned")
     if step is SagaStep.PAYING:
         return _compensate("abandoned", Call.VOID) if recovering else Next(Call.PAY)
     return Postpone(f"the order is {order.status} and its saga is done", retry=False)
@@ -325,16 +341,19 @@ def start(order: Order, *, recovering: bool) -> Transition:
 def after(order: Order, outcome: Outcome) -> Transition:
     """The transition an outcome leads to from the order's current step."""
     cancelling = order.saga_step is SagaStep.CANCELLING
+    # A reservation answered while going back (recovery, or a cancel of a pending order) was
+    # asked only for the price: what may have been paid is voided before the stock goes back.
+    going_back = cancelling or order.saga_step is SagaStep.COMPENSATING
     match outcome:
         case Reserved(prices=prices):
             lines = priced(order, prices)
-            return Next(
-                Call.PAY,
-                step=SagaStep.PAYING,
-                total_price=total(lines),
-                lines=lines,
-                durable=True,
-            )
+            if going_back:
+                return Next(Call.VOID, total_price=total(lines), lines=lines, durable=True)
+            # Not recorded: the final write, or the compensation's, records the price.
+            return Next(Call.PAY, step=SagaStep.PAYING, total_price=total(lines), lines=lines)
+        case OutOfStock() | ProductMissing() | ReservationRefused() if going_back:
+            # No reservation was held, so no payment was asked for: the stock is all there is.
+            return Next(Call.RELEASE, durable=not cancelling)
         case OutOfStock(available=available):
             short = tuple(
                 dataclasses.replace(line, available=available.get(line.product_id))

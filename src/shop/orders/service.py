@@ -2,9 +2,11 @@
 
 The driver is thin: ``shop.orders.saga`` decides every step; ``Saga.drive`` records a step when
 the transition says so, makes the call through a client (which returns an outcome), and asks
-the core again, until a final status or a postponement. Per placed order that is three writes
-here (insert, PAYING with the price, the final status), one at the product service and two at
-the payment service; docs/orders-saga.md says why no other write is needed.
+the core again, until a final status or a postponement. A durable write records the order as
+the driver holds it (what earlier transitions learned included), and so does the final one.
+Per placed order that is two writes here (the insert, and the final status with the price),
+one at the product service and two at the payment service; docs/orders-saga.md says why no
+other write is needed.
 """
 
 from __future__ import annotations
@@ -155,9 +157,9 @@ class Saga:
                         await OrderRepository(conn).advance(
                             order.id,
                             order.saga_step,
-                            total_price=transition.total_price,
-                            failure_reason=transition.failure_reason,
-                            lines=transition.lines,
+                            total_price=order.total_price,
+                            failure_reason=order.failure_reason,
+                            lines=order.lines,
                         )
                 transition = after(order, await self._call(transition.call, order))
         except DownstreamUnavailable:
@@ -193,8 +195,9 @@ class Saga:
                 status=final.status,
                 reason=final.reason,
                 payment_id=final.payment_id,
-                # Recovery may finish an order whose price it did not record: keep what we know.
+                # A paid order's price and lines are first recorded here.
                 total_price=order.total_price,
+                lines=order.lines,
             )
             if done is None:  # someone else finished it first: theirs stands
                 current = await orders.get(order.id)
