@@ -37,6 +37,11 @@ they would have done for such a request is done here: an exception a handler of 
 registered for (a ``Problem``, the database down) is answered by that handler, anything else
 is the request middleware's 500; a request handed back (``NotPlain``) goes down the full
 stack below the request middleware, exactly as from the router.
+
+It stays one module (about 600 lines, over the project's 500): the lean route, the two
+declaration forms that make it and the front that runs it are one mechanism, each part written
+against the others' contract (what a match declines, what ``NotPlain`` hands back, which
+declaration owns a bound); split, they would import each other's private names.
 """
 
 from __future__ import annotations

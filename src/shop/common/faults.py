@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI
@@ -38,6 +37,10 @@ class FaultRule(StrictModel):
     delay_before: float = Field(default=0.0, ge=0, le=300)
     delay_after: float = Field(default=0.0, ge=0, le=300)
     times: int = Field(default=1, ge=0, description="matching requests it applies to; 0: all")
+
+
+class InstalledRule(FaultRule):
+    remaining: int | None  # matching requests it still applies to; None: all
 
 
 class InjectedFault(Problem):
@@ -63,8 +66,8 @@ class FaultPlan:
     def replace(self, rules: list[FaultRule]) -> None:
         self._rules = [_Installed(r, re.compile(r.path), r.times or None) for r in rules]
 
-    def describe(self) -> list[dict[str, Any]]:
-        return [{**i.rule.model_dump(), "remaining": i.remaining} for i in self._rules]
+    def describe(self) -> list[InstalledRule]:
+        return [InstalledRule(**i.rule.model_dump(), remaining=i.remaining) for i in self._rules]
 
     def take(self, method: str, path: str) -> FaultRule | None:
         for installed in self._rules:
@@ -115,12 +118,12 @@ def install(app: FastAPI) -> None:
     router = APIRouter(prefix="/internal/faults", include_in_schema=False)
 
     @router.put("")
-    async def replace_rules(rules: list[FaultRule], _: PrivilegedDep) -> list[dict[str, Any]]:
+    async def replace_rules(rules: list[FaultRule], _: PrivilegedDep) -> list[InstalledRule]:
         plan.replace(rules)
         return plan.describe()
 
     @router.get("")
-    async def list_rules(_: PrivilegedDep) -> list[dict[str, Any]]:
+    async def list_rules(_: PrivilegedDep) -> list[InstalledRule]:
         return plan.describe()
 
     app.include_router(router)

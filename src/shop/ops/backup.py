@@ -24,7 +24,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
@@ -35,6 +34,9 @@ from shop.ops.manifest import (
     MANIFEST,
     NAME_FORMAT,
     PARTIAL_SUFFIX,
+    DatabaseEntry,
+    Manifest,
+    VaultEntry,
     row_counts,
     sha256_of,
 )
@@ -44,13 +46,17 @@ from shop.ops.pgtools import PgTools, find_pg_tools, libpq_args, run_tool, serve
 @dataclass(frozen=True)
 class BackupResult:
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     seconds: float
 
 
 async def _backup(
-    server: Server, folder: Path, names: Mapping[str, str], tools: PgTools | None
-) -> dict[str, Any]:
+    server: Server,
+    folder: Path,
+    names: Mapping[str, str],
+    tools: PgTools | None,
+    created: datetime,
+) -> Manifest:
     version_num, version = await server_version(server.url)
     tools = tools or find_pg_tools(version_num // 10000)
     async with AsyncExitStack() as stack:
@@ -96,7 +102,7 @@ async def _backup(
                 raise outcome
         counts = {svc: await row_counts(conn) for svc, (conn, _, _) in snapshots.items()}
     taken = [at for _, _, at in snapshots.values()]
-    databases = {}
+    databases: dict[str, DatabaseEntry] = {}
     for svc, name in names.items():
         path = folder / f"{name}.dump"
         path.chmod(0o600)
@@ -110,6 +116,7 @@ async def _backup(
         }
     return {
         "format": FORMAT_VERSION,
+        "created_at": created.isoformat().replace("+00:00", "Z"),
         "server_version": version,
         "server_version_num": version_num,
         "pg_dump_major": tools.major,
@@ -125,7 +132,7 @@ def backup(
     prefix: str = "",
     tools: PgTools | None = None,
     now: datetime | None = None,
-    vault: Callable[[Path], dict[str, Any]] | None = None,
+    vault: Callable[[Path], VaultEntry] | None = None,
 ) -> BackupResult:
     """Dump the four databases into a new folder under dest; returns it with its manifest.
 
@@ -143,8 +150,7 @@ def backup(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(mode=0o700)
     try:
-        manifest = asyncio.run(_backup(server, partial, database_names(prefix), tools))
-        manifest = {"created_at": created.isoformat().replace("+00:00", "Z"), **manifest}
+        manifest = asyncio.run(_backup(server, partial, database_names(prefix), tools, created))
         if vault is not None:
             manifest["vault"] = vault(partial)
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import asyncpg
 
@@ -20,6 +20,43 @@ FORMAT_VERSION = 1
 NAME_FORMAT = "%Y%m%dT%H%M%SZ"
 NAME_PATTERN = re.compile(r"^\d{8}T\d{6}Z$")
 PARTIAL_SUFFIX = ".partial"
+
+
+class FileEntry(TypedDict):
+    """A file of a backup, as the manifest records it."""
+
+    file: str
+    sha256: str
+    size: int
+
+
+class DatabaseEntry(FileEntry):
+    database: str
+    snapshot_at: str  # when its snapshot was taken (ISO 8601)
+    tables: dict[str, int]  # rows by "schema.table", counted in the dump's snapshot
+
+
+class VaultEntry(FileEntry):
+    """Vault's raft snapshot, encrypted with age (``shop.ops.vault_snapshot``)."""
+
+    plaintext_sha256: str
+    plaintext_size: int
+    encryption: str
+    taken_at: str
+    seconds: float
+
+
+class Manifest(TypedDict):
+    """``manifest.json``: what a backup holds."""
+
+    format: int
+    created_at: str
+    server_version: str
+    server_version_num: int
+    pg_dump_major: int
+    snapshot_skew_ms: float  # how far apart the four databases' snapshots were taken
+    databases: dict[str, DatabaseEntry]
+    vault: NotRequired[VaultEntry]
 
 
 async def row_counts(conn: asyncpg.Connection) -> dict[str, int]:
@@ -46,7 +83,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_file(folder: Path, label: str, entry: dict[str, Any]) -> str | None:
+def check_file(folder: Path, label: str, entry: FileEntry) -> str | None:
     """What is wrong with one file of a backup (missing, size, SHA-256), None if nothing."""
     path = folder / entry["file"]
     if not path.is_file():
@@ -59,9 +96,9 @@ def check_file(folder: Path, label: str, entry: dict[str, Any]) -> str | None:
     return None
 
 
-def load_manifest(folder: Path) -> dict[str, Any]:
+def load_manifest(folder: Path) -> Manifest:
     try:
-        manifest: dict[str, Any] = json.loads((folder / MANIFEST).read_text())
+        manifest: Manifest = json.loads((folder / MANIFEST).read_text())
     except FileNotFoundError:
         raise BackupCorrupt(f"{folder} has no {MANIFEST}") from None
     except json.JSONDecodeError as exc:
@@ -71,11 +108,11 @@ def load_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
-def verify(folder: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+def verify(folder: Path, manifest: Manifest | None = None) -> Manifest:
     """Check every file of the backup against the manifest; raises BackupCorrupt."""
     manifest = manifest or load_manifest(folder)
-    files = dict(manifest["databases"])
-    if manifest.get("vault"):
+    files: dict[str, FileEntry] = {**manifest["databases"]}
+    if "vault" in manifest:
         files["vault"] = manifest["vault"]
     problems = [p for label, entry in files.items() if (p := check_file(folder, label, entry))]
     if problems:

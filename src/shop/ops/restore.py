@@ -10,13 +10,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
 from shop.ops.databases import SERVICE_DATABASES, Server
 from shop.ops.errors import BackupError, RestoreMismatch
-from shop.ops.manifest import row_counts, verify
+from shop.ops.manifest import Manifest, row_counts, verify
 from shop.ops.pgtools import PgTools, find_pg_tools, libpq_args, run_tool, server_version
 
 
@@ -57,7 +56,7 @@ async def _analyze_and_count(url: str) -> dict[str, int]:
 async def _restore(
     server: Server,
     folder: Path,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     targets: Mapping[str, str],
     *,
     clean: bool,

@@ -31,14 +31,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pyrage
 from pyrage import x25519
 
 from shop.ops.errors import BackupError, SnapshotError
-from shop.ops.manifest import check_file, load_manifest
+from shop.ops.manifest import Manifest, VaultEntry, check_file, load_manifest
 
 SNAPSHOT_FILE = "vault.snap.age"
 SNAPSHOT_TIMEOUT = 300.0  # seconds: a snapshot of a large Vault streams for a while
@@ -93,7 +92,7 @@ def load_recipients(paths: Sequence[str]) -> list[x25519.Recipient]:
 
 def save_snapshot(
     target: VaultTarget, folder: Path, recipients: Sequence[x25519.Recipient]
-) -> dict[str, Any]:
+) -> VaultEntry:
     """Take a raft snapshot, write it encrypted into folder; returns its manifest entry."""
     started = time.perf_counter()
     taken_at = datetime.now(UTC)
@@ -139,7 +138,7 @@ def load_identities(paths: Sequence[str]) -> list[x25519.Identity]:
 
 
 def decrypt_snapshot(
-    folder: Path, manifest: dict[str, Any], identities: Sequence[x25519.Identity]
+    folder: Path, manifest: Manifest, identities: Sequence[x25519.Identity]
 ) -> bytes:
     """The plaintext snapshot of a backup, after checking both checksums."""
     entry = manifest.get("vault")
@@ -159,7 +158,7 @@ def decrypt_snapshot(
 # --- restoring -------------------------------------------------------------------------------
 
 
-def seal_status(addr: str, *, ca_cert: Path | None = None) -> dict[str, Any] | None:
+def seal_status(addr: str, *, ca_cert: Path | None = None) -> dict[str, object] | None:
     """``sys/seal-status``, None while the server does not answer (it is restarting its core)."""
     try:
         response = httpx.get(
@@ -167,7 +166,7 @@ def seal_status(addr: str, *, ca_cert: Path | None = None) -> dict[str, Any] | N
             timeout=5,
             verify=str(ca_cert) if ca_cert else True,
         )
-        body: dict[str, Any] = response.json()
+        body: dict[str, object] = response.json()
         return body
     except (httpx.HTTPError, ValueError):
         return None
@@ -228,7 +227,7 @@ def wait_active(addr: str, *, ca_cert: Path | None = None, timeout: float = 300)
 # --- `shop backup` options and `shop vault-restore` -----------------------------------------
 
 
-def snapshot_step(args: argparse.Namespace) -> Callable[[Path], dict[str, Any]] | None:
+def snapshot_step(args: argparse.Namespace) -> Callable[[Path], VaultEntry] | None:
     """What ``shop backup`` runs in the backup's folder, from its options; None with
     --without-vault. Refuses a backup that names no Vault and does not say it wants none."""
     if args.without_vault:
