@@ -397,3 +397,71 @@ async def test_search_and_categories_are_cached_and_follow_catalogue_edits(
     assert await _eventually(b_finds_earbuds)
     assert (await a.delete(path, headers=platform.admin)).status_code == 204
     assert await _eventually(lambda: b_counts(0))
+
+
+async def test_reads_in_one_loop_iteration_go_to_redis_as_one_mget(redis_url: str) -> None:
+    """``GetBatch``: each caller gets its own key's value; the reads of one iteration are one
+    MGET (``most`` keys each), a read alone a GET; a caller that goes away while the others
+    gather leaves their answers alone."""
+    from redis.asyncio import Redis
+
+    from shop.products.cache import GetBatch
+
+    client = Redis.from_url(redis_url)
+    prefix = _prefix()
+    sent: list[list[str]] = []
+    real_mget, real_get = client.mget, client.get
+
+    async def counting_mget(keys: list[str]) -> Any:
+        sent.append(list(keys))
+        return await real_mget(keys)
+
+    async def counting_get(key: str) -> Any:
+        sent.append([key])
+        return await real_get(key)
+
+    client.mget = counting_mget  # type: ignore[method-assign]
+    client.get = counting_get  # type: ignore[method-assign]
+    try:
+        await client.mset({f"{prefix}{i}": f"v{i}".encode() for i in range(0, 300, 2)})
+        batch = GetBatch(client, most=128)
+        values = await asyncio.gather(*(batch.get(f"{prefix}{i}") for i in range(300)))
+        assert values == [f"v{i}".encode() if i % 2 == 0 else None for i in range(300)]
+        assert [len(keys) for keys in sent] == [128, 128, 44]
+
+        sent.clear()
+        assert await batch.get(f"{prefix}4") == b"v4"
+        assert sent == [[f"{prefix}4"]]
+
+        sent.clear()
+        leaving = asyncio.ensure_future(batch.get(f"{prefix}0"))
+        staying = asyncio.ensure_future(batch.get(f"{prefix}2"))
+        await asyncio.sleep(0)  # the first is gathering, the second has joined it
+        leaving.cancel()
+        assert await staying == b"v2"
+        assert sent == [[f"{prefix}2"]]
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+    finally:
+        await client.delete(*(f"{prefix}{i}" for i in range(0, 300, 2)))
+        await client.aclose()
+
+
+async def test_a_batch_that_fails_fails_each_of_its_reads() -> None:
+    """Redis unreachable: every caller of the batch gets the error its own GET would have
+    raised, which the cache turns into a read from PostgreSQL (test above)."""
+    from redis.asyncio import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from shop.devtools.processes import free_port
+    from shop.products.cache import GetBatch
+
+    client = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.25)
+    try:
+        batch = GetBatch(client)
+        outcomes = await asyncio.gather(
+            *(batch.get(f"k{i}") for i in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(o, RedisConnectionError) for o in outcomes), outcomes
+    finally:
+        await client.aclose()

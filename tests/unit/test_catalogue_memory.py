@@ -48,6 +48,9 @@ class _Redis:
     async def get(self, key: str) -> None:
         return None
 
+    async def mget(self, keys: list[str]) -> list[None]:
+        return [None] * len(keys)
+
     async def set(self, key: str, value: bytes, px: int) -> None:
         pass
 
