@@ -1,6 +1,7 @@
 """What the event side costs per event in-process, for an A/B of two commits' code (issue 31).
 
     .venv/bin/python -m bench.event_cost relay [--events 2000]
+    .venv/bin/python -m bench.event_cost relay-round [--events 2000] [--batch 50] [--database URL]
     .venv/bin/python -m bench.event_cost consumer [--messages 3000] [--amqp URL]
 
 Run it under each commit's ``src/`` (``PYTHONPATH=/tmp/x/src-before/src``, as bench/ab.sh
@@ -11,7 +12,11 @@ write (what ``ConfirmingPublisher.publish`` writes; a stub renderer, no broker),
 itself (no-op handler, no inbox, no SMTP) draining ``--messages`` persistent messages
 published beforehand to a queue of its own on the local RabbitMQ (the queue and exchange are
 deleted afterwards): the delivery machinery, parsing, the span and the acks, in this process
-(the broker's CPU is not counted). docs/performance.md ("Issue 31, second round") quotes both.
+(the broker's CPU is not counted); with ``--smtp-port`` and ``--redis``, the worker's own handler
+and inbox. ``relay-round``: the relay's rounds against real PostgreSQL (a scratch database) and
+RabbitMQ, claim to commit, per event. The modes that wait on I/O run on the loop of the code
+under test (``shop.common.loop`` where it has it). docs/performance.md ("Issue 31, second round"
+and "third round") quotes them.
 """
 
 from __future__ import annotations
