@@ -1,6 +1,7 @@
 """What the event side costs per event in-process, for an A/B of two commits' code (issue 31).
 
     .venv/bin/python -m bench.event_cost relay [--events 2000]
+    .venv/bin/python -m bench.event_cost relay-round [--events 2000] [--batch 50] [--database URL]
     .venv/bin/python -m bench.event_cost consumer [--messages 3000] [--amqp URL]
 
 Run it under each commit's ``src/`` (``PYTHONPATH=/tmp/x/src-before/src``, as bench/ab.sh
@@ -11,7 +12,11 @@ write (what ``ConfirmingPublisher.publish`` writes; a stub renderer, no broker),
 itself (no-op handler, no inbox, no SMTP) draining ``--messages`` persistent messages
 published beforehand to a queue of its own on the local RabbitMQ (the queue and exchange are
 deleted afterwards): the delivery machinery, parsing, the span and the acks, in this process
-(the broker's CPU is not counted). docs/performance.md ("Issue 31, second round") quotes both.
+(the broker's CPU is not counted); with ``--smtp-port`` and ``--redis``, the worker's own handler
+and inbox. ``relay-round``: the relay's rounds against real PostgreSQL (a scratch database) and
+RabbitMQ, claim to commit, per event. The modes that wait on I/O run on the loop of the code
+under test (``shop.common.loop`` where it has it). docs/performance.md ("Issue 31, second round"
+and "third round") quotes them.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ from typing import Any
 import orjson
 
 from shop.common.events import relay as relay_module
+
+try:  # the loop the worker and the relay run on (a commit before it: asyncio's own)
+    from shop.common.loop import run as run_loop
+except ImportError:
+    run_loop = asyncio.run
 
 
 def relay_cost(events: int) -> float:
@@ -169,9 +179,70 @@ async def consumer_cost(
     return spent / messages * 1e6
 
 
+async def relay_round_cost(events: int, batch: int, url: str, amqp: str) -> float:
+    """CPU microseconds per event of the relay's rounds (``Relay.publish_once``: the claim
+    statement, the messages and frames, the confirms, the commit) over ``events`` outbox rows
+    in a scratch database of their own, published to an exchange of their own (both removed
+    afterwards). The renderer is a stub, as in ``relay``: rendering does not wait on I/O."""
+    import asyncpg
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    from shop.common.db import Database
+    from shop.common.events.broker import Topology, delete_topology
+    from shop.common.tables import define_event_tables
+
+    name = f"eventcost_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = url.rpartition("/")
+    db = Database(f"{base}/{name}", min_size=1, max_size=2)
+    topology = Topology(amqp, exchange=f"{name}.events", queue_prefix=f"{name}.")
+    try:
+        outbox, _inbox = define_event_tables(sa.MetaData())
+        ddl = [CreateTable(outbox)] + [CreateIndex(index) for index in outbox.indexes]
+        await db.connect()
+        async with db.acquire() as conn:
+            for statement in ddl:
+                await conn.execute(str(statement.compile(dialect=postgresql.dialect())))
+            await conn.execute(
+                "INSERT INTO outbox (type, subject, stream, data)"
+                " SELECT 'shop.order.paid', i::text, 'order:' || i,"
+                " jsonb_build_object('id', i, 'status', 'paid', 'total_price', '19.99')"
+                " FROM generate_series(1, $1) AS i",
+                events,
+            )
+        relay = relay_module.Relay(
+            db,
+            topology,
+            service="orders",
+            render=lambda _type, data: str(data).encode(),
+            batch=batch,
+        )
+        connection = await topology.connect()
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            await topology.declare_exchange(channel)
+            underlay = await channel.get_underlay_channel()
+            publisher = relay_module.ConfirmingPublisher(underlay, topology.exchange)
+            start = time.process_time()
+            sent = 0
+            while n := await relay.publish_once(publisher):
+                sent += n
+            spent = time.process_time() - start
+        assert sent == events, (sent, events)
+    finally:
+        await db.close()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.close()
+        await delete_topology(topology, [])
+    return spent / events * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", choices=("relay", "consumer"))
+    parser.add_argument("what", choices=("relay", "relay-round", "consumer"))
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672/")
@@ -179,12 +250,21 @@ def main() -> None:
         "--smtp-port", type=int, help="handle with the Notifier, mailing a sink on this port"
     )
     parser.add_argument("--redis", help="claim in a RedisInbox on this Redis (its own prefix)")
+    parser.add_argument("--batch", type=int, default=50, help="relay-round: rows per round")
+    parser.add_argument(
+        "--database",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="relay-round: a server where a scratch database may be made",
+    )
     args = parser.parse_args()
     if args.what == "relay":
         cost = relay_cost(args.events)
         print(f"relay: {cost:.1f} us CPU per event (message and frames; best of 15 rounds)")
+    elif args.what == "relay-round":
+        cost = run_loop(relay_round_cost(args.events, args.batch, args.database, args.amqp))
+        print(f"relay rounds: {cost:.1f} us CPU per event ({args.events}, {args.batch} a round)")
     else:
-        cost = asyncio.run(
+        cost = run_loop(
             consumer_cost(args.messages, args.amqp, smtp_port=args.smtp_port, redis_url=args.redis)
         )
         handler = "a mail to the sink" if args.smtp_port else "no-op"

@@ -13,6 +13,7 @@ from shop.common.events.consumer import Consumer
 from shop.common.events.inbox import RedisInbox
 from shop.common.http import ServiceClient
 from shop.common.logging import configure_logging, get_logger
+from shop.common.loop import run
 from shop.common.metrics import EVENTS_INBOX_UP
 from shop.common.tracing import traced_process
 from shop.notifications.service import KEYS, Notifier
@@ -113,4 +114,4 @@ async def serve_traced(settings: NotificationsSettings) -> None:
 
 
 def main() -> None:
-    asyncio.run(serve_traced(NotificationsSettings()))
+    run(serve_traced(NotificationsSettings()))

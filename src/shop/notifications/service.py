@@ -8,7 +8,9 @@ The mail is written as its RFC 5322 bytes directly (a plain-text part, UTF-8, he
 RFC 2047-encoded where they are not ASCII), not built as an ``EmailMessage``: the standard
 library's header registry parsed every header again and was a third of the worker's CPU per
 mail (docs/performance.md, "Events"). ``SmtpSender`` keeps one SMTP connection per worker and
-sends every mail over it (connecting, EHLO and the local host name's look-up were a quarter).
+sends every mail over it (connecting, EHLO and the local host name's look-up were a quarter),
+with envelope addresses checked once, in ``compose``, and one deadline per mail (docs/events.md,
+"Issue 31, third round").
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.header import Header
-from email.utils import parseaddr
 from functools import lru_cache
 from typing import Any
 
 import aiosmtplib
+from aiosmtplib import SMTPStatus
+from aiosmtplib.email import parse_address
 
 from shop.common.db import Connection
 from shop.common.events.consumer import Event, PermanentError
@@ -56,7 +59,8 @@ BODIES = {
 
 @dataclass(frozen=True, slots=True)
 class Mail:
-    """One mail as SMTP sends it: the envelope's sender and recipient, and the message."""
+    """One mail as SMTP sends it: the envelope's sender and recipient (bare addresses, safe on
+    an SMTP command line: ``envelope``), and the message."""
 
     sender: str
     recipient: str
@@ -92,8 +96,8 @@ def compose(event: Event, user: dict[str, Any], *, sender: str) -> Mail | None:
         )
     )
     return Mail(
-        _address(sender) or sender,
-        _address(str(user["email"])),
+        envelope(sender),
+        envelope(str(user["email"])),
         head.encode() + b"\r\n" + encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"),
     )
 
@@ -104,17 +108,26 @@ _NOT_BARE = frozenset('<>()",;: \t\r\n[]\\')
 
 
 @lru_cache(maxsize=8)
-def _named(address: str) -> str:
-    return parseaddr(address)[1]
+def _parsed(address: str) -> str:
+    return parse_address(address)
 
 
-def _address(text: str) -> str:
-    """The envelope address of ``text``: a bare address (a user's, as registered) is itself;
-    one with a display name (the sender, configured once, so remembered) is parsed: the
-    standard library's parser, for both, was most of composing (docs/events.md, "Issue 31")."""
-    if text.count("@") == 1 and not text.endswith("@") and _NOT_BARE.isdisjoint(text):
+def envelope(text: str) -> str:
+    """The envelope address of ``text`` (MAIL FROM, RCPT TO), safe on an SMTP command line. A
+    bare address (a user's, as registered) is itself: it has none of the characters aiosmtplib's
+    ``parse_address`` refuses there (whitespace, ``<>"``; tests/unit/test_notifications.py
+    holds the two together), and parsing it, here or in aiosmtplib's ``mail``/``rcpt``, was
+    most of composing and a sixth of sending (docs/events.md, "Issue 31"). Anything else (the
+    sender with its display name, configured once, so remembered) is aiosmtplib's parse, which
+    raises ValueError for what cannot be sent."""
+    if (
+        text.count("@") == 1
+        and not text.endswith("@")
+        and _NOT_BARE.isdisjoint(text)
+        and text.isprintable()
+    ):
         return text
-    return _named(text)
+    return _parsed(text)
 
 
 def _header(name: str, value: str, *, raw: bool = False) -> str:
@@ -189,33 +202,52 @@ class SmtpSender:
             local_hostname=s.smtp_local_hostname,
         )
         await client.connect()
+        if client.is_ehlo_or_helo_needed:  # no STARTTLS or login greeted it: MAIL goes without
+            try:  # aiosmtplib's ``mail``, which would
+                await client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                await client.helo()
         self._client, self._sent = client, 0
         return client, False
 
     async def send(self, mail: Mail) -> None:
-        """One mail transaction (MAIL, RCPT, DATA) on the kept connection. A kept connection
-        the relay has closed fails at MAIL, before anything of the mail was sent: that one
-        step is tried again, once, on a new connection."""
+        """One mail transaction (MAIL, RCPT, DATA) on the kept connection, under one deadline
+        of ``smtp_timeout_seconds`` for the mail (connecting, when it must, included) rather
+        than aiosmtplib's timer per reply: a timed-out mail drops its connection."""
         async with self._lock:
             try:
-                client, kept = await self._connected()
-                options = ["SMTPUTF8"] if mail.international else []
-                encoding = "utf-8" if mail.international else "ascii"
-                try:
-                    await client.mail(mail.sender, options=options, encoding=encoding)
-                except (aiosmtplib.SMTPServerDisconnected, OSError):
-                    if not kept:
-                        raise
-                    await self.close()
-                    client, _ = await self._connected()
-                    await client.mail(mail.sender, options=options, encoding=encoding)
-                await client.rcpt(mail.recipient, encoding=encoding)
-                await client.data(mail.data)
+                async with asyncio.timeout(self.settings.smtp_timeout_seconds):
+                    client = await self._begin(mail)
+                    await _rcpt_to(client, mail)
+                    await client.data(mail.data, timeout=None)
+            except TimeoutError:
+                self._drop()  # the reply may still come: the connection is out of step
+                raise
             except BaseException:
                 await self.close()
                 raise
             self._sent += 1
             self._last_used = time.monotonic()
+
+    async def _begin(self, mail: Mail) -> aiosmtplib.SMTP:
+        """MAIL on the kept connection; the client it went on. A kept connection the relay
+        has closed fails here, before anything of the mail was sent: that one step is tried
+        again, once, on a new connection."""
+        client, kept = await self._connected()
+        try:
+            await _mail_from(client, mail)
+        except (aiosmtplib.SMTPServerDisconnected, OSError):
+            if not kept:
+                raise
+            await self.close()
+            client, _ = await self._connected()
+            await _mail_from(client, mail)
+        return client
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -226,6 +258,29 @@ class SmtpSender:
                 await asyncio.wait_for(client.quit(), 1)
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             client.close()
+
+
+# MAIL and RCPT as aiosmtplib's ``mail`` and ``rcpt`` send them and judge the reply, for
+# addresses ``envelope`` made safe already (those two parse them again, per mail), with no
+# timer per reply (``SmtpSender.send`` has one deadline); SMTPUTF8 for an address beyond ASCII.
+
+
+async def _mail_from(client: aiosmtplib.SMTP, mail: Mail) -> None:
+    options, encoding = ([b"SMTPUTF8"], "utf-8") if mail.international else ([], "ascii")
+    reply = await client.execute_command(
+        b"MAIL", b"FROM:<" + mail.sender.encode(encoding) + b">", *options, timeout=None
+    )
+    if reply.code != SMTPStatus.completed:
+        raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, mail.sender)
+
+
+async def _rcpt_to(client: aiosmtplib.SMTP, mail: Mail) -> None:
+    encoding = "utf-8" if mail.international else "ascii"
+    reply = await client.execute_command(
+        b"RCPT", b"TO:<" + mail.recipient.encode(encoding) + b">", timeout=None
+    )
+    if reply.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
+        raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, mail.recipient)
 
 
 class Notifier:

@@ -16,6 +16,7 @@ class NotificationsSettings(ServiceSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
+    # Each step of connecting (aiosmtplib's), and a mail's whole transaction (SmtpSender.send).
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     # One SMTP connection per worker, kept (notifications/service.py, SmtpSender): checked
     # with a NOOP after this long idle, replaced after this many mails; the EHLO name is given,

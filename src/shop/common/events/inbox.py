@@ -17,6 +17,7 @@ at least once (a redelivery may send again), and the ``shop_events_inbox_up`` ga
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from redis.asyncio import Redis
@@ -32,18 +33,28 @@ class RedisInbox:
     """Claims of handled event ids in Redis, one key per (consumer, event id)."""
 
     def __init__(
-        self, client: Redis, *, retention_seconds: int, prefix: str = "shop:inbox:"
+        self,
+        client: Redis,
+        *,
+        retention_seconds: int,
+        prefix: str = "shop:inbox:",
+        timeout: float = 0.5,
     ) -> None:
         self._redis, self._retention, self._prefix = client, retention_seconds, prefix
+        self._timeout = timeout
 
     @classmethod
     def from_url(cls, url: str, *, retention_seconds: int, prefix: str) -> RedisInbox:
         """A client of one connection, kept (and made again after a failure), speaking RESP2:
         the worker claims one event at a time, so a pool has nothing to share; its checkout
-        and RESP3's parser cost CPU on every claim (measured in docs/events.md, "Issue 31")."""
+        and RESP3's parser cost CPU on every claim (measured in docs/events.md, "Issue 31").
+        No socket timeout of redis-py's: it wraps each write in a task of its own
+        (``wait_for``) and each read in a timer, a third of a claim's CPU; each command here has
+        one deadline instead (``timeout``, 0.5 s), and redis-py drops a connection whose
+        command was cut, so the next claim starts on a new one."""
         client = Redis.from_url(
             url,
-            socket_timeout=0.5,
+            socket_timeout=None,
             socket_connect_timeout=0.5,
             single_connection_client=True,
             protocol=2,
@@ -56,8 +67,9 @@ class RedisInbox:
     async def available(self, consumer: str) -> bool:
         """Whether Redis answers now (for the start-up log); sets the gauge."""
         try:
-            await self._redis.ping()
-        except RedisError:
+            async with asyncio.timeout(self._timeout):
+                await self._redis.ping()
+        except (RedisError, TimeoutError):
             EVENTS_INBOX_UP.labels(consumer).set(0)
             return False
         EVENTS_INBOX_UP.labels(consumer).set(1)
@@ -66,10 +78,11 @@ class RedisInbox:
     async def claim(self, consumer: str, event_id: str) -> bool:
         """True if the event is to be handled now: claimed, or Redis unreachable."""
         try:
-            claimed = await self._redis.set(
-                self.key(consumer, event_id), b"1", nx=True, ex=self._retention
-            )
-        except RedisError as exc:
+            async with asyncio.timeout(self._timeout):
+                claimed = await self._redis.set(
+                    self.key(consumer, event_id), b"1", nx=True, ex=self._retention
+                )
+        except (RedisError, TimeoutError) as exc:
             EVENTS_INBOX_UP.labels(consumer).set(0)
             log.warning(
                 "inbox unreachable: handling anyway (at least once)",
@@ -83,8 +96,9 @@ class RedisInbox:
 
     async def release(self, consumer: str, event_id: str) -> None:
         """Forget a claim whose handler failed, so that the retry handles the event."""
-        with contextlib.suppress(RedisError):
-            await self._redis.delete(self.key(consumer, event_id))
+        with contextlib.suppress(RedisError, TimeoutError):
+            async with asyncio.timeout(self._timeout):
+                await self._redis.delete(self.key(consumer, event_id))
 
     async def aclose(self) -> None:
         await self._redis.aclose()

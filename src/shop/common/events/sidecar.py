@@ -36,6 +36,7 @@ from shop.common.credentials import VaultRuntime
 from shop.common.db import Database
 from shop.common.events.relay import Relay, Render, build_relay, crash_after_publish
 from shop.common.logging import configure_logging, get_logger
+from shop.common.loop import run
 from shop.common.settings import ServiceSettings
 
 log = get_logger("shop.events.relay")
@@ -131,4 +132,4 @@ async def serve(sources: Sequence[RelaySource]) -> None:
 
 
 def main(sources: Sequence[RelaySource]) -> None:
-    asyncio.run(serve(sources))
+    run(serve(sources))

@@ -1,0 +1,26 @@
+"""The event loop of the platform's processes that are not uvicorn's: the relay and the
+notification worker run on the loop uvicorn picks for the services.
+
+uvicorn's ``auto`` (the services' setting) is uvloop where it is installed (``uvicorn[standard]``
+brings it on Linux) and asyncio's own loop elsewhere; taking the choice from uvicorn keeps it
+one rule for every process. The event side is a chain of short round trips (a delivery, a Redis
+claim, four SMTP replies per mail; a claim and the confirms per relay round), and asyncio's
+selector loop, written in Python, cost the worker about twice uvloop's CPU per round trip
+(docs/events.md, "Issue 31, third round").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from uvicorn.loops.auto import auto_loop_factory
+
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on the services' event loop (uvloop where installed)."""
+    with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
+        return runner.run(main)
