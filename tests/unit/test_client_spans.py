@@ -106,7 +106,8 @@ def _call(provider: TracerProvider, sampled: bool) -> CIMultiDict[str]:
         with _within(sampled):
             context = config.trace_config_ctx(trace_request_ctx=None)
             await start(session, context, aiohttp.TraceRequestStartParams("GET", url, headers))
-            await end(session, context, aiohttp.TraceRequestEndParams("GET", url, headers, response))
+            ended = aiohttp.TraceRequestEndParams("GET", url, headers, response)
+            await end(session, context, ended)
 
     asyncio.run(run())
     return headers
