@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -130,3 +131,10 @@ def test_the_comparison_sees_the_attributes() -> None:
     assert attributes["http.request.header.x_request_id"] == ("r1",)
     assert attributes["http.url"] == "http://products:8000/api/v1/products?q=a"
     assert span.status.status_code.name == "ERROR"
+
+
+def test_suppressed_http_instrumentation_makes_no_span_either_way() -> None:
+    for lean in (False, True):
+        with suppress_http_instrumentation():
+            spans = _spans(lean, 200, _scope("/api/v1/products/1", b"", list(HEADERS)))
+        assert spans == []

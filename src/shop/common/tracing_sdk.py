@@ -262,8 +262,12 @@ def lean_server_span(middleware: OpenTelemetryMiddleware) -> ASGIApp:
         return middleware
 
     async def traced(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or trace.get_current_span() is not trace.INVALID_SPAN:
-            await middleware(scope, receive, send)  # websockets, or a span within a span
+        if (
+            scope["type"] != "http"
+            or trace.get_current_span() is not trace.INVALID_SPAN
+            or not is_http_instrumentation_enabled()
+        ):
+            await middleware(scope, receive, send)  # websockets, a span within a span, off
             return
         request = cast("dict[str, Any]", scope)  # the server's scope is a dict
         url = get_host_port_url_tuple(request)[2]  # type: ignore[no-untyped-call]
