@@ -9,19 +9,30 @@ import os
 import random
 from collections.abc import Sequence
 from contextvars import ContextVar
+from types import SimpleNamespace
+from typing import Any, cast
 
 import aiohttp
 import httpx
 from fastapi import FastAPI
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
-from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.instrumentation.asgi import (
+    OpenTelemetryMiddleware,
+    asgi_getter,
+    collect_custom_headers_attributes,
+    collect_request_attributes,
+    get_host_port_url_tuple,
+    set_status_code,
+)
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.propagators import get_global_response_propagator
+from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -35,8 +46,9 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.span import TraceState
+from opentelemetry.util.http import normalise_request_header_name
 from opentelemetry.util.types import Attributes
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop.common.settings import ServiceSettings
 from shop.common.tracing_env import sample_ratio_from_env
@@ -98,8 +110,44 @@ def process_provider(settings: ServiceSettings) -> TracerProvider:
     sampler = ParentBased(root=RequestRootSampler(sample_ratio(settings)))
     provider = TracerProvider(resource=resource, sampler=sampler)
     trace.set_tracer_provider(provider)
-    AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
+    RecordedSQLInstrumentor(sampler).instrument(tracer_provider=provider)
     return provider
+
+
+def client_span_recorded(sampler: Sampler) -> bool:
+    """Whether ``sampler`` would record a client span started now, in the current context.
+
+    The trace id is not drawn: a client span is never a trace's root (``RequestRootSampler``
+    drops those), so the decision is its parent's."""
+    return sampler.should_sample(None, 0, "", SpanKind.CLIENT).decision is not Decision.DROP
+
+
+class RecordedSQLInstrumentor(AsyncPGInstrumentor):
+    """OpenTelemetry's asyncpg instrumentation, for statements whose span would be recorded.
+
+    It parses each statement for the span's name and builds its attributes before it starts
+    the span, which the sampler then drops in an unsampled request (nine in ten) or outside
+    any request: about 27 us a statement for nothing (timed in-process,
+    docs/observability.md). This asks the sampler first; a span it would keep is made as
+    before."""
+
+    _instance = None  # its own one instance, not its base class's (BaseInstrumentor.__new__)
+
+    def __init__(self, sampler: Sampler) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._sampler = sampler
+
+    async def _do_execute(self, func: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if not client_span_recorded(self._sampler):
+            return await func(*args, **kwargs)
+        return await super()._do_execute(func, instance, args, kwargs)  # type: ignore[no-untyped-call]
+
+    async def _do_cursor_execute(self, func: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if not client_span_recorded(self._sampler):
+            return await func(*args, **kwargs)
+        return await super()._do_cursor_execute(  # type: ignore[no-untyped-call]
+            func, instance, args, kwargs
+        )
 
 
 def instrument_fastapi(app: FastAPI, provider: TracerProvider, *, excluded_urls: str) -> None:
@@ -122,26 +170,29 @@ def server_spans(
     every other one.
 
     A sampled request (a caller's sampled ``traceparent``, or a new trace kept at ``ratio``)
-    goes through OpenTelemetry's ASGI middleware, the one FastAPI's instrumentation puts round
-    the whole stack, here round the service app itself so that the lean front stays on
-    (shop.common.fastpath). Its span starts named by the method; the request middleware names
-    it ``METHOD route-template`` once routed (``shop.common.tracing.name_server_span``).
+    gets the span OpenTelemetry's ASGI middleware would make (``lean_server_span``), here
+    round the service app itself so that the lean front stays on (shop.common.fastpath). Its
+    span starts named by the method; the request middleware names it ``METHOD
+    route-template`` once routed (``shop.common.tracing.name_server_span``).
 
-    An unsampled request skips that middleware: it cost about 125 us a request even when it
-    records nothing (its request attributes and metrics are built first; timed in-process,
+    An unsampled request skips that span: the middleware cost about 125 us a request even when
+    it records nothing (its request attributes and metrics are built first; timed in-process,
     docs/observability.md). It runs in its trace context alone (the caller's, or a new trace's
     ids, not sampled), so its calls carry a ``traceparent`` that says "not sampled" and the
     services it calls keep the decision instead of starting traces of their own.
     """
-    full = OpenTelemetryMiddleware(
-        app,
-        excluded_urls=excluded_urls,
-        default_span_details=lambda scope: (str(scope.get("method") or "HTTP"), {}),
-        tracer_provider=provider,
-        # As attribute http.request.header.x_request_id: from a log line to its trace and back.
-        http_capture_headers_server_request=["x-request-id"],
-        # One span per request, not one more per ASGI message.
-        exclude_spans=["receive", "send"],
+    full = lean_server_span(
+        OpenTelemetryMiddleware(
+            app,
+            excluded_urls=excluded_urls,
+            default_span_details=lambda scope: (str(scope.get("method") or "HTTP"), {}),
+            tracer_provider=provider,
+            # As attribute http.request.header.x_request_id: from a log line to its trace and
+            # back.
+            http_capture_headers_server_request=["x-request-id"],
+            # One span per request, not one more per ASGI message.
+            exclude_spans=["receive", "send"],
+        )
     )
     propagator = TraceContextTextMapPropagator()
     bound = round(ratio * 2**64)  # TraceIdRatioBased's rule, on a fresh 64-bit draw
@@ -187,6 +238,78 @@ def server_spans(
     return traced
 
 
+def lean_server_span(middleware: OpenTelemetryMiddleware) -> ASGIApp:
+    """``middleware``'s server span of an HTTP request without its per-request extras.
+
+    The span is the middleware's own, built from its configuration and with its functions
+    (``collect_request_attributes``, ``set_status_code``, the global propagator's
+    ``extract``; tests/unit/test_lean_server_span.py runs both on the same requests). What it
+    leaves out is what the services never had: its ``http.server.*`` metrics (no meter
+    provider is set, so they were no-ops, still paid for: their attributes were built twice a
+    request), its attributes set a second time on the started span, and its ``send`` wrapper's
+    work for response headers nobody captures (timed in-process: docs/observability.md). A
+    configuration that needs one of those extras (response headers captured, a response
+    propagator) keeps the middleware.
+    """
+    inner = middleware.app
+    tracer = middleware.tracer
+    excluded = middleware.excluded_urls
+    request_headers = middleware.http_capture_headers_server_request
+    sanitize = middleware.http_capture_headers_sanitize_fields
+    mode = middleware._sem_conv_opt_in_mode
+    response_propagator = get_global_response_propagator()  # type: ignore[no-untyped-call]
+    if middleware.http_capture_headers_server_response or response_propagator:
+        return middleware
+
+    async def traced(scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or trace.get_current_span() is not trace.INVALID_SPAN
+            or not is_http_instrumentation_enabled()
+        ):
+            await middleware(scope, receive, send)  # websockets, a span within a span, off
+            return
+        request = cast("dict[str, Any]", scope)  # the server's scope is a dict
+        url = get_host_port_url_tuple(request)[2]  # type: ignore[no-untyped-call]
+        if excluded and excluded.url_disabled(url):
+            await inner(scope, receive, send)
+            return
+        name, extra = middleware.default_span_details(request)
+        attributes = collect_request_attributes(request, mode)  # type: ignore[no-untyped-call]
+        attributes.update(extra)
+        if request_headers:
+            attributes.update(
+                collect_custom_headers_attributes(
+                    request, sanitize, request_headers, normalise_request_header_name
+                )
+            )
+        parent = propagate.extract(request, getter=asgi_getter)
+        span = tracer.start_span(
+            name,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+        )
+
+        async def send_with_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                set_status_code(span, message["status"], None, mode)  # type: ignore[no-untyped-call]
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                span.end()  # when the middleware ends it: at the response's last byte
+
+        token = otel_context.attach(parent)
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                await inner(scope, receive, send_with_status)
+        finally:
+            otel_context.detach(token)
+            if span.is_recording():
+                span.end()
+
+    return traced
+
+
 async def _within(
     context: Context, app: ASGIApp, scope: Scope, receive: Receive, send: Send
 ) -> None:
@@ -199,8 +322,31 @@ async def _within(
 
 def aiohttp_tracing(provider: TracerProvider) -> aiohttp.TraceConfig:
     """A client span and a ``traceparent`` for every call an aiohttp session makes
-    (OpenTelemetry's aiohttp client instrumentation)."""
-    return create_trace_config(tracer_provider=provider)
+    (OpenTelemetry's aiohttp client instrumentation).
+
+    A call whose span the sampler would drop (in an unsampled request) gets only the
+    ``traceparent``, which tells the service called that the trace is not sampled: the
+    instrumentation would first build the span's attributes (the URL redacted and parsed,
+    every request header copied) for a span nobody records. Such a ``traceparent`` names the
+    caller's span, as no span of the call's own exists."""
+    config = create_trace_config(tracer_provider=provider)
+    (start,) = config.on_request_start
+    sampler = provider.sampler
+
+    async def start_if_recorded(
+        session: aiohttp.ClientSession,
+        trace_config_ctx: SimpleNamespace,
+        params: aiohttp.TraceRequestStartParams,
+    ) -> None:
+        if client_span_recorded(sampler):
+            await start(session, trace_config_ctx, params)
+        elif is_http_instrumentation_enabled() and not trace_config_ctx.excluded_urls.url_disabled(
+            str(params.url)
+        ):
+            propagate.inject(params.headers)  # as the instrumentation's start ends
+
+    config.on_request_start[0] = start_if_recorded
+    return config
 
 
 def instrument_httpx(client: httpx.AsyncClient | httpx.Client, provider: TracerProvider) -> None:
