@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import cast
 
 import aiohttp
 import httpx
@@ -122,6 +122,9 @@ def client_span_recorded(sampler: Sampler) -> bool:
     return sampler.should_sample(None, 0, "", SpanKind.CLIENT).decision is not Decision.DROP
 
 
+_Statement = Callable[..., Awaitable[object]]  # an asyncpg connection's method, as wrapt hands it
+
+
 class RecordedSQLInstrumentor(AsyncPGInstrumentor):
     """OpenTelemetry's asyncpg instrumentation, for statements whose span would be recorded.
 
@@ -137,12 +140,24 @@ class RecordedSQLInstrumentor(AsyncPGInstrumentor):
         super().__init__()  # type: ignore[no-untyped-call]
         self._sampler = sampler
 
-    async def _do_execute(self, func: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    async def _do_execute(
+        self,
+        func: _Statement,
+        instance: object,
+        args: Sequence[object],
+        kwargs: Mapping[str, object],
+    ) -> object:
         if not client_span_recorded(self._sampler):
             return await func(*args, **kwargs)
         return await super()._do_execute(func, instance, args, kwargs)  # type: ignore[no-untyped-call]
 
-    async def _do_cursor_execute(self, func: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    async def _do_cursor_execute(
+        self,
+        func: _Statement,
+        instance: object,
+        args: Sequence[object],
+        kwargs: Mapping[str, object],
+    ) -> object:
         if not client_span_recorded(self._sampler):
             return await func(*args, **kwargs)
         return await super()._do_cursor_execute(  # type: ignore[no-untyped-call]
@@ -269,7 +284,7 @@ def lean_server_span(middleware: OpenTelemetryMiddleware) -> ASGIApp:
         ):
             await middleware(scope, receive, send)  # websockets, a span within a span, off
             return
-        request = cast("dict[str, Any]", scope)  # the server's scope is a dict
+        request = cast("dict[str, object]", scope)  # the server's scope is a dict
         url = get_host_port_url_tuple(request)[2]  # type: ignore[no-untyped-call]
         if excluded and excluded.url_disabled(url):
             await inner(scope, receive, send)
