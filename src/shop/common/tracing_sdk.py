@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import cast
@@ -125,6 +125,25 @@ def client_span_recorded(sampler: Sampler) -> bool:
 _Statement = Callable[..., Awaitable[object]]  # an asyncpg connection's method, as wrapt hands it
 
 
+def _when_recorded(wrapper: str) -> Callable[..., Coroutine[object, object, object]]:
+    """``AsyncPGInstrumentor``'s ``wrapper``, run only for a statement whose span would be
+    recorded; any other statement runs as it is."""
+
+    async def run(
+        self: RecordedSQLInstrumentor,
+        func: _Statement,
+        instance: object,
+        args: Sequence[object],
+        kwargs: Mapping[str, object],
+    ) -> object:
+        if not client_span_recorded(self._sampler):
+            return await func(*args, **kwargs)
+        traced = getattr(AsyncPGInstrumentor, wrapper)
+        return await traced(self, func, instance, args, kwargs)
+
+    return run
+
+
 class RecordedSQLInstrumentor(AsyncPGInstrumentor):
     """OpenTelemetry's asyncpg instrumentation, for statements whose span would be recorded.
 
@@ -140,29 +159,9 @@ class RecordedSQLInstrumentor(AsyncPGInstrumentor):
         super().__init__()  # type: ignore[no-untyped-call]
         self._sampler = sampler
 
-    async def _do_execute(
-        self,
-        func: _Statement,
-        instance: object,
-        args: Sequence[object],
-        kwargs: Mapping[str, object],
-    ) -> object:
-        if not client_span_recorded(self._sampler):
-            return await func(*args, **kwargs)
-        return await super()._do_execute(func, instance, args, kwargs)  # type: ignore[no-untyped-call]
-
-    async def _do_cursor_execute(
-        self,
-        func: _Statement,
-        instance: object,
-        args: Sequence[object],
-        kwargs: Mapping[str, object],
-    ) -> object:
-        if not client_span_recorded(self._sampler):
-            return await func(*args, **kwargs)
-        return await super()._do_cursor_execute(  # type: ignore[no-untyped-call]
-            func, instance, args, kwargs
-        )
+    # Both of the base class's wrappers: statements, and a cursor's fetches.
+    _do_execute = _when_recorded("_do_execute")
+    _do_cursor_execute = _when_recorded("_do_cursor_execute")
 
 
 def instrument_fastapi(app: FastAPI, provider: TracerProvider, *, excluded_urls: str) -> None:
