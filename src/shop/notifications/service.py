@@ -71,6 +71,11 @@ class Mail:
         """An address outside ASCII (``zoë@exämple.com``): sent with SMTPUTF8 (RFC 6531)."""
         return not (self.sender.isascii() and self.recipient.isascii())
 
+    @property
+    def encoding(self) -> str:
+        """How its envelope addresses go on the command line."""
+        return "utf-8" if self.international else "ascii"
+
 
 def compose(event: Event, user: dict[str, Any], *, sender: str) -> Mail | None:
     if event.type not in SUBJECTS:
@@ -266,18 +271,17 @@ class SmtpSender:
 
 
 async def _mail_from(client: aiosmtplib.SMTP, mail: Mail) -> None:
-    options, encoding = ([b"SMTPUTF8"], "utf-8") if mail.international else ([], "ascii")
+    options = [b"SMTPUTF8"] if mail.international else []
     reply = await client.execute_command(
-        b"MAIL", b"FROM:<" + mail.sender.encode(encoding) + b">", *options, timeout=None
+        b"MAIL", b"FROM:<" + mail.sender.encode(mail.encoding) + b">", *options, timeout=None
     )
     if reply.code != SMTPStatus.completed:
         raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, mail.sender)
 
 
 async def _rcpt_to(client: aiosmtplib.SMTP, mail: Mail) -> None:
-    encoding = "utf-8" if mail.international else "ascii"
     reply = await client.execute_command(
-        b"RCPT", b"TO:<" + mail.recipient.encode(encoding) + b">", timeout=None
+        b"RCPT", b"TO:<" + mail.recipient.encode(mail.encoding) + b">", timeout=None
     )
     if reply.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
         raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, mail.recipient)

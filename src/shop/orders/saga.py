@@ -151,7 +151,7 @@ class Order:
         return self.lines[0].quantity if len(self.lines) == 1 else None
 
     @property
-    def priced(self) -> bool:
+    def price_known(self) -> bool:
         """Whether the order knows what it costs. A payment needs the price: one recorded
         COMPENSATING or CANCELLING without it never asked for one; one still RESERVING may
         have paid without recording it."""
@@ -324,9 +324,9 @@ def start(order: Order, *, recovering: bool) -> Transition:
             return Next(Call.REFUND)
         # A pending order may have been paid by a driver that recorded nothing: learn its
         # price again from the reservation, then void by order id.
-        return Next(Call.VOID if order.priced else Call.RESERVE)
+        return Next(Call.VOID if order.price_known else Call.RESERVE)
     if step is SagaStep.COMPENSATING:
-        return Next(Call.VOID if order.priced else Call.RELEASE)
+        return Next(Call.VOID if order.price_known else Call.RELEASE)
     if step is SagaStep.RESERVING:
         if not recovering:
             return Next(Call.RESERVE)

@@ -31,11 +31,11 @@ Contract, as every replica sees it:
 
 Chosen: redis-py's asyncio client (already the rate limiter's), no other cache library: the
 near cache is a dict because its entries must be dropped by key on a pub/sub message, which
-is all it needs. redis-py spends about 70 µs of CPU on each command it sends (its pool, its
+is all it needs. redis-py spends 70-80 µs of CPU on each command it sends (its pool, its
 locks and timeouts), more than the rest of a near miss, so the reads of one event-loop
-iteration go to Redis as one ``MGET`` (``GetBatch``): about 10 µs a key at 16 reads in flight
-(``python -m bench.redis_cost``). A DataLoader does the same, but the one installed is
-strawberry's, and the product service does not speak GraphQL.
+iteration go to Redis as one ``MGET`` (``GetBatch``): about 11 µs a read at 16 reads in
+flight, with hiredis (``python -m bench.redis_cost``). A DataLoader does the same, but the
+one installed is strawberry's, and the product service does not speak GraphQL.
 """
 
 from __future__ import annotations
