@@ -148,9 +148,9 @@ def _profile(
     py_spy = py_spy_binary()
     assert py_spy is not None, "py-spy is not installed (make .venv installs it)"
     tokens_file = platform.workdir / "tokens.txt"
+    if scenario in scenarios.CACHED_READS and platform.redis_url:
+        warm_cache(platform, connections)
     if scenario == "mixed":
-        if platform.redis_url:
-            warm_cache(platform, connections)
         jobs = scenarios.mixed_jobs(platform, tokens_file, mix_rate)
     else:
         jobs = [scenarios.job(scenario, platform, tokens_file, connections=connections)]

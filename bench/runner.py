@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import math
 import os
+import random
 import subprocess
 import sys
 import time
@@ -159,26 +160,30 @@ def floor_service(database_url: str, app: str = "bench.floor_app:app") -> Any:
         proc.wait(10)
 
 
-def warm_cache(platform: Platform, connections: int, *, passes: int = 3) -> None:
-    """Walk the catalogue so the cache-on scenarios measure a warm cache (a shop's steady
-    state); the hit ratio each scenario reports says how warm it stayed. A pass is bounded in
-    time, so on a crowded machine one may not reach every product: another pass runs (up to
-    ``passes``) while the last one still missed more than 1% of the catalogue."""
-    seconds = min(15.0, max(2.0, platform.products / 1000))
-    job = Job(
-        "warm",
-        platform.url("products"),
-        "warm_products.lua",
-        connections,
-        {"products": str(platform.products)},
-    )
+def warm_cache(platform: Platform, connections: int, *, passes: int = 6) -> None:
+    """Walk the whole catalogue once, so the cache-on scenarios measure a warm cache (a shop's
+    steady state); the hit ratio each scenario reports says how warm it stayed. A pass is
+    bounded in time, so on a crowded machine one may not reach the end: the next pass goes on
+    from where it stopped (up to ``passes``). Passes that each started at a random id left gaps:
+    with 100,000 products, 8,677 of the 52,812 reads of the fresh clone's product_by_id
+    (2026-12-07) went to PostgreSQL, a cold start's misses rather than a warm cache's."""
+    start = random.randrange(platform.products)
+    walked = 0
     for n in range(1, passes + 1):
-        _log(f"warming the catalogue cache ({seconds:g} s, pass {n})")
-        before = cache_counts(platform).get("misses", 0.0)
-        run_jobs([job], seconds)
-        missed = cache_counts(platform).get("misses", 0.0) - before
-        if missed <= platform.products / 100:
+        seconds = min(15.0, max(2.0, (platform.products - walked) / 1000))
+        _log(f"warming the catalogue cache ({seconds:g} s, pass {n}, {walked} walked)")
+        job = Job(
+            "warm",
+            platform.url("products"),
+            "warm_products.lua",
+            connections,
+            {"products": str(platform.products), "start": str(start + walked)},
+        )
+        results, _ = run_jobs([job], seconds)
+        walked += sum(r.requests for r in results)
+        if walked >= platform.products:
             return
+    _log(f"warming stopped after {passes} passes: {walked} of {platform.products} products")
 
 
 def refill_cache(platform: Platform, connections: int) -> None:
@@ -408,7 +413,7 @@ def run(
         "search": options.connections,
         "search_nocache": options.connections,
     }
-    cached_reads = {"product_by_id", "product_list", "mixed"} & set(selected)
+    cached_reads = set(scenarios.CACHED_READS) & set(selected)
     if cached_reads and platform.redis_url:
         warm_cache(platform, options.connections)
     if backends and {*scenarios.ORDERS} & set(selected):

@@ -43,6 +43,8 @@ ORDERS = tuple(ORDER_KINDS)  # the scenarios that place orders
 VIA_GATEWAY = "_gateway"
 # The same catalogue reads against a second product process with the catalogue cache off.
 NO_CACHE = "_nocache"
+# The scenarios measured on a warm catalogue cache (bench.runner.warm_cache walks it first).
+CACHED_READS = ("product_by_id", "product_list", "mixed")
 
 
 @dataclass

@@ -113,6 +113,22 @@ async def test_the_near_cache_holds_at_most_its_bytes_dropping_the_oldest() -> N
     assert cache.near_size == (1, entry)
 
 
+async def test_a_full_near_cache_drops_its_oldest_64th_at_once() -> None:
+    """One walk of the dict per batch of drops, not one per fill (the walk crosses the holes
+    earlier drops left at its front): a fill into a full cache of 640 drops the oldest one it
+    needs and 10 more, and the next 10 fills drop nothing."""
+    cache = _cache(near_entries=640)
+    for product_id in range(1, 642):
+        await _fill(cache, product_id, 10)
+    assert cache.near_size[0] == 630
+    assert cache.near_product(11) is None
+    assert cache.near_product(12) is not None
+    for product_id in range(642, 652):
+        await _fill(cache, product_id, 10)
+    assert cache.near_size[0] == 640
+    assert cache.near_product(12) is not None
+
+
 async def test_the_lines_of_a_reservation_are_dropped_in_one_round_trip() -> None:
     cache = _cache()
     for product_id in (1, 2, 3):

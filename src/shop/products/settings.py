@@ -4,6 +4,13 @@ from pydantic import Field, SecretStr
 
 from shop.common.settings import ServiceSettings
 
+# The near cache's default bounds (shop.products.cache). By bytes, bodies plus the cache's
+# ENTRY_OVERHEAD: 40 MiB holds about 55,000 product pages and keeps the product process under
+# its 150 MB RSS target (docs/performance.md, "Memory"). By count, the 100,000-product
+# catalogue the platform is sized for, so that the bytes bind first.
+NEAR_ENTRIES = 100_000
+NEAR_BYTES = 40 * 2**20
+
 
 class ProductsSettings(ServiceSettings):
     service_name: str = "product-service"
@@ -18,10 +25,9 @@ class ProductsSettings(ServiceSettings):
     catalogue_cache_prefix: str = "shop:catalogue:"
     catalogue_cache_ttl_seconds: float = Field(default=300.0, gt=0)
     catalogue_list_ttl_seconds: float = Field(default=5.0, gt=0)
-    catalogue_near_entries: int = Field(default=20_000, ge=0)
-    # The near cache's bytes (bodies and their bookkeeping): the whole 10,000-product catalogue
-    # and its list pages take about 10 MB (docs/performance.md, "Memory").
-    catalogue_near_max_bytes: int = Field(default=32 * 2**20, ge=0)
+    # The near cache's bounds (NEAR_ENTRIES and NEAR_BYTES above).
+    catalogue_near_entries: int = Field(default=NEAR_ENTRIES, ge=0)
+    catalogue_near_max_bytes: int = Field(default=NEAR_BYTES, ge=0)
     # HTTP caching of catalogue reads: clients and proxies may reuse a body this long, then
     # revalidate with If-None-Match (304 when unchanged).
     catalogue_max_age_seconds: int = Field(default=5, ge=0)
