@@ -5,6 +5,7 @@ from __future__ import annotations
 import tracemalloc
 
 import orjson
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shop.products.cache import ENTRY_OVERHEAD, CatalogueCache, exact
 
@@ -144,6 +145,22 @@ async def test_the_lines_of_a_reservation_are_dropped_in_one_round_trip() -> Non
     assert [m for c, m in commands if c == "PUBLISH"] == ["p:1", "p:3"]
     await cache.invalidate_products([])
     assert len(redis.sent) == 1  # nothing moved: no round trip
+
+
+async def test_an_invalidation_is_sent_while_reads_skip_a_failed_redis() -> None:
+    """A read that fails opens a window in which reads skip Redis; an invalidation in it is
+    still sent (skipped, it would leave the other replicas the old page for its TTL)."""
+    cache = _cache()
+    redis: _Redis = cache._redis  # type: ignore[assignment]
+
+    async def timed_out(key: str) -> None:
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    redis.get = timed_out  # type: ignore[method-assign]
+    await _fill(cache, 1, 10)  # the read fails: loaded, and Redis skipped for a while
+    assert cache._redis_down_until > 0
+    await cache.invalidate_products([1])
+    assert [[c for c, _ in commands] for commands in redis.sent] == [["DEL", "PUBLISH"]]
 
 
 async def test_a_body_larger_than_the_bound_is_not_held_near() -> None:
