@@ -12,6 +12,7 @@ selector loop, written in Python, cost the worker about twice uvloop's CPU per r
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -21,6 +22,10 @@ T = TypeVar("T")
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)`` on the services' event loop (uvloop where installed)."""
+    """``asyncio.run(main)`` on the services' event loop (uvloop where installed), with what
+    start-up made (the modules, mostly) frozen out of the collector's passes, as ``shop serve``
+    does for the services (``shop.commands``)."""
+    gc.collect()
+    gc.freeze()
     with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
         return runner.run(main)
