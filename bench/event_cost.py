@@ -12,10 +12,11 @@ write (what ``ConfirmingPublisher.publish`` writes; a stub renderer, no broker),
 itself (no-op handler, no inbox, no SMTP) draining ``--messages`` persistent messages
 published beforehand to a queue of its own on the local RabbitMQ (the queue and exchange are
 deleted afterwards): the delivery machinery, parsing, the span and the acks, in this process
-(the broker's CPU is not counted); with ``--smtp-port`` and ``--redis``, the worker's own handler
-and inbox. ``relay-round``: the relay's rounds against real PostgreSQL (a scratch database) and
-RabbitMQ, claim to commit, per event. The modes that wait on I/O run on the loop of the code
-under test (``shop.common.loop`` where it has it). docs/performance.md ("Issue 31, second round"
+(the broker's CPU is not counted), and its user and system parts (getrusage); with
+``--smtp-port`` and ``--redis``, the worker's own handler and inbox. ``relay-round``: the
+relay's rounds against real PostgreSQL (a scratch database) and RabbitMQ, claim to commit,
+per event. The modes that wait on I/O run on the loop of the code under test
+(``shop.common.loop`` where it has it). docs/performance.md ("Issue 31, second round"
 and "third round") quotes them.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import time
 import uuid
 from datetime import UTC, datetime
@@ -86,8 +88,15 @@ def relay_cost(events: int) -> float:
 
 
 async def consumer_cost(
-    messages: int, url: str, *, smtp_port: int | None = None, redis_url: str | None = None
+    messages: int,
+    url: str,
+    *,
+    smtp_port: int | None = None,
+    redis_url: str | None = None,
+    split: dict[str, float] | None = None,
 ) -> float:
+    """CPU microseconds per delivery; ``split`` (if given) gets its user and system parts."""
+    split = {} if split is None else split
     import aio_pika
 
     from shop.common.events.broker import Topology, delete_topology
@@ -163,9 +172,12 @@ async def consumer_cost(
                 )
         task = asyncio.create_task(consumer.run())
         await asyncio.wait_for(consumer.ready.wait(), 30)
-        start = time.process_time()
+        start, usage = time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
         await drained.wait()
         spent = time.process_time() - start
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        split["user"] = (after.ru_utime - usage.ru_utime) / messages * 1e6
+        split["system"] = (after.ru_stime - usage.ru_stime) / messages * 1e6
         await asyncio.sleep(0.2)  # the last acks
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -264,12 +276,22 @@ def main() -> None:
         cost = run_loop(relay_round_cost(args.events, args.batch, args.database, args.amqp))
         print(f"relay rounds: {cost:.1f} us CPU per event ({args.events}, {args.batch} a round)")
     else:
+        split: dict[str, float] = {}
         cost = run_loop(
-            consumer_cost(args.messages, args.amqp, smtp_port=args.smtp_port, redis_url=args.redis)
+            consumer_cost(
+                args.messages,
+                args.amqp,
+                smtp_port=args.smtp_port,
+                redis_url=args.redis,
+                split=split,
+            )
         )
         handler = "a mail to the sink" if args.smtp_port else "no-op"
         inbox = ", Redis inbox" if args.redis else ""
-        print(f"consumer: {cost:.1f} us CPU per delivery ({args.messages}, {handler}{inbox})")
+        print(
+            f"consumer: {cost:.1f} us CPU per delivery ({args.messages}, {handler}{inbox};"
+            f" user {split['user']:.0f}, system {split['system']:.0f})"
+        )
 
 
 if __name__ == "__main__":

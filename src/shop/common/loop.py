@@ -12,6 +12,7 @@ selector loop, written in Python, cost the worker about twice uvloop's CPU per r
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -20,7 +21,17 @@ from uvicorn.loops.auto import auto_loop_factory
 T = TypeVar("T")
 
 
+def freeze_startup() -> None:
+    """Keep what start-up made (the modules, mostly) out of the collector's passes, which
+    otherwise cause the slowest requests (docs/performance.md): every long-running process of
+    the platform calls this once before it starts serving (``shop serve``, and ``run`` below)."""
+    gc.collect()
+    gc.freeze()
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)`` on the services' event loop (uvloop where installed)."""
+    """``asyncio.run(main)`` on the services' event loop (uvloop where installed), start-up's
+    objects frozen first (``freeze_startup``)."""
+    freeze_startup()
     with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
         return runner.run(main)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ import orjson
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from prometheus_client import Counter
 
 from shop.common.db import Connection, Database
 from shop.common.events.broker import Topology, broker_down
@@ -47,6 +49,12 @@ if TYPE_CHECKING:  # aio-pika itself is imported once connected (events/broker.p
 log = get_logger("shop.events.consumer")
 tracer = trace.get_tracer("shop.events")
 _PROPAGATOR = TraceContextTextMapPropagator()
+
+
+@functools.cache
+def _consumed(consumer: str, outcome: str) -> Counter:
+    """The ``shop_events_consumed_total`` child of a consumer and outcome, looked up once."""
+    return EVENTS_CONSUMED.labels(consumer, outcome)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +297,7 @@ class Consumer:
             return True
         finally:
             otel_context.detach(token)
-        EVENTS_CONSUMED.labels(self.name, outcome).inc()
+        _consumed(self.name, outcome).inc()
         return True
 
     async def handle(self, event: Event) -> str:

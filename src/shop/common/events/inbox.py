@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 
+from prometheus_client import Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -27,6 +29,12 @@ from shop.common.logging import get_logger
 from shop.common.metrics import EVENTS_INBOX_UP
 
 log = get_logger("shop.events.inbox")
+
+
+@functools.cache
+def _up(consumer: str) -> Gauge:
+    """The consumer's ``shop_events_inbox_up`` child, looked up once, not per claim."""
+    return EVENTS_INBOX_UP.labels(consumer)
 
 
 class RedisInbox:
@@ -70,9 +78,9 @@ class RedisInbox:
             async with asyncio.timeout(self._timeout):
                 await self._redis.ping()
         except (RedisError, TimeoutError):
-            EVENTS_INBOX_UP.labels(consumer).set(0)
+            _up(consumer).set(0)
             return False
-        EVENTS_INBOX_UP.labels(consumer).set(1)
+        _up(consumer).set(1)
         return True
 
     async def claim(self, consumer: str, event_id: str) -> bool:
@@ -83,7 +91,7 @@ class RedisInbox:
                     self.key(consumer, event_id), b"1", nx=True, ex=self._retention
                 )
         except (RedisError, TimeoutError) as exc:
-            EVENTS_INBOX_UP.labels(consumer).set(0)
+            _up(consumer).set(0)
             log.warning(
                 "inbox unreachable: handling anyway (at least once)",
                 consumer=consumer,
@@ -91,7 +99,7 @@ class RedisInbox:
                 error=repr(exc),
             )
             return True
-        EVENTS_INBOX_UP.labels(consumer).set(1)
+        _up(consumer).set(1)
         return bool(claimed)
 
     async def release(self, consumer: str, event_id: str) -> None:
