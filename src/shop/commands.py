@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -89,10 +88,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvicorn.Server(config)  # validates the config; the supervisor forks the workers
         uvicorn.run(FACTORIES[args.service], **options)
         return 0
-    # Objects made at start-up live for the whole process: keep them out of the collector's
-    # full passes, which otherwise cause the slowest requests (see docs/performance.md).
-    gc.collect()
-    gc.freeze()
     from shop.common.server import DrainingServer
 
     delay = float(os.environ.get("SHOP_SHUTDOWN_DELAY_SECONDS", "0"))
