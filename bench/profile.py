@@ -2,8 +2,9 @@
 orders: the order, product and payment services) while wrk drives it; the top costs by own
 time and by inclusive time, per service. ``mixed`` drives the seed's mix through the gateway,
 paced at ``mix_rate`` after a walk of the catalogue, and samples all four services;
-``mixed_traced`` does the same on services restarted with tracing on at 10% (bench/traced.py),
-where the OpenTelemetry SDK's share is its own kind of work."""
+``mixed_traced`` profiles that twice, untraced and with tracing on at 10% (bench/traced.py),
+each side on services restarted for it, so that the OpenTelemetry SDK's share is the
+difference between two like profiles."""
 
 from __future__ import annotations
 
@@ -123,15 +124,37 @@ def profile_scenario(
     tokens_file = platform.workdir / "tokens.txt"
     tokens_file.write_text("\n".join(login_tokens(platform, min(20, platform.users))) + "\n")
     if scenario == "mixed_traced":
-        with traced.discarding_receiver() as receiver:
-            traced.restart_services(platform, traced.traced_env(receiver.endpoint), drop=())
-            try:
-                return _profile(
-                    platform, "mixed", duration, connections, out_dir, mix_rate, label=scenario
-                )
-            finally:
-                traced.restart_services(platform, {}, drop=tuple(traced.traced_env("")))
+        return _profile_traced(platform, duration, connections, out_dir, mix_rate)
     return _profile(platform, scenario, duration, connections, out_dir, mix_rate)
+
+
+def _profile_traced(
+    platform: Platform, duration: float, connections: int, out_dir: Path, mix_rate: float
+) -> dict[str, Any]:
+    """The mix untraced, then traced, each on the four services restarted for it and warmed
+    alike (the catalogue walked after the restart), as ``traced.run_mixed_traced`` runs its
+    steps: the two profiles differ by tracing, not by one side's older, warmer processes."""
+    variables = tuple(traced.traced_env(""))
+    sides: dict[str, Any] = {}
+    with traced.discarding_receiver() as receiver:
+        try:
+            for kind, extra in (
+                ("untraced", {}),
+                ("traced", traced.traced_env(receiver.endpoint)),
+            ):
+                traced.restart_services(platform, extra, drop=variables)
+                sides[kind] = _profile(
+                    platform,
+                    "mixed",
+                    duration,
+                    connections,
+                    out_dir,
+                    mix_rate,
+                    label=f"mixed_{kind}",
+                )
+        finally:
+            traced.restart_services(platform, {}, drop=variables)
+    return {"scenario": "mixed_traced", "sides": sides}
 
 
 def _profile(
@@ -192,6 +215,8 @@ def _profile(
 
 
 def render(result: dict[str, Any]) -> str:
+    if "sides" in result:  # mixed_traced: the untraced and the traced profile
+        return "\n\n".join(render(side) for side in result["sides"].values())
     load = result["load"]
     lines = [
         f"{result['scenario']} under py-spy: {load['rps']:.0f} req/s,"

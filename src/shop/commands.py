@@ -88,10 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvicorn.Server(config)  # validates the config; the supervisor forks the workers
         uvicorn.run(FACTORIES[args.service], **options)
         return 0
-    from shop.common.loop import freeze_startup
-    from shop.common.server import DrainingServer
-
-    freeze_startup()  # objects made at start-up live for the whole process
+    from shop.common.server import DrainingServer  # it freezes start-up's objects (startup)
 
     delay = float(os.environ.get("SHOP_SHUTDOWN_DELAY_SECONDS", "0"))
     DrainingServer(config, drain_delay=delay).run()

@@ -154,6 +154,23 @@ def test_the_mix_can_be_profiled(tmp_path: Path) -> None:
     assert summary["profiles"]["products"]["samples"] > 0
 
 
+@pytest.mark.skipif(py_spy_binary() is None, reason="py-spy is not installed")
+def test_the_traced_mix_is_profiled_beside_the_untraced_one(tmp_path: Path) -> None:
+    _bench(
+        "profile",
+        "--scenarios=mixed_traced",
+        "--mix-rate=60",
+        "--duration=2",
+        f"--output={tmp_path}",
+    )
+    summary = json.loads((tmp_path / "summary-mixed_traced.json").read_text())
+    # Both sides in one run, each on services restarted for it, every service sampled.
+    assert list(summary["sides"]) == ["untraced", "traced"]
+    for side in summary["sides"].values():
+        assert set(side["profiles"]) == {"products", "users", "orders", "payments"}
+        assert side["profiles"]["products"]["samples"] > 0
+
+
 def test_the_search_scenarios_run_and_are_judged(bench_run: Run) -> None:
     result = bench_run.result
     for name in ("search", "search_nocache"):

@@ -15,13 +15,16 @@ import contextlib
 import logging
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from shop.common.context import request_id_var, user_id_var
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import SpanContext
 
 SENSITIVE_KEYS = frozenset(
     {
@@ -91,12 +94,13 @@ except ImportError:  # tracing is optional
 _NO_SPAN = (None, None)
 
 
-def _current_span() -> tuple[str | None, str | None]:
-    """The current span's trace and span ids (W3C hex), so a line written inside a span opens
-    its trace; (None, None) outside one or without OpenTelemetry."""
-    if _trace is None:
-        return _NO_SPAN
-    ctx = _trace.get_current_span().get_span_context()
+def _current_span(ctx: SpanContext | None = None) -> tuple[str | None, str | None]:
+    """The trace and span ids (W3C hex) of ``ctx``, by default the current span's, so a line
+    written inside a span opens its trace; (None, None) outside one or without OpenTelemetry."""
+    if ctx is None:
+        if _trace is None:
+            return _NO_SPAN
+        ctx = _trace.get_current_span().get_span_context()
     if not ctx.is_valid:
         return _NO_SPAN
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
@@ -106,8 +110,11 @@ def _current_span() -> tuple[str | None, str | None]:
 _access: dict[str, logging.StreamHandler[TextIO] | None] = {"handler": None}
 
 
-def access_log(*, method: str, path: str, status: int, duration_ms: float) -> None:
-    """The one access-log line of a request, in the same shape as every other line.
+def access_log(
+    *, method: str, path: str, status: int, duration_ms: float, span: SpanContext | None = None
+) -> None:
+    """The one access-log line of a request, in the same shape as every other line; ``span``
+    is the context of the request's span if the caller has it (else the current span's).
 
     With JSON logging (every service) the line is rendered here and written to the root
     handler's stream, skipping structlog's processors and the standard library's LogRecord,
@@ -122,7 +129,7 @@ def access_log(*, method: str, path: str, status: int, duration_ms: float) -> No
         return
     if not logging.root.isEnabledFor(logging.INFO):
         return
-    trace_id, span_id = _current_span()
+    trace_id, span_id = _current_span(span)
     line = orjson.dumps(
         {
             "timestamp": timestamp(),

@@ -24,7 +24,8 @@ T = TypeVar("T")
 def freeze_startup() -> None:
     """Keep what start-up made (the modules, mostly) out of the collector's passes, which
     otherwise cause the slowest requests (docs/performance.md): every long-running process of
-    the platform calls this once before it starts serving (``shop serve``, and ``run`` below)."""
+    the platform calls this once, as it starts serving (``shop serve`` once its app has
+    started, in ``shop.common.server``; the relay and the worker in ``run`` below)."""
     gc.collect()
     gc.freeze()
 

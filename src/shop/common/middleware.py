@@ -13,6 +13,7 @@ import secrets
 import time
 
 import orjson
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop.common.context import request_id_var, user_id_var
@@ -91,6 +92,9 @@ class RequestContextMiddleware:
             elif name == b"content-length":
                 content_length = int(value) if value.isdigit() else None
         request_id = request_id or _request_ids.next()
+        # The request's server span (or its unsampled trace context), set round this layer:
+        # looked up once, for its name, the latency's exemplar and the access-log line.
+        span = trace.get_current_span()
         rid_token = request_id_var.set(request_id)
         uid_token = user_id_var.set(None)
         started = time.perf_counter()
@@ -106,7 +110,8 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status, response_started = message["status"], True
                 # Routed by now, and the server span still open (it ends with the body).
-                name_server_span(method, getattr(scope.get("route"), "path", None) or "unmatched")
+                template = getattr(scope.get("route"), "path", None) or "unmatched"
+                name_server_span(span, method, template)
                 headers = [*message.get("headers", []), *extra_headers]
                 if not any(name == b"cache-control" for name, _ in headers):
                     headers.append(_NO_STORE)
@@ -161,13 +166,15 @@ class RequestContextMiddleware:
             running.dec()
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            observe_request(method, route, status, elapsed)
+            context = span.get_span_context()
+            observe_request(method, route, status, elapsed, context)
             if scope["path"] not in _QUIET_PATHS:
                 access_log(
                     method=method,
                     path=scope["path"],
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
+                    span=context,
                 )
             request_id_var.reset(rid_token)
             user_id_var.reset(uid_token)

@@ -144,12 +144,12 @@ async def traced_process(settings: ServiceSettings) -> AsyncIterator[None]:
         await asyncio.to_thread(processor.shutdown)
 
 
-def name_server_span(method: str, route: str) -> None:
-    """Name the request's server span after its route template, known once it is routed (the
-    request middleware calls this for every request); nothing unless a span is recording."""
+def name_server_span(span: trace.Span, method: str, route: str) -> None:
+    """Name the request's server ``span`` (the current span as the request came in) after its
+    route template, known once it is routed (the request middleware calls this for every
+    request); nothing unless it is recording."""
     if _provider is None:
         return
-    span = trace.get_current_span()
     if span.is_recording() and route != "unmatched":
         span.update_name(f"{method} {route}")
         span.set_attribute("http.route", route)

@@ -216,38 +216,42 @@ def server_spans(
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        carrier = None
+        context = None
         for name, value in scope["headers"]:
             if name == b"traceparent":
-                carrier = {"traceparent": value.decode("latin-1")}
-                break
-        if carrier is not None:
-            parent_context = propagator.extract(carrier)
-            parent = trace.get_current_span(parent_context).get_span_context()
-            if parent.is_valid:
-                if parent.trace_flags.sampled:
+                context = propagator.extract({"traceparent": value.decode("latin-1")})
+                parent = trace.get_current_span(context).get_span_context()
+                if not parent.is_valid:
+                    context = None  # malformed: a new trace
+                elif parent.trace_flags.sampled:
                     await full(scope, receive, send)  # parent-based: the caller decided
                     return
-                await _within(parent_context, app, scope, receive, send)
+                break
+        if context is None:
+            if random.getrandbits(64) < bound:
+                decided = _DECIDED.set(True)
+                try:
+                    await full(scope, receive, send)
+                finally:
+                    _DECIDED.reset(decided)
                 return
-        if random.getrandbits(64) < bound:
-            token = _DECIDED.set(True)
-            try:
-                await full(scope, receive, send)
-            finally:
-                _DECIDED.reset(token)
-            return
-        context = trace.set_span_in_context(
-            NonRecordingSpan(
-                SpanContext(
-                    trace_id=random.getrandbits(128) or 1,
-                    span_id=random.getrandbits(64) or 1,
-                    is_remote=False,
-                    trace_flags=unsampled,
+            context = trace.set_span_in_context(
+                NonRecordingSpan(
+                    SpanContext(
+                        trace_id=random.getrandbits(128) or 1,
+                        span_id=random.getrandbits(64) or 1,
+                        is_remote=False,
+                        trace_flags=unsampled,
+                    )
                 )
             )
-        )
-        await _within(context, app, scope, receive, send)
+        # Unsampled: the app runs in the trace context alone (attached here, not in a helper
+        # coroutine: one frame fewer on nine requests in ten).
+        token = otel_context.attach(context)
+        try:
+            await app(scope, receive, send)
+        finally:
+            otel_context.detach(token)
 
     return traced
 
@@ -322,16 +326,6 @@ def lean_server_span(middleware: OpenTelemetryMiddleware) -> ASGIApp:
                 span.end()
 
     return traced
-
-
-async def _within(
-    context: Context, app: ASGIApp, scope: Scope, receive: Receive, send: Send
-) -> None:
-    token = otel_context.attach(context)
-    try:
-        await app(scope, receive, send)
-    finally:
-        otel_context.detach(token)
 
 
 def aiohttp_tracing(provider: TracerProvider) -> aiohttp.TraceConfig:
