@@ -5,11 +5,12 @@ from pydantic import Field, SecretStr
 from shop.common.settings import ServiceSettings
 
 # The near cache's default bounds (shop.products.cache). By bytes, bodies plus the cache's
-# ENTRY_OVERHEAD: 36 MiB holds about 50,000 product pages and keeps the product process under
-# its 150 MB RSS target (docs/performance.md, "Memory"; at 40 MiB it peaked at 140 MB). By
-# count, the 100,000-product catalogue the platform is sized for, so that the bytes bind first.
+# ENTRY_OVERHEAD: 28 MiB holds about 39,000 product pages and keeps the product process under
+# its 150 MB RSS target (docs/performance.md, "The catalogue at 100,000 products": at 36 MiB
+# it peaked at 149 MB in make bench's search scenario). By count, the 100,000-product
+# catalogue the platform is sized for, so that the bytes bind first.
 NEAR_ENTRIES = 100_000
-NEAR_BYTES = 36 * 2**20
+NEAR_BYTES = 28 * 2**20
 
 
 class ProductsSettings(ServiceSettings):
