@@ -65,7 +65,8 @@ async def measure(requests: int, rounds: int) -> float:
     cache._subscribed.set()  # as a subscribed replica is
     body = orjson.dumps({"id": 1, "name": "Product", "description": "A floor item. " * 12})
     for product_id in range(1, _PRODUCTS + 1):
-        cache._near[f"p:{product_id}"] = (time.monotonic() + 3600, CachedBody.of(body))
+        page = CachedBody.of(body)
+        cache._near[f"p:{product_id}"] = (time.monotonic() + 3600, page.body, page.etag)
     app.state.catalogue_cache = cache
 
     async def receive() -> dict[str, Any]:

@@ -38,6 +38,6 @@ async def test_fills_expire_spread_out_below_the_bound() -> None:
     assert len(redis.ttls_ms) == 200
     assert all(TTL_SPREAD * 300_000 - 1 <= px <= 300_000 for px in redis.ttls_ms)
     assert max(redis.ttls_ms) - min(redis.ttls_ms) > 0.1 * 300_000  # spread, not one instant
-    near_expiries = [expires for expires, _ in cache._near.values()]
+    near_expiries = [expires for expires, _, _ in cache._near.values()]
     assert all(start + TTL_SPREAD * 300 <= e <= end + 300 for e in near_expiries)
     assert max(near_expiries) - min(near_expiries) > 0.1 * 300

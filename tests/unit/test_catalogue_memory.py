@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import tracemalloc
 
 import orjson
@@ -128,6 +129,17 @@ async def test_a_full_near_cache_drops_its_oldest_64th_at_once() -> None:
         await _fill(cache, product_id, 10)
     assert cache.near_size[0] == 640
     assert cache.near_product(12) is not None
+
+
+async def test_near_entries_leave_the_collector_at_its_first_pass() -> None:
+    """A full near cache is tens of thousands of entries, filled and dropped under load: each
+    one a tracked object would reach the collector's oldest generation, and every full pass
+    would walk them all. A tuple of atoms stops being tracked at the first pass."""
+    cache = _cache()
+    await _fill(cache, 1, 10)
+    gc.collect()
+    assert not gc.is_tracked(cache._near["p:1"])
+    assert cache.near_product(1) is not None
 
 
 async def test_the_lines_of_a_reservation_are_dropped_in_one_round_trip() -> None:

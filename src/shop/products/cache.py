@@ -134,9 +134,11 @@ class GetBatch:
                 waiter.set_result(value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CachedBody:
-    """A response body as sent, and its strong ETag (a hash of the bytes)."""
+    """A response body as sent, and its strong ETag (a hash of the bytes). Not frozen: a near
+    hit makes one (``CatalogueCache._near``), and a frozen dataclass's ``__init__`` sets each
+    field through ``object.__setattr__``, a few thousand instructions more per hit."""
 
     body: bytes
     etag: str
@@ -217,7 +219,11 @@ class CatalogueCache:
         self._channel = f"{prefix}invalidate"
         self._ttl_ms, self._list_ttl_ms = int(ttl * 1000), int(list_ttl * 1000)
         self._ttl, self._list_ttl = ttl, list_ttl
-        self._near: dict[str, tuple[float, CachedBody]] = {}
+        # key -> (expiry, body, ETag): a tuple of atoms, which the collector stops tracking at
+        # its first pass, so tens of thousands of entries filled and dropped under load do not
+        # pile up in its oldest generation (a CachedBody each would, and each full pass walks
+        # them all); the hit makes its CachedBody.
+        self._near: dict[str, tuple[float, bytes, str]] = {}
         # The near list pages' keys ("l:..."), so dropping every list page walks only them,
         # not the product pages beside them (up to near_entries; this was 2 ms per order).
         self._near_lists: set[str] = set()
@@ -302,7 +308,7 @@ class CatalogueCache:
         if entry is None or entry[0] <= time.monotonic():
             return None
         _NEAR_HITS.inc()
-        return entry[1]
+        return CachedBody(entry[1], entry[2])
 
     def near_page(self, query: str) -> CachedBody | None:
         """A list page if this replica's near cache holds it fresh (see ``near_product``)."""
@@ -312,7 +318,7 @@ class CatalogueCache:
         if entry is None or entry[0] <= time.monotonic():
             return None
         _NEAR_HITS.inc()
-        return entry[1]
+        return CachedBody(entry[1], entry[2])
 
     async def product(self, product_id: int, load: Loader) -> CachedBody:
         """The product's page: near cache, else Redis, else ``load()`` (stored in both)."""
@@ -333,7 +339,7 @@ class CatalogueCache:
             entry = self._near.get(key)
             if entry is not None and entry[0] > now:
                 _NEAR_HITS.inc()
-                return entry[1]
+                return CachedBody(entry[1], entry[2])
         epoch = self._epoch
         redis_key = self._prefix + (key if generation is None else f"{key}:g{generation}")
         raw = await self._redis_call(self._gets.get(redis_key))
@@ -360,7 +366,7 @@ class CatalogueCache:
         if len(self._near) >= self._near_entries or self._near_size + size > self._near_bytes:
             self._evict(size)
         if self._near_entries > 0:
-            self._near[key] = (expires, cached)
+            self._near[key] = (expires, cached.body, cached.etag)
             self._near_size += size
             if key.startswith("l:"):
                 self._near_lists.add(key)
@@ -375,21 +381,21 @@ class CatalogueCache:
         entries, total = len(self._near), self._near_size
         more = entries // 64
         oldest = []
-        for key, (_, cached) in self._near.items():  # the oldest fill first
+        for key, (_, body, _etag) in self._near.items():  # the oldest fill first
             if entries < self._near_entries and total + size <= self._near_bytes:
                 if more == 0:
                     break
                 more -= 1
             oldest.append(key)
             entries -= 1
-            total -= len(cached.body) + ENTRY_OVERHEAD
+            total -= len(body) + ENTRY_OVERHEAD
         for key in oldest:
             self._drop(key)
 
     def _drop(self, key: str) -> None:
         entry = self._near.pop(key, None)
         if entry is not None:
-            self._near_size -= len(entry[1].body) + ENTRY_OVERHEAD
+            self._near_size -= len(entry[1]) + ENTRY_OVERHEAD
             self._near_lists.discard(key)
 
     @property
