@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shop.devtools.envoy_config import EnvoyConfig
+from shop.devtools.processes import free_port
 
 
 def find_envoy() -> str | None:
@@ -76,7 +77,7 @@ class Gateway(EnvoyConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.admin_port:
-            self.admin_port = _free_port()
+            self.admin_port = free_port()
 
     def _write_eds(self, service: str) -> None:
         path = self._eds_path(service)
@@ -216,10 +217,3 @@ def _accepts(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port

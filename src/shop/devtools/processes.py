@@ -36,11 +36,22 @@ def _bindable(port: int) -> bool:
         return True
 
 
+# Every port free_port has handed out in this process.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port free on 127.0.0.1 now, and never one this process was given before: the kernel
+    may offer a port again until someone binds it, and the processes started on these ports
+    take seconds to bind (a CI run's bench platform gave the mail sink a service's port, and
+    the service's readiness probe got the sink's SMTP greeting)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @dataclass
