@@ -304,18 +304,18 @@ class CatalogueCache:
         as a hit); None otherwise, including while invalidations cannot be received."""
         if not self._subscribed.is_set():
             return None
-        entry = self._near.get(f"p:{product_id}")
-        if entry is None or entry[0] <= time.monotonic():
-            return None
-        _NEAR_HITS.inc()
-        return CachedBody(entry[1], entry[2])
+        return self._near_hit(f"p:{product_id}", time.monotonic())
 
     def near_page(self, query: str) -> CachedBody | None:
         """A list page if this replica's near cache holds it fresh (see ``near_product``)."""
         if not self._subscribed.is_set() or self._list_generation is None:
             return None
-        entry = self._near.get(f"l:{query}")
-        if entry is None or entry[0] <= time.monotonic():
+        return self._near_hit(f"l:{query}", time.monotonic())
+
+    def _near_hit(self, key: str, now: float) -> CachedBody | None:
+        """The near entry under ``key`` if fresh at ``now`` (counted as a hit), else None."""
+        entry = self._near.get(key)
+        if entry is None or entry[0] <= now:
             return None
         _NEAR_HITS.inc()
         return CachedBody(entry[1], entry[2])
@@ -335,11 +335,8 @@ class CatalogueCache:
     ) -> CachedBody:
         near_ok = self._subscribed.is_set()
         now = time.monotonic()
-        if near_ok:
-            entry = self._near.get(key)
-            if entry is not None and entry[0] > now:
-                _NEAR_HITS.inc()
-                return CachedBody(entry[1], entry[2])
+        if near_ok and (hit := self._near_hit(key, now)) is not None:
+            return hit
         epoch = self._epoch
         redis_key = self._prefix + (key if generation is None else f"{key}:g{generation}")
         raw = await self._redis_call(self._gets.get(redis_key))
