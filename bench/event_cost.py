@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -87,6 +88,55 @@ def relay_cost(events: int) -> float:
     return best * 1e6
 
 
+async def publish(exchange: Any, messages: int) -> None:
+    """``messages`` order-paid CloudEvents (the worker's mail) to ``exchange``, confirmed."""
+    import aio_pika
+
+    for i in range(messages):
+        body = orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": str(uuid.uuid4()),
+                "source": "/shop/orders",
+                "type": "shop.order.paid",
+                "subject": str(i),
+                "time": "2026-12-07T12:00:00Z",
+                "datacontenttype": "application/json",
+                "data": {
+                    "id": i,
+                    "status": "paid",
+                    "total_price": "19.99",
+                    "currency": "EUR",
+                    "customer": {"username": f"u{i}", "email": f"u{i}@example.com"},
+                    "lines": [
+                        {
+                            "product_id": 7,
+                            "quantity": 1,
+                            "name": "Oak lamp",
+                            "unit_price": "19.99",
+                            "line_total": "19.99",
+                        }
+                    ],
+                },
+            }
+        )
+        await exchange.publish(
+            aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key="shop.order.paid",
+        )
+
+
+async def publish_to(url: str, prefix: str, messages: int) -> None:
+    """``publish`` to the exchange of ``consumer_cost``'s topology of that ``prefix``."""
+    from shop.common.events.broker import Topology
+
+    topology = Topology(url, exchange=f"{prefix}events", queue_prefix=prefix)
+    connection = await topology.connect()
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        await publish(await topology.declare_exchange(channel), messages)
+
+
 async def consumer_cost(
     messages: int,
     url: str,
@@ -94,10 +144,12 @@ async def consumer_cost(
     smtp_port: int | None = None,
     redis_url: str | None = None,
     split: dict[str, float] | None = None,
+    publish_apart: bool = False,
 ) -> float:
-    """CPU microseconds per delivery; ``split`` (if given) gets its user and system parts."""
+    """CPU microseconds per delivery; ``split`` (if given) gets its user and system parts.
+    ``publish_apart``: the messages are published by a child process, so that this process's
+    instructions (bench/mail_instructions.sh counts them) are the consumer's alone."""
     split = {} if split is None else split
-    import aio_pika
 
     from shop.common.events.broker import Topology, delete_topology
     from shop.common.events.consumer import Consumer
@@ -138,38 +190,15 @@ async def consumer_cost(
             channel = await connection.channel(publisher_confirms=True)
             await consumer.declare(channel)
             exchange = await topology.declare_exchange(channel)
-            for i in range(messages):
-                body = orjson.dumps(
-                    {
-                        "specversion": "1.0",
-                        "id": str(uuid.uuid4()),
-                        "source": "/shop/orders",
-                        "type": "shop.order.paid",
-                        "subject": str(i),
-                        "time": "2026-12-07T12:00:00Z",
-                        "datacontenttype": "application/json",
-                        "data": {
-                            "id": i,
-                            "status": "paid",
-                            "total_price": "19.99",
-                            "currency": "EUR",
-                            "customer": {"username": f"u{i}", "email": f"u{i}@example.com"},
-                            "lines": [
-                                {
-                                    "product_id": 7,
-                                    "quantity": 1,
-                                    "name": "Oak lamp",
-                                    "unit_price": "19.99",
-                                    "line_total": "19.99",
-                                }
-                            ],
-                        },
-                    }
+            if publish_apart:  # another process publishes: not in this one's counts
+                command = ["-m", "bench.event_cost", "publish", "--prefix", prefix]
+                child = await asyncio.create_subprocess_exec(
+                    sys.executable, *command, "--messages", str(messages), "--amqp", url
                 )
-                await exchange.publish(
-                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                    routing_key="shop.order.paid",
-                )
+                if await child.wait():
+                    raise RuntimeError("the publishing process failed")
+            else:
+                await publish(exchange, messages)
         task = asyncio.create_task(consumer.run())
         await asyncio.wait_for(consumer.ready.wait(), 30)
         start, usage = time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
@@ -254,7 +283,7 @@ async def relay_round_cost(events: int, batch: int, url: str, amqp: str) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", choices=("relay", "relay-round", "consumer"))
+    parser.add_argument("what", choices=("relay", "relay-round", "consumer", "publish"))
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672/")
@@ -262,6 +291,8 @@ def main() -> None:
         "--smtp-port", type=int, help="handle with the Notifier, mailing a sink on this port"
     )
     parser.add_argument("--redis", help="claim in a RedisInbox on this Redis (its own prefix)")
+    parser.add_argument("--publish-apart", action="store_true", help="consumer: see above")
+    parser.add_argument("--prefix", help="publish: the consumer's topology prefix")
     parser.add_argument("--batch", type=int, default=50, help="relay-round: rows per round")
     parser.add_argument(
         "--database",
@@ -272,6 +303,8 @@ def main() -> None:
     if args.what == "relay":
         cost = relay_cost(args.events)
         print(f"relay: {cost:.1f} us CPU per event (message and frames; best of 15 rounds)")
+    elif args.what == "publish":
+        run_loop(publish_to(args.amqp, args.prefix, args.messages))
     elif args.what == "relay-round":
         cost = run_loop(relay_round_cost(args.events, args.batch, args.database, args.amqp))
         print(f"relay rounds: {cost:.1f} us CPU per event ({args.events}, {args.batch} a round)")
@@ -284,6 +317,7 @@ def main() -> None:
                 smtp_port=args.smtp_port,
                 redis_url=args.redis,
                 split=split,
+                publish_apart=args.publish_apart,
             )
         )
         handler = "a mail to the sink" if args.smtp_port else "no-op"

@@ -891,3 +891,46 @@ async def test_acks_in_batches_leave_nothing_unacked_after_the_delay_or_a_stop(
             await asyncio.sleep(0.2)  # the broker requeues what the closed connection held
             assert await waiting() == 0
     assert seen == [str(i) for i in range(24)]
+
+
+async def test_a_claim_is_once_per_id_kept_for_the_retention_and_rides_out_a_dropped_link(
+    redis_inbox: Any,
+) -> None:
+    """The inbox's ``SET NX EX``, written as RESP by hand (events/inbox.py): the first claim
+    of an id wins and the next is a duplicate, the key expires after the retention, a
+    released claim can be made again, and a connection the server closes (CLIENT KILL, as a
+    Redis restart or a failover does) costs no claim: it is sent again on a new one."""
+    import redis.asyncio
+
+    first, again = str(uuid.uuid4()), str(uuid.uuid4())
+    assert await redis_inbox.claim("notifications", first) is True
+    assert await redis_inbox.claim("notifications", first) is False
+    key = redis_inbox.key("notifications", first)
+    url = redis_inbox._redis.connection_pool.connection_kwargs
+    admin = redis.asyncio.Redis(host=url.get("host", "127.0.0.1"), port=url.get("port", 6379))
+    try:
+        assert 590 <= await admin.ttl(key) <= 600
+        assert await admin.get(key) == b"1"
+        killed = await admin.client_kill_filter(_type="normal", skipme=True)
+        assert killed >= 1
+        assert await redis_inbox.claim("notifications", again) is True  # a new connection
+        assert await redis_inbox.claim("notifications", again) is False
+        await redis_inbox.release("notifications", again)
+        assert await redis_inbox.claim("notifications", again) is True
+    finally:
+        await admin.aclose()
+
+
+async def test_with_redis_away_every_event_is_handled_and_the_gauge_says_so() -> None:
+    from shop.common.events.inbox import RedisInbox
+    from shop.common.metrics import EVENTS_INBOX_UP
+
+    inbox = RedisInbox.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", retention_seconds=60, prefix="test:away:"
+    )
+    try:
+        assert await inbox.claim("away", "e-1") is True
+        assert await inbox.claim("away", "e-1") is True  # at least once, never dropped
+        assert EVENTS_INBOX_UP.labels("away")._value.get() == 0
+    finally:
+        await inbox.aclose()

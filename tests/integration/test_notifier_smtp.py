@@ -15,9 +15,12 @@ from aiosmtpd.controller import Controller
 from shop.common.auth import ServiceTokens
 from shop.common.events.consumer import Consumer, Event, PermanentError
 from shop.common.http import ServiceClient
+from shop.common.loop import run
+from shop.devtools import mailsink
 from shop.devtools.processes import free_port
 from shop.notifications.service import Notifier
 from shop.notifications.settings import NotificationsSettings
+from shop.notifications.smtp import Mail, SmtpSender
 
 REGISTERED = Event(
     id="e-1",
@@ -29,11 +32,31 @@ REGISTERED = Event(
 )
 
 
-class Answering:
+class Offering:
+    """A handler whose EHLO offers PIPELINING (RFC 2920) or not: the worker pipelines MAIL,
+    RCPT and DATA where it is offered and sends them one at a time where it is not."""
+
+    pipelining = False
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
+
+
+@pytest.fixture(params=[False, True], ids=["one-at-a-time", "pipelined"])
+def pipelining(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+class Answering(Offering):
     """An SMTP server that answers every RCPT (or DATA) with ``reply``."""
 
-    def __init__(self, reply: str, *, at: str = "RCPT") -> None:
-        self.reply, self.at = reply, at
+    def __init__(self, reply: str, *, at: str = "RCPT", pipelining: bool = False) -> None:
+        self.reply, self.at, self.pipelining = reply, at, pipelining
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, _: Any
@@ -48,12 +71,13 @@ class Answering:
 
 
 @pytest.fixture
-def smtp() -> Iterator[Any]:
+def smtp(pipelining: bool) -> Iterator[Any]:
     started: list[Controller] = []
 
     def serve(reply: str, *, at: str = "RCPT") -> int:
         port = free_port()
-        controller = Controller(Answering(reply, at=at), hostname="127.0.0.1", port=port)
+        handler = Answering(reply, at=at, pipelining=pipelining)
+        controller = Controller(handler, hostname="127.0.0.1", port=port)
         controller.start()
         started.append(controller)
         return port
@@ -123,19 +147,18 @@ def test_the_worker_rides_out_half_an_hour_of_smtp_outage() -> None:
     )  # other consumers keep plain doubling
 
 
-class Counting:
+class Counting(Offering):
     """An SMTP server that accepts every mail and counts its sessions (EHLOs) and mails."""
 
-    def __init__(self) -> None:
-        self.sessions, self.mails = 0, []
+    def __init__(self, *, pipelining: bool = False) -> None:
+        self.sessions, self.mails, self.pipelining = 0, [], pipelining
         self.envelopes: list[tuple[str, list[str]]] = []  # (recipient, MAIL FROM options)
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         self.sessions += 1
-        session.host_name = hostname
-        return responses
+        return await super().handle_EHLO(server, session, envelope, hostname, responses)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.mails.append(envelope.original_content or envelope.content)
@@ -148,12 +171,14 @@ def _registered(n: int) -> Event:
     return Event(f"e-{n}", "shop.user.registered", "/shop/users", str(n), "t", data)
 
 
-async def test_one_connection_carries_every_mail_and_a_closed_one_is_replaced() -> None:
-    """The worker keeps one SMTP connection (issue 31): three mails, one session. The relay
-    restarted meanwhile closes it: the next mail opens a new one and goes out once, without
-    waiting for the consumer's retry."""
+async def test_one_connection_carries_every_mail_and_a_closed_one_is_replaced(
+    pipelining: bool,
+) -> None:
+    """The worker keeps one SMTP connection (issue 31): three mails, one session, pipelined
+    where the relay offers it. The relay restarted meanwhile closes it: the next mail opens a
+    new one and goes out once, without waiting for the consumer's retry."""
     port = free_port()
-    first = Counting()
+    first = Counting(pipelining=pipelining)
     controller = Controller(first, hostname="127.0.0.1", port=port)
     controller.start()
     notifier = _notifier(port)
@@ -161,9 +186,10 @@ async def test_one_connection_carries_every_mail_and_a_closed_one_is_replaced() 
         for n in range(3):
             await notifier(_registered(n), None)
         assert (first.sessions, len(first.mails)) == (1, 3)
+        assert notifier.sender.pipelining is pipelining
         assert b"To: u2@example.com" in first.mails[2]
         controller.stop()
-        second = Counting()
+        second = Counting(pipelining=pipelining)
         controller = Controller(second, hostname="127.0.0.1", port=port)
         controller.start()
         await notifier(_registered(3), None)
@@ -174,11 +200,11 @@ async def test_one_connection_carries_every_mail_and_a_closed_one_is_replaced() 
         controller.stop()
 
 
-async def test_a_mail_to_an_address_outside_ascii_goes_with_smtputf8() -> None:
+async def test_a_mail_to_an_address_outside_ascii_goes_with_smtputf8(pipelining: bool) -> None:
     """An internationalised address (RFC 6531) is sent as it is, with SMTPUTF8, as the
     standard library's one-call send did; the subject and body are still plain UTF-8 text."""
     port = free_port()
-    received = Counting()
+    received = Counting(pipelining=pipelining)
     controller = Controller(received, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
     controller.start()
     notifier = _notifier(port)
@@ -190,4 +216,51 @@ async def test_a_mail_to_an_address_outside_ascii_goes_with_smtputf8() -> None:
         assert received.envelopes[0] == ("zoë@exämple.com", ["SMTPUTF8"])
     finally:
         await notifier.sender.close()
+        controller.stop()
+
+
+async def test_a_line_that_starts_with_a_period_arrives_as_written(pipelining: bool) -> None:
+    """DATA's transparency (RFC 5321 4.5.2): a line of the message that is a lone period, or
+    starts with one, is sent with its period doubled and received as written; the mail before
+    and after it on the same connection are whole."""
+    port = free_port()
+    received = Counting(pipelining=pipelining)
+    controller = Controller(received, hostname="127.0.0.1", port=port)
+    controller.start()
+    sender = SmtpSender(NotificationsSettings(smtp_port=port, smtp_timeout_seconds=5))
+    data = b"Subject: dots\r\n\r\nfirst\r\n.\r\n..two\r\n.three\r\nlast"
+    try:
+        for n in range(3):
+            await sender.send(Mail("a@example.com", f"u{n}@example.com", data))
+        assert received.mails == [data + b"\r\n"] * 3
+        assert [recipient for recipient, _ in received.envelopes] == [
+            "u0@example.com",
+            "u1@example.com",
+            "u2@example.com",
+        ]
+    finally:
+        await sender.close()
+        controller.stop()
+
+
+def test_the_mail_sink_of_make_run_offers_pipelining(tmp_path: Any) -> None:
+    """``shop.devtools.mailsink`` (make run's and make bench's SES stand-in) offers
+    PIPELINING, so the worker sends a mail in two round trips there, and writes the mail; on
+    the worker's own loop (uvloop, ``shop.common.loop``), whose transports are its own."""
+    port = free_port()
+    controller = mailsink.start(tmp_path, port=port)
+    sender = SmtpSender(NotificationsSettings(smtp_port=port, smtp_timeout_seconds=5))
+
+    async def send() -> bool | None:
+        try:
+            for _ in range(2):
+                await sender.send(Mail("a@example.com", "b@example.com", b"Subject: hi"))
+            return sender.pipelining
+        finally:
+            await sender.close()
+
+    try:
+        assert run(send()) is True
+        assert [path.read_bytes() for path in tmp_path.glob("*.eml")] == [b"Subject: hi\r\n"] * 2
+    finally:
         controller.stop()

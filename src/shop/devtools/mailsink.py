@@ -21,6 +21,20 @@ class MaildirHandler:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """EHLO's lines with ``PIPELINING`` (RFC 2920), as Postfix and hosted relays offer it:
+        aiosmtpd reads pipelined commands in order and answers each, and the worker then sends
+        MAIL, RCPT and DATA in one write (notifications/smtp.py)."""
+        session.host_name = hostname  # what aiosmtpd does itself when no handler answers EHLO
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         path = self.folder / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"

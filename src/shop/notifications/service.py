@@ -7,31 +7,28 @@ redelivered event (at least once) yields the same message, which mail systems ca
 The mail is written as its RFC 5322 bytes directly (a plain-text part, UTF-8, headers
 RFC 2047-encoded where they are not ASCII), not built as an ``EmailMessage``: the standard
 library's header registry parsed every header again and was a third of the worker's CPU per
-mail (docs/performance.md, "Events"). ``SmtpSender`` keeps one SMTP connection per worker and
-sends every mail over it (connecting, EHLO and the local host name's look-up were a quarter),
-with envelope addresses checked once, in ``compose``, and one deadline per mail (docs/events.md,
-"Issue 31, third round").
+mail (docs/performance.md, "Events"). Envelope addresses are checked once, in ``compose``
+(docs/events.md, "Issue 31, third round"). Sending is ``notifications.smtp.SmtpSender``: one
+kept SMTP connection per worker, each mail's MAIL, RCPT and DATA pipelined where the relay
+offers it (docs/events.md, "Issue 31, fifth round").
 """
 
 from __future__ import annotations
 
-import asyncio
 import quopri
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from email.header import Header
 from functools import lru_cache
 from typing import Any
 
 import aiosmtplib
-from aiosmtplib import SMTPStatus
 from aiosmtplib.email import parse_address
 
 from shop.common.db import Connection
 from shop.common.events.consumer import Event, PermanentError
 from shop.common.http import ServiceClient
 from shop.notifications.settings import NotificationsSettings
+from shop.notifications.smtp import Mail, SmtpSender
 
 KEYS = ("shop.user.registered", "shop.order.paid", "shop.order.cancelled", "shop.order.failed")
 
@@ -55,26 +52,6 @@ BODIES = {
         " Nothing was charged.\n"
     ),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Mail:
-    """One mail as SMTP sends it: the envelope's sender and recipient (bare addresses, safe on
-    an SMTP command line: ``envelope``), and the message."""
-
-    sender: str
-    recipient: str
-    data: bytes
-
-    @property
-    def international(self) -> bool:
-        """An address outside ASCII (``zoë@exämple.com``): sent with SMTPUTF8 (RFC 6531)."""
-        return not (self.sender.isascii() and self.recipient.isascii())
-
-    @property
-    def encoding(self) -> str:
-        """How its envelope addresses go on the command line."""
-        return "utf-8" if self.international else "ascii"
 
 
 def compose(event: Event, user: dict[str, Any], *, sender: str) -> Mail | None:
@@ -162,129 +139,6 @@ def _line(line: Mapping[str, object]) -> str:
 class _Blank(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "-"
-
-
-class SmtpSender:
-    """One SMTP connection, kept and reused for every mail (one at a time, in order).
-
-    It connects (STARTTLS and login if configured) on first use. A connection idle for
-    ``smtp_idle_check_seconds`` is checked with a NOOP first (relays close idle ones), and one
-    that has sent ``smtp_messages_per_connection`` mails is replaced, as a relay may cap them.
-    Any failure closes the connection: the next mail opens a new one. The mail that failed is
-    retried by the consumer (retry queue, backoff), as it was with a connection per mail: a
-    kept connection adds no second send.
-    """
-
-    def __init__(self, settings: NotificationsSettings) -> None:
-        self.settings = settings
-        self._client: aiosmtplib.SMTP | None = None
-        self._sent = 0
-        self._last_used = 0.0
-        self._lock = asyncio.Lock()
-
-    async def _connected(self) -> tuple[aiosmtplib.SMTP, bool]:
-        """The kept connection (and True), else a new one (and False)."""
-        s = self.settings
-        client = self._client
-        if client is not None and client.is_connected:
-            if self._sent >= s.smtp_messages_per_connection:
-                await self.close()
-            elif time.monotonic() - self._last_used > s.smtp_idle_check_seconds:
-                try:
-                    await client.noop()
-                except (aiosmtplib.SMTPException, OSError):
-                    await self.close()
-            if self._client is not None:
-                return self._client, True
-        await self.close()
-        client = aiosmtplib.SMTP(
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            username=s.smtp_username,
-            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-            start_tls=s.smtp_starttls,
-            timeout=s.smtp_timeout_seconds,
-            local_hostname=s.smtp_local_hostname,
-        )
-        await client.connect()
-        if client.is_ehlo_or_helo_needed:  # no STARTTLS or login greeted it: MAIL goes without
-            try:  # aiosmtplib's ``mail``, which would
-                await client.ehlo()
-            except aiosmtplib.SMTPHeloError:
-                await client.helo()
-        self._client, self._sent = client, 0
-        return client, False
-
-    async def send(self, mail: Mail) -> None:
-        """One mail transaction (MAIL, RCPT, DATA) on the kept connection, under one deadline
-        of ``smtp_timeout_seconds`` for the mail (connecting, when it must, included) rather
-        than aiosmtplib's timer per reply: a timed-out mail drops its connection."""
-        async with self._lock:
-            try:
-                async with asyncio.timeout(self.settings.smtp_timeout_seconds):
-                    client = await self._begin(mail)
-                    await _rcpt_to(client, mail)
-                    await client.data(mail.data, timeout=None)
-            except TimeoutError:
-                self._drop()  # the reply may still come: the connection is out of step
-                raise
-            except BaseException:
-                await self.close()
-                raise
-            self._sent += 1
-            self._last_used = time.monotonic()
-
-    async def _begin(self, mail: Mail) -> aiosmtplib.SMTP:
-        """MAIL on the kept connection; the client it went on. A kept connection the relay
-        has closed fails here, before anything of the mail was sent: that one step is tried
-        again, once, on a new connection."""
-        client, kept = await self._connected()
-        try:
-            await _mail_from(client, mail)
-        except (aiosmtplib.SMTPServerDisconnected, OSError):
-            if not kept:
-                raise
-            await self.close()
-            client, _ = await self._connected()
-            await _mail_from(client, mail)
-        return client
-
-    def _drop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
-
-    async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is None:
-            return
-        try:
-            if client.is_connected:
-                await asyncio.wait_for(client.quit(), 1)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError):
-            client.close()
-
-
-# MAIL and RCPT as aiosmtplib's ``mail`` and ``rcpt`` send them and judge the reply, for
-# addresses ``envelope`` made safe already (those two parse them again, per mail), with no
-# timer per reply (``SmtpSender.send`` has one deadline); SMTPUTF8 for an address beyond ASCII.
-
-
-async def _mail_from(client: aiosmtplib.SMTP, mail: Mail) -> None:
-    options = [b"SMTPUTF8"] if mail.international else []
-    reply = await client.execute_command(
-        b"MAIL", b"FROM:<" + mail.sender.encode(mail.encoding) + b">", *options, timeout=None
-    )
-    if reply.code != SMTPStatus.completed:
-        raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, mail.sender)
-
-
-async def _rcpt_to(client: aiosmtplib.SMTP, mail: Mail) -> None:
-    reply = await client.execute_command(
-        b"RCPT", b"TO:<" + mail.recipient.encode(mail.encoding) + b">", timeout=None
-    )
-    if reply.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
-        raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, mail.recipient)
 
 
 class Notifier:

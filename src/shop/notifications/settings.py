@@ -18,7 +18,7 @@ class NotificationsSettings(ServiceSettings):
     smtp_starttls: bool = False
     # Each step of connecting (aiosmtplib's), and a mail's whole transaction (SmtpSender.send).
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
-    # One SMTP connection per worker, kept (notifications/service.py, SmtpSender): checked
+    # One SMTP connection per worker, kept (notifications/smtp.py, SmtpSender): checked
     # with a NOOP after this long idle, replaced after this many mails; the EHLO name is given,
     # not looked up (socket.getfqdn in a thread, per connection).
     smtp_idle_check_seconds: float = Field(default=5.0, ge=0)

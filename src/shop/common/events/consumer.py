@@ -51,6 +51,14 @@ tracer = trace.get_tracer("shop.events")
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
+def _tracing() -> bool:
+    """Whether a tracer provider is installed (``tracing_sdk.process_provider``, only where an
+    OTLP endpoint is configured). Without one every span is a no-op: for an event without a
+    ``traceparent`` (its writer traced nothing) the context, the propagator and the no-op span,
+    3% of the worker's CPU per mail (docs/events.md, "Issue 31, fifth round"), are skipped."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 @functools.cache
 def _consumed(consumer: str, outcome: str) -> Counter:
     """The ``shop_events_consumed_total`` child of a consumer and outcome, looked up once."""
@@ -257,10 +265,11 @@ class Consumer:
         closing = underlay.closing
         closing.add_done_callback(lambda _: deliveries.put_nowait(None))
         acks = _Acks(min(self.ack_every, max(self.prefetch // 2, 1)), self.ack_delay)
+        tracing = _tracing()  # the process's provider is installed before its consumers run
         try:
             await underlay.basic_consume(queue, deliver, no_ack=False)
             while (message := await deliveries.get()) is not None:
-                if await self.process(message):
+                if await self.process(message, tracing=tracing):
                     await acks.done(message)
         finally:
             await acks.flush()  # best effort: an unacked one is redelivered, deduplicated
@@ -270,10 +279,11 @@ class Consumer:
         if await self.process(message):
             await message.ack()
 
-    async def process(self, message: Delivered) -> bool:
+    async def process(self, message: Delivered, *, tracing: bool | None = None) -> bool:
         """Handle one delivery. True: it is done with (handled, a duplicate, or republished,
         confirmed, to the retry queue or the DLQ) and is to be acked; False: it was settled
-        here already (rejected: not a CloudEvent)."""
+        here already (rejected: not a CloudEvent). ``tracing``: whether a tracer provider is
+        installed, if the caller knows (else looked up)."""
         try:
             event = Event.parse(message.body)
         except (ValueError, KeyError, TypeError):
@@ -281,6 +291,20 @@ class Consumer:
             EVENTS_DEAD_LETTERED.labels(self.name).inc()
             await message.reject(requeue=False)  # the queue's dead-letter target: the DLQ
             return False
+        try:
+            if tracing is None:
+                tracing = _tracing()
+            traced = tracing or event.traceparent  # else nothing to join or record
+            outcome = await (self.traced(event, tracing=tracing) if traced else self.handle(event))
+        except Exception as exc:
+            await self.retry_or_dead_letter(message, event, exc)
+            return True
+        _consumed(self.name, outcome).inc()
+        return True
+
+    async def traced(self, event: Event, *, tracing: bool) -> str:
+        """``handle`` in the context of the span that wrote the event (the handler's logs
+        carry its trace id), in a consumer span of its own where a provider is installed."""
         parent = (
             _PROPAGATOR.extract({"traceparent": event.traceparent})
             if event.traceparent
@@ -288,17 +312,14 @@ class Consumer:
         )
         token = otel_context.attach(parent)
         try:
+            if not tracing:
+                return await self.handle(event)
             with tracer.start_as_current_span(
                 f"{self.name} {event.type}", kind=trace.SpanKind.CONSUMER
             ):
-                outcome = await self.handle(event)
-        except Exception as exc:
-            await self.retry_or_dead_letter(message, event, exc)
-            return True
+                return await self.handle(event)
         finally:
             otel_context.detach(token)
-        _consumed(self.name, outcome).inc()
-        return True
 
     async def handle(self, event: Event) -> str:
         """Run the handler once per event id; returns ``handled`` or ``duplicate``."""

@@ -23,6 +23,8 @@ import functools
 
 from prometheus_client import Gauge
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from shop.common.logging import get_logger
@@ -50,6 +52,10 @@ class RedisInbox:
     ) -> None:
         self._redis, self._retention, self._prefix = client, retention_seconds, prefix
         self._timeout = timeout
+        # SET's arguments after the key, as RESP: the same for every claim.
+        ex = str(retention_seconds).encode()
+        self._set_tail = b"\r\n$1\r\n1\r\n$2\r\nNX\r\n$2\r\nEX\r\n$%d\r\n%s\r\n" % (len(ex), ex)
+        self._lock = asyncio.Lock()  # one command at a time on the one connection
 
     @classmethod
     def from_url(cls, url: str, *, retention_seconds: int, prefix: str) -> RedisInbox:
@@ -75,7 +81,7 @@ class RedisInbox:
     async def available(self, consumer: str) -> bool:
         """Whether Redis answers now (for the start-up log); sets the gauge."""
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self._timeout), self._lock:
                 await self._redis.ping()
         except (RedisError, TimeoutError):
             _up(consumer).set(0)
@@ -87,9 +93,7 @@ class RedisInbox:
         """True if the event is to be handled now: claimed, or Redis unreachable."""
         try:
             async with asyncio.timeout(self._timeout):
-                claimed = await self._redis.set(
-                    self.key(consumer, event_id), b"1", nx=True, ex=self._retention
-                )
+                claimed = await self._set_nx(self.key(consumer, event_id))
         except (RedisError, TimeoutError) as exc:
             _up(consumer).set(0)
             log.warning(
@@ -100,13 +104,43 @@ class RedisInbox:
             )
             return True
         _up(consumer).set(1)
-        return bool(claimed)
+        return claimed
+
+    async def _set_nx(self, key: str) -> bool:
+        """``SET key 1 NX EX retention`` on the client's one connection: True if it was set.
+
+        Written as RESP here and sent with the connection's own ``send_packed_command`` and
+        ``read_response`` (its reconnecting, its parser, hiredis where installed): the client's
+        ``execute_command`` around them (the retry wrapper, its lock, the command's packing and
+        its duration recorded for observability) was a fifth of the worker's CPU per mail
+        (docs/events.md, "Issue 31, fifth round"). A connection lost meanwhile is dropped and
+        the command sent once more on a new one, as the client's retry does; a second failure
+        raises, and the claim answers as for Redis away."""
+        raw = key.encode()
+        command = b"*6\r\n$3\r\nSET\r\n$%d\r\n%s%s" % (len(raw), raw, self._set_tail)
+        async with self._lock:
+            connection = self._redis.connection
+            if connection is None:  # the client makes its one connection on first use
+                await self._redis.initialize()
+                connection = self._redis.connection
+                assert connection is not None
+            try:
+                return await _sent(connection, command)
+            except (RedisConnectionError, OSError):
+                await connection.disconnect()
+            return await _sent(connection, command)  # once more, on a new connection
 
     async def release(self, consumer: str, event_id: str) -> None:
         """Forget a claim whose handler failed, so that the retry handles the event."""
         with contextlib.suppress(RedisError, TimeoutError):
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self._timeout), self._lock:
                 await self._redis.delete(self.key(consumer, event_id))
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+async def _sent(connection: AbstractConnection, command: bytes) -> bool:
+    """One ``SET ... NX`` sent and its reply read: True for OK, False for nil (it existed)."""
+    await connection.send_packed_command(command, check_health=False)
+    return await connection.read_response() is not None
