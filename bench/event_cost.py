@@ -148,7 +148,7 @@ async def consumer_cost(
 ) -> float:
     """CPU microseconds per delivery; ``split`` (if given) gets its user and system parts.
     ``publish_apart``: the messages are published by a child process, so that this process's
-    instructions (bench/mail_instructions.sh counts them) are the consumer's alone."""
+    instructions (bench/event_instructions.sh counts them) are the consumer's alone."""
     split = {} if split is None else split
 
     from shop.common.events.broker import Topology, delete_topology

@@ -934,3 +934,41 @@ async def test_with_redis_away_every_event_is_handled_and_the_gauge_says_so() ->
         assert EVENTS_INBOX_UP.labels("away")._value.get() == 0
     finally:
         await inbox.aclose()
+
+
+async def test_a_round_the_broker_confirms_settles_every_message_and_a_closed_channel_fails_it(
+    topology: Topology,
+) -> None:
+    """``ConfirmingPublisher`` (the relay's round: one write, the confirms awaited once the
+    last has settled). A round of 300 to the exchange returns once every message is confirmed
+    and routed; a round to an exchange that does not exist makes RabbitMQ close the channel
+    (404) and confirm nothing: it raises at once, not after the confirm timeout, so the relay
+    rolls the round back and publishes it again."""
+    import time
+
+    from shop.common.events.relay import ConfirmingPublisher, Outgoing
+
+    connection = await topology.connect()
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await topology.declare_exchange(channel)
+        name = f"{topology.exchange}.round"
+        queue = await channel.declare_queue(name, exclusive=True, auto_delete=True)
+        await queue.bind(exchange, routing_key="shop.test.round")
+        underlay = await channel.get_underlay_channel()
+        messages = [
+            Outgoing("shop.test.round", b"{}", str(uuid.uuid4()), "test") for _ in range(300)
+        ]
+        await ConfirmingPublisher(underlay, topology.exchange, timeout=20).publish(messages)
+        assert not underlay.confirmations  # every delivery tag settled
+        routed = await channel.declare_queue(name, passive=True)
+        assert routed.declaration_result.message_count == 300
+
+        lost = await connection.channel(publisher_confirms=True)
+        publisher = ConfirmingPublisher(
+            await lost.get_underlay_channel(), f"{topology.exchange}.missing", timeout=20
+        )
+        started = time.monotonic()
+        with pytest.raises(Exception, match=r"NOT_FOUND|closed|Closed"):
+            await publisher.publish(messages[:5])
+        assert time.monotonic() - started < 5

@@ -243,12 +243,16 @@ async def test_a_line_that_starts_with_a_period_arrives_as_written(pipelining: b
         controller.stop()
 
 
-def test_the_mail_sink_of_make_run_offers_pipelining(tmp_path: Any) -> None:
+@pytest.mark.parametrize("pipelining", [False, True], ids=["by-default", "asked-for"])
+def test_the_mail_sink_of_make_run_offers_pipelining_when_asked(
+    tmp_path: Any, pipelining: bool
+) -> None:
     """``shop.devtools.mailsink`` (make run's and make bench's SES stand-in) offers
-    PIPELINING, so the worker sends a mail in two round trips there, and writes the mail; on
-    the worker's own loop (uvloop, ``shop.common.loop``), whose transports are its own."""
+    PIPELINING only with ``--pipelining``, and the worker pipelines exactly when it does; the
+    mails are written either way; on the worker's own loop (uvloop, ``shop.common.loop``),
+    whose transports are its own."""
     port = free_port()
-    controller = mailsink.start(tmp_path, port=port)
+    controller = mailsink.start(tmp_path, port=port, pipelining=pipelining)
     sender = SmtpSender(NotificationsSettings(smtp_port=port, smtp_timeout_seconds=5))
 
     async def send() -> bool | None:
@@ -260,7 +264,7 @@ def test_the_mail_sink_of_make_run_offers_pipelining(tmp_path: Any) -> None:
             await sender.close()
 
     try:
-        assert run(send()) is True
+        assert run(send()) is pipelining
         assert [path.read_bytes() for path in tmp_path.glob("*.eml")] == [b"Subject: hi\r\n"] * 2
     finally:
         controller.stop()

@@ -204,7 +204,9 @@ class ConfirmingPublisher:
         channel = self.channel
         if channel.is_closed:
             raise ConnectionError("the relay's channel is closed")
-        size = channel.max_content_size
+        if not messages:
+            return
+        size, loop = channel.max_content_size, asyncio.get_running_loop()
         confirms: list[asyncio.Future[ConfirmationFrameType]] = []
         async with channel.lock:
             first = channel.delivery_tag
@@ -212,10 +214,15 @@ class ConfirmingPublisher:
             frames: list[bytes] = []
             for message in messages:
                 channel.delivery_tag += 1
-                confirm: asyncio.Future[ConfirmationFrameType] = channel.create_future()
+                confirm: asyncio.Future[ConfirmationFrameType] = loop.create_future()
                 channel.confirmations[channel.delivery_tag] = confirm
                 confirms.append(confirm)
                 frames.append(publish_frames(number, exchange, message, size))
+            # The last one from the channel's future store, which fails it if the channel
+            # closes; the others are plain futures (the store's bookkeeping per message was a
+            # tenth of a round's CPU), awaited once the last has settled (below).
+            last = channel.create_future()
+            confirms[-1] = channel.confirmations[channel.delivery_tag] = last
             drained = channel.create_future()
             try:
                 await channel.write_queue.put(
@@ -229,9 +236,16 @@ class ConfirmingPublisher:
                     confirm.cancel()
                 raise
             await drained
-        async with asyncio.timeout(self.timeout):
-            for confirm in confirms:  # most are confirmed already: no gather's callbacks
-                await confirm  # a nack raises aiormq's DeliveryError
+        try:
+            async with asyncio.timeout(self.timeout):
+                await last  # a closed channel raises here; a nack raises aiormq's DeliveryError
+                for confirm in confirms[:-1]:  # confirmed by now, mostly (in order, or multiple)
+                    await confirm
+        except BaseException:
+            for confirm in confirms:  # a nack not awaited above is not "never retrieved"
+                if confirm.done() and not confirm.cancelled():
+                    confirm.exception()
+            raise
 
 
 class Relay:
