@@ -255,3 +255,27 @@ async def test_admins_list_every_order_newest_first_and_by_status(
     bad = await platform.orders.get("/api/v1/orders?status=lost", headers=platform.admin)
     assert bad.status_code == 422
     assert bad.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_the_order_paths_pools_plan_each_statement_once(platform: Platform) -> None:
+    """Orders and payments (keyed look-ups and writes only) run on generic plans, made once per
+    connection and statement; users and products leave the choice to PostgreSQL, whose custom
+    plans suit a search's arguments (ServiceSettings.db_plan_cache_mode)."""
+    modes = {}
+    for name, app in platform.apps.items():
+        async with app.state.db.acquire() as conn:
+            modes[name] = await conn.fetchval("SHOW plan_cache_mode")
+    assert modes == {
+        "users": "auto",
+        "products": "auto",
+        "payments": "force_generic_plan",
+        "orders": "force_generic_plan",
+    }
+    async with platform.apps["orders"].state.db.acquire() as conn:
+        for order_id in range(3):
+            await conn.fetchval("SELECT count(*) FROM orders WHERE id = $1 /* plans */", order_id)
+        plans = await conn.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE '%/* plans */'"
+        )
+    assert (plans["generic_plans"], plans["custom_plans"]) == (3, 0)

@@ -223,6 +223,7 @@ def create_service_app(
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
             command_timeout=settings.db_command_timeout,
+            plan_cache_mode=settings.db_plan_cache_mode,
         )
         try:
             await db.connect()
@@ -235,6 +236,7 @@ def create_service_app(
                 min_size=0,
                 max_size=settings.db_pool_max,
                 command_timeout=settings.db_command_timeout,
+                plan_cache_mode=settings.db_plan_cache_mode,
             )
             await db.connect()
         app.state.db = db

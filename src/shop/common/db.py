@@ -45,9 +45,11 @@ class Database:
         min_size: int = 2,
         max_size: int = 10,
         command_timeout: float = 5.0,
+        plan_cache_mode: str = "auto",
     ) -> None:
         self._url = to_asyncpg_dsn(url)
         self._min, self._max, self._timeout = min_size, max_size, command_timeout
+        self._plan_cache_mode = plan_cache_mode
         self._pool: asyncpg.Pool | None = None
         # Acquisitions in progress per pool, so a replaced pool closes only once unused.
         self._users: dict[int, int] = {}
@@ -60,8 +62,13 @@ class Database:
             max_size=self._max,
             command_timeout=self._timeout,
             reset=_reset_connection,
-            # Server-side statement timeout too, so a stuck query frees its connection.
-            server_settings={"statement_timeout": str(int(self._timeout * 1000))},
+            server_settings={
+                # Server-side statement timeout too, so a stuck query frees its connection.
+                "statement_timeout": str(int(self._timeout * 1000)),
+                # How a prepared statement (asyncpg prepares each one) is planned: PostgreSQL's
+                # own choice ("auto") unless the service says otherwise (ServiceSettings).
+                "plan_cache_mode": self._plan_cache_mode,
+            },
         )
         DB_POOL_MAX.set(self._max)
 

@@ -23,6 +23,9 @@ from shop.common.secrets import VaultSettingsSource, trusted_vault_addr
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-secret", "password"})
 DEV_SERVICE_TOKEN_SECRET = "dev-only-service-token-secret-not-for-production"  # noqa: S105
 
+# PostgreSQL's plan_cache_mode values (ServiceSettings.db_plan_cache_mode).
+PlanCacheMode = Literal["auto", "force_generic_plan", "force_custom_plan"]
+
 
 class Environment(StrEnum):
     DEVELOPMENT = "development"
@@ -52,6 +55,11 @@ class ServiceSettings(BaseSettings):
     db_pool_min: int = Field(default=2, ge=0)
     db_pool_max: int = Field(default=10, ge=1)
     db_command_timeout: float = Field(default=5.0, gt=0)
+    # PostgreSQL's plan_cache_mode for the service's pool: "auto" lets it plan a prepared
+    # statement anew per execution while it judges a custom plan cheaper; a service whose
+    # statements are all keyed look-ups and writes (one plan fits every argument) sets
+    # "force_generic_plan" and plans each statement once per connection.
+    db_plan_cache_mode: PlanCacheMode = "auto"
 
     log_level: str = "INFO"
     log_json: bool = True

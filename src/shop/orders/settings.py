@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from shop.common.settings import ServiceSettings
+from shop.common.settings import PlanCacheMode, ServiceSettings
 
 
 class OrdersSettings(ServiceSettings):
@@ -13,6 +13,10 @@ class OrdersSettings(ServiceSettings):
     products_url: str = "http://127.0.0.1:5001"
     payments_url: str = "http://127.0.0.1:5003"
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    # Every statement here is a keyed look-up or write, whose one generic plan fits every
+    # argument: planned once per connection, not per execution (docs/performance.md,
+    # "Generic plans for the order's writes").
+    db_plan_cache_mode: PlanCacheMode = "force_generic_plan"
 
     # A saga driver holds an order's lease while it works on it; recovery takes expired ones.
     saga_lease_seconds: float = Field(default=30.0, gt=0)

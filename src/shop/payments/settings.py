@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from pydantic import Field, SecretStr
 
-from shop.common.settings import ServiceSettings
+from shop.common.settings import PlanCacheMode, ServiceSettings
 
 
 class PaymentsSettings(ServiceSettings):
@@ -12,6 +12,10 @@ class PaymentsSettings(ServiceSettings):
     port: int = 5003
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/paymentdb")
     jwks_url: str | None = "http://127.0.0.1:5000/.well-known/jwks.json"
+    # Every statement here is a keyed look-up or write, whose one generic plan fits every
+    # argument: planned once per connection, not per execution (docs/performance.md,
+    # "Generic plans for the order's writes").
+    db_plan_cache_mode: PlanCacheMode = "force_generic_plan"
     # The built-in provider declines any amount above this, so demos and tests can see a decline.
     decline_above: Decimal = Field(default=Decimal("10000.00"), gt=0)
     # How long a charge may stay `processing` (the provider being asked) before another call

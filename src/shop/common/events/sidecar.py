@@ -76,6 +76,7 @@ async def _open(stack: AsyncExitStack, source: RelaySource) -> Relay | None:
         min_size=0,  # connects on first use: a database away at start-up is retried by run()
         max_size=POOL_MAX,
         command_timeout=settings.db_command_timeout,
+        plan_cache_mode=settings.db_plan_cache_mode,
     )
     await db.connect()
     stack.push_async_callback(db.close)
