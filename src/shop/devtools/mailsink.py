@@ -32,9 +32,9 @@ class MaildirHandler:
         """EHLO's lines, with ``PIPELINING`` (RFC 2920) if asked for (``--pipelining``), as
         Postfix and hosted relays offer it: aiosmtpd reads pipelined commands in order and
         answers each, and the worker then sends MAIL, RCPT and DATA in one write
-        (notifications/smtp.py). Off by default: with it, make bench's order placement at half
-        load showed stalls (p95 102-160 ms against 27-33 without) in three runs of four, not
-        yet explained (docs/events.md, "Issue 31, fifth round")."""
+        (notifications/smtp.py). Off by default: on loopback it saves the worker no CPU and
+        costs the sink more (aiosmtpd writes each reply on its own); docs/events.md, "Issue
+        31, fifth round"."""
         session.host_name = hostname  # what aiosmtpd does itself when no handler answers EHLO
         if not self.pipelining:
             return responses
