@@ -11,10 +11,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from shop.common.metrics import DB_POOL_ACQUIRE, DB_POOL_IN_USE, DB_POOL_MAX, DB_POOL_SIZE
+
+if TYPE_CHECKING:
+    from shop.common.settings import PlanCacheMode
 
 Connection = asyncpg.Connection
 Record = asyncpg.Record
@@ -45,7 +49,7 @@ class Database:
         min_size: int = 2,
         max_size: int = 10,
         command_timeout: float = 5.0,
-        plan_cache_mode: str = "auto",
+        plan_cache_mode: PlanCacheMode = "auto",
     ) -> None:
         self._url = to_asyncpg_dsn(url)
         self._min, self._max, self._timeout = min_size, max_size, command_timeout

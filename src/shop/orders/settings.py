@@ -13,9 +13,9 @@ class OrdersSettings(ServiceSettings):
     products_url: str = "http://127.0.0.1:5001"
     payments_url: str = "http://127.0.0.1:5003"
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
-    # Every statement here is a keyed look-up or write, whose one generic plan fits every
-    # argument: planned once per connection, not per execution (docs/performance.md,
-    # "Generic plans for the order's writes").
+    # Every statement here is a keyed look-up, a write or a page of one customer's rows, whose
+    # one generic plan fits every argument: planned once per connection, not per execution
+    # (docs/performance.md, "Issue 31, sixth round").
     db_plan_cache_mode: PlanCacheMode = "force_generic_plan"
 
     # A saga driver holds an order's lease while it works on it; recovery takes expired ones.
