@@ -218,26 +218,14 @@ def create_service_app(
         app.state.vault = vault.vault
         app.state.database_credentials = vault.credentials
         database_url = vault.database_url(settings.database_url.get_secret_value())
-        db = Database(
-            database_url,
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
-            command_timeout=settings.db_command_timeout,
-            plan_cache_mode=settings.db_plan_cache_mode,
-        )
+        db = Database.for_service(settings, database_url)
         try:
             await db.connect()
         except (OSError, TimeoutError, Exception) as exc:
             # Start anyway and report not-ready: the pool connects lazily once the database
             # is back, so the process need not be restarted.
             log.warning("database unreachable at start-up", error=type(exc).__name__)
-            db = Database(
-                database_url,
-                min_size=0,
-                max_size=settings.db_pool_max,
-                command_timeout=settings.db_command_timeout,
-                plan_cache_mode=settings.db_plan_cache_mode,
-            )
+            db = Database.for_service(settings, database_url, min_size=0)
             await db.connect()
         app.state.db = db
         async with AsyncExitStack() as stack:

@@ -18,7 +18,7 @@ import asyncpg
 from shop.common.metrics import DB_POOL_ACQUIRE, DB_POOL_IN_USE, DB_POOL_MAX, DB_POOL_SIZE
 
 if TYPE_CHECKING:
-    from shop.common.settings import PlanCacheMode
+    from shop.common.settings import PlanCacheMode, ServiceSettings
 
 Connection = asyncpg.Connection
 Record = asyncpg.Record
@@ -58,6 +58,26 @@ class Database:
         # Acquisitions in progress per pool, so a replaced pool closes only once unused.
         self._users: dict[int, int] = {}
         self._released = asyncio.Event()
+
+    @classmethod
+    def for_service(
+        cls,
+        settings: ServiceSettings,
+        url: str,
+        *,
+        min_size: int | None = None,
+        max_size: int | None = None,
+    ) -> Database:
+        """A pool on ``url`` as the service's settings bound and tune it (pool size, query
+        timeout, ``plan_cache_mode``); ``min_size`` and ``max_size`` replace the settings'
+        bounds where a process needs its own (a relay, a one-off recovery pass)."""
+        return cls(
+            url,
+            min_size=settings.db_pool_min if min_size is None else min_size,
+            max_size=settings.db_pool_max if max_size is None else max_size,
+            command_timeout=settings.db_command_timeout,
+            plan_cache_mode=settings.db_plan_cache_mode,
+        )
 
     async def connect(self) -> None:
         self._pool = await asyncpg.create_pool(

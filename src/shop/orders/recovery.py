@@ -72,11 +72,8 @@ async def recovery_loop(saga: Saga, interval: float) -> None:
 
 async def recover_once(settings: OrdersSettings | None = None) -> dict[str, int]:
     settings = settings or OrdersSettings()
-    db = Database(
-        settings.database_url.get_secret_value(),
-        min_size=1,
-        max_size=2,
-        plan_cache_mode=settings.db_plan_cache_mode,
+    db = Database.for_service(
+        settings, settings.database_url.get_secret_value(), min_size=1, max_size=2
     )
     await db.connect()
     saga, clients = build_saga(settings, db)

@@ -71,12 +71,11 @@ async def _open(stack: AsyncExitStack, source: RelaySource) -> Relay | None:
     settings = source.settings
     vault = await VaultRuntime.open(settings)
     stack.push_async_callback(vault.close)  # after the pool is closed: revoke the lease
-    db = Database(
+    db = Database.for_service(
+        settings,
         vault.database_url(settings.database_url.get_secret_value()),
         min_size=0,  # connects on first use: a database away at start-up is retried by run()
         max_size=POOL_MAX,
-        command_timeout=settings.db_command_timeout,
-        plan_cache_mode=settings.db_plan_cache_mode,
     )
     await db.connect()
     stack.push_async_callback(db.close)
