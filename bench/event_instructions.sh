@@ -7,7 +7,10 @@
 #       tree's shop.devtools.mailsink), 200 and 1,200 order-paid events published by a child
 #       process valgrind does not follow;
 #   bash bench/event_instructions.sh relay [SRC]   per event: the relay's rounds of 50, claim
-#       to commit (bench.event_cost relay-round), over 2,000 and 12,000 outbox rows.
+#       to commit (bench.event_cost relay-round), over 2,000 and 12,000 outbox rows;
+#   bash bench/event_instructions.sh sink [SRC]    per mail: the SMTP sink (SRC's
+#       shop.devtools.mailsink, under valgrind), sent 200 and 1,200 mails over one connection
+#       by bench.mailsink_cost's client (a process valgrind does not follow).
 # SRC is the src/ of the tree to count (default: ours). Each prints the difference of its two
 # runs per unit, so start-up, imports and connecting cancel out. Needs the local RabbitMQ,
 # and Redis (mail) or PostgreSQL (relay). Each run takes a minute or two under valgrind.
@@ -40,13 +43,38 @@ case $what in
     many=$(count consumer --messages 1200 "${options[@]}")
     echo "a mail, in the worker ($src): $(((many - few) / 1000)) instructions"
     ;;
+  sink)
+    sink_count() {
+      local log mail port sink
+      log=$(mktemp)
+      mail=$(mktemp -d)
+      port=$(cd "$root" && "$python" -c 'from shop.devtools.processes import free_port; print(free_port())')
+      (cd "$root" && PYTHONPATH="$src:$root" exec valgrind --tool=cachegrind --cache-sim=no \
+        --cachegrind-out-file=/dev/null "$python" -m shop.devtools.mailsink "$mail" \
+        --port "$port" > /dev/null 2> "$log") &
+      sink=$!
+      for _ in $(seq 300); do
+        (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null && break
+        sleep 0.2
+      done
+      (cd "$root" && "$python" -c "import asyncio, sys; from bench.mailsink_cost import _send
+asyncio.run(_send(int(sys.argv[1]), int(sys.argv[2])))" "$port" "$1")
+      kill -INT $sink
+      wait $sink || true
+      sed -n 's/.*I *refs: *//p' "$log" | tr -d ,
+      rm -rf "$log" "$mail"
+    }
+    few=$(sink_count 200)
+    many=$(sink_count 1200)
+    echo "a mail, in the sink ($src): $(((many - few) / 1000)) instructions"
+    ;;
   relay)
     few=$(count relay-round --events 2000 --batch 50)
     many=$(count relay-round --events 12000 --batch 50)
     echo "an event, in the relay's rounds of 50 ($src): $(((many - few) / 10000)) instructions"
     ;;
   *)
-    echo "usage: $0 mail|relay [SRC]" >&2
+    echo "usage: $0 mail|relay|sink [SRC]" >&2
     exit 2
     ;;
 esac

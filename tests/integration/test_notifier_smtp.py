@@ -5,12 +5,16 @@ so a long SMTP outage costs one attempt every 30 s, not the event."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import aiosmtplib
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Sink
+from aiosmtpd.smtp import SMTP
 
 from shop.common.auth import ServiceTokens
 from shop.common.events.consumer import Consumer, Event, PermanentError
@@ -266,5 +270,70 @@ def test_the_mail_sink_of_make_run_offers_pipelining_when_asked(
     try:
         assert run(send()) is pipelining
         assert [path.read_bytes() for path in tmp_path.glob("*.eml")] == [b"Subject: hi\r\n"] * 2
+    finally:
+        controller.stop()
+
+
+@pytest.mark.parametrize(
+    "arg",
+    [
+        "<a@example.com>",  # what the worker sends
+        "<a@example.com> SMTPUTF8",
+        "<a@example.com>  BODY=8BITMIME SMTPUTF8",
+        "<a@example.com> (a comment) SMTPUTF8",
+        "<a@example.com>\tSMTPUTF8",
+        "<zoë@exämple.com> SMTPUTF8",
+        "<first.last+tag@sub.example.com>",
+        '<"two words"@example.com>',  # the rest: aiosmtpd's parse
+        "<a@[127.0.0.1]>",
+        "<@relay.example:a@example.com>",
+        "<a@b@example.com>",
+        "<>",
+        "<a@example.com",
+        " <a@example.com>",
+        "a@example.com",
+        "<a b@example.com>",
+        "<a@>",
+        "<@example.com>",
+        "<" + "x" * 65 + "@example.com>",  # a local part beyond RFC 5321's 64
+        "",
+    ],
+)
+def test_the_mail_sink_reads_an_envelope_address_as_aiosmtpd_does(arg: str) -> None:
+    """The sink reads a plain ``<local@domain>`` off the command line without aiosmtpd's
+    RFC 5322 parse (``mailsink._SinkSMTP``, for its CPU per mail); whatever the line, it
+    takes the address (or refuses it) exactly as aiosmtpd's own server does."""
+    ours = mailsink._SinkSMTP(Sink(), loop=asyncio.new_event_loop())
+    theirs = SMTP(Sink(), loop=asyncio.new_event_loop())
+    assert ours._getaddr(arg) == theirs._getaddr(arg)
+
+
+def test_the_mail_sink_closes_an_idle_connection_and_only_an_idle_one(tmp_path: Any) -> None:
+    """The sink's idle timeout (one timer moved forward per command, ``mailsink._SinkSMTP``)
+    keeps a connection that sends a command now and then past the timeout, and closes one
+    that stops, about a timeout after its last command."""
+    port = free_port()
+    controller = mailsink.start(tmp_path, port=port, timeout=1.0)
+
+    async def talk() -> tuple[list[int], float]:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=5)
+        await client.connect()
+        codes = []
+        for _ in range(6):  # 2.4 s of commands, 0.4 s apart: never idle for the timeout
+            await asyncio.sleep(0.4)
+            codes.append((await client.noop()).code)
+        quiet = time.monotonic()
+        for _ in range(100):  # no command: idle, until the sink closes it (5 s at most)
+            if not client.is_connected:
+                break
+            await asyncio.sleep(0.05)
+        with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+            await client.noop()
+        return codes, time.monotonic() - quiet
+
+    try:
+        codes, closed_after = run(talk())
+        assert codes == [250] * 6
+        assert 0.9 <= closed_after < 3.0
     finally:
         controller.stop()

@@ -2,6 +2,13 @@
 under ``.shop/mail/`` (aiosmtpd from PyPI), so a developer can read what customers are sent.
 
     python -m shop.devtools.mailsink .shop/mail --port 8025
+
+It is aiosmtpd's server with two of its steps made cheaper (``_SinkSMTP``): the sink is not
+the platform's, but in make bench it shares the two cores with it, so what it spends per mail
+is taken from the orders. ``py-spy`` of the sink under ``bench.mailsink_cost`` put a quarter
+of its CPU in parsing the envelope's two addresses with the standard library's RFC 5322 header
+parser, and a twentieth in a new timer per command (docs/events.md, "Issue 31, seventh
+round").
 """
 
 from __future__ import annotations
@@ -14,6 +21,63 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from uvicorn.loops.auto import auto_loop_factory
+
+# Characters that only a display name, a comment, a quoted part, a domain literal or a list
+# brings into an address (RFC 5322): an address without any is its own addr-spec.
+_NOT_BARE = frozenset('<>()",;:@ \t\r\n[]\\')
+
+
+class _SinkSMTP(SMTP):
+    """aiosmtpd's SMTP server, answering exactly as it does, with two steps made cheap:
+
+    * ``_getaddr``: an envelope address in angle brackets that is plainly an addr-spec
+      (``<local@domain>``, one ``@``, none of ``_NOT_BARE``: what the notification worker
+      sends) is read off the line as it is, which is what aiosmtpd's parse of it returns
+      (tests/integration/test_notifier_smtp.py holds the two together); anything else is
+      aiosmtpd's parse.
+    * ``_reset_timeout``: the idle timeout is a deadline moved forward on each command, with
+      one timer that, when it fires early, waits on to the deadline; aiosmtpd cancels a timer
+      and makes a new one per command.
+    """
+
+    _deadline = 0.0
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        end = arg.find(">")
+        if arg[:1] == "<" and end > 0:
+            address = arg[1:end]
+            local, _, domain = address.partition("@")
+            if (
+                local
+                and domain
+                and _NOT_BARE.isdisjoint(local)
+                and _NOT_BARE.isdisjoint(domain)
+                and address.isprintable()
+                and not (self.local_part_limit and len(local) > self.local_part_limit)
+            ):
+                rest = arg[end + 1 :].lstrip(" \t")  # as aiosmtpd's parse leaves it
+                if not rest.startswith("("):  # a comment: aiosmtpd's parse drops it
+                    return address, rest
+        return super()._getaddr(arg)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        handle = self._timeout_handle
+        if handle is None or handle.when() > self._deadline:  # none yet, or set for later
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_cb)
+
+    def _timeout_cb(self) -> None:
+        if self.loop.time() < self._deadline:  # a command came since: wait on to its deadline
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_cb)
+        else:
+            super()._timeout_cb()  # type: ignore[no-untyped-call]  # aiosmtpd: untyped
+
+
+class _SinkController(Controller):
+    def factory(self) -> SMTP:
+        return _SinkSMTP(self.handler, **self.SMTP_kwargs)
 
 
 class MaildirHandler:
@@ -52,16 +116,23 @@ class MaildirHandler:
 
 
 def start(
-    folder: Path, host: str = "127.0.0.1", port: int = 8025, *, pipelining: bool = False
+    folder: Path,
+    host: str = "127.0.0.1",
+    port: int = 8025,
+    *,
+    pipelining: bool = False,
+    timeout: float = 300.0,
 ) -> Controller:
+    """The sink, listening; ``timeout`` closes a connection idle that long (aiosmtpd's 5 min)."""
     # SMTPUTF8 (RFC 6531) as a real relay offers it: mail to an address outside ASCII. On the
     # platform's event loop (uvloop where installed, shop.common.loop): the sink is not the
     # platform's, but in make bench it shares the machine's cores with it.
-    controller = Controller(
+    controller = _SinkController(
         MaildirHandler(folder, pipelining=pipelining),
         hostname=host,
         port=port,
         enable_SMTPUTF8=True,
+        timeout=timeout,
         loop=auto_loop_factory()(),
     )
     controller.start()
