@@ -100,6 +100,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="set it on the run's databases (an experiment; default: the server's)",
     )
     parser.add_argument(
+        "--mail-folder",
+        type=Path,
+        help="the parent of the SMTP sink's folder (default: /dev/shm, tmpfs, where the machine"
+        " has it; an experiment: the sink's cost on a disk's file system)",
+    )
+    parser.add_argument(
         "--relay",
         choices=["process", "in-process"],
         default="process",
@@ -174,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         keep_logs=args.keep_logs,
         synchronous_commit=args.synchronous_commit,
+        mail_folder=args.mail_folder,
         relay=args.relay,
         events=not args.no_events,
     ) as platform:

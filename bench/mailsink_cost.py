@@ -2,7 +2,10 @@
 make bench runs beside the platform): mails sent over one kept connection, as the
 notification worker sends them, and the sink process's CPU read from /proc.
 
-    .venv/bin/python -m bench.mailsink_cost [--mails 2000] [--rounds 3]
+    .venv/bin/python -m bench.mailsink_cost [--mails 2000] [--rounds 3] [--folder /dev/shm]
+
+``--folder`` is where the sink's folder is made (the system's temporary directory by
+default): make bench puts it on tmpfs (bench/platform.py, ``_in_memory``).
 
 Before and after a change, put each tree's ``src`` first on PYTHONPATH (bench/ab.sh does the
 same for make bench), alternating.
@@ -24,9 +27,11 @@ import aiosmtplib
 from shop.devtools.processes import free_port
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """The process's user and system CPU seconds so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 async def _send(port: int, mails: int) -> None:
@@ -41,9 +46,10 @@ async def _send(port: int, mails: int) -> None:
     await client.quit()
 
 
-def ms_per_mail(mails: int) -> float:
+def ms_per_mail(mails: int, parent: str | None = None) -> tuple[float, float]:
+    """The sink's user and system CPU per mail, in ms, writing in a new folder in ``parent``."""
     port = free_port()
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(dir=parent) as folder:
         sink = subprocess.Popen(
             [sys.executable, "-m", "shop.devtools.mailsink", folder, "--port", str(port)],
             stdout=subprocess.PIPE,
@@ -52,9 +58,10 @@ def ms_per_mail(mails: int) -> float:
             assert sink.stdout is not None
             sink.stdout.readline()  # "SMTP sink on ...": it listens
             asyncio.run(_send(port, 50))  # warm
-            before = _cpu_seconds(sink.pid)
+            user, system = _cpu_seconds(sink.pid)
             asyncio.run(_send(port, mails))
-            return (_cpu_seconds(sink.pid) - before) / mails * 1000
+            user_after, system_after = _cpu_seconds(sink.pid)
+            return (user_after - user) / mails * 1000, (system_after - system) / mails * 1000
         finally:
             sink.terminate()
             sink.wait(15)
@@ -64,6 +71,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mails", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--folder", help="where the sink's folder is made (default: the temp dir)")
     args = parser.parse_args()
     for _ in range(args.rounds):
-        print(f"mail sink: {ms_per_mail(args.mails):.3f} ms of CPU per mail", flush=True)
+        user, system = ms_per_mail(args.mails, args.folder)
+        print(
+            f"mail sink: {user + system:.3f} ms of CPU per mail"
+            f" (user {user:.3f}, system {system:.3f})",
+            flush=True,
+        )

@@ -291,12 +291,13 @@ def running_platform(
     workers: int = 1,
     keep_logs: bool = False,
     synchronous_commit: str | None = None,
+    mail_folder: Path | None = None,
     relay: str = "process",
     events: bool = True,
 ) -> Iterator[Platform]:
     """Create, migrate and load the databases, start the four services and (with a broker and
-    ``events``) the relay process, the notification worker and the SMTP sink; undo it all
-    after."""
+    ``events``) the relay process, the notification worker and the SMTP sink (its folder made
+    in ``mail_folder``, by default on tmpfs: ``_in_memory``); undo it all after."""
     if relay not in RELAY_MODES:
         raise ValueError(f"relay is one of {RELAY_MODES}")
     from shop.common.auth import generate_private_key_pem
@@ -305,6 +306,7 @@ def running_platform(
     server = find_server(ROOT / ".shop" / "pgdata")
     prefix = f"bench{secrets.token_hex(3)}_"
     workdir = Path(tempfile.mkdtemp(prefix="shop-bench-"))
+    mail_folder = _in_memory("shop-bench-mail-", mail_folder or MEMORY_FOLDER)
     platform: Platform | None = None
     topology: Topology | None = None
     try:
@@ -377,6 +379,7 @@ def running_platform(
             platform.events = EventProcesses(
                 workdir / "events",
                 topology.url,
+                mail_folder=mail_folder,
                 users_url=platform.procs["users"].url,
                 service_token_secret=service_token_secret,
                 extra={
@@ -414,6 +417,23 @@ def running_platform(
             print(f"service logs kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+        if mail_folder is not None:
+            shutil.rmtree(mail_folder, ignore_errors=True)
+
+
+# Where the SMTP sink keeps the bench's mails: in memory (tmpfs) where the machine has it. The
+# sink stands in for SES, which keeps nothing on the platform's disks; on this machine's ext4 a
+# new file costs 0.8 ms of kernel CPU (the sink's one per mail was most of its CPU), on tmpfs
+# 0.07 (docs/events.md, "Issue 31, seventh round"). make run's sink writes .shop/mail/, to read.
+MEMORY_FOLDER = Path("/dev/shm")
+
+
+def _in_memory(prefix: str, parent: Path = MEMORY_FOLDER) -> Path | None:
+    """A new folder in ``parent`` (tmpfs by default), or None where it cannot be written (the
+    sink then writes under the bench's workdir)."""
+    if not (parent.is_dir() and os.access(parent, os.W_OK)):
+        return None
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
 
 
 def _wait_for(ready: Callable[[], bool], what: str, timeout: float) -> None:

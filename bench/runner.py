@@ -346,6 +346,8 @@ def run(
             "workers": platform.workers,
             "relay": platform.relay,
             "events": platform.events is not None,
+            # where the SMTP sink wrote (tmpfs unless --mail-folder; bench/platform.py)
+            "mail_folder": None if platform.mail_dir is None else str(platform.mail_dir.parent),
             "mix": mix or scenarios.MIX,
         },
         "baselines": {},

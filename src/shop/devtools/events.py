@@ -26,13 +26,14 @@ class EventProcesses:
     smtp_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     extra: Mapping[str, str] = field(default_factory=dict)  # more of the worker's settings
+    mail_folder: Path | None = None  # where the sink writes, if not state_dir/mail
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     sink: subprocess.Popen[bytes] | None = None
     worker: subprocess.Popen[bytes] | None = None  # the notification worker
 
     @property
     def mail_dir(self) -> Path:
-        return self.state_dir / "mail"
+        return self.mail_folder or self.state_dir / "mail"
 
     def _spawn(self, args: list[str], log: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         logs = self.state_dir / "logs"
