@@ -423,8 +423,9 @@ def running_platform(
 
 # Where the SMTP sink keeps the bench's mails: in memory (tmpfs) where the machine has it. The
 # sink stands in for SES, which keeps nothing on the platform's disks; on this machine's ext4 a
-# new file costs 0.8 ms of kernel CPU (the sink's one per mail was most of its CPU), on tmpfs
-# 0.07 (docs/events.md, "Issue 31, seventh round"). make run's sink writes .shop/mail/, to read.
+# file per mail cost 0.7-1.0 ms more of kernel CPU than on tmpfs, most of the sink's CPU
+# (bench.mailsink_cost --folder; docs/events.md, "Issue 31, seventh round"). make run's sink
+# writes .shop/mail/, to be read.
 MEMORY_FOLDER = Path("/dev/shm")
 
 

@@ -282,6 +282,8 @@ def test_the_mail_sink_of_make_run_offers_pipelining_when_asked(
         "<a@example.com>  BODY=8BITMIME SMTPUTF8",
         "<a@example.com> (a comment) SMTPUTF8",
         "<a@example.com>\tSMTPUTF8",
+        "<a@example.com>>",
+        "<a@example.com> <b@example.com>",
         "<zoë@exämple.com> SMTPUTF8",
         "<first.last+tag@sub.example.com>",
         '<"two words"@example.com>',  # the rest: aiosmtpd's parse
