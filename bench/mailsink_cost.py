@@ -5,7 +5,8 @@ notification worker sends them, and the sink process's CPU read from /proc.
     .venv/bin/python -m bench.mailsink_cost [--mails 2000] [--rounds 3] [--folder /dev/shm]
 
 ``--folder`` is where the sink's folder is made (the system's temporary directory by
-default): make bench puts it on tmpfs (bench/platform.py, ``_in_memory``).
+default): make bench puts it on tmpfs (bench/platform.py, ``_sink_folder``). ``--profile OUT``
+records the sink with py-spy while it receives (raw folded stacks, 200 samples a second).
 
 Before and after a change, put each tree's ``src`` first on PYTHONPATH (bench/ab.sh does the
 same for make bench), alternating.
@@ -16,14 +17,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
 
+from bench.profile import py_spy_binary
 from shop.devtools.processes import free_port
 
 
@@ -46,8 +50,11 @@ async def _send(port: int, mails: int) -> None:
     await client.quit()
 
 
-def ms_per_mail(mails: int, parent: str | None = None) -> tuple[float, float]:
-    """The sink's user and system CPU per mail, in ms, writing in a new folder in ``parent``."""
+def ms_per_mail(
+    mails: int, parent: str | None = None, profile: str | None = None
+) -> tuple[float, float]:
+    """The sink's user and system CPU per mail, in ms, writing in a new folder in ``parent``;
+    with ``profile``, py-spy's folded stacks of the sink while it receives go there."""
     port = free_port()
     with tempfile.TemporaryDirectory(dir=parent) as folder:
         sink = subprocess.Popen(
@@ -58,9 +65,34 @@ def ms_per_mail(mails: int, parent: str | None = None) -> tuple[float, float]:
             assert sink.stdout is not None
             sink.stdout.readline()  # "SMTP sink on ...": it listens
             asyncio.run(_send(port, 50))  # warm
+            spy = None
+            if profile:
+                binary = py_spy_binary()
+                if binary is None:
+                    raise SystemExit("py-spy is not installed (the dev extra has it)")
+                spy = subprocess.Popen(
+                    [
+                        binary,
+                        "record",
+                        "-p",
+                        str(sink.pid),
+                        "-r",
+                        "200",
+                        "-f",
+                        "raw",
+                        "-o",
+                        profile,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                time.sleep(1)  # attached
             user, system = _cpu_seconds(sink.pid)
             asyncio.run(_send(port, mails))
             user_after, system_after = _cpu_seconds(sink.pid)
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+                spy.wait(30)
             return (user_after - user) / mails * 1000, (system_after - system) / mails * 1000
         finally:
             sink.terminate()
@@ -72,9 +104,10 @@ if __name__ == "__main__":
     parser.add_argument("--mails", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--folder", help="where the sink's folder is made (default: the temp dir)")
+    parser.add_argument("--profile", help="py-spy's raw folded stacks of the sink to this file")
     args = parser.parse_args()
     for _ in range(args.rounds):
-        user, system = ms_per_mail(args.mails, args.folder)
+        user, system = ms_per_mail(args.mails, args.folder, args.profile)
         print(
             f"mail sink: {user + system:.3f} ms of CPU per mail"
             f" (user {user:.3f}, system {system:.3f})",

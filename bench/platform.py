@@ -297,7 +297,7 @@ def running_platform(
 ) -> Iterator[Platform]:
     """Create, migrate and load the databases, start the four services and (with a broker and
     ``events``) the relay process, the notification worker and the SMTP sink (its folder made
-    in ``mail_folder``, by default on tmpfs: ``_in_memory``); undo it all after."""
+    in ``mail_folder``, by default on tmpfs: ``_sink_folder``); undo it all after."""
     if relay not in RELAY_MODES:
         raise ValueError(f"relay is one of {RELAY_MODES}")
     from shop.common.auth import generate_private_key_pem
@@ -306,7 +306,7 @@ def running_platform(
     server = find_server(ROOT / ".shop" / "pgdata")
     prefix = f"bench{secrets.token_hex(3)}_"
     workdir = Path(tempfile.mkdtemp(prefix="shop-bench-"))
-    mail_folder = _in_memory("shop-bench-mail-", mail_folder or MEMORY_FOLDER)
+    mail_folder = _sink_folder(mail_folder)
     platform: Platform | None = None
     topology: Topology | None = None
     try:
@@ -429,12 +429,14 @@ def running_platform(
 MEMORY_FOLDER = Path("/dev/shm")
 
 
-def _in_memory(prefix: str, parent: Path = MEMORY_FOLDER) -> Path | None:
-    """A new folder in ``parent`` (tmpfs by default), or None where it cannot be written (the
-    sink then writes under the bench's workdir)."""
-    if not (parent.is_dir() and os.access(parent, os.W_OK)):
-        return None
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+def _sink_folder(parent: Path | None) -> Path | None:
+    """A new folder for the SMTP sink in ``parent`` if given (an experiment), else on tmpfs
+    where the machine has it writable; None: the sink writes under the bench's workdir."""
+    if parent is None:
+        if not (MEMORY_FOLDER.is_dir() and os.access(MEMORY_FOLDER, os.W_OK)):
+            return None
+        parent = MEMORY_FOLDER
+    return Path(tempfile.mkdtemp(prefix="shop-bench-mail-", dir=parent))
 
 
 def _wait_for(ready: Callable[[], bool], what: str, timeout: float) -> None:

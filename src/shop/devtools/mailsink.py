@@ -5,9 +5,9 @@ under ``.shop/mail/`` (aiosmtpd from PyPI), so a developer can read what custome
 
 It is aiosmtpd's server with two of its steps made cheaper (``_SinkSMTP``): the sink is not
 the platform's, but in make bench it shares the two cores with it, so what it spends per mail
-is taken from the orders. ``py-spy`` of the sink under ``bench.mailsink_cost`` put a quarter
-of its CPU in parsing the envelope's two addresses with the standard library's RFC 5322 header
-parser, and a twentieth in a new timer per command (docs/events.md, "Issue 31, seventh
+is taken from the orders. ``python -m bench.mailsink_cost --profile`` (py-spy) put a quarter of
+its samples in parsing the envelope's two addresses with the standard library's RFC 5322
+header parser, and 3-6% in a new timer per command (docs/events.md, "Issue 31, seventh
 round").
 """
 
@@ -23,7 +23,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from uvicorn.loops.auto import auto_loop_factory
 
 # Characters that only a display name, a comment, a quoted part, a domain literal or a list
-# brings into an address (RFC 5322): an address without any is its own addr-spec.
+# brings into an address (RFC 5322): an address without any is its own addr-spec. The worker
+# has its own such set (notifications/service.py): the sink is the server its client is tested
+# against, so it shares none of the client's code.
 _NOT_BARE = frozenset('<>()",;:@ \t\r\n[]\\')
 
 
