@@ -13,7 +13,8 @@
 #       by bench.mailsink_cost's client (a process valgrind does not follow).
 # SRC is the src/ of the tree to count (default: ours). Each prints the difference of its two
 # runs per unit, so start-up, imports and connecting cancel out. Needs the local RabbitMQ,
-# and Redis (mail) or PostgreSQL (relay). Each run takes a minute or two under valgrind.
+# and Redis (mail) or PostgreSQL (relay); the sink needs neither. Each run takes a minute or two
+# under valgrind.
 set -euo pipefail
 what=${1:?mail or relay}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,8 +58,7 @@ case $what in
         (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null && break
         sleep 0.2
       done
-      (cd "$root" && "$python" -c "import asyncio, sys; from bench.mailsink_cost import _send
-asyncio.run(_send(int(sys.argv[1]), int(sys.argv[2])))" "$port" "$1")
+      (cd "$root" && "$python" -m bench.mailsink_cost --send-to "$port" --mails "$1")
       kill -INT $sink
       wait $sink || true
       sed -n 's/.*I *refs: *//p' "$log" | tr -d ,

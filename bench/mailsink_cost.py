@@ -6,7 +6,10 @@ notification worker sends them, and the sink process's CPU read from /proc.
 
 ``--folder`` is where the sink's folder is made (the system's temporary directory by
 default): make bench puts it on tmpfs (bench/platform.py, ``_sink_folder``). ``--profile OUT``
-records the sink with py-spy while it receives (raw folded stacks, 200 samples a second).
+records the sink with py-spy while it receives (raw folded stacks, 200 samples a second) and
+prints its heaviest frames, own and inclusive (``bench.profile.summarise``). ``--send-to
+PORT`` only sends the mails, to a sink started elsewhere (bench/event_instructions.sh counts
+one under valgrind).
 
 Before and after a change, put each tree's ``src`` first on PYTHONPATH (bench/ab.sh does the
 same for make bench), alternating.
@@ -27,7 +30,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from bench.profile import py_spy_binary
+from bench.profile import py_spy_binary, summarise
 from shop.devtools.processes import free_port
 
 
@@ -38,7 +41,8 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-async def _send(port: int, mails: int) -> None:
+async def send(port: int, mails: int) -> None:
+    """``mails`` mails to the sink on ``port``, over one connection."""
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = "shop@example.com", "a@example.com", "Paid"
     message.set_content("2 x Mug at 3.00 = 6.00\n" * 5)
@@ -64,7 +68,7 @@ def ms_per_mail(
         try:
             assert sink.stdout is not None
             sink.stdout.readline()  # "SMTP sink on ...": it listens
-            asyncio.run(_send(port, 50))  # warm
+            asyncio.run(send(port, 50))  # warm
             spy = None
             if profile:
                 binary = py_spy_binary()
@@ -88,11 +92,17 @@ def ms_per_mail(
                 )
                 time.sleep(1)  # attached
             user, system = _cpu_seconds(sink.pid)
-            asyncio.run(_send(port, mails))
+            asyncio.run(send(port, mails))
             user_after, system_after = _cpu_seconds(sink.pid)
             if spy is not None:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
                 spy.wait(30)
+                summary = summarise(Path(str(profile)))
+                print(f"profile: {summary['samples']} samples")
+                for kind in ("own", "inclusive"):
+                    print(f"the heaviest frames, {kind}:")
+                    for frame, share in summary[kind][:15]:
+                        print(f"  {share:5.1f}%  {frame}")
             return (user_after - user) / mails * 1000, (system_after - system) / mails * 1000
         finally:
             sink.terminate()
@@ -105,7 +115,11 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--folder", help="where the sink's folder is made (default: the temp dir)")
     parser.add_argument("--profile", help="py-spy's raw folded stacks of the sink to this file")
+    parser.add_argument("--send-to", type=int, metavar="PORT", help="only send, to this port")
     args = parser.parse_args()
+    if args.send_to:
+        asyncio.run(send(args.send_to, args.mails))
+        raise SystemExit(0)
     for _ in range(args.rounds):
         user, system = ms_per_mail(args.mails, args.folder, args.profile)
         print(
